@@ -1,0 +1,64 @@
+package hsm
+
+import (
+	"context"
+	"crypto"
+	"errors"
+)
+
+// KeyType names an algorithm and size the key stores can generate.
+type KeyType string
+
+// The key types a CA key may have.
+const (
+	ECDSAP256 KeyType = "ecdsa-p256"
+	ECDSAP384 KeyType = "ecdsa-p384"
+	RSA3072   KeyType = "rsa-3072"
+)
+
+// Valid reports whether kt is one of the supported key types.
+func (kt KeyType) Valid() bool {
+	switch kt {
+	case ECDSAP256, ECDSAP384, RSA3072:
+		return true
+	}
+	return false
+}
+
+// Errors returned by key stores and by the signers they hand out. Callers test
+// them with errors.Is; the messages carry no key material.
+var (
+	// ErrUnavailable means the token, module or key directory cannot be used right
+	// now (token removed, module finalized, session lost). It is transient: the
+	// same call succeeds once the token is back, without restarting the process.
+	ErrUnavailable = errors.New("hsm: key store unavailable")
+	// ErrKeyNotFound means no key exists under the given URI or name.
+	ErrKeyNotFound = errors.New("hsm: key not found")
+	// ErrKeyExists means Generate was asked for a name that is already taken.
+	ErrKeyExists = errors.New("hsm: key already exists")
+	// ErrBadURI means a key URI could not be parsed or names another store.
+	ErrBadURI = errors.New("hsm: malformed key URI")
+)
+
+// Key is a generated or found key: its URI, by which it is found again after a
+// restart, and its signer. The private half never leaves the store.
+type Key struct {
+	URI    string
+	Signer crypto.Signer
+}
+
+// KeyStore generates and finds signing keys. Implementations are safe for
+// concurrent use.
+type KeyStore interface {
+	// Generate creates a new key pair named name inside the store and returns it.
+	// In a PKCS#11 token the private key is generated on the token, sensitive and
+	// non-extractable. It fails with ErrKeyExists if name is taken.
+	Generate(ctx context.Context, name string, kt KeyType) (Key, error)
+	// Find returns the key with the given URI (as returned by Generate), or
+	// ErrKeyNotFound.
+	Find(ctx context.Context, uri string) (Key, error)
+	// Ping checks that the store can sign right now; readiness probes call it.
+	Ping(ctx context.Context) error
+	// Close releases sessions and handles. Signers handed out stop working.
+	Close() error
+}

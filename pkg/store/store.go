@@ -1,0 +1,146 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Errors returned by every Store implementation. Callers test them with
+// errors.Is; implementations wrap driver errors so these stay recognisable.
+var (
+	// ErrNotFound means the row asked for does not exist.
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict means a unique key (issuer ID, serial) is already taken, or a
+	// conditional update found the row in another state than expected.
+	ErrConflict = errors.New("store: conflict")
+	// ErrUnavailable means the database cannot be reached or the connection
+	// failed; the operation did not take effect (or is unknown to have).
+	ErrUnavailable = errors.New("store: database unavailable")
+	// ErrSchemaMismatch means the database schema is not the version this binary
+	// was built for (run `ca migrate up`), or a migration failed half-way (dirty).
+	ErrSchemaMismatch = errors.New("store: unexpected schema version")
+)
+
+// IssuerState is where a CA key is in its lifecycle.
+type IssuerState string
+
+// The lifecycle of an issuer: prepared (published, not yet signing), active
+// (signing), retiring (no longer signing, still published until its last leaf
+// expires), retired.
+const (
+	IssuerPrepared IssuerState = "prepared"
+	IssuerActive   IssuerState = "active"
+	IssuerRetiring IssuerState = "retiring"
+	IssuerRetired  IssuerState = "retired"
+)
+
+// IssuerKind tells what an issuer's key is for.
+type IssuerKind string
+
+// Issuer kinds.
+const (
+	KindRoot         IssuerKind = "root"
+	KindIntermediate IssuerKind = "intermediate"
+)
+
+// Issuer is one CA certificate and the key that signs with it.
+type Issuer struct {
+	ID           string // short stable name, used in URLs: /crl/{ID}.crl
+	Kind         IssuerKind
+	ParentID     string // "" for a root
+	KeyURI       string // where the signing key lives (PKCS#11 or software URI)
+	CertDER      []byte // nil while an offline-root intermediate awaits its certificate
+	SubjectKeyID []byte
+	NotBefore    time.Time
+	NotAfter     time.Time
+	State        IssuerState
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+// CertStatus is the stored status of a leaf; "expired" is not stored but
+// derived from NotAfter at query time.
+type CertStatus string
+
+// Leaf statuses.
+const (
+	CertActive  CertStatus = "active"
+	CertRevoked CertStatus = "revoked"
+	CertExpired CertStatus = "expired" // only as a filter or derived status
+)
+
+// Certificate is the record of one issued leaf certificate. It is committed
+// before the certificate is returned to anyone.
+type Certificate struct {
+	Serial           string // lowercase hex of the serial number's big-endian bytes, no leading zeros
+	IssuerID         string
+	SPIFFEID         string
+	DNSNames         []string
+	NotBefore        time.Time
+	NotAfter         time.Time
+	DER              []byte
+	PublicKeySHA256  string // hex SHA-256 of the SubjectPublicKeyInfo
+	Status           CertStatus
+	RevokedAt        time.Time // zero unless revoked
+	RevocationReason string    // RFC 5280 reason name, "" unless revoked
+	Provenance       json.RawMessage
+	PolicyRule       string
+	PolicyVersion    string
+	RenewedFrom      string // serial of the certificate this one renews, or ""
+	CreatedAt        time.Time
+}
+
+// AuditEntry is one decision in the hash-chained audit log. Seq, PrevHash and
+// Hash are assigned by the store when the entry is appended.
+type AuditEntry struct {
+	Seq           int64
+	Time          time.Time
+	Actor         string // who asked: SPIFFE ID, token subject, operator
+	Action        string // issue, deny, renew, revoke, rotate, rollback, policy_reload, init, ...
+	Target        string // serial, issuer ID, ...
+	Decision      string // allow or deny
+	Reason        string // stable reason code for denials
+	PolicyVersion string
+	RequestID     string
+	Details       json.RawMessage // extra structured fields; never secrets
+	PrevHash      []byte
+	Hash          []byte
+}
+
+// Store is everything the CA persists. Every time it stores comes from the
+// caller (the injected clock), never from the database's now(). Implementations
+// are safe for concurrent use and map connection failures to ErrUnavailable.
+type Store interface {
+	// InsertIssuer adds an issuer; ErrConflict if its ID is taken.
+	InsertIssuer(ctx context.Context, is Issuer) error
+	// GetIssuer returns one issuer or ErrNotFound.
+	GetIssuer(ctx context.Context, id string) (Issuer, error)
+	// ListIssuers returns all issuers, oldest first.
+	ListIssuers(ctx context.Context) ([]Issuer, error)
+	// SetIssuerState moves an issuer from one state to another as a conditional
+	// update; ErrNotFound if it does not exist, ErrConflict if it is not in from.
+	SetIssuerState(ctx context.Context, id string, from, to IssuerState, at time.Time) error
+	// SetIssuerCertificate installs the certificate of an issuer created without
+	// one (offline-root flow); ErrConflict if it already has one.
+	SetIssuerCertificate(ctx context.Context, id string, der, subjectKeyID []byte, notBefore, notAfter time.Time, at time.Time) error
+
+	// RecordIssuance commits a certificate row and its audit entry in one
+	// transaction. ErrConflict if the serial is already taken (the caller
+	// retries with a new serial); on any error nothing was recorded.
+	RecordIssuance(ctx context.Context, c Certificate, e AuditEntry) (AuditEntry, error)
+	// GetCertificate returns one certificate by serial, or ErrNotFound.
+	GetCertificate(ctx context.Context, serial string) (Certificate, error)
+
+	// AppendAudit appends one entry to the hash chain and returns it with Seq,
+	// PrevHash and Hash filled in. Appends are serialised across replicas.
+	AppendAudit(ctx context.Context, e AuditEntry) (AuditEntry, error)
+	// AuditEntries returns entries with Seq > afterSeq in order, at most limit.
+	AuditEntries(ctx context.Context, afterSeq int64, limit int) ([]AuditEntry, error)
+
+	// Ping checks the database answers; readiness probes call it.
+	Ping(ctx context.Context) error
+	// Close releases the connections.
+	Close() error
+}
