@@ -1,0 +1,348 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is every setting of `ca serve`, `ca init` and `ca migrate`. Build it
+// with Load (which applies defaults and validates) or Default; the zero value
+// is not valid.
+type Config struct {
+	// DataDir holds the embedded default's SQLite database and software keys.
+	DataDir string `yaml:"data_dir"`
+	// DatabaseURL is "postgres://..." / "postgresql://..." or "sqlite:PATH".
+	DatabaseURL string `yaml:"database_url"`
+	// PKCS11 selects the HSM; an empty Module means software keys in KeysDir.
+	PKCS11 PKCS11 `yaml:"pkcs11"`
+	// KeysDir is where software keys live when no PKCS#11 module is configured.
+	KeysDir string `yaml:"keys_dir"`
+	// PolicyFile is the enrollment policy YAML ("" = development policy in DataDir).
+	PolicyFile string `yaml:"policy_file"`
+	// TrustDomain is the SPIFFE trust domain when the policy names none.
+	TrustDomain string `yaml:"trust_domain"`
+
+	// APIAddr and PublicAddr are the listen addresses (host:port) of the HTTPS
+	// API listener and the plain-HTTP public listener.
+	APIAddr    string `yaml:"api_addr"`
+	PublicAddr string `yaml:"public_addr"`
+	// APIURL and PublicURL are the external base URLs written into
+	// certificates and bundles.
+	APIURL    string `yaml:"api_url"`
+	PublicURL string `yaml:"public_url"`
+	// AllowNonLoopbackDev lets a development setup (software keys and SQLite)
+	// listen on non-loopback addresses. Off by default.
+	AllowNonLoopbackDev bool `yaml:"allow_non_loopback_dev"`
+
+	// Issuer holds the CA hierarchy and leaf settings.
+	Issuer Issuer `yaml:"issuer"`
+	// Server holds HTTP serving settings.
+	Server Server `yaml:"server"`
+	// Log holds logging settings.
+	Log Log `yaml:"log"`
+}
+
+// PKCS11 says where the CA's keys live in production.
+type PKCS11 struct {
+	// Module is the path of the PKCS#11 shared library.
+	Module string `yaml:"module"`
+	// Token is the token label.
+	Token string `yaml:"token"`
+	// PINFile is a file holding the user PIN (trailing newline ignored).
+	PINFile string `yaml:"pin_file"`
+	// PIN is the user PIN. It is only ever set from CA_PKCS11_PIN or read from
+	// PINFile, never from the YAML file or argv, and it never prints.
+	PIN Secret `yaml:"-"`
+}
+
+// Issuer is the CA hierarchy and leaf issuance settings.
+type Issuer struct {
+	// KeyType of the CA keys: ecdsa-p256, ecdsa-p384 or rsa-3072.
+	KeyType string `yaml:"key_type"`
+	// Organization is written into the CA certificates' subject.
+	Organization         string        `yaml:"organization"`
+	RootLifetime         time.Duration `yaml:"root_lifetime"`
+	IntermediateLifetime time.Duration `yaml:"intermediate_lifetime"`
+	// Backdate is subtracted from NotBefore to tolerate clock skew.
+	Backdate time.Duration `yaml:"backdate"`
+	// DefaultTTL is a leaf's lifetime when the request names none; MaxTTL caps it.
+	DefaultTTL time.Duration `yaml:"default_ttl"`
+	MaxTTL     time.Duration `yaml:"max_ttl"`
+}
+
+// Server is HTTP serving settings.
+type Server struct {
+	// BodyLimit is the largest request body accepted, in bytes.
+	BodyLimit int64 `yaml:"body_limit"`
+	// ShutdownGrace is how long in-flight requests get after SIGTERM.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// CertLifetime is the lifetime of the API listener's own certificate; it is
+	// renewed after two thirds of it.
+	CertLifetime time.Duration `yaml:"cert_lifetime"`
+	// ReadyTimeout bounds each dependency check of /readyz.
+	ReadyTimeout time.Duration `yaml:"ready_timeout"`
+}
+
+// Log is logging settings.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+}
+
+// Secret is a string that never prints: fmt, slog and JSON all see "[redacted]".
+type Secret string
+
+const redacted = "[redacted]"
+
+// String hides the value.
+func (Secret) String() string { return redacted }
+
+// GoString hides the value from %#v.
+func (Secret) GoString() string { return redacted }
+
+// LogValue hides the value from slog.
+func (Secret) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// MarshalJSON hides the value from encoding/json.
+func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+
+// Reveal returns the secret itself, for handing to the PKCS#11 login only.
+func (s Secret) Reveal() string { return string(s) }
+
+// Env looks up an environment variable; os.LookupEnv fits. Tests pass MapEnv.
+type Env func(key string) (string, bool)
+
+// MapEnv is an Env backed by a map.
+func MapEnv(m map[string]string) Env {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+// ErrInvalid is wrapped by every error about the configuration's content; the
+// message names the offending field first ("api_addr: ...").
+var ErrInvalid = errors.New("invalid configuration")
+
+// FieldError is a problem with one field, named as in the YAML file.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+
+// Unwrap lets errors.Is find ErrInvalid and the cause.
+func (e *FieldError) Unwrap() []error { return []error{ErrInvalid, e.Err} }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// Load builds the configuration: defaults, then the YAML file at path (or at
+// CA_CONFIG when path is ""; no file at all is fine), then the CA_* overrides
+// from env, then derived values, then Validate. Unknown YAML fields are errors.
+// The PIN is taken from CA_PKCS11_PIN or, failing that, read from pin_file.
+func Load(path string, env Env) (*Config, error) {
+	if env == nil {
+		env = MapEnv(nil)
+	}
+	if path == "" {
+		path, _ = env("CA_CONFIG")
+	}
+	c := &Config{}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, &FieldError{Field: "config", Err: err}
+		}
+		if err := decodeStrict(data, c); err != nil {
+			return nil, &FieldError{Field: "config " + path, Err: err}
+		}
+	}
+	c.applyEnv(env)
+	if err := c.resolvePIN(); err != nil {
+		return nil, err
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Default returns the embedded default configuration (what `ca serve` runs
+// with no file and no environment). It passes Validate.
+func Default() *Config {
+	c := &Config{}
+	c.applyDefaults()
+	return c
+}
+
+func decodeStrict(data []byte, c *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+var envOverrides = []struct {
+	key string
+	set func(c *Config, v string)
+}{
+	{"CA_DATA_DIR", func(c *Config, v string) { c.DataDir = v }},
+	{"CA_DATABASE_URL", func(c *Config, v string) { c.DatabaseURL = v }},
+	{"CA_PKCS11_MODULE", func(c *Config, v string) { c.PKCS11.Module = v }},
+	{"CA_PKCS11_TOKEN", func(c *Config, v string) { c.PKCS11.Token = v }},
+	{"CA_PKCS11_PIN", func(c *Config, v string) { c.PKCS11.PIN = Secret(v) }},
+	{"CA_POLICY_FILE", func(c *Config, v string) { c.PolicyFile = v }},
+	{"CA_API_ADDR", func(c *Config, v string) { c.APIAddr = v }},
+	{"CA_PUBLIC_ADDR", func(c *Config, v string) { c.PublicAddr = v }},
+	{"CA_API_URL", func(c *Config, v string) { c.APIURL = v }},
+	{"CA_PUBLIC_URL", func(c *Config, v string) { c.PublicURL = v }},
+	{"CA_TRUST_DOMAIN", func(c *Config, v string) { c.TrustDomain = v }},
+}
+
+// EnvKeys lists the environment variables Load reads, for documentation.
+func EnvKeys() []string {
+	keys := []string{"CA_CONFIG"}
+	for _, o := range envOverrides {
+		keys = append(keys, o.key)
+	}
+	return keys
+}
+
+func (c *Config) applyEnv(env Env) {
+	for _, o := range envOverrides {
+		if v, ok := env(o.key); ok && v != "" {
+			o.set(c, v)
+		}
+	}
+}
+
+func (c *Config) resolvePIN() error {
+	if c.PKCS11.PIN != "" || c.PKCS11.PINFile == "" {
+		return nil
+	}
+	data, err := os.ReadFile(c.PKCS11.PINFile)
+	if err != nil {
+		// The path is not secret; the content never appears in an error.
+		return &FieldError{Field: "pkcs11.pin_file", Err: err}
+	}
+	c.PKCS11.PIN = Secret(strings.TrimRight(string(data), "\r\n"))
+	return nil
+}
+
+// Defaults of the embedded development setup.
+const (
+	DefaultDataDir     = "./ca-data"
+	DefaultAPIAddr     = "127.0.0.1:8443"
+	DefaultPublicAddr  = "127.0.0.1:8080"
+	DefaultTrustDomain = "example.org"
+	DefaultBodyLimit   = 64 << 10
+)
+
+func (c *Config) applyDefaults() {
+	setStr := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	setDur := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setStr(&c.DataDir, DefaultDataDir)
+	setStr(&c.DatabaseURL, "sqlite:"+filepath.Join(c.DataDir, "ca.db"))
+	setStr(&c.KeysDir, filepath.Join(c.DataDir, "keys"))
+	setStr(&c.TrustDomain, DefaultTrustDomain)
+	setStr(&c.APIAddr, DefaultAPIAddr)
+	setStr(&c.PublicAddr, DefaultPublicAddr)
+	if derivable(c.APIAddr) {
+		setStr(&c.APIURL, "https://"+c.APIAddr)
+	}
+	if derivable(c.PublicAddr) {
+		setStr(&c.PublicURL, "http://"+c.PublicAddr)
+	}
+
+	setStr(&c.Issuer.KeyType, "ecdsa-p256")
+	setStr(&c.Issuer.Organization, "workload-ca")
+	setDur(&c.Issuer.RootLifetime, 10*365*24*time.Hour)
+	setDur(&c.Issuer.IntermediateLifetime, 365*24*time.Hour)
+	setDur(&c.Issuer.Backdate, time.Minute)
+	setDur(&c.Issuer.DefaultTTL, time.Hour)
+	setDur(&c.Issuer.MaxTTL, 24*time.Hour)
+
+	if c.Server.BodyLimit == 0 {
+		c.Server.BodyLimit = DefaultBodyLimit
+	}
+	setDur(&c.Server.ShutdownGrace, 10*time.Second)
+	setDur(&c.Server.CertLifetime, 24*time.Hour)
+	setDur(&c.Server.ReadyTimeout, 2*time.Second)
+	setStr(&c.Log.Level, "info")
+}
+
+// DevelopmentMode reports whether this is the embedded development setup: no
+// PKCS#11 module (software keys) and SQLite. `ca serve` says so loudly, and
+// such a setup only listens on loopback unless AllowNonLoopbackDev is set.
+func (c *Config) DevelopmentMode() bool {
+	return c.PKCS11.Module == "" && c.DatabaseDriver() == "sqlite"
+}
+
+// DatabaseDriver is "postgres" or "sqlite" after the URL's scheme, or "" if
+// it is neither.
+func (c *Config) DatabaseDriver() string {
+	switch {
+	case strings.HasPrefix(c.DatabaseURL, "postgres://"), strings.HasPrefix(c.DatabaseURL, "postgresql://"):
+		return "postgres"
+	case strings.HasPrefix(c.DatabaseURL, "sqlite:"):
+		return "sqlite"
+	}
+	return ""
+}
+
+// SlogLevel is Log.Level as a slog.Level (valid after Validate).
+func (c *Config) SlogLevel() slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(c.Log.Level))
+	return l
+}
+
+// APIHost is the host part of APIURL, for the API server certificate's names.
+func (c *Config) APIHost() string {
+	u, err := url.Parse(c.APIURL)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
+// derivable reports whether a base URL can be derived from a listen address:
+// not when it listens on all interfaces, since no client reaches "0.0.0.0".
+func derivable(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsUnspecified()
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,234 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "ca.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadWithNothingGivesTheEmbeddedDevelopmentDefault(t *testing.T) {
+	c, err := Load("", MapEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"data_dir":     "./ca-data",
+		"database_url": "sqlite:ca-data/ca.db",
+		"keys_dir":     "ca-data/keys",
+		"api_addr":     "127.0.0.1:8443",
+		"public_addr":  "127.0.0.1:8080",
+		"api_url":      "https://127.0.0.1:8443",
+		"public_url":   "http://127.0.0.1:8080",
+		"trust_domain": "example.org",
+	}
+	got := map[string]string{
+		"data_dir": c.DataDir, "database_url": c.DatabaseURL, "keys_dir": c.KeysDir,
+		"api_addr": c.APIAddr, "public_addr": c.PublicAddr, "api_url": c.APIURL,
+		"public_url": c.PublicURL, "trust_domain": c.TrustDomain,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	if !c.DevelopmentMode() {
+		t.Error("default is not development mode")
+	}
+	if c.Server.BodyLimit != 64<<10 || c.Issuer.KeyType != "ecdsa-p256" || c.Server.CertLifetime != 24*time.Hour {
+		t.Errorf("unexpected defaults: %+v", c)
+	}
+	if err := Default().Validate(); err != nil {
+		t.Errorf("Default() does not validate: %v", err)
+	}
+}
+
+func TestEnvironmentOverridesTheFileAndDerivesDependentDefaults(t *testing.T) {
+	path := writeFile(t, `
+data_dir: /from/file
+api_addr: 127.0.0.1:1
+trust_domain: file.example
+issuer:
+  default_ttl: 30m
+`)
+	pinFile := filepath.Join(t.TempDir(), "pin")
+	if err := os.WriteFile(pinFile, []byte("1234\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := MapEnv(map[string]string{
+		"CA_CONFIG":        path,
+		"CA_DATA_DIR":      "/from/env",
+		"CA_API_ADDR":      "127.0.0.1:9443",
+		"CA_PUBLIC_ADDR":   "127.0.0.1:9080",
+		"CA_TRUST_DOMAIN":  "env.example",
+		"CA_DATABASE_URL":  "postgres://postgres@127.0.0.1:5432/ca",
+		"CA_PKCS11_MODULE": "/usr/lib/softhsm/libsofthsm2.so",
+		"CA_PKCS11_TOKEN":  "ca",
+		"CA_PKCS11_PIN":    "9876",
+		"CA_POLICY_FILE":   "/etc/ca/policy.yaml",
+	})
+	c, err := Load("", env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/from/env" || c.APIAddr != "127.0.0.1:9443" || c.TrustDomain != "env.example" {
+		t.Errorf("env did not override file: %+v", c)
+	}
+	if c.APIURL != "https://127.0.0.1:9443" || c.PublicURL != "http://127.0.0.1:9080" {
+		t.Errorf("URLs not derived from overridden addresses: %q %q", c.APIURL, c.PublicURL)
+	}
+	if c.KeysDir != "/from/env/keys" {
+		t.Errorf("keys_dir = %q", c.KeysDir)
+	}
+	if c.Issuer.DefaultTTL != 30*time.Minute {
+		t.Errorf("file value lost: default_ttl = %v", c.Issuer.DefaultTTL)
+	}
+	if c.PKCS11.PIN.Reveal() != "9876" || c.PolicyFile != "/etc/ca/policy.yaml" {
+		t.Errorf("pkcs11/policy not taken from env")
+	}
+	if c.DevelopmentMode() {
+		t.Error("postgres + PKCS#11 must not be development mode")
+	}
+}
+
+func TestPINIsReadFromPinFileWhenTheEnvironmentHasNone(t *testing.T) {
+	pinFile := filepath.Join(t.TempDir(), "pin")
+	if err := os.WriteFile(pinFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := writeFile(t, fmt.Sprintf("pkcs11:\n  module: /m.so\n  token: ca\n  pin_file: %s\n", pinFile))
+	c, err := Load(path, MapEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PKCS11.PIN.Reveal() != "s3cret" {
+		t.Errorf("PIN not read from file")
+	}
+}
+
+func TestThePINNeverPrints(t *testing.T) {
+	c := Default()
+	c.PKCS11.PIN = "s3cret-pin"
+	var buf strings.Builder
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("cfg", "pin", c.PKCS11.PIN, "pkcs11", c.PKCS11)
+	j, _ := json.Marshal(c)
+	outputs := []string{
+		fmt.Sprintf("%v %+v %#v %s", c, c, c.PKCS11, c.PKCS11.PIN),
+		buf.String(),
+		string(j),
+	}
+	for _, out := range outputs {
+		if strings.Contains(out, "s3cret-pin") {
+			t.Errorf("PIN leaked: %s", out)
+		}
+	}
+}
+
+func TestThePINCannotBeSetInTheYAMLFile(t *testing.T) {
+	path := writeFile(t, "pkcs11:\n  module: /m.so\n  token: ca\n  pin: 1234\n")
+	_, err := Load(path, MapEnv(nil))
+	if err == nil {
+		t.Fatal("a pin in the YAML file was accepted")
+	}
+	if strings.Contains(err.Error(), "1234") {
+		t.Errorf("error echoes the PIN: %v", err)
+	}
+}
+
+func TestInvalidConfigurationNamesTheField(t *testing.T) {
+	tests := []struct {
+		name  string
+		yaml  string
+		env   map[string]string
+		field string
+	}{
+		{"an unknown field is refused", "api_adr: 127.0.0.1:1\n", nil, "config"},
+		{"a listen address without a port is refused", "", map[string]string{"CA_API_ADDR": "127.0.0.1"}, "api_addr"},
+		{"a non-loopback address in development mode is refused", "public_addr: 0.0.0.0:8080\n", nil, "public_addr"},
+		{"an empty host in development mode is refused", "api_addr: :8443\n", nil, "api_addr"},
+		{"an http API URL is refused", "api_url: http://ca.example\n", nil, "api_url"},
+		{"an unknown database scheme is refused", "database_url: mysql://x\n", nil, "database_url"},
+		{"a PKCS#11 module without a token is refused", "pkcs11:\n  module: /m.so\n", map[string]string{"CA_PKCS11_PIN": "1"}, "pkcs11.token"},
+		{"a PKCS#11 module without a PIN is refused", "pkcs11:\n  module: /m.so\n  token: ca\n", nil, "pkcs11.pin"},
+		{"a token without a module is refused", "pkcs11:\n  token: ca\n", nil, "pkcs11.module"},
+		{"an unknown key type is refused", "issuer:\n  key_type: dsa-1024\n", nil, "issuer.key_type"},
+		{"a default TTL above the maximum is refused", "issuer:\n  default_ttl: 2h\n  max_ttl: 1h\n", nil, "issuer.default_ttl"},
+		{"a negative backdate is refused", "issuer:\n  backdate: -1m\n", nil, "issuer.backdate"},
+		{"a malformed duration is refused", "issuer:\n  max_ttl: forever\n", nil, "config"},
+		{"a bad trust domain is refused", "", map[string]string{"CA_TRUST_DOMAIN": "Not A Domain"}, "trust_domain"},
+		{"an unknown log level is refused", "log:\n  level: loud\n", nil, "log.level"},
+		{"a negative body limit is refused", "server:\n  body_limit: -1\n", nil, "server.body_limit"},
+		{"a server certificate outliving max_ttl is refused", "server:\n  cert_lifetime: 48h\n", nil, "server.cert_lifetime"},
+		{"equal listen addresses are refused", "api_addr: 127.0.0.1:1\npublic_addr: 127.0.0.1:1\n", nil, "public_addr"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeFile(t, tt.yaml)
+			_, err := Load(path, MapEnv(tt.env))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error is not a *FieldError: %v", err)
+			}
+			if !strings.HasPrefix(fe.Field, tt.field) {
+				t.Errorf("field = %q, want %q (err: %v)", fe.Field, tt.field, err)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error does not wrap ErrInvalid: %v", err)
+			}
+		})
+	}
+}
+
+func TestNonLoopbackDevelopmentListenersNeedTheExplicitFlag(t *testing.T) {
+	path := writeFile(t, "allow_non_loopback_dev: true\napi_addr: 0.0.0.0:8443\napi_url: https://ca.example:8443\n")
+	c, err := Load(path, MapEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.APIHost() != "ca.example" {
+		t.Errorf("APIHost = %q", c.APIHost())
+	}
+}
+
+func TestProductionMayListenOnAnyAddress(t *testing.T) {
+	env := MapEnv(map[string]string{
+		"CA_DATABASE_URL": "postgres://db/ca",
+		"CA_API_ADDR":     ":8443",
+		"CA_PUBLIC_ADDR":  ":8080",
+		"CA_API_URL":      "https://ca.example",
+		"CA_PUBLIC_URL":   "http://ca.example",
+	})
+	if _, err := Load("", env); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBaseURLsAreNotDerivedFromWildcardAddresses(t *testing.T) {
+	env := MapEnv(map[string]string{
+		"CA_DATABASE_URL": "postgres://db/ca",
+		"CA_API_ADDR":     "0.0.0.0:8443",
+		"CA_PUBLIC_ADDR":  "127.0.0.1:8080",
+	})
+	_, err := Load("", env)
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "api_url" {
+		t.Fatalf("want an api_url error, got %v", err)
+	}
+}

@@ -1,0 +1,178 @@
+package config
+
+import (
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// Validate checks every field and the relations between them. The first
+// problem found is returned as a *FieldError naming the YAML field
+// ("api_addr: ..."), which wraps ErrInvalid.
+func (c *Config) Validate() error {
+	checks := []func() error{
+		c.validatePaths,
+		c.validateDatabase,
+		c.validatePKCS11,
+		c.validateListeners,
+		c.validateIssuer,
+		c.validateServer,
+		c.validateLog,
+	}
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Config) validatePaths() error {
+	if c.DataDir == "" {
+		return fieldErr("data_dir", "must not be empty")
+	}
+	if c.PKCS11.Module == "" && c.KeysDir == "" {
+		return fieldErr("keys_dir", "must not be empty when no PKCS#11 module is configured")
+	}
+	if _, err := spiffeid.TrustDomainFromString(c.TrustDomain); err != nil {
+		return fieldErr("trust_domain", "%q is not a valid SPIFFE trust domain: %w", c.TrustDomain, err)
+	}
+	return nil
+}
+
+func (c *Config) validateDatabase() error {
+	switch c.DatabaseDriver() {
+	case "postgres":
+		if _, err := url.Parse(c.DatabaseURL); err != nil {
+			// url.Parse errors echo the URL, which may carry a password.
+			return fieldErr("database_url", "not a valid postgres:// URL")
+		}
+	case "sqlite":
+		if strings.TrimPrefix(c.DatabaseURL, "sqlite:") == "" {
+			return fieldErr("database_url", "sqlite: needs a file path")
+		}
+	default:
+		return fieldErr("database_url", "must start with postgres://, postgresql:// or sqlite:")
+	}
+	return nil
+}
+
+func (c *Config) validatePKCS11() error {
+	p := c.PKCS11
+	if p.Module == "" {
+		if p.Token != "" || p.PIN != "" || p.PINFile != "" {
+			return fieldErr("pkcs11.module", "must be set when a token or PIN is configured")
+		}
+		return nil
+	}
+	if p.Token == "" {
+		return fieldErr("pkcs11.token", "must be set when pkcs11.module is (CA_PKCS11_TOKEN)")
+	}
+	if p.PIN == "" {
+		return fieldErr("pkcs11.pin", "must be set when pkcs11.module is (CA_PKCS11_PIN or pkcs11.pin_file)")
+	}
+	return nil
+}
+
+func (c *Config) validateListeners() error {
+	addrs := []struct {
+		field, addr string
+	}{{"api_addr", c.APIAddr}, {"public_addr", c.PublicAddr}}
+	for _, a := range addrs {
+		host, port, err := net.SplitHostPort(a.addr)
+		if err != nil {
+			return fieldErr(a.field, "%q is not host:port: %w", a.addr, err)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return fieldErr(a.field, "%q has an invalid port", a.addr)
+		}
+		if c.DevelopmentMode() && !c.AllowNonLoopbackDev && !isLoopbackHost(host) {
+			return fieldErr(a.field, "%q is not a loopback address; a development setup (software keys, SQLite) only listens on loopback unless allow_non_loopback_dev is true", a.addr)
+		}
+	}
+	if c.APIAddr == c.PublicAddr {
+		return fieldErr("public_addr", "must differ from api_addr")
+	}
+	urls := []struct {
+		field, raw, scheme string
+	}{{"api_url", c.APIURL, "https"}, {"public_url", c.PublicURL, ""}}
+	for _, u := range urls {
+		if u.raw == "" {
+			return fieldErr(u.field, "must be set when the listen address has no specific host (CA_%s)", strings.ToUpper(u.field))
+		}
+		parsed, err := url.Parse(u.raw)
+		if err != nil {
+			return fieldErr(u.field, "%q is not a URL", u.raw)
+		}
+		if parsed.Scheme != "http" && parsed.Scheme != "https" {
+			return fieldErr(u.field, "%q must be an http:// or https:// URL", u.raw)
+		}
+		if u.scheme != "" && parsed.Scheme != u.scheme {
+			return fieldErr(u.field, "%q must be an %s:// URL", u.raw, u.scheme)
+		}
+		if parsed.Hostname() == "" {
+			return fieldErr(u.field, "%q has no host", u.raw)
+		}
+	}
+	return nil
+}
+
+var validKeyTypes = []string{"ecdsa-p256", "ecdsa-p384", "rsa-3072"}
+
+func (c *Config) validateIssuer() error {
+	is := c.Issuer
+	ok := false
+	for _, kt := range validKeyTypes {
+		ok = ok || is.KeyType == kt
+	}
+	if !ok {
+		return fieldErr("issuer.key_type", "%q is not one of %s", is.KeyType, strings.Join(validKeyTypes, ", "))
+	}
+	switch {
+	case is.RootLifetime <= 0:
+		return fieldErr("issuer.root_lifetime", "must be positive")
+	case is.IntermediateLifetime <= 0:
+		return fieldErr("issuer.intermediate_lifetime", "must be positive")
+	case is.IntermediateLifetime > is.RootLifetime:
+		return fieldErr("issuer.intermediate_lifetime", "must not exceed issuer.root_lifetime")
+	case is.Backdate < 0:
+		return fieldErr("issuer.backdate", "must not be negative")
+	case is.DefaultTTL <= 0:
+		return fieldErr("issuer.default_ttl", "must be positive")
+	case is.MaxTTL <= 0:
+		return fieldErr("issuer.max_ttl", "must be positive")
+	case is.DefaultTTL > is.MaxTTL:
+		return fieldErr("issuer.default_ttl", "must not exceed issuer.max_ttl")
+	case is.MaxTTL >= is.IntermediateLifetime:
+		return fieldErr("issuer.max_ttl", "must be shorter than issuer.intermediate_lifetime")
+	}
+	return nil
+}
+
+func (c *Config) validateServer() error {
+	s := c.Server
+	switch {
+	case s.BodyLimit <= 0:
+		return fieldErr("server.body_limit", "must be positive")
+	case s.ShutdownGrace <= 0:
+		return fieldErr("server.shutdown_grace", "must be positive")
+	case s.CertLifetime <= 0:
+		return fieldErr("server.cert_lifetime", "must be positive")
+	case s.CertLifetime > c.Issuer.MaxTTL:
+		return fieldErr("server.cert_lifetime", "must not exceed issuer.max_ttl")
+	case s.ReadyTimeout <= 0:
+		return fieldErr("server.ready_timeout", "must be positive")
+	}
+	return nil
+}
+
+func (c *Config) validateLog() error {
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+		return nil
+	}
+	return fieldErr("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+}
