@@ -21,6 +21,9 @@ var (
 	// ErrSchemaMismatch means the database schema is not the version this binary
 	// was built for (run `ca migrate up`), or a migration failed half-way (dirty).
 	ErrSchemaMismatch = errors.New("store: unexpected schema version")
+	// ErrInvalidQuery means a list filter or cursor is malformed (bad cursor,
+	// unknown status, missing Now); it is the caller's input, not the database.
+	ErrInvalidQuery = errors.New("store: invalid query")
 )
 
 // IssuerState is where a CA key is in its lifecycle.
@@ -110,8 +113,10 @@ type AuditEntry struct {
 }
 
 // Store is everything the CA persists. Every time it stores comes from the
-// caller (the injected clock), never from the database's now(). Implementations
-// are safe for concurrent use and map connection failures to ErrUnavailable.
+// caller (the injected clock), never from the database's now(), and is kept in
+// UTC at microsecond precision; times read back are UTC. Implementations are
+// safe for concurrent use and map connection failures to ErrUnavailable.
+// Empty slices (DNSNames) read back as nil.
 type Store interface {
 	// InsertIssuer adds an issuer; ErrConflict if its ID is taken.
 	InsertIssuer(ctx context.Context, is Issuer) error
@@ -132,11 +137,48 @@ type Store interface {
 	RecordIssuance(ctx context.Context, c Certificate, e AuditEntry) (AuditEntry, error)
 	// GetCertificate returns one certificate by serial, or ErrNotFound.
 	GetCertificate(ctx context.Context, serial string) (Certificate, error)
+	// ListCertificates returns one page of certificates matching f, newest
+	// first (by CreatedAt, then Serial), and the cursor of the next page, ""
+	// when this is the last. Pagination is keyset-based: a page costs the same
+	// at any depth, and rows inserted meanwhile never shift later pages.
+	// ErrInvalidQuery for a malformed filter or cursor.
+	ListCertificates(ctx context.Context, f CertificateFilter) (page []Certificate, next string, err error)
+	// RevokeCertificate revokes an active certificate and appends e to the
+	// audit log in the same transaction, returning the updated record and the
+	// appended entry. ErrNotFound if there is no such serial. If it is already
+	// revoked, the existing record is returned with an error wrapping
+	// ErrConflict; the earlier revocation is not changed and nothing is
+	// appended. Revoking an expired certificate is allowed.
+	RevokeCertificate(ctx context.Context, serial string, at time.Time, reason string, e AuditEntry) (Certificate, AuditEntry, error)
+	// RevokedCertificates returns the revoked certificates of one issuer that
+	// have not yet expired at now (NotAfter > now), ordered by serial: the
+	// entries of its next CRL.
+	RevokedCertificates(ctx context.Context, issuerID string, now time.Time) ([]Certificate, error)
+
+	// NextCRLNumber returns the next CRL number of an issuer, starting at 1 and
+	// strictly increasing across concurrent callers and replicas. ErrNotFound if
+	// the issuer does not exist.
+	NextCRLNumber(ctx context.Context, issuerID string) (int64, error)
+
+	// MarkTokenUsed records that the enrollment token identified by key was
+	// used, remembering it until expiresAt. ErrConflict if key is already
+	// recorded and not yet expired at now (a replay); a leftover record that
+	// expired at or before now is replaced. Exactly one of several concurrent
+	// callers with the same key succeeds.
+	MarkTokenUsed(ctx context.Context, key string, expiresAt, now time.Time) error
+	// PruneUsedTokens deletes token records that expired at or before now and
+	// returns how many it deleted.
+	PruneUsedTokens(ctx context.Context, now time.Time) (int64, error)
 
 	// AppendAudit appends one entry to the hash chain and returns it with Seq,
-	// PrevHash and Hash filled in. Appends are serialised across replicas.
+	// PrevHash and Hash filled in: Seq is the previous entry's plus one (1 for
+	// the first), PrevHash the previous entry's Hash (nil for the first) and
+	// Hash = AuditHash(PrevHash, entry). Time is stored, and returned, in UTC
+	// truncated to the microsecond. Appends are serialised across replicas, so
+	// the chain never forks and Seq has no gaps.
 	AppendAudit(ctx context.Context, e AuditEntry) (AuditEntry, error)
-	// AuditEntries returns entries with Seq > afterSeq in order, at most limit.
+	// AuditEntries returns entries with Seq > afterSeq in order, at most limit
+	// (100 when limit <= 0).
 	AuditEntries(ctx context.Context, afterSeq int64, limit int) ([]AuditEntry, error)
 
 	// Ping checks the database answers; readiness probes call it.
