@@ -19,7 +19,7 @@ CREATE TABLE issuers (
 CREATE INDEX issuers_created_idx ON issuers (created_at, id);
 
 CREATE TABLE certificates (
-    serial            text PRIMARY KEY,                 -- GetCertificate
+    serial            text COLLATE "C" PRIMARY KEY,     -- GetCertificate
     issuer_id         text NOT NULL REFERENCES issuers (id),
     spiffe_id         text COLLATE "C" NOT NULL,        -- byte order: prefix ranges use the index
     dns_names         text[] NOT NULL DEFAULT '{}',

@@ -1,0 +1,148 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/workload-ca/workload-ca/pkg/store"
+)
+
+const certColumns = `serial, issuer_id, spiffe_id, dns_names, not_before, not_after, der,
+	public_key_sha256, status, revoked_at, coalesce(revocation_reason, ''), provenance::text,
+	policy_rule, policy_version, coalesce(renewed_from, ''), created_at`
+
+func scanCert(row pgx.Row) (store.Certificate, error) {
+	var c store.Certificate
+	var notBefore, notAfter, revokedAt, created *time.Time
+	var provenance *string
+	err := row.Scan(&c.Serial, &c.IssuerID, &c.SPIFFEID, &c.DNSNames, &notBefore, &notAfter, &c.DER,
+		&c.PublicKeySHA256, &c.Status, &revokedAt, &c.RevocationReason, &provenance,
+		&c.PolicyRule, &c.PolicyVersion, &c.RenewedFrom, &created)
+	if err != nil {
+		return store.Certificate{}, err
+	}
+	if len(c.DNSNames) == 0 {
+		c.DNSNames = nil
+	}
+	if provenance != nil {
+		c.Provenance = []byte(*provenance)
+	}
+	c.NotBefore, c.NotAfter = fromTS(notBefore), fromTS(notAfter)
+	c.RevokedAt, c.CreatedAt = fromTS(revokedAt), fromTS(created)
+	return c, nil
+}
+
+func collectCerts(rows pgx.Rows) ([]store.Certificate, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Certificate, error) { return scanCert(r) })
+}
+
+// RecordIssuance commits the certificate row and its audit entry in one
+// transaction. store.ErrConflict if the serial is taken, store.ErrNotFound if
+// the issuer does not exist; on any error nothing was recorded.
+func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store.AuditEntry) (store.AuditEntry, error) {
+	if c.Status == "" {
+		c.Status = store.CertActive
+	}
+	dns := c.DNSNames
+	if dns == nil {
+		dns = []string{}
+	}
+	var provenance any
+	if len(c.Provenance) > 0 {
+		provenance = string(c.Provenance)
+	}
+	var out store.AuditEntry
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `
+			INSERT INTO certificates (serial, issuer_id, spiffe_id, dns_names, not_before, not_after,
+				der, public_key_sha256, status, revoked_at, revocation_reason, provenance,
+				policy_rule, policy_version, renewed_from, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''), $12::json,
+				$13, $14, NULLIF($15, ''), $16)`,
+			c.Serial, c.IssuerID, c.SPIFFEID, dns, ts(c.NotBefore), ts(c.NotAfter),
+			c.DER, c.PublicKeySHA256, c.Status, ts(c.RevokedAt), c.RevocationReason, provenance,
+			c.PolicyRule, c.PolicyVersion, c.RenewedFrom, ts(c.CreatedAt))
+		if isForeignKeyViolation(err) {
+			return fmt.Errorf("postgres: record certificate %s: issuer %q: %w", c.Serial, c.IssuerID, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("postgres: record certificate %s: %w", c.Serial, mapErr(err))
+		}
+		out, err = appendAudit(ctx, tx, e)
+		return err
+	})
+	if err != nil {
+		return store.AuditEntry{}, err
+	}
+	return out, nil
+}
+
+// GetCertificate returns one certificate by serial, or store.ErrNotFound.
+func (s *Store) GetCertificate(ctx context.Context, serial string) (store.Certificate, error) {
+	c, err := scanCert(s.pool.QueryRow(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = $1`, serial))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Certificate{}, fmt.Errorf("postgres: certificate %s: %w", serial, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Certificate{}, fmt.Errorf("postgres: get certificate %s: %w", serial, mapErr(err))
+	}
+	return c, nil
+}
+
+// RevokeCertificate revokes an active certificate and appends e in the same
+// transaction; see store.Store for the already-revoked case.
+func (s *Store) RevokeCertificate(ctx context.Context, serial string, at time.Time, reason string, e store.AuditEntry) (store.Certificate, store.AuditEntry, error) {
+	var cert store.Certificate
+	var out store.AuditEntry
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		cert, err = scanCert(tx.QueryRow(ctx, `
+			UPDATE certificates SET status = 'revoked', revoked_at = $2, revocation_reason = $3
+			WHERE serial = $1 AND status <> 'revoked'
+			RETURNING `+certColumns,
+			serial, ts(at), reason))
+		if errors.Is(err, pgx.ErrNoRows) {
+			cert, err = scanCert(tx.QueryRow(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = $1`, serial))
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("postgres: revoke %s: %w", serial, store.ErrNotFound)
+			}
+			if err != nil {
+				return fmt.Errorf("postgres: revoke %s: %w", serial, mapErr(err))
+			}
+			return fmt.Errorf("postgres: revoke %s: already revoked: %w", serial, store.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("postgres: revoke %s: %w", serial, mapErr(err))
+		}
+		out, err = appendAudit(ctx, tx, e)
+		return err
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return cert, store.AuditEntry{}, err
+	}
+	if err != nil {
+		return store.Certificate{}, store.AuditEntry{}, err
+	}
+	return cert, out, nil
+}
+
+// RevokedCertificates returns the issuer's revoked, unexpired certificates
+// by serial (index certificates_issuer_idx).
+func (s *Store) RevokedCertificates(ctx context.Context, issuerID string, now time.Time) ([]store.Certificate, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT `+certColumns+` FROM certificates
+		WHERE issuer_id = $1 AND status = 'revoked' AND not_after > $2
+		ORDER BY serial`, issuerID, ts(now))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: revoked certificates of %q: %w", issuerID, mapErr(err))
+	}
+	list, err := collectCerts(rows)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: revoked certificates of %q: %w", issuerID, mapErr(err))
+	}
+	return list, nil
+}

@@ -1,0 +1,38 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/workload-ca/workload-ca/pkg/store"
+)
+
+// MarkTokenUsed records a used enrollment token until expiresAt;
+// store.ErrConflict if it is already recorded and unexpired at now. The
+// upsert replaces only an expired leftover, so of concurrent callers exactly
+// one inserts and the others see a row they may not replace.
+func (s *Store) MarkTokenUsed(ctx context.Context, key string, expiresAt, now time.Time) error {
+	tag, err := s.pool.Exec(ctx, `
+		INSERT INTO used_tokens (key, expires_at) VALUES ($1, $2)
+		ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at
+		WHERE used_tokens.expires_at <= $3`,
+		key, ts(expiresAt), ts(now))
+	if err != nil {
+		return fmt.Errorf("postgres: mark token used: %w", mapErr(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: token already used: %w", store.ErrConflict)
+	}
+	return nil
+}
+
+// PruneUsedTokens deletes token records expired at or before now (index
+// used_tokens_expiry_idx).
+func (s *Store) PruneUsedTokens(ctx context.Context, now time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM used_tokens WHERE expires_at <= $1`, ts(now))
+	if err != nil {
+		return 0, fmt.Errorf("postgres: prune used tokens: %w", mapErr(err))
+	}
+	return tag.RowsAffected(), nil
+}
