@@ -1,0 +1,134 @@
+package issuer
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/workload-ca/workload-ca/pkg/hsm"
+)
+
+// ErrInvalidConfig is wrapped by Config.Validate; the message names the field.
+var ErrInvalidConfig = errors.New("issuer: invalid configuration")
+
+// Defaults applied by Config.Validate to zero fields.
+const (
+	DefaultRootLifetime         = 10 * 365 * 24 * time.Hour
+	DefaultIntermediateLifetime = 365 * 24 * time.Hour
+	DefaultBackdate             = time.Minute
+	DefaultLeafTTL              = time.Hour
+	DefaultMaxLeafTTL           = 24 * time.Hour
+)
+
+// Config is the issuer's typed configuration, validated once at start.
+type Config struct {
+	// TrustDomain is the SPIFFE trust domain, e.g. example.org. Leaves must carry
+	// a SPIFFE ID in it, and intermediates are name-constrained to it.
+	TrustDomain string
+	// PublicURL is the base URL of the public listener, e.g.
+	// http://127.0.0.1:8080. Leaves carry the CRL distribution point
+	// {PublicURL}/crl/{issuerID}.crl and the AIA OCSP URL {PublicURL}/ocsp.
+	PublicURL string
+	// KeyType is the key type of new root and intermediate keys (default
+	// ecdsa-p256).
+	KeyType hsm.KeyType
+	// RootLifetime is the validity of a new root (default 10 years).
+	RootLifetime time.Duration
+	// IntermediateLifetime is the validity of a new intermediate (default 1
+	// year); it must not exceed RootLifetime.
+	IntermediateLifetime time.Duration
+	// Backdate is subtracted from now for notBefore, to absorb clock skew
+	// (default 1m).
+	Backdate time.Duration
+	// DefaultTTL is a leaf's lifetime when the request names none (default 1h).
+	DefaultTTL time.Duration
+	// MaxTTL is the hard cap on a leaf's lifetime (default 24h); longer requests
+	// are shortened to it.
+	MaxTTL time.Duration
+	// Organization is the optional subject O of CA certificates.
+	Organization string
+}
+
+// Validate fills defaults into zero fields and checks every field. The error
+// wraps ErrInvalidConfig and names the offending field. PublicURL is
+// normalised to have no trailing slash.
+func (c *Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
+	}
+	if err := validTrustDomain(c.TrustDomain); err != nil {
+		return bad("TrustDomain", "%v", err)
+	}
+	u, err := url.Parse(c.PublicURL)
+	switch {
+	case c.PublicURL == "":
+		return bad("PublicURL", "required")
+	case err != nil:
+		return bad("PublicURL", "not a URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return bad("PublicURL", "scheme must be http or https")
+	case u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
+		return bad("PublicURL", "must be a plain http(s)://host[:port][/path] base URL")
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+
+	if c.KeyType == "" {
+		c.KeyType = hsm.ECDSAP256
+	}
+	if !c.KeyType.Valid() {
+		return bad("KeyType", "unsupported key type %q", c.KeyType)
+	}
+	defaults := []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"RootLifetime", &c.RootLifetime, DefaultRootLifetime},
+		{"IntermediateLifetime", &c.IntermediateLifetime, DefaultIntermediateLifetime},
+		{"Backdate", &c.Backdate, DefaultBackdate},
+		{"DefaultTTL", &c.DefaultTTL, DefaultLeafTTL},
+		{"MaxTTL", &c.MaxTTL, DefaultMaxLeafTTL},
+	}
+	for _, d := range defaults {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+		if *d.v < 0 {
+			return bad(d.name, "must not be negative")
+		}
+	}
+	switch {
+	case c.Backdate > time.Hour:
+		return bad("Backdate", "must be at most 1h")
+	case c.IntermediateLifetime > c.RootLifetime:
+		return bad("IntermediateLifetime", "must not exceed RootLifetime")
+	case c.DefaultTTL > c.MaxTTL:
+		return bad("DefaultTTL", "must not exceed MaxTTL")
+	case c.MaxTTL >= c.IntermediateLifetime:
+		return bad("MaxTTL", "must be shorter than IntermediateLifetime")
+	}
+	if strings.ContainsAny(c.Organization, "\x00\r\n") {
+		return bad("Organization", "contains control characters")
+	}
+	return nil
+}
+
+// validTrustDomain checks a trust domain name as SPIFFE defines it: lowercase
+// letters, digits, '.', '-' and '_', nothing else.
+func validTrustDomain(td string) error {
+	if td == "" {
+		return errors.New("required")
+	}
+	if len(td) > 255 {
+		return errors.New("longer than 255 bytes")
+	}
+	for i := 0; i < len(td); i++ {
+		c := td[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return fmt.Errorf("character %q not allowed in a trust domain", c)
+		}
+	}
+	return nil
+}

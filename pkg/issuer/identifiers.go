@@ -1,0 +1,71 @@
+package issuer
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/big"
+	"time"
+)
+
+// serialBytes is the length of every serial number this CA assigns.
+const serialBytes = 16
+
+// newSerial returns a random serial number of exactly serialBytes bytes from r
+// (crypto/rand in production): the top bit is cleared so the INTEGER is
+// positive without a padding byte (16 content bytes, well under the 20-byte
+// limit), and the next bit is set so the value is never zero and its hex has no
+// leading zero in any convention. That leaves 126 bits of CSPRNG output.
+func newSerial(r io.Reader) (*big.Int, error) {
+	var b [serialBytes]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return nil, fmt.Errorf("issuer: reading random serial: %w", err)
+	}
+	b[0] = b[0]&0x7f | 0x40
+	return new(big.Int).SetBytes(b[:]), nil
+}
+
+// serialHex is the stored form of a serial: lowercase hex of its big-endian
+// bytes, no leading zeros.
+func serialHex(s *big.Int) string { return s.Text(16) }
+
+// subjectKeyID computes a key identifier by method 1 of RFC 7093 section 2:
+// the leftmost 160 bits of the SHA-256 of the subjectPublicKey BIT STRING
+// value (the same method crypto/x509 uses for CA certificates).
+func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, invalidf("unsupported public key: %v", err)
+	}
+	var spki struct {
+		Algorithm pkix.AlgorithmIdentifier
+		PublicKey asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(der, &spki); err != nil {
+		return nil, fmt.Errorf("issuer: parsing marshalled public key: %w", err)
+	}
+	h := sha256.Sum256(spki.PublicKey.Bytes)
+	return h[:20], nil
+}
+
+// spkiSHA256 is the hex SHA-256 of a DER SubjectPublicKeyInfo, as stored in
+// store.Certificate.PublicKeySHA256.
+func spkiSHA256(spkiDER []byte) string {
+	h := sha256.Sum256(spkiDER)
+	return hex.EncodeToString(h[:])
+}
+
+// keyName names a new CA key in the key store: <prefix>-YYYYMMDD-<8 random hex>.
+func keyName(prefix string, now time.Time) (string, error) {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("issuer: reading random key name: %w", err)
+	}
+	return fmt.Sprintf("%s-%s-%s", prefix, now.UTC().Format("20060102"), hex.EncodeToString(b[:])), nil
+}

@@ -1,0 +1,217 @@
+package issuer
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/url"
+	"time"
+
+	"github.com/workload-ca/workload-ca/pkg/store"
+)
+
+// Issued is a leaf certificate whose record is committed.
+type Issued struct {
+	// Serial is the serial as stored: lowercase hex, no leading zeros.
+	Serial      string
+	Certificate *x509.Certificate
+	DER         []byte
+	// Chain is the DER of the intermediates from the leaf's issuer up,
+	// excluding the root.
+	Chain    [][]byte
+	NotAfter time.Time
+	IssuerID string
+}
+
+// serialAttempts bounds retries after a serial collision in the store.
+const serialAttempts = 3
+
+// Issue validates r, builds the leaf, signs a copy with a throwaway lint issuer
+// and lints it, has the HSM sign the same tbsCertificate, checks the signed
+// tbsCertificate is byte-for-byte the linted one, and commits the certificate
+// row and its audit entry in one transaction. Only then does it return.
+//
+// Errors: ErrInvalidRequest (nothing signed), ErrIssuerExpired, ErrLint
+// (nothing signed with the CA key), wrapped hsm errors from signing, wrapped
+// store errors from recording. On any error the returned *Issued is nil; a
+// certificate the HSM signed but the store did not record is discarded. A
+// serial collision (store.ErrConflict) is retried with a fresh serial, up to
+// serialAttempts times.
+func (i *Issuer) Issue(ctx context.Context, r Request) (*Issued, error) {
+	now := i.clock.Now()
+	v, err := i.validate(r, now)
+	if err != nil {
+		i.logFailure(ctx, r, err)
+		return nil, err
+	}
+	for attempt := 1; ; attempt++ {
+		issued, err := i.issueOnce(ctx, v, now)
+		if err == nil {
+			i.log.InfoContext(ctx, "certificate issued",
+				"serial", issued.Serial,
+				"issuer", issued.IssuerID,
+				"spiffe_id", v.SPIFFEID,
+				"policy_rule", v.PolicyRule,
+				"policy_version", v.PolicyVersion,
+				"request_id", v.RequestID,
+				"actor", v.Actor,
+				"action", v.Action,
+				"not_after", issued.NotAfter,
+				"decision", "allow")
+			return issued, nil
+		}
+		if errors.Is(err, store.ErrConflict) && attempt < serialAttempts {
+			i.log.WarnContext(ctx, "serial collision, retrying with a new serial", "attempt", attempt, "request_id", v.RequestID)
+			continue
+		}
+		i.logFailure(ctx, r, err)
+		return nil, err
+	}
+}
+
+func (i *Issuer) logFailure(ctx context.Context, r Request, err error) {
+	level := "error"
+	if errors.Is(err, ErrInvalidRequest) {
+		level = "invalid_request"
+	}
+	i.log.WarnContext(ctx, "certificate not issued",
+		"issuer", i.rec.ID,
+		"spiffe_id", r.SPIFFEID,
+		"policy_rule", r.PolicyRule,
+		"policy_version", r.PolicyVersion,
+		"request_id", r.RequestID,
+		"actor", r.Actor,
+		"decision", level,
+		"error", err.Error())
+}
+
+// issueOnce is one attempt with one fresh serial.
+func (i *Issuer) issueOnce(ctx context.Context, v validRequest, now time.Time) (*Issued, error) {
+	serial, err := newSerial(i.rand)
+	if err != nil {
+		return nil, err
+	}
+	tmpl, err := i.leafTemplate(v, serial)
+	if err != nil {
+		return nil, err
+	}
+	if i.tmplHook != nil {
+		i.tmplHook(tmpl)
+	}
+
+	// Step 1: sign a copy with the throwaway lint issuer and lint it.
+	lintDERBytes, err := x509.CreateCertificate(rand.Reader, tmpl, i.lint.parent, v.PublicKey, i.lint.signer)
+	if err != nil {
+		return nil, fmt.Errorf("%w: building certificate: %v", ErrLint, err)
+	}
+	linted, err := x509.ParseCertificate(lintDERBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%w: parsing lint certificate: %v", ErrLint, err)
+	}
+	if err := lintDER(lintDERBytes); err != nil {
+		return nil, err
+	}
+	if i.preSignHook != nil {
+		i.preSignHook(tmpl)
+	}
+
+	// Step 2: the HSM signs the same tbsCertificate.
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, i.cert, v.PublicKey, i.signer)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: signing with %q: %w", i.rec.ID, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: parsing signed certificate: %w", err)
+	}
+	if !bytes.Equal(cert.RawTBSCertificate, linted.RawTBSCertificate) {
+		return nil, errSignedNotLinted
+	}
+
+	// Step 3: commit the record and its audit entry, then return.
+	sh := serialHex(serial)
+	details, err := json.Marshal(map[string]any{
+		"issuer":       i.rec.ID,
+		"spiffe_id":    v.SPIFFEID,
+		"dns_names":    v.DNSNames,
+		"not_after":    cert.NotAfter,
+		"policy_rule":  v.PolicyRule,
+		"renewed_from": v.RenewedFrom,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("issuer: encoding audit details: %w", err)
+	}
+	rec := store.Certificate{
+		Serial:          sh,
+		IssuerID:        i.rec.ID,
+		SPIFFEID:        v.SPIFFEID,
+		DNSNames:        v.DNSNames,
+		NotBefore:       cert.NotBefore,
+		NotAfter:        cert.NotAfter,
+		DER:             der,
+		PublicKeySHA256: spkiSHA256(cert.RawSubjectPublicKeyInfo),
+		Status:          store.CertActive,
+		Provenance:      v.Provenance,
+		PolicyRule:      v.PolicyRule,
+		PolicyVersion:   v.PolicyVersion,
+		RenewedFrom:     v.RenewedFrom,
+		CreatedAt:       now,
+	}
+	entry := store.AuditEntry{
+		Time:          now,
+		Actor:         v.Actor,
+		Action:        v.Action,
+		Target:        sh,
+		Decision:      "allow",
+		PolicyVersion: v.PolicyVersion,
+		RequestID:     v.RequestID,
+		Details:       details,
+	}
+	if _, err := i.certs.RecordIssuance(ctx, rec, entry); err != nil {
+		return nil, fmt.Errorf("issuer: recording certificate %s: %w", sh, err)
+	}
+	return &Issued{
+		Serial:      sh,
+		Certificate: cert,
+		DER:         der,
+		Chain:       i.Chain(),
+		NotAfter:    cert.NotAfter,
+		IssuerID:    i.rec.ID,
+	}, nil
+}
+
+// leafTemplate is the X.509-SVID profile: empty subject with the SPIFFE ID as
+// the only URI SAN in a critical SAN extension (crypto/x509 marks SAN critical
+// when the subject is empty, as RFC 5280 requires), digitalSignature (plus
+// keyEncipherment for RSA), serverAuth and clientAuth, CA false, SKI (RFC 7093
+// method 1), AKI (from the issuer), CRL DP and AIA OCSP.
+func (i *Issuer) leafTemplate(v validRequest, serial *big.Int) (*x509.Certificate, error) {
+	ski, err := subjectKeyID(v.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	ku := x509.KeyUsageDigitalSignature
+	if v.rsaKey {
+		ku |= x509.KeyUsageKeyEncipherment
+	}
+	return &x509.Certificate{
+		SerialNumber:          serial,
+		NotBefore:             v.notBefore,
+		NotAfter:              v.notAfter,
+		KeyUsage:              ku,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  false,
+		SubjectKeyId:          ski,
+		URIs:                  []*url.URL{v.spiffeURI},
+		DNSNames:              v.DNSNames,
+		IPAddresses:           v.IPAddresses,
+		CRLDistributionPoints: []string{i.crlURL},
+		OCSPServer:            []string{i.ocspURL},
+	}, nil
+}

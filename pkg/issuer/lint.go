@@ -1,0 +1,117 @@
+package issuer
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	zx509 "github.com/zmap/zcrypto/x509"
+	"github.com/zmap/zlint/v3"
+	"github.com/zmap/zlint/v3/lint"
+)
+
+// lintSources are the zlint sources that apply to a private CA: the IETF
+// profiles of X.509 and the algorithms in it. Left out on purpose: CA/Browser
+// Forum (BR, EV, S/MIME, code signing), Mozilla, Apple, Chrome and ETSI
+// (web-PKI and EU trust-service policies this CA does not claim), RFC 6962
+// (Certificate Transparency, not used by a private CA), RFC 6960 (OCSP
+// responses, not certificates) and Community (non-normative heuristics).
+var lintSources = lint.SourceList{lint.RFC3279, lint.RFC5280, lint.RFC5480, lint.RFC5891, lint.RFC8813}
+
+// excludedLints are individual lints from lintSources that do not apply, each
+// with its reason. Keep this list short and justified.
+var excludedLints = []string{}
+
+// lintRegistry is the filtered zlint registry, built once.
+var lintRegistry = sync.OnceValues(func() (lint.Registry, error) {
+	return lint.GlobalRegistry().Filter(lint.FilterOptions{
+		IncludeSources: lintSources,
+		ExcludeNames:   excludedLints,
+	})
+})
+
+// lintDER runs the zlint registry on a DER certificate. Any result of warn,
+// error or fatal is a failure wrapped in ErrLint, naming the lints.
+func lintDER(der []byte) error {
+	reg, err := lintRegistry()
+	if err != nil {
+		return fmt.Errorf("issuer: building lint registry: %w", err)
+	}
+	zc, err := zx509.ParseCertificate(der)
+	if err != nil {
+		return fmt.Errorf("%w: zlint cannot parse the certificate: %v", ErrLint, err)
+	}
+	rs := zlint.LintCertificateEx(zc, reg)
+	var failed []string
+	for name, r := range rs.Results {
+		if r.Status >= lint.Warn {
+			failed = append(failed, fmt.Sprintf("%s (%s)", name, r.Status))
+		}
+	}
+	if len(failed) > 0 {
+		slices.Sort(failed)
+		return fmt.Errorf("%w: %s", ErrLint, strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// lintCA lints a freshly signed CA certificate before it is recorded and
+// returns it parsed. CA certificates are made only at init or import, so they
+// are linted after signing rather than through a lint issuer.
+func lintCA(der []byte) (*x509.Certificate, error) {
+	if err := lintDER(der); err != nil {
+		return nil, err
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: parsing signed CA certificate: %w", err)
+	}
+	return c, nil
+}
+
+// lintIssuer signs the copy of a leaf that is linted before the HSM signs the
+// real one. Its parent has the real issuer's subject and subject key ID, and
+// its throwaway key the real key's algorithm and size, so the linted
+// tbsCertificate is byte-for-byte what the HSM will sign.
+type lintIssuer struct {
+	parent *x509.Certificate
+	signer crypto.Signer
+}
+
+// newLintIssuer makes a throwaway key matching real's public key type.
+func newLintIssuer(real *x509.Certificate) (*lintIssuer, error) {
+	var (
+		signer crypto.Signer
+		err    error
+	)
+	switch pub := real.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		signer, err = ecdsa.GenerateKey(pub.Curve, rand.Reader)
+	case *rsa.PublicKey:
+		signer, err = rsa.GenerateKey(rand.Reader, pub.N.BitLen())
+	case ed25519.PublicKey:
+		_, signer, err = ed25519.GenerateKey(rand.Reader)
+	default:
+		return nil, fmt.Errorf("issuer: unsupported issuer key type %T", real.PublicKey)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("issuer: generating lint key: %w", err)
+	}
+	return &lintIssuer{
+		parent: &x509.Certificate{
+			RawSubject:         real.RawSubject,
+			Subject:            real.Subject,
+			SubjectKeyId:       real.SubjectKeyId,
+			PublicKey:          signer.Public(),
+			PublicKeyAlgorithm: real.PublicKeyAlgorithm,
+		},
+		signer: signer,
+	}, nil
+}

@@ -1,0 +1,233 @@
+package issuer
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/json"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Request is an already-authorised request for a leaf certificate. The
+// issuer checks it is well-formed, not that the caller may have it.
+type Request struct {
+	// PublicKey is the workload's key: ECDSA P-256 or P-384, Ed25519, or RSA of
+	// at least 2048 bits.
+	PublicKey crypto.PublicKey
+	// SPIFFEID is required, spiffe://<TrustDomain>/<path>, and becomes the only
+	// URI SAN.
+	SPIFFEID string
+	// DNSNames are optional DNS SANs: letters, digits and hyphens in labels of
+	// at most 63 bytes, no wildcards, no trailing dot. They are lowercased.
+	DNSNames []string
+	// IPAddresses are IP SANs, meant only for the CA's own API server
+	// certificate.
+	IPAddresses []net.IP
+	// TTL is the requested lifetime: 0 means Config.DefaultTTL, more than
+	// Config.MaxTTL is shortened to it, and notAfter never passes the issuing
+	// certificate's notAfter.
+	TTL time.Duration
+	// Provenance is recorded as given (valid JSON, or empty).
+	Provenance json.RawMessage
+	// PolicyRule and PolicyVersion name the decision that authorised this.
+	PolicyRule, PolicyVersion string
+	// RenewedFrom is the serial of the certificate this one renews, or "".
+	RenewedFrom string
+	// Actor and RequestID go into the audit entry and the log.
+	Actor, RequestID string
+	// Action is the audit action: "issue" when empty, or "renew" when empty
+	// and RenewedFrom is set.
+	Action string
+}
+
+// Limits on request fields.
+const (
+	maxSPIFFEIDLen = 2048
+	maxDNSNames    = 100
+	maxIPs         = 20
+	maxRSABits     = 8192
+)
+
+// validRequest is a request that passed validation, normalised.
+type validRequest struct {
+	Request
+	spiffeURI *url.URL
+	rsaKey    bool
+	notBefore time.Time
+	notAfter  time.Time
+}
+
+// validate checks r and computes the validity window at now. Every refusal
+// wraps ErrInvalidRequest.
+func (i *Issuer) validate(r Request, now time.Time) (validRequest, error) {
+	v := validRequest{Request: r}
+	switch pub := r.PublicKey.(type) {
+	case nil:
+		return v, invalidf("public key is required")
+	case *ecdsa.PublicKey:
+		if pub == nil || (pub.Curve != elliptic.P256() && pub.Curve != elliptic.P384()) {
+			return v, invalidf("ECDSA keys must be on P-256 or P-384")
+		}
+	case ed25519.PublicKey:
+		if len(pub) != ed25519.PublicKeySize {
+			return v, invalidf("malformed Ed25519 key")
+		}
+	case *rsa.PublicKey:
+		if pub == nil || pub.N == nil {
+			return v, invalidf("malformed RSA key")
+		}
+		if bits := pub.N.BitLen(); bits < 2048 || bits > maxRSABits {
+			return v, invalidf("RSA keys must have 2048 to %d bits, not %d", maxRSABits, bits)
+		}
+		if pub.E < 3 || pub.E%2 == 0 {
+			return v, invalidf("RSA public exponent must be odd and at least 3")
+		}
+		v.rsaKey = true
+	default:
+		return v, invalidf("unsupported public key type %T", r.PublicKey)
+	}
+
+	u, err := parseSPIFFEID(r.SPIFFEID, i.cfg.TrustDomain)
+	if err != nil {
+		return v, err
+	}
+	v.spiffeURI = u
+
+	if len(r.DNSNames) > maxDNSNames {
+		return v, invalidf("at most %d DNS names", maxDNSNames)
+	}
+	v.DNSNames = nil
+	seen := map[string]bool{}
+	for _, n := range r.DNSNames {
+		n = strings.ToLower(n)
+		if err := validDNSName(n); err != nil {
+			return v, err
+		}
+		if seen[n] {
+			return v, invalidf("duplicate DNS name %q", n)
+		}
+		seen[n] = true
+		v.DNSNames = append(v.DNSNames, n)
+	}
+	if len(r.IPAddresses) > maxIPs {
+		return v, invalidf("at most %d IP addresses", maxIPs)
+	}
+	v.IPAddresses = nil
+	for _, ip := range r.IPAddresses {
+		if len(ip) != net.IPv4len && len(ip) != net.IPv6len {
+			return v, invalidf("malformed IP address")
+		}
+		if ip4 := ip.To4(); ip4 != nil {
+			ip = ip4
+		}
+		v.IPAddresses = append(v.IPAddresses, ip)
+	}
+	if len(r.Provenance) > 0 && !json.Valid(r.Provenance) {
+		return v, invalidf("provenance is not valid JSON")
+	}
+
+	ttl := r.TTL
+	switch {
+	case ttl < 0:
+		return v, invalidf("TTL must not be negative")
+	case ttl == 0:
+		ttl = i.cfg.DefaultTTL
+	case ttl > i.cfg.MaxTTL:
+		ttl = i.cfg.MaxTTL
+	}
+	v.notBefore = now.Add(-i.cfg.Backdate).Truncate(time.Second)
+	v.notAfter = now.Add(ttl).Truncate(time.Second)
+	if v.notBefore.Before(i.cert.NotBefore) {
+		v.notBefore = i.cert.NotBefore
+	}
+	if v.notAfter.After(i.cert.NotAfter) {
+		v.notAfter = i.cert.NotAfter
+	}
+	if !now.Before(i.cert.NotAfter) || now.Before(i.cert.NotBefore) {
+		return v, ErrIssuerExpired
+	}
+
+	if v.Action == "" {
+		v.Action = "issue"
+		if v.RenewedFrom != "" {
+			v.Action = "renew"
+		}
+	}
+	return v, nil
+}
+
+// parseSPIFFEID checks id is a SPIFFE ID in trust domain td: scheme spiffe,
+// host exactly td (so no userinfo, port or uppercase), a non-empty path of
+// non-empty segments other than "." and "..", made of letters, digits, '.',
+// '-' and '_' (so no percent-encoding, query or fragment).
+func parseSPIFFEID(id, td string) (*url.URL, error) {
+	const scheme = "spiffe://"
+	if id == "" {
+		return nil, invalidf("SPIFFE ID is required")
+	}
+	if len(id) > maxSPIFFEIDLen {
+		return nil, invalidf("SPIFFE ID longer than %d bytes", maxSPIFFEIDLen)
+	}
+	if !strings.HasPrefix(id, scheme) {
+		return nil, invalidf("SPIFFE ID must start with %s", scheme)
+	}
+	rest := id[len(scheme):]
+	host, path, ok := strings.Cut(rest, "/")
+	if host != td {
+		return nil, invalidf("SPIFFE ID is not in trust domain %q", td)
+	}
+	if !ok || path == "" {
+		return nil, invalidf("SPIFFE ID must have a path")
+	}
+	for seg := range strings.SplitSeq(path, "/") {
+		switch seg {
+		case "":
+			return nil, invalidf("SPIFFE ID has an empty path segment")
+		case ".", "..":
+			return nil, invalidf("SPIFFE ID has a dot path segment")
+		}
+		for j := 0; j < len(seg); j++ {
+			c := seg[j]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+				return nil, invalidf("SPIFFE ID path has character %q", c)
+			}
+		}
+	}
+	u, err := url.Parse(id)
+	if err != nil || u.Host != td || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.RawPath != "" {
+		return nil, invalidf("SPIFFE ID is not a plain URI")
+	}
+	return u, nil
+}
+
+// validDNSName checks a lowercased DNS SAN: at most 253 bytes, labels of 1 to
+// 63 letters, digits and hyphens, not starting or ending with a hyphen.
+// Wildcards, underscores, trailing dots and IP literals are refused.
+func validDNSName(n string) error {
+	if n == "" || len(n) > 253 {
+		return invalidf("DNS name %q has a bad length", n)
+	}
+	if net.ParseIP(n) != nil {
+		return invalidf("DNS name %q is an IP address", n)
+	}
+	for label := range strings.SplitSeq(n, ".") {
+		if label == "" || len(label) > 63 {
+			return invalidf("DNS name %q has an empty or too long label", n)
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return invalidf("DNS name %q has a label starting or ending with a hyphen", n)
+		}
+		for j := 0; j < len(label); j++ {
+			c := label[j]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return invalidf("DNS name %q has character %q", n, c)
+			}
+		}
+	}
+	return nil
+}
