@@ -1,0 +1,122 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/workload-ca/workload-ca/pkg/hsm"
+	"github.com/workload-ca/workload-ca/pkg/store"
+)
+
+// ProblemContentType is the media type of every error answer (RFC 9457).
+const ProblemContentType = "application/problem+json"
+
+// Problem is the body of an error answer (RFC 9457 plus reason and
+// request_id). Type is a URN built from Reason.
+type Problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail,omitempty"`
+	Reason    Reason `json:"reason"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// Error is an error that knows its client-facing answer. Lower layers return
+// sentinel or typed errors; handlers wrap them in *Error only when they know
+// better than the central mapping (classify). Detail is shown to the client,
+// so it must not carry internals or secrets; Err is logged, never shown.
+type Error struct {
+	Status int
+	Reason Reason
+	Detail string
+	Err    error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return string(e.Reason) + ": " + e.Detail + ": " + e.Err.Error()
+	}
+	return string(e.Reason) + ": " + e.Detail
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// HandlerFunc is an HTTP handler that returns its failure instead of writing
+// it. A handler that returns an error must not have written anything yet.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// classify maps an error to its status, reason and client-facing detail. It is
+// the only place that decides statuses for errors. Anything it does not
+// recognise is a 500 with a generic detail.
+func classify(err error) (status int, reason Reason, detail string) {
+	var e *Error
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &e):
+		return e.Status, e.Reason, e.Detail
+	case errors.As(err, &tooLarge):
+		return http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, "the request body exceeds the size limit"
+	case errors.Is(err, hsm.ErrUnavailable):
+		return http.StatusServiceUnavailable, ReasonHSMUnavailable, "the key store is unavailable; retry later"
+	case errors.Is(err, store.ErrUnavailable):
+		return http.StatusServiceUnavailable, ReasonStoreUnavailable, "the database is unavailable; retry later"
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, ReasonNotFound, "no such resource"
+	}
+	return http.StatusInternalServerError, ReasonInternal, "internal error; quote the request_id when reporting it"
+}
+
+// edge turns HandlerFuncs into http.Handlers and errors into problems.
+type edge struct {
+	log *slog.Logger
+}
+
+// handle wraps h once: its error, if any, becomes a problem+json answer.
+func (e edge) handle(h HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			e.fail(w, r, err)
+		}
+	})
+}
+
+// fail writes err as a problem and logs it: server-side failures at error
+// level with the cause, client mistakes at debug level.
+func (e edge) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, reason, detail := classify(err)
+	id := RequestID(r.Context())
+	if status >= 500 {
+		e.log.ErrorContext(r.Context(), "request failed", "request_id", id, "status", status, "reason", string(reason), "err", err)
+	} else {
+		e.log.DebugContext(r.Context(), "request refused", "request_id", id, "status", status, "reason", string(reason), "err", err)
+	}
+	writeProblem(w, r, status, reason, detail)
+}
+
+func writeProblem(w http.ResponseWriter, r *http.Request, status int, reason Reason, detail string) {
+	p := Problem{
+		Type:      "urn:workload-ca:problem:" + string(reason),
+		Title:     http.StatusText(status),
+		Status:    status,
+		Detail:    detail,
+		Reason:    reason,
+		RequestID: RequestID(r.Context()),
+	}
+	h := w.Header()
+	h.Set("Content-Type", ProblemContentType)
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+// writeJSON writes v as a JSON answer with the given status.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,46 @@
+package server
+
+// Reason is the stable, machine-readable `reason` of a problem+json answer.
+// Clients branch on it; its values never change meaning.
+type Reason string
+
+// Reason codes. The list in api/openapi.yaml must match (a test checks).
+const (
+	ReasonTokenMalformed        Reason = "token_malformed"
+	ReasonTokenExpired          Reason = "token_expired"
+	ReasonTokenNotYetValid      Reason = "token_not_yet_valid"
+	ReasonTokenBadSignature     Reason = "token_bad_signature"
+	ReasonTokenUnknownIssuer    Reason = "token_unknown_issuer"
+	ReasonTokenWrongAudience    Reason = "token_wrong_audience"
+	ReasonTokenReplayed         Reason = "token_replayed"
+	ReasonPolicyDenied          Reason = "policy_denied"
+	ReasonCSRMalformed          Reason = "csr_malformed"
+	ReasonCSRBadSignature       Reason = "csr_bad_signature"
+	ReasonCSRWeakKey            Reason = "csr_weak_key"
+	ReasonCSRForbiddenExtension Reason = "csr_forbidden_extension"
+	ReasonTTLTooLong            Reason = "ttl_too_long"
+	ReasonCertificateRevoked    Reason = "certificate_revoked"
+	ReasonNotFound              Reason = "not_found"
+	ReasonUnauthorized          Reason = "unauthorized"
+	ReasonForbidden             Reason = "forbidden"
+	ReasonBodyTooLarge          Reason = "body_too_large"
+	ReasonHSMUnavailable        Reason = "hsm_unavailable"
+	ReasonStoreUnavailable      Reason = "store_unavailable"
+	ReasonBadRequest            Reason = "bad_request"
+	ReasonMethodNotAllowed      Reason = "method_not_allowed"
+	ReasonInternal              Reason = "internal_error"
+)
+
+// AllReasons lists every reason code, in the order of the OpenAPI enum.
+func AllReasons() []Reason {
+	return []Reason{
+		ReasonTokenMalformed, ReasonTokenExpired, ReasonTokenNotYetValid,
+		ReasonTokenBadSignature, ReasonTokenUnknownIssuer, ReasonTokenWrongAudience,
+		ReasonTokenReplayed, ReasonPolicyDenied, ReasonCSRMalformed,
+		ReasonCSRBadSignature, ReasonCSRWeakKey, ReasonCSRForbiddenExtension,
+		ReasonTTLTooLong, ReasonCertificateRevoked, ReasonNotFound,
+		ReasonUnauthorized, ReasonForbidden, ReasonBodyTooLarge,
+		ReasonHSMUnavailable, ReasonStoreUnavailable, ReasonBadRequest,
+		ReasonMethodNotAllowed, ReasonInternal,
+	}
+}

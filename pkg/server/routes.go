@@ -1,0 +1,119 @@
+package server
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/workload-ca/workload-ca/internal/clock"
+)
+
+// Pinger is a dependency whose health /readyz checks: the store or the key
+// store.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// AnchorSource yields the trust anchors (root certificates) relying parties
+// should trust now; *issuer.Issuer fits.
+type AnchorSource interface {
+	TrustAnchors(ctx context.Context) ([]*x509.Certificate, error)
+}
+
+// Deps is what the routes need. Every field is required except Clock (the
+// real clock by default).
+type Deps struct {
+	Log     *slog.Logger
+	Clock   clock.Clock
+	Store   Pinger
+	Keys    Pinger
+	Anchors AnchorSource
+	// Metrics is the registry /metrics exposes and the edge registers its
+	// collectors in; never the global one.
+	Metrics *prometheus.Registry
+	// BodyLimit caps request bodies, in bytes.
+	BodyLimit int64
+	// ReadyTimeout bounds each dependency check of /readyz.
+	ReadyTimeout time.Duration
+}
+
+// Routes builds the two listeners' routers over shared dependencies. Add an
+// endpoint by adding a method (one file per concept) and mounting it in API
+// or Public.
+type Routes struct {
+	d       Deps
+	edge    edge
+	metrics *metrics
+}
+
+// ErrMissingDependency is returned by NewRoutes when a required Deps field is
+// nil or zero.
+var ErrMissingDependency = errors.New("server: missing dependency")
+
+// NewRoutes checks d and registers the edge's metrics in d.Metrics.
+func NewRoutes(d Deps) (*Routes, error) {
+	switch {
+	case d.Log == nil, d.Store == nil, d.Keys == nil, d.Anchors == nil, d.Metrics == nil:
+		return nil, ErrMissingDependency
+	case d.BodyLimit <= 0, d.ReadyTimeout <= 0:
+		return nil, ErrMissingDependency
+	}
+	if d.Clock == nil {
+		d.Clock = clock.Real{}
+	}
+	m, err := newMetrics(d.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	return &Routes{d: d, edge: edge{log: d.Log}, metrics: m}, nil
+}
+
+// Public is the plain-HTTP listener's router: only public things (health,
+// bundles, metrics; later CRLs and OCSP).
+func (rt *Routes) Public() chi.Router {
+	r := rt.base("public")
+	rt.mountArtifacts(r)
+	r.Method(http.MethodGet, "/metrics", promhttpHandler(rt.d.Metrics))
+	return r
+}
+
+// API is the HTTPS listener's router: the signed artifacts and health too, and
+// later the /v1 API.
+func (rt *Routes) API() chi.Router {
+	r := rt.base("api")
+	rt.mountArtifacts(r)
+	return r
+}
+
+// mountArtifacts adds what both listeners serve.
+func (rt *Routes) mountArtifacts(r chi.Router) {
+	r.Method(http.MethodGet, "/healthz", rt.edge.handle(rt.healthz))
+	r.Method(http.MethodGet, "/readyz", rt.edge.handle(rt.readyz))
+	r.Method(http.MethodGet, "/bundle.pem", rt.edge.handle(rt.bundlePEM))
+}
+
+// base is a router with the shared middleware chain and problem+json answers
+// for unknown routes and wrong methods.
+func (rt *Routes) base(listener string) *chi.Mux {
+	r := chi.NewRouter()
+	r.Use(requestID, observe(rt.d.Log, rt.metrics, listener), recoverer(rt.edge), limitBody(rt.d.BodyLimit), middleware.GetHead)
+	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
+		writeProblem(w, req, http.StatusNotFound, ReasonNotFound, "no such resource")
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			if r.Match(chi.NewRouteContext(), m, req.URL.Path) {
+				w.Header().Add("Allow", m)
+			}
+		}
+		writeProblem(w, req, http.StatusMethodNotAllowed, ReasonMethodNotAllowed, "method not allowed on this resource")
+	})
+	return r
+}
