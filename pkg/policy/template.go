@@ -1,0 +1,217 @@
+package policy
+
+// Identity templates are deliberately not text/template: a template here may
+// only copy a claim value into a name, so the parser accepts literal text and
+// `{{claims.<path>}}` placeholders and nothing else -- no functions, pipes,
+// conditionals or method calls for a policy author (or a claim) to abuse. A
+// path is a dotted list of identifiers, and a segment whose key is not an
+// identifier (Kubernetes' `kubernetes.io`) is written as in CEL:
+// `{{claims["kubernetes.io"].namespace}}`.
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// errClaimValue is wrapped when a claim cannot be used in a name: it is
+// missing, not a string or integer, or contains characters the name kind does
+// not allow.
+var errClaimValue = errors.New("claim value not usable in identity")
+
+// maxClaimValueBytes bounds one substituted value.
+const maxClaimValueBytes = 255
+
+type tmplPart struct {
+	literal string
+	path    []string // nil for a literal part
+}
+
+type template struct {
+	source string
+	parts  []tmplPart
+}
+
+// hasPlaceholders tells whether the template depends on claims.
+func (t *template) hasPlaceholders() bool {
+	for _, p := range t.parts {
+		if p.path != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// parseTemplate splits src into literal parts and claim placeholders.
+func parseTemplate(src string) (*template, error) {
+	t := &template{source: src}
+	rest := src
+	for rest != "" {
+		i := strings.Index(rest, "{{")
+		if i < 0 {
+			if strings.Contains(rest, "}}") {
+				return nil, fmt.Errorf("template %q: unmatched }}", src)
+			}
+			t.parts = append(t.parts, tmplPart{literal: rest})
+			break
+		}
+		if i > 0 {
+			if strings.Contains(rest[:i], "}}") {
+				return nil, fmt.Errorf("template %q: unmatched }}", src)
+			}
+			t.parts = append(t.parts, tmplPart{literal: rest[:i]})
+		}
+		rest = rest[i+2:]
+		j := strings.Index(rest, "}}")
+		if j < 0 {
+			return nil, fmt.Errorf("template %q: unterminated {{", src)
+		}
+		path, err := parseClaimPath(strings.TrimSpace(rest[:j]))
+		if err != nil {
+			return nil, fmt.Errorf("template %q: %w", src, err)
+		}
+		t.parts = append(t.parts, tmplPart{path: path})
+		rest = rest[j+2:]
+	}
+	return t, nil
+}
+
+// parseClaimPath parses `claims.a.b["c.d"].e` into [a b c.d e].
+func parseClaimPath(s string) ([]string, error) {
+	const root = "claims"
+	if !strings.HasPrefix(s, root) {
+		return nil, fmt.Errorf("placeholder %q must start with %q", s, root)
+	}
+	s = s[len(root):]
+	var path []string
+	for s != "" {
+		switch s[0] {
+		case '.':
+			n := 1
+			for n < len(s) && isIdentByte(s[n], n == 1) {
+				n++
+			}
+			if n == 1 {
+				return nil, fmt.Errorf("placeholder: empty or invalid field name after '.'")
+			}
+			path = append(path, s[1:n])
+			s = s[n:]
+		case '[':
+			end := strings.Index(s, "\"]")
+			if len(s) < 2 || s[1] != '"' || end < 2 {
+				return nil, fmt.Errorf("placeholder: index must be [\"key\"]")
+			}
+			key := s[2:end]
+			if key == "" || strings.ContainsAny(key, "\"\\[]{}") {
+				return nil, fmt.Errorf("placeholder: invalid key %q", key)
+			}
+			path = append(path, key)
+			s = s[end+2:]
+		default:
+			return nil, fmt.Errorf("placeholder: unexpected %q; only claims.<path> is allowed", s)
+		}
+	}
+	if len(path) == 0 || len(path) > 8 {
+		return nil, fmt.Errorf("placeholder: claim path must have 1 to 8 segments")
+	}
+	return path, nil
+}
+
+func isIdentByte(c byte, first bool) bool {
+	if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' {
+		return true
+	}
+	return !first && c >= '0' && c <= '9'
+}
+
+// render fills the template from claims; check vets every substituted value
+// before it is spliced in.
+func (t *template) render(claims map[string]any, check func(string) error) (string, error) {
+	var b strings.Builder
+	for _, p := range t.parts {
+		if p.path == nil {
+			b.WriteString(p.literal)
+			continue
+		}
+		v, err := claimString(claims, p.path)
+		if err != nil {
+			return "", err
+		}
+		if err := check(v); err != nil {
+			return "", fmt.Errorf("%w: claims.%s: %w", errClaimValue, strings.Join(p.path, "."), err)
+		}
+		b.WriteString(v)
+	}
+	return b.String(), nil
+}
+
+// claimString looks up a claim and renders a string or integral number.
+func claimString(claims map[string]any, path []string) (string, error) {
+	var cur any = claims
+	for _, k := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return "", fmt.Errorf("%w: claims.%s is missing", errClaimValue, strings.Join(path, "."))
+		}
+		if cur, ok = m[k]; !ok {
+			return "", fmt.Errorf("%w: claims.%s is missing", errClaimValue, strings.Join(path, "."))
+		}
+	}
+	switch v := cur.(type) {
+	case string:
+		if v == "" {
+			return "", fmt.Errorf("%w: claims.%s is empty", errClaimValue, strings.Join(path, "."))
+		}
+		if len(v) > maxClaimValueBytes {
+			return "", fmt.Errorf("%w: claims.%s is longer than %d bytes", errClaimValue, strings.Join(path, "."), maxClaimValueBytes)
+		}
+		return v, nil
+	case float64:
+		if v == math.Trunc(v) && math.Abs(v) < 1<<53 {
+			return strconv.FormatInt(int64(v), 10), nil
+		}
+	case int:
+		return strconv.Itoa(v), nil
+	case int64:
+		return strconv.FormatInt(v, 10), nil
+	}
+	return "", fmt.Errorf("%w: claims.%s is not a string or integer", errClaimValue, strings.Join(path, "."))
+}
+
+// checkPathValue vets a value spliced into a SPIFFE ID path: it may span
+// several segments ("acme/payments") but every segment must be non-empty,
+// not "." or "..", and made of the SPIFFE path characters [a-zA-Z0-9._-]. That
+// excludes percent-encoding, '?', '#', ':' and anything that could start a
+// second URI.
+func checkPathValue(v string) error {
+	for _, seg := range strings.Split(v, "/") {
+		switch seg {
+		case "":
+			return errors.New("empty path segment")
+		case ".", "..":
+			return errors.New("dot segment")
+		}
+		for _, c := range []byte(seg) {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+				return fmt.Errorf("character %q not allowed in a SPIFFE ID path", c)
+			}
+		}
+	}
+	return nil
+}
+
+// checkLabelValue vets a value spliced into a DNS name: exactly one label of
+// letters, digits and hyphens, so a claim can never add or remove labels.
+func checkLabelValue(v string) error {
+	if len(v) > 63 {
+		return errors.New("longer than a DNS label")
+	}
+	for _, c := range []byte(v) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return fmt.Errorf("character %q not allowed in a DNS label", c)
+		}
+	}
+	return nil
+}
