@@ -38,6 +38,17 @@ var (
 	ErrKeyExists = errors.New("hsm: key already exists")
 	// ErrBadURI means a key URI could not be parsed or names another store.
 	ErrBadURI = errors.New("hsm: malformed key URI")
+	// ErrBadName means a key name is not 1 to 128 characters of [A-Za-z0-9._-]
+	// starting with a letter or digit. Both stores accept exactly the same names.
+	ErrBadName = errors.New("hsm: invalid key name")
+	// ErrBadKeyType means Generate was asked for a KeyType that is not Valid.
+	ErrBadKeyType = errors.New("hsm: unsupported key type")
+	// ErrClosed means the store, or the store behind a signer, was closed. It is
+	// not transient.
+	ErrClosed = errors.New("hsm: key store closed")
+	// ErrInsecureKeyFile means a software key file is readable or writable by
+	// group or others, or is not a regular file; it is refused, not loaded.
+	ErrInsecureKeyFile = errors.New("hsm: key file has insecure permissions")
 )
 
 // Key is a generated or found key: its URI, by which it is found again after a

@@ -1,0 +1,497 @@
+package hsm
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ThalesGroup/crypto11"
+
+	"github.com/workload-ca/workload-ca/internal/clock"
+)
+
+// Defaults for the optional PKCS11Config fields.
+const (
+	DefaultOpTimeout        = 10 * time.Second
+	DefaultReconnectTimeout = 5 * time.Second
+	DefaultMinBackoff       = 250 * time.Millisecond
+	DefaultMaxBackoff       = 30 * time.Second
+)
+
+// PKCS11Config says which PKCS#11 token holds the CA keys. Module, TokenLabel
+// and PIN are required; the other fields are optional and default as
+// documented. The PIN never appears in String, GoString or LogValue.
+type PKCS11Config struct {
+	// Module is the path of the PKCS#11 shared library.
+	Module string
+	// TokenLabel selects the token by its label.
+	TokenLabel string
+	// PIN is the user PIN. Read it from the environment or with PINFromFile,
+	// never from argv.
+	PIN string
+
+	// OpTimeout bounds one sign or find call on the token (DefaultOpTimeout).
+	// A call that takes longer returns ErrUnavailable and the context is
+	// rebuilt on a later call.
+	OpTimeout time.Duration
+	// ReconnectTimeout bounds how long a call waits for a reconnect attempt,
+	// including the first connect in OpenPKCS11 (DefaultReconnectTimeout).
+	ReconnectTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait between failed reconnect
+	// attempts; it doubles per failure (DefaultMinBackoff, DefaultMaxBackoff).
+	MinBackoff, MaxBackoff time.Duration
+	// MaxSessions caps the sessions the store opens (0: crypto11's default,
+	// itself capped by the token).
+	MaxSessions int
+}
+
+// String describes the configuration without the PIN.
+func (c PKCS11Config) String() string {
+	return fmt.Sprintf("PKCS11Config{Module:%q TokenLabel:%q PIN:[redacted]}", c.Module, c.TokenLabel)
+}
+
+// GoString describes the configuration without the PIN, for %#v.
+func (c PKCS11Config) GoString() string { return c.String() }
+
+// LogValue lets slog log the configuration without the PIN.
+func (c PKCS11Config) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("module", c.Module), slog.String("token", c.TokenLabel))
+}
+
+func (c PKCS11Config) withDefaults() PKCS11Config {
+	if c.OpTimeout <= 0 {
+		c.OpTimeout = DefaultOpTimeout
+	}
+	if c.ReconnectTimeout <= 0 {
+		c.ReconnectTimeout = DefaultReconnectTimeout
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = DefaultMinBackoff
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = max(DefaultMaxBackoff, c.MinBackoff)
+	}
+	return c
+}
+
+// PINFromFile reads a PIN from a file (a mounted secret, for example), dropping
+// one trailing newline. It fails if the file is missing or the PIN is empty;
+// errors name the file, never its content.
+func PINFromFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("hsm: read PIN file: %w", err)
+	}
+	pin := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	if pin == "" {
+		return "", fmt.Errorf("hsm: PIN file %s is empty", path)
+	}
+	return pin, nil
+}
+
+// Option adjusts OpenPKCS11.
+type Option func(*PKCS11Store)
+
+// WithClock sets the clock the reconnect backoff reads (default clock.Real).
+func WithClock(c clock.Clock) Option {
+	return func(s *PKCS11Store) { s.clk = c }
+}
+
+// PKCS11Store is a KeyStore backed by one PKCS#11 token through crypto11.
+// Keys are generated on the token (sensitive, non-extractable, persistent) and
+// found by RFC 7512 URI. When the token or module fails, signing returns
+// ErrUnavailable at once and the store rebuilds its crypto11 context on a
+// later call (bounded by ReconnectTimeout, no more often than the backoff
+// allows); signers handed out earlier re-find their key and keep working.
+//
+// Recovering from a token reset needs the module to be re-initialised, which
+// crypto11 does when the last context on the module closes; use one
+// PKCS11Store per module per process.
+type PKCS11Store struct {
+	cfg PKCS11Config
+	log *slog.Logger
+	clk clock.Clock
+
+	genMu sync.Mutex // serialises Generate, so one name cannot be created twice
+
+	mu          sync.Mutex // guards the fields below; never held across a PKCS#11 call
+	conn        *p11Conn   // current context, nil while the token is unavailable
+	gen         uint64     // generation of the newest context
+	closed      bool
+	retiring    []*p11Conn // broken contexts not yet closed
+	attempt     *reconnectAttempt
+	failures    int
+	nextAttempt time.Time
+	lastErr     error
+	signers     map[string]*p11Signer // by hex CKA_ID
+}
+
+var _ KeyStore = (*PKCS11Store)(nil)
+
+// OpenPKCS11 connects to the token and logs in. It fails with an error
+// wrapping ErrUnavailable when the module or token cannot be reached within
+// ReconnectTimeout, or with a plain error when the token refuses the PIN.
+func OpenPKCS11(cfg PKCS11Config, log *slog.Logger, opts ...Option) (*PKCS11Store, error) {
+	if cfg.Module == "" || cfg.TokenLabel == "" || cfg.PIN == "" {
+		return nil, errors.New("hsm: PKCS#11 module, token label and PIN are required")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &PKCS11Store{
+		cfg:     cfg.withDefaults(),
+		log:     log.With("component", "hsm", "token", cfg.TokenLabel),
+		clk:     clock.Real{},
+		signers: map[string]*p11Signer{},
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if _, err := s.connection(context.Background()); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("hsm: open PKCS#11 token %q: %w", cfg.TokenLabel, err)
+	}
+	s.log.Info("PKCS#11 token opened", "module", cfg.Module)
+	return s, nil
+}
+
+// Generate creates a key pair on the token, labelled name with a fresh random
+// CKA_ID. The private half is CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE and not
+// CKA_EXTRACTABLE, and may only sign. It returns the key under
+// pkcs11:token=<label>;object=<name>, or ErrKeyExists if a key pair with that
+// label is on the token. If ctx ends while the token is generating, the key
+// may still appear on the token.
+func (s *PKCS11Store) Generate(ctx context.Context, name string, kt KeyType) (Key, error) {
+	if err := validateName(name); err != nil {
+		return Key{}, err
+	}
+	if !kt.Valid() {
+		return Key{}, fmt.Errorf("%w: %q", ErrBadKeyType, kt)
+	}
+	s.genMu.Lock()
+	defer s.genMu.Unlock()
+	c, err := s.connection(ctx)
+	if err != nil {
+		return Key{}, err
+	}
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return Key{}, fmt.Errorf("hsm: key id: %w", err)
+	}
+	var signer crypto11.Signer
+	err = s.do(ctx, c, 0, func(cx *crypto11.Context) error {
+		existing, err := cx.FindKeyPairs(nil, []byte(name))
+		if err != nil {
+			return err
+		}
+		if len(existing) > 0 {
+			return ErrKeyExists
+		}
+		pub, priv, err := keyTemplates(id, name, kt)
+		if err != nil {
+			return err
+		}
+		switch kt {
+		case ECDSAP256:
+			signer, err = cx.GenerateECDSAKeyPairWithAttributes(pub, priv, elliptic.P256())
+		case ECDSAP384:
+			signer, err = cx.GenerateECDSAKeyPairWithAttributes(pub, priv, elliptic.P384())
+		case RSA3072:
+			signer, err = cx.GenerateRSAKeyPairWithAttributes(pub, priv, 3072)
+		}
+		return err
+	})
+	if errors.Is(err, ErrKeyExists) {
+		return Key{}, fmt.Errorf("hsm: generate %q: %w", name, ErrKeyExists)
+	}
+	if err != nil {
+		return Key{}, fmt.Errorf("hsm: generate %q (%s): %w", name, kt, err)
+	}
+	k := s.remember(c, signer, name, id)
+	uri := pkcs11URI{Token: s.cfg.TokenLabel, HasToken: true, Object: name, HasObject: true}.String()
+	s.log.Info("key generated on token", "key", name, "type", string(kt), "uri", uri)
+	return Key{URI: uri, Signer: k}, nil
+}
+
+// keyTemplates builds the attributes of a CA key pair: both halves persistent,
+// labelled and identified; the private half sensitive, non-extractable and
+// sign-only; the public half verify-only.
+func keyTemplates(id []byte, label string, kt KeyType) (pub, priv crypto11.AttributeSet, err error) {
+	pub, err = crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
+	if err != nil {
+		return nil, nil, err
+	}
+	priv = pub.Copy()
+	set := func(a crypto11.AttributeSet, t crypto11.AttributeType, v bool) {
+		if err == nil {
+			err = a.Set(t, v)
+		}
+	}
+	set(pub, crypto11.CkaToken, true)
+	set(pub, crypto11.CkaPrivate, false)
+	set(pub, crypto11.CkaVerify, true)
+	set(priv, crypto11.CkaToken, true)
+	set(priv, crypto11.CkaPrivate, true)
+	set(priv, crypto11.CkaSensitive, true)
+	set(priv, crypto11.CkaExtractable, false)
+	set(priv, crypto11.CkaSign, true)
+	if kt == RSA3072 {
+		set(pub, crypto11.CkaEncrypt, false)
+		set(priv, crypto11.CkaDecrypt, false)
+	}
+	return pub, priv, err
+}
+
+// Find returns the key a pkcs11: URI names, by object (CKA_LABEL), id
+// (CKA_ID) or both. It fails with ErrBadURI if the URI is malformed, names
+// another token, or matches more than one key pair, and with ErrKeyNotFound if
+// nothing matches. Finding the same key twice returns the same Signer.
+func (s *PKCS11Store) Find(ctx context.Context, uri string) (Key, error) {
+	u, err := parsePKCS11URI(uri)
+	if err != nil {
+		return Key{}, err
+	}
+	if u.HasToken && u.Token != s.cfg.TokenLabel {
+		return Key{}, fmt.Errorf("%w: URI names token %q, this store holds %q", ErrBadURI, u.Token, s.cfg.TokenLabel)
+	}
+	c, err := s.connection(ctx)
+	if err != nil {
+		return Key{}, err
+	}
+	var (
+		found crypto11.Signer
+		label string
+		id    []byte
+	)
+	err = s.do(ctx, c, s.cfg.OpTimeout, func(cx *crypto11.Context) error {
+		matches, err := findPairs(cx, u.ID, []byte(u.Object))
+		if err != nil {
+			return err
+		}
+		switch len(matches) {
+		case 0:
+			return ErrKeyNotFound
+		case 1:
+		default:
+			return fmt.Errorf("%w: %d key pairs match; add id= to the URI", ErrBadURI, len(matches))
+		}
+		found = matches[0]
+		attrs, err := cx.GetAttributes(found, []crypto11.AttributeType{crypto11.CkaId, crypto11.CkaLabel})
+		if err != nil {
+			return err
+		}
+		id, label = attrValue(attrs, crypto11.CkaId), string(attrValue(attrs, crypto11.CkaLabel))
+		return nil
+	})
+	if err != nil {
+		return Key{}, fmt.Errorf("hsm: find %s: %w", uri, err)
+	}
+	k := s.remember(c, found, label, id)
+	canon := pkcs11URI{Token: s.cfg.TokenLabel, HasToken: true}
+	if label != "" {
+		canon.Object, canon.HasObject = label, true
+	} else {
+		canon.ID, canon.HasID = id, true
+	}
+	return Key{URI: canon.String(), Signer: k}, nil
+}
+
+// findPairs looks key pairs up by whichever of id and label is set.
+func findPairs(cx *crypto11.Context, id, label []byte) ([]crypto11.Signer, error) {
+	if len(id) == 0 && len(label) == 0 {
+		return nil, fmt.Errorf("%w: neither id nor label", ErrBadURI)
+	}
+	return cx.FindKeyPairs(id, label)
+}
+
+func attrValue(set crypto11.AttributeSet, t crypto11.AttributeType) []byte {
+	if a, ok := set[t]; ok && a != nil {
+		return a.Value
+	}
+	return nil
+}
+
+// remember wraps a crypto11 signer found or generated in context c, reusing the
+// wrapper already handed out for the same CKA_ID.
+func (s *PKCS11Store) remember(c *p11Conn, inner crypto11.Signer, label string, id []byte) *p11Signer {
+	key := hex.EncodeToString(id)
+	s.mu.Lock()
+	k, ok := s.signers[key]
+	if ok && !samePublicKey(k.pub, inner.Public()) {
+		ok = false // the id now holds another key; old signers keep refusing to sign
+	}
+	if !ok {
+		k = &p11Signer{store: s, label: label, id: bytes.Clone(id), pub: inner.Public(), gen: c.gen, inner: inner}
+		s.signers[key] = k
+	}
+	s.mu.Unlock()
+	if ok {
+		k.adopt(c.gen, inner) // outside s.mu: k.mu is always taken before s.mu
+	}
+	return k
+}
+
+// KeyAttributes are the PKCS#11 attributes of a key's private half that say
+// how well it is protected.
+type KeyAttributes struct {
+	Label            string
+	ID               []byte
+	Token            bool // persistent on the token
+	Private          bool // needs a login to use
+	Sensitive        bool // value cannot be read
+	Extractable      bool // can be wrapped out of the token
+	AlwaysSensitive  bool
+	NeverExtractable bool
+	Local            bool // generated on the token
+	Sign             bool
+	Decrypt          bool
+}
+
+// Attributes reads the protection attributes of the private key a URI names,
+// for operators' checks (ca probe) and tests.
+func (s *PKCS11Store) Attributes(ctx context.Context, uri string) (KeyAttributes, error) {
+	key, err := s.Find(ctx, uri)
+	if err != nil {
+		return KeyAttributes{}, err
+	}
+	k := key.Signer.(*p11Signer)
+	c, inner, err := k.resolve(ctx)
+	if err != nil {
+		return KeyAttributes{}, err
+	}
+	types := []crypto11.AttributeType{
+		crypto11.CkaLabel, crypto11.CkaId, crypto11.CkaToken, crypto11.CkaPrivate, crypto11.CkaSensitive,
+		crypto11.CkaExtractable, crypto11.CkaAlwaysSensitive, crypto11.CkaNeverExtractable,
+		crypto11.CkaLocal, crypto11.CkaSign, crypto11.CkaDecrypt,
+	}
+	var set crypto11.AttributeSet
+	err = s.do(ctx, c, s.cfg.OpTimeout, func(cx *crypto11.Context) error {
+		var err error
+		set, err = cx.GetAttributes(inner, types)
+		return err
+	})
+	if err != nil {
+		return KeyAttributes{}, fmt.Errorf("hsm: attributes of %s: %w", uri, err)
+	}
+	b := func(t crypto11.AttributeType) bool {
+		v := attrValue(set, t)
+		return len(v) == 1 && v[0] != 0
+	}
+	return KeyAttributes{
+		Label: string(attrValue(set, crypto11.CkaLabel)), ID: attrValue(set, crypto11.CkaId),
+		Token: b(crypto11.CkaToken), Private: b(crypto11.CkaPrivate), Sensitive: b(crypto11.CkaSensitive),
+		Extractable: b(crypto11.CkaExtractable), AlwaysSensitive: b(crypto11.CkaAlwaysSensitive),
+		NeverExtractable: b(crypto11.CkaNeverExtractable), Local: b(crypto11.CkaLocal),
+		Sign: b(crypto11.CkaSign), Decrypt: b(crypto11.CkaDecrypt),
+	}, nil
+}
+
+// pingDigest is what Ping signs: a fixed SHA-256-sized value, never a
+// certificate or token.
+var pingDigest = bytes.Repeat([]byte{0x5a}, 32)
+
+// Ping checks that the token can sign now: it signs a fixed digest with a key
+// this store has handed out, or, before any key was handed out, reads random
+// bytes from the token through a session. While the token is unavailable it
+// returns ErrUnavailable (after one bounded reconnect attempt, if the backoff
+// allows one).
+func (s *PKCS11Store) Ping(ctx context.Context) error {
+	c, err := s.connection(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	var k *p11Signer
+	for _, cand := range s.signers {
+		if k == nil || bytes.Compare(cand.id, k.id) < 0 {
+			k = cand
+		}
+	}
+	s.mu.Unlock()
+	if k != nil {
+		var opts crypto.SignerOpts = crypto.SHA256
+		if pub, ok := k.pub.(*rsa.PublicKey); ok {
+			opts = explicitPSSSalt(pub, &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: rsa.PSSSaltLengthEqualsHash})
+		}
+		_, err := k.sign(ctx, pingDigest, opts)
+		return err
+	}
+	return s.do(ctx, c, s.cfg.OpTimeout, func(cx *crypto11.Context) error {
+		r, err := cx.NewRandomReader()
+		if err != nil {
+			return err
+		}
+		_, err = r.Read(make([]byte, 8))
+		return err
+	})
+}
+
+// Close closes the crypto11 context (which finalizes the module when it is
+// the last user). Signers handed out fail with ErrClosed afterwards. Close
+// waits at most OpTimeout for operations in flight.
+func (s *PKCS11Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	conns := s.retiring
+	if s.conn != nil {
+		conns = append(conns, s.conn)
+	}
+	s.conn, s.retiring = nil, nil
+	attempt := s.attempt
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if attempt != nil {
+			<-attempt.done // runReconnect closes what it opened once it sees closed
+		}
+		for _, c := range conns {
+			c.close()
+		}
+	}()
+	t := time.NewTimer(s.cfg.OpTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		s.log.Info("PKCS#11 token closed")
+		return nil
+	case <-t.C:
+		return fmt.Errorf("hsm: close PKCS#11 token: operations still running after %s", s.cfg.OpTimeout)
+	}
+}
+
+// keyTypeOf names the KeyType of a public key, or "" for other keys (which
+// still sign).
+func keyTypeOf(pub crypto.PublicKey) KeyType {
+	switch p := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch p.Curve {
+		case elliptic.P256():
+			return ECDSAP256
+		case elliptic.P384():
+			return ECDSAP384
+		}
+	case *rsa.PublicKey:
+		if p.N.BitLen() == 3072 {
+			return RSA3072
+		}
+	}
+	return ""
+}

@@ -1,0 +1,200 @@
+package hsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ThalesGroup/crypto11"
+)
+
+// p11Conn is one crypto11 context: a module reference, a logged-in session
+// and a session pool. A context that saw the token fail is never used again;
+// the store builds a new one, with a higher generation.
+type p11Conn struct {
+	ctx       *crypto11.Context
+	gen       uint64
+	closeOnce sync.Once
+}
+
+// close closes the crypto11 context once. It blocks until operations using
+// the context have returned their sessions.
+func (c *p11Conn) close() {
+	c.closeOnce.Do(func() { _ = c.ctx.Close() })
+}
+
+// reconnectAttempt is one run of runReconnect; callers wait on done.
+type reconnectAttempt struct {
+	done chan struct{}
+	conn *p11Conn
+	err  error
+}
+
+// connection returns the current context. While the token is unavailable it
+// starts a reconnect attempt if the backoff allows one (or joins the attempt
+// in flight) and waits for it at most ReconnectTimeout and until ctx ends;
+// otherwise it fails at once. Every failure wraps ErrUnavailable, or is
+// ErrClosed.
+func (s *PKCS11Store) connection(ctx context.Context) (*p11Conn, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if s.conn != nil {
+		c := s.conn
+		s.mu.Unlock()
+		return c, nil
+	}
+	a := s.attempt
+	if a == nil {
+		if now := s.clk.Now(); now.Before(s.nextAttempt) {
+			last := s.lastErr
+			wait := s.nextAttempt.Sub(now)
+			s.mu.Unlock()
+			return nil, fmt.Errorf("%w: token %q is down, next reconnect in %s (last error: %w)",
+				ErrUnavailable, s.cfg.TokenLabel, wait.Round(time.Millisecond), last)
+		}
+		a = &reconnectAttempt{done: make(chan struct{})}
+		s.attempt = a
+		go s.runReconnect(a)
+	}
+	s.mu.Unlock()
+
+	t := time.NewTimer(s.cfg.ReconnectTimeout)
+	defer t.Stop()
+	select {
+	case <-a.done:
+		if a.err != nil {
+			if isLoginRefused(a.err) || errors.Is(a.err, ErrClosed) {
+				return nil, a.err
+			}
+			return nil, fmt.Errorf("%w: connect to token %q: %w", ErrUnavailable, s.cfg.TokenLabel, a.err)
+		}
+		return a.conn, nil
+	case <-t.C:
+		return nil, fmt.Errorf("%w: connect to token %q: still running after %s",
+			ErrUnavailable, s.cfg.TokenLabel, s.cfg.ReconnectTimeout)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: connect to token %q: %w", ErrUnavailable, s.cfg.TokenLabel, ctx.Err())
+	}
+}
+
+// runReconnect closes the broken contexts (so that, as the module's last user,
+// crypto11 finalizes it and the next Configure re-initialises it and rescans
+// the tokens), then configures a fresh context and logs in. It runs in its own
+// goroutine so that a hanging module cannot hang callers.
+func (s *PKCS11Store) runReconnect(a *reconnectAttempt) {
+	s.mu.Lock()
+	retiring := s.retiring
+	s.retiring = nil
+	s.mu.Unlock()
+	for _, c := range retiring {
+		c.close()
+	}
+
+	cx, err := crypto11.Configure(&crypto11.Config{
+		Path:            s.cfg.Module,
+		TokenLabel:      s.cfg.TokenLabel,
+		Pin:             s.cfg.PIN,
+		MaxSessions:     s.cfg.MaxSessions,
+		PoolWaitTimeout: s.cfg.OpTimeout,
+	})
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer close(a.done)
+	s.attempt = nil
+	if err == nil && s.closed {
+		go func() { _ = cx.Close() }()
+		err = ErrClosed
+	}
+	if err != nil {
+		s.failures++
+		s.nextAttempt = s.clk.Now().Add(s.backoff(s.failures))
+		s.lastErr = err
+		a.err = err
+		if !errors.Is(err, ErrClosed) {
+			s.log.Warn("PKCS#11 token unavailable; reconnect failed",
+				"failures", s.failures, "retry_after", s.backoff(s.failures), "error", err)
+		}
+		return
+	}
+	s.gen++
+	s.conn = &p11Conn{ctx: cx, gen: s.gen}
+	if s.gen > 1 {
+		s.log.Info("PKCS#11 token reconnected", "after_failures", s.failures, "generation", s.gen)
+	}
+	s.failures = 0
+	s.lastErr = nil
+	a.conn = s.conn
+}
+
+// backoff is the wait after the n-th consecutive failed reconnect: MinBackoff
+// doubling up to MaxBackoff.
+func (s *PKCS11Store) backoff(n int) time.Duration {
+	d := s.cfg.MinBackoff
+	for i := 1; i < n && d < s.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, s.cfg.MaxBackoff)
+}
+
+// markBroken retires c after it failed with cause. The first reconnect
+// attempt may run on the next call; later ones follow the backoff.
+func (s *PKCS11Store) markBroken(c *p11Conn, cause error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != c {
+		return // already retired by a concurrent failure
+	}
+	s.conn = nil
+	s.retiring = append(s.retiring, c)
+	s.lastErr = cause
+	if s.failures == 0 {
+		s.nextAttempt = time.Time{}
+	}
+	s.log.Warn("PKCS#11 token failed; signing is unavailable until it reconnects", "error", cause)
+}
+
+// do runs fn against context c and waits for it at most timeout (if > 0) and
+// until ctx ends. Errors that mean the token, module, session or login is gone
+// retire c and come back wrapping ErrUnavailable, as do timeouts; other errors
+// come back unchanged.
+func (s *PKCS11Store) do(ctx context.Context, c *p11Conn, timeout time.Duration, fn func(*crypto11.Context) error) error {
+	done := make(chan error, 1)
+	go func() { done <- fn(c.ctx) }()
+	var expired <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case err := <-done:
+		switch {
+		case err == nil:
+			return nil
+		case isConnectionLost(err):
+			s.markBroken(c, err)
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		case isPoolTimeout(err):
+			return fmt.Errorf("%w: no free PKCS#11 session: %w", ErrUnavailable, err)
+		}
+		s.mu.Lock()
+		retired := s.conn != c
+		s.mu.Unlock()
+		if retired {
+			// The context was closed under this call by a reconnect or Close.
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		return err
+	case <-expired:
+		s.markBroken(c, fmt.Errorf("operation still running after %s", timeout))
+		return fmt.Errorf("%w: PKCS#11 operation still running after %s", ErrUnavailable, timeout)
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+	}
+}
