@@ -168,7 +168,8 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	// The fake starts at the real time because TLS handshakes verify against it.
+	clk := clock.NewFake(time.Now())
 	f := &fixture{ca: newTestCA(t, clk), store: &fakePinger{}, hsm: &fakePinger{}, logs: &syncBuffer{}, clock: clk, reg: prometheus.NewRegistry()}
 	log := slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	rt, err := NewRoutes(Deps{
