@@ -10,8 +10,21 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/hsm"
 )
 
-// ErrInvalidConfig is wrapped by Config.Validate; the message names the field.
+// ErrInvalidConfig is what every *ConfigError matches with errors.Is.
 var ErrInvalidConfig = errors.New("issuer: invalid configuration")
+
+// ConfigError is returned by Config.Validate: Field names the offending
+// Config field, Problem says what is wrong with it.
+type ConfigError struct {
+	Field, Problem string
+}
+
+func (e *ConfigError) Error() string {
+	return fmt.Sprintf("issuer: invalid configuration: %s: %s", e.Field, e.Problem)
+}
+
+// Is makes errors.Is(err, ErrInvalidConfig) true.
+func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig }
 
 // Defaults applied by Config.Validate to zero fields.
 const (
@@ -52,11 +65,11 @@ type Config struct {
 }
 
 // Validate fills defaults into zero fields and checks every field. The error
-// wraps ErrInvalidConfig and names the offending field. PublicURL is
+// is a *ConfigError naming the offending field (and matches ErrInvalidConfig). PublicURL is
 // normalised to have no trailing slash.
 func (c *Config) Validate() error {
 	bad := func(field, format string, args ...any) error {
-		return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
+		return &ConfigError{Field: field, Problem: fmt.Sprintf(format, args...)}
 	}
 	if err := validTrustDomain(c.TrustDomain); err != nil {
 		return bad("TrustDomain", "%v", err)

@@ -1,0 +1,96 @@
+package issuer
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/workload-ca/workload-ca/internal/clock"
+)
+
+// t0 is the fake clock's start in unit tests.
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// unitCA is an initialised issuer on in-memory fakes.
+type unitCA struct {
+	iss   *Issuer
+	keys  *memKeys
+	store *memStore
+	clock *clock.Fake
+	cfg   Config
+	deps  Deps
+	logs  *bytes.Buffer
+}
+
+func testConfig() Config {
+	return Config{TrustDomain: "example.org", PublicURL: "http://ca.example.org:8080/"}
+}
+
+// newUnitCA runs Init and Load on fakes with cfg (testConfig() if zero).
+func newUnitCA(t testing.TB, cfg Config) *unitCA {
+	t.Helper()
+	if cfg.TrustDomain == "" {
+		cfg = testConfig()
+	}
+	logs := &bytes.Buffer{}
+	u := &unitCA{keys: newMemKeys(), store: newMemStore(), clock: clock.NewFake(t0), cfg: cfg, logs: logs}
+	u.deps = Deps{Keys: u.keys, Store: u.store, Clock: u.clock, Log: slog.New(slog.NewJSONHandler(logs, nil))}
+	ctx := context.Background()
+	if _, err := Init(ctx, u.deps, cfg); err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	iss, err := Load(ctx, u.deps, cfg)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	u.iss = iss
+	return u
+}
+
+// roots returns a pool of the CA's trust anchors.
+func (u *unitCA) roots(t testing.TB) *x509.CertPool {
+	t.Helper()
+	anchors, err := u.iss.TrustAnchors(context.Background())
+	if err != nil {
+		t.Fatalf("TrustAnchors: %v", err)
+	}
+	p := x509.NewCertPool()
+	for _, c := range anchors {
+		p.AddCert(c)
+	}
+	return p
+}
+
+func newP256(t testing.TB) crypto.Signer {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// verifyLeaf checks the leaf chains to roots for client and server auth.
+func verifyLeaf(t testing.TB, roots *x509.CertPool, leaf *x509.Certificate, chain [][]byte, at time.Time) {
+	t.Helper()
+	inter := x509.NewCertPool()
+	for _, der := range chain {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatalf("parsing chain: %v", err)
+		}
+		inter.AddCert(c)
+	}
+	for _, eku := range []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth} {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{eku}}); err != nil {
+			t.Fatalf("leaf does not verify for EKU %v: %v", eku, err)
+		}
+	}
+}
