@@ -8,7 +8,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"log/slog"
+	"math/big"
 	"testing"
 	"time"
 
@@ -93,4 +96,61 @@ func verifyLeaf(t testing.TB, roots *x509.CertPool, leaf *x509.Certificate, chai
 			t.Fatalf("leaf does not verify for EKU %v: %v", eku, err)
 		}
 	}
+}
+
+// offlineRoot is a root CA kept outside the CA, as an operator would.
+type offlineRoot struct {
+	cert *x509.Certificate
+	key  crypto.Signer
+}
+
+func newOfflineRoot(t testing.TB, now time.Time) *offlineRoot {
+	t.Helper()
+	key := newP256(t)
+	ski, _ := subjectKeyID(key.Public())
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1000), Subject: pkix.Name{CommonName: "Offline Root", Organization: []string{"Acme"}},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(20 * 365 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true,
+		SubjectKeyId: ski,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return &offlineRoot{cert: c, key: key}
+}
+
+// sign turns a CSR into an intermediate certificate; edit may change the
+// template (to make bad ones). It returns the PEM chain intermediate + root.
+func (r *offlineRoot) sign(t testing.TB, csrPEM []byte, now time.Time, edit func(*x509.Certificate)) []byte {
+	t.Helper()
+	b, _ := pem.Decode(csrPEM)
+	if b == nil || b.Type != "CERTIFICATE REQUEST" {
+		t.Fatalf("not a CSR PEM: %q", csrPEM)
+	}
+	csr, err := x509.ParseCertificateRequest(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		t.Fatalf("CSR signature: %v", err)
+	}
+	ski, _ := subjectKeyID(csr.PublicKey)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(now.Unix()), Subject: csr.Subject,
+		NotBefore: now.Add(-time.Minute), NotAfter: now.Add(2 * 365 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature, BasicConstraintsValid: true, IsCA: true,
+		MaxPathLen: 0, MaxPathLenZero: true, SubjectKeyId: ski,
+		PermittedURIDomains: []string{"example.org"}, PermittedDNSDomainsCritical: true,
+	}
+	if edit != nil {
+		edit(tmpl)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, r.cert, csr.PublicKey, r.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.cert.Raw})...)
 }
