@@ -123,8 +123,8 @@ func TestRealResponsesMatchTheOpenAPIDocument(t *testing.T) {
 	// document; check their bodies against the Problem schema directly.
 	problem := doc.Components.Schemas["Problem"].Value
 	for _, path := range []string{"GET /nope", "POST /healthz"} {
-		method, p, _ := strings.Cut(path, " ")
-		req, _ := http.NewRequest(method, rs.publicURL+p, nil)
+		method, target, _ := strings.Cut(path, " ")
+		req, _ := http.NewRequest(method, rs.publicURL+target, nil)
 		res, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
