@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -169,7 +168,7 @@ func OpenPKCS11(cfg PKCS11Config, log *slog.Logger, opts ...Option) (*PKCS11Stor
 
 // Generate creates a key pair on the token, labelled name with a fresh random
 // CKA_ID. The private half is CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE and not
-// CKA_EXTRACTABLE, and may only sign. It returns the key under
+// CKA_EXTRACTABLE, and may only sign (no decrypt, no derive). It returns the key under
 // pkcs11:token=<label>;object=<name>, or ErrKeyExists if a key pair with that
 // label is on the token. If ctx ends while the token is generating, the key
 // may still appear on the token.
@@ -199,7 +198,7 @@ func (s *PKCS11Store) Generate(ctx context.Context, name string, kt KeyType) (Ke
 		if len(existing) > 0 {
 			return ErrKeyExists
 		}
-		pub, priv, err := keyTemplates(id, name, kt)
+		pub, priv, err := keyTemplates(id, name)
 		if err != nil {
 			return err
 		}
@@ -228,7 +227,7 @@ func (s *PKCS11Store) Generate(ctx context.Context, name string, kt KeyType) (Ke
 // keyTemplates builds the attributes of a CA key pair: both halves persistent,
 // labelled and identified; the private half sensitive, non-extractable and
 // sign-only; the public half verify-only.
-func keyTemplates(id []byte, label string, kt KeyType) (pub, priv crypto11.AttributeSet, err error) {
+func keyTemplates(id []byte, label string) (pub, priv crypto11.AttributeSet, err error) {
 	pub, err = crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
 	if err != nil {
 		return nil, nil, err
@@ -247,10 +246,9 @@ func keyTemplates(id []byte, label string, kt KeyType) (pub, priv crypto11.Attri
 	set(priv, crypto11.CkaSensitive, true)
 	set(priv, crypto11.CkaExtractable, false)
 	set(priv, crypto11.CkaSign, true)
-	if kt == RSA3072 {
-		set(pub, crypto11.CkaEncrypt, false)
-		set(priv, crypto11.CkaDecrypt, false)
-	}
+	set(priv, crypto11.CkaDecrypt, false)
+	set(priv, crypto11.CkaDerive, false)
+	set(pub, crypto11.CkaEncrypt, false)
 	return pub, priv, err
 }
 
@@ -475,23 +473,4 @@ func (s *PKCS11Store) Close() error {
 	case <-t.C:
 		return fmt.Errorf("hsm: close PKCS#11 token: operations still running after %s", s.cfg.OpTimeout)
 	}
-}
-
-// keyTypeOf names the KeyType of a public key, or "" for other keys (which
-// still sign).
-func keyTypeOf(pub crypto.PublicKey) KeyType {
-	switch p := pub.(type) {
-	case *ecdsa.PublicKey:
-		switch p.Curve {
-		case elliptic.P256():
-			return ECDSAP256
-		case elliptic.P384():
-			return ECDSAP384
-		}
-	case *rsa.PublicKey:
-		if p.N.BitLen() == 3072 {
-			return RSA3072
-		}
-	}
-	return ""
 }
