@@ -1,0 +1,170 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/workload-ca/workload-ca/pkg/store"
+)
+
+const certColumns = `serial, issuer_id, spiffe_id, dns_names, not_before, not_after, der,
+	public_key_sha256, status, revoked_at, coalesce(revocation_reason, ''), provenance,
+	policy_rule, policy_version, coalesce(renewed_from, ''), created_at`
+
+func scanCert(row scanner) (store.Certificate, error) {
+	var c store.Certificate
+	var dns string
+	var notBefore, notAfter, revokedAt, created sql.NullInt64
+	var provenance sql.NullString
+	err := row.Scan(&c.Serial, &c.IssuerID, &c.SPIFFEID, &dns, &notBefore, &notAfter, &c.DER,
+		&c.PublicKeySHA256, &c.Status, &revokedAt, &c.RevocationReason, &provenance,
+		&c.PolicyRule, &c.PolicyVersion, &c.RenewedFrom, &created)
+	if err != nil {
+		return store.Certificate{}, err
+	}
+	if err := json.Unmarshal([]byte(dns), &c.DNSNames); err != nil {
+		return store.Certificate{}, fmt.Errorf("certificate %s: dns_names: %w", c.Serial, err)
+	}
+	if len(c.DNSNames) == 0 {
+		c.DNSNames = nil
+	}
+	if provenance.Valid {
+		c.Provenance = json.RawMessage(provenance.String)
+	}
+	c.NotBefore, c.NotAfter = fromUS(notBefore), fromUS(notAfter)
+	c.RevokedAt, c.CreatedAt = fromUS(revokedAt), fromUS(created)
+	return c, nil
+}
+
+func queryCerts(ctx context.Context, q querier, query string, args ...any) ([]store.Certificate, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var list []store.Certificate
+	for rows.Next() {
+		c, err := scanCert(rows)
+		if err != nil {
+			return nil, mapErr(err)
+		}
+		list = append(list, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapErr(err)
+	}
+	return list, nil
+}
+
+// RecordIssuance commits the certificate row and its audit entry in one
+// transaction. store.ErrConflict if the serial is taken, store.ErrNotFound if
+// the issuer does not exist; on any error nothing was recorded.
+func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store.AuditEntry) (store.AuditEntry, error) {
+	if c.Status == "" {
+		c.Status = store.CertActive
+	}
+	dns := c.DNSNames
+	if dns == nil {
+		dns = []string{}
+	}
+	dnsJSON, err := json.Marshal(dns)
+	if err != nil {
+		return store.AuditEntry{}, fmt.Errorf("sqlite: record certificate %s: %w", c.Serial, err)
+	}
+	var provenance any
+	if len(c.Provenance) > 0 {
+		if !json.Valid(c.Provenance) {
+			return store.AuditEntry{}, fmt.Errorf("sqlite: record certificate %s: provenance is not JSON", c.Serial)
+		}
+		provenance = string(c.Provenance)
+	}
+	var out store.AuditEntry
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `
+			INSERT INTO certificates (serial, issuer_id, spiffe_id, dns_names, not_before, not_after,
+				der, public_key_sha256, status, revoked_at, revocation_reason, provenance,
+				policy_rule, policy_version, renewed_from, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), ?, ?, ?, NULLIF(?, ''), ?)`,
+			c.Serial, c.IssuerID, c.SPIFFEID, string(dnsJSON), us(c.NotBefore), us(c.NotAfter),
+			c.DER, c.PublicKeySHA256, c.Status, us(c.RevokedAt), c.RevocationReason, provenance,
+			c.PolicyRule, c.PolicyVersion, c.RenewedFrom, us(c.CreatedAt))
+		if isForeignKeyViolation(err) {
+			return fmt.Errorf("sqlite: record certificate %s: issuer %q: %w", c.Serial, c.IssuerID, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: record certificate %s: %w", c.Serial, mapErr(err))
+		}
+		out, err = appendAudit(ctx, tx, e)
+		return err
+	})
+	if err != nil {
+		return store.AuditEntry{}, err
+	}
+	return out, nil
+}
+
+// GetCertificate returns one certificate by serial, or store.ErrNotFound.
+func (s *Store) GetCertificate(ctx context.Context, serial string) (store.Certificate, error) {
+	c, err := scanCert(s.r.QueryRowContext(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = ?`, serial))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Certificate{}, fmt.Errorf("sqlite: certificate %s: %w", serial, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Certificate{}, fmt.Errorf("sqlite: get certificate %s: %w", serial, mapErr(err))
+	}
+	return c, nil
+}
+
+// RevokeCertificate revokes an active certificate and appends e in the same
+// transaction; see store.Store for the already-revoked case.
+func (s *Store) RevokeCertificate(ctx context.Context, serial string, at time.Time, reason string, e store.AuditEntry) (store.Certificate, store.AuditEntry, error) {
+	var cert store.Certificate
+	var out store.AuditEntry
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		cert, err = scanCert(tx.QueryRowContext(ctx, `
+			UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
+			WHERE serial = ? AND status <> 'revoked'
+			RETURNING `+certColumns,
+			us(at), reason, serial))
+		if errors.Is(err, sql.ErrNoRows) {
+			cert, err = scanCert(tx.QueryRowContext(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = ?`, serial))
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("sqlite: revoke %s: %w", serial, store.ErrNotFound)
+			}
+			if err != nil {
+				return fmt.Errorf("sqlite: revoke %s: %w", serial, mapErr(err))
+			}
+			return fmt.Errorf("sqlite: revoke %s: already revoked: %w", serial, store.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: revoke %s: %w", serial, mapErr(err))
+		}
+		out, err = appendAudit(ctx, tx, e)
+		return err
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return cert, store.AuditEntry{}, err
+	}
+	if err != nil {
+		return store.Certificate{}, store.AuditEntry{}, err
+	}
+	return cert, out, nil
+}
+
+// RevokedCertificates returns the issuer's revoked, unexpired certificates
+// by serial (index certificates_issuer_idx).
+func (s *Store) RevokedCertificates(ctx context.Context, issuerID string, now time.Time) ([]store.Certificate, error) {
+	list, err := queryCerts(ctx, s.r, `
+		SELECT `+certColumns+` FROM certificates
+		WHERE issuer_id = ? AND status = 'revoked' AND not_after > ?
+		ORDER BY serial`, issuerID, now.UnixMicro())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: revoked certificates of %q: %w", issuerID, err)
+	}
+	return list, nil
+}

@@ -1,0 +1,41 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/workload-ca/workload-ca/pkg/store"
+)
+
+// MarkTokenUsed records a used enrollment token until expiresAt;
+// store.ErrConflict if it is already recorded and unexpired at now. The
+// upsert replaces only an expired leftover.
+func (s *Store) MarkTokenUsed(ctx context.Context, key string, expiresAt, now time.Time) error {
+	res, err := s.w.ExecContext(ctx, `
+		INSERT INTO used_tokens (key, expires_at) VALUES (?, ?)
+		ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+		WHERE used_tokens.expires_at <= ?`,
+		key, expiresAt.UnixMicro(), now.UnixMicro())
+	if err != nil {
+		return fmt.Errorf("sqlite: mark token used: %w", mapErr(err))
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("sqlite: token already used: %w", store.ErrConflict)
+	}
+	return nil
+}
+
+// PruneUsedTokens deletes token records expired at or before now (index
+// used_tokens_expiry_idx).
+func (s *Store) PruneUsedTokens(ctx context.Context, now time.Time) (int64, error) {
+	res, err := s.w.ExecContext(ctx, `DELETE FROM used_tokens WHERE expires_at <= ?`, now.UnixMicro())
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: prune used tokens: %w", mapErr(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: prune used tokens: %w", mapErr(err))
+	}
+	return n, nil
+}

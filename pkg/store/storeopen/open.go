@@ -1,0 +1,36 @@
+package storeopen
+
+import (
+	"context"
+
+	"github.com/workload-ca/workload-ca/pkg/store"
+	"github.com/workload-ca/workload-ca/pkg/store/postgres"
+	"github.com/workload-ca/workload-ca/pkg/store/sqlite"
+)
+
+// Open opens the store the URL names: postgres:// or postgresql:// for
+// Postgres, sqlite:PATH or sqlite://PATH for a SQLite file (created 0600 if
+// missing). It refuses a database whose schema is not exactly
+// migrations.Version, or is dirty, with an error wrapping
+// store.ErrSchemaMismatch that says to run `ca migrate up`; an unreachable
+// database gives store.ErrUnavailable; an unknown scheme gives ErrBadURL.
+func Open(ctx context.Context, rawURL string) (store.Store, error) {
+	t, err := parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	switch t.kind {
+	case Postgres:
+		s, err := postgres.Open(ctx, t.dsn)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	default:
+		s, err := sqlite.Open(ctx, t.dsn)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+}
