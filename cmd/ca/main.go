@@ -1,0 +1,87 @@
+// Command ca is the one binary of workload-ca: the CA server (`ca serve`), its
+// set-up (`ca init`, `ca migrate`) and `ca version`. Configuration is read once,
+// by pkg/config, from --config / CA_CONFIG and the CA_* environment.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/workload-ca/workload-ca/pkg/config"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // the command failed
+	exitUsage = 2 // bad arguments or invalid configuration
+)
+
+// errUsage marks errors that are the caller's mistake (exit code 2).
+var errUsage = errors.New("usage")
+
+const usage = `usage: ca <command> [flags]
+
+commands:
+  serve     run the CA (API listener over HTTPS, public listener over HTTP)
+  init      create the root and intermediate CA (idempotent), or run the
+            offline-root flow with --intermediate-csr / --import-intermediate
+  migrate   up | down | version | force N: change or show the database schema
+  version   print the version
+
+Every command takes --config FILE (or CA_CONFIG); see README.md for the
+CA_* environment overrides. The PKCS#11 PIN is never accepted as a flag.
+`
+
+// env is the process environment as config.Load reads it; nothing else reads
+// environment variables.
+type env = config.Env
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	code := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run dispatches to a subcommand and turns its error into one stderr line and
+// an exit code.
+func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = cmdServe(ctx, args[1:], getenv, stderr)
+	case "init":
+		err = cmdInit(ctx, args[1:], getenv, stdout, stderr)
+	case "migrate":
+		err = cmdMigrate(ctx, args[1:], getenv, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, versionString())
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "ca: unknown command %q\n%s", args[0], usage)
+		return exitUsage
+	}
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, errFlagHelp):
+		return exitOK
+	case errors.Is(err, errUsage), errors.Is(err, config.ErrInvalid):
+		fmt.Fprintf(stderr, "ca %s: %v\n", args[0], err)
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "ca %s: %v\n", args[0], err)
+		return exitError
+	}
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/workload-ca/workload-ca/internal/clock"
+	"github.com/workload-ca/workload-ca/pkg/config"
+	"github.com/workload-ca/workload-ca/pkg/issuer"
+	"github.com/workload-ca/workload-ca/pkg/server"
+)
+
+// anchorRefresh is how often the API listener re-reads the trust anchors it
+// verifies client certificates against.
+const anchorRefresh = time.Minute
+
+// cmdServe runs the CA until SIGTERM or SIGINT.
+func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfgPath := commonFlags(fs)
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	cfg, err := loadConfig(*cfgPath, getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	warnDevelopment(cfg, log, stderr)
+	log.Info("starting", "version", versionString(), "trust_domain", cfg.TrustDomain,
+		"database", cfg.DatabaseDriver(), "pkcs11", cfg.PKCS11.Module != "", "api_url", cfg.APIURL, "public_url", cfg.PublicURL)
+
+	b, err := openBackends(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := b.Close(); err != nil {
+			log.Warn("closing backends", "err", err)
+		}
+	}()
+
+	iss, err := loadIssuer(ctx, cfg, b, log)
+	if err != nil {
+		return err
+	}
+
+	// Listen before issuing the server certificate, so a taken port fails fast.
+	apiLn, err := net.Listen("tcp", cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("api_addr: %w", err)
+	}
+	defer apiLn.Close()
+	publicLn, err := net.Listen("tcp", cfg.PublicAddr)
+	if err != nil {
+		return fmt.Errorf("public_addr: %w", err)
+	}
+	defer publicLn.Close()
+
+	certs, err := server.NewCertManager(server.CertManagerConfig{
+		Issue:       issueServerCert(iss),
+		TrustDomain: cfg.TrustDomain,
+		Host:        cfg.APIHost(),
+		Lifetime:    cfg.Server.CertLifetime,
+		Clock:       clock.Real{},
+		Log:         log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := certs.Renew(ctx); err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	routes, err := server.NewRoutes(server.Deps{
+		Log: log, Clock: clock.Real{}, Store: b.store, Keys: b.keys, Anchors: iss,
+		Metrics: reg, BodyLimit: cfg.Server.BodyLimit, ReadyTimeout: cfg.Server.ReadyTimeout,
+	})
+	if err != nil {
+		return err
+	}
+	srv := server.New(server.Config{
+		APIHandler:    routes.API(),
+		PublicHandler: routes.Public(),
+		TLS:           server.APITLSConfig(certs, iss, clock.Real{}, anchorRefresh, log),
+		ShutdownGrace: cfg.Server.ShutdownGrace,
+		Log:           log,
+	})
+
+	renewCtx, stopRenew := context.WithCancel(ctx)
+	defer stopRenew()
+	go certs.Run(renewCtx)
+
+	return srv.Serve(ctx, apiLn, publicLn)
+}
+
+// loadIssuer loads the CA hierarchy. A development setup initialises it on
+// first start; production refuses and says to run `ca init`.
+func loadIssuer(ctx context.Context, cfg *config.Config, b *backends, log *slog.Logger) (*issuer.Issuer, error) {
+	icfg := issuerConfig(cfg)
+	iss, err := issuer.Load(ctx, b.deps, icfg)
+	if errors.Is(err, issuer.ErrNotInitialized) && cfg.DevelopmentMode() {
+		res, ierr := issuer.Init(ctx, b.deps, icfg)
+		if ierr != nil {
+			return nil, fmt.Errorf("initialising the development CA: %w", ierr)
+		}
+		log.Warn("development CA initialised", "root", res.Root.ID, "intermediate", res.Intermediate.ID, "created", res.Created)
+		iss, err = issuer.Load(ctx, b.deps, icfg)
+	}
+	switch {
+	case errors.Is(err, issuer.ErrNotInitialized):
+		return nil, fmt.Errorf("the CA is not initialised; run `ca init` (or finish the offline-root flow with `ca init --import-intermediate`): %w", err)
+	case err != nil:
+		return nil, fmt.Errorf("loading the CA: %w", err)
+	}
+	return iss, nil
+}
+
+// issueServerCert has the CA issue the API listener's own certificate, so it
+// is recorded and audited like every other.
+func issueServerCert(iss *issuer.Issuer) server.IssueFunc {
+	return func(ctx context.Context, req server.ServerCertRequest) ([]byte, [][]byte, error) {
+		got, err := iss.Issue(ctx, issuer.Request{
+			PublicKey:   req.PublicKey,
+			SPIFFEID:    req.SPIFFEID,
+			DNSNames:    req.DNSNames,
+			IPAddresses: req.IPAddresses,
+			TTL:         req.TTL,
+			Actor:       req.SPIFFEID,
+			Provenance:  []byte(`{"kind":"ca_server_certificate"}`),
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		return got.DER, got.Chain, nil
+	}
+}
