@@ -1,0 +1,12 @@
+package postgres_test
+
+import (
+	"testing"
+
+	"github.com/workload-ca/workload-ca/internal/testkit"
+	"github.com/workload-ca/workload-ca/pkg/store/storetest"
+)
+
+func BenchmarkRecordIssuance(b *testing.B) { storetest.BenchRecordIssuance(b, testkit.Postgres(b)) }
+
+func BenchmarkGetCertificate(b *testing.B) { storetest.BenchGetCertificate(b, testkit.Postgres(b)) }

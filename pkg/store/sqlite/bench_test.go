@@ -1,0 +1,12 @@
+package sqlite_test
+
+import (
+	"testing"
+
+	"github.com/workload-ca/workload-ca/internal/testkit"
+	"github.com/workload-ca/workload-ca/pkg/store/storetest"
+)
+
+func BenchmarkRecordIssuance(b *testing.B) { storetest.BenchRecordIssuance(b, testkit.SQLite(b)) }
+
+func BenchmarkGetCertificate(b *testing.B) { storetest.BenchGetCertificate(b, testkit.SQLite(b)) }
