@@ -335,6 +335,14 @@ func merge(dst, src map[string]any) {
 	}
 }
 
+// overlay copies src into dst, keeping nil values so that Mint deletes those
+// claims from the standard ones too.
+func overlay(dst, src map[string]any) {
+	for k, v := range src {
+		dst[k] = v
+	}
+}
+
 // GitHubToken mints a GitHub Actions-shaped token for acme/payments on main;
 // over replaces or (with nil) deletes claims.
 func (o *OIDCIssuer) GitHubToken(t testing.TB, over map[string]any, opts ...TokenOption) string {
@@ -358,7 +366,7 @@ func (o *OIDCIssuer) GitHubToken(t testing.TB, over map[string]any, opts ...Toke
 		"runner_environment":    "github-hosted",
 		"repository_visibility": "private",
 	}
-	merge(c, over)
+	overlay(c, over)
 	return o.Mint(t, c, opts...)
 }
 
@@ -382,7 +390,7 @@ func (o *OIDCIssuer) GitLabToken(t testing.TB, over map[string]any, opts ...Toke
 		"environment_protected": "true",
 		"sha":                   "89abcdef0123456789abcdef0123456789abcdef",
 	}
-	merge(c, over)
+	overlay(c, over)
 	return o.Mint(t, c, opts...)
 }
 
@@ -399,7 +407,7 @@ func (o *OIDCIssuer) KubernetesToken(t testing.TB, namespace, serviceAccount str
 			"node":           map[string]any{"name": "node-1", "uid": "5b5c0b1e-0000-4000-8000-000000000003"},
 		},
 	}
-	merge(c, over)
+	overlay(c, over)
 	return o.Mint(t, c, append([]TokenOption{WithLifetime(time.Hour)}, opts...)...)
 }
 
