@@ -1,0 +1,62 @@
+# workload-ca developer tasks. `make test` is what CI (.ci/run) runs.
+
+GO          ?= go
+BIN         ?= bin/ca
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -s -w -X main.version=$(VERSION)
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) env GOPATH)/bin/staticcheck)
+# Test flags: every package with -race (about the concurrency in the server,
+# key stores and issuance); override with `make test TESTFLAGS=...`.
+TESTFLAGS   ?= -race -count=1 -timeout 20m
+
+.PHONY: all build run test test-short bench lint fmt vet staticcheck fuzz clean
+
+all: lint test build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ca
+
+# The embedded default: SQLite and software keys in ./ca-data, loopback only.
+run:
+	$(GO) run ./cmd/ca serve
+
+test:
+	$(GO) test $(TESTFLAGS) ./...
+
+# Without -race, for a quick local loop.
+test-short:
+	$(GO) test -count=1 ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+lint: fmt vet staticcheck
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+staticcheck:
+	@if [ ! -x "$(STATICCHECK)" ]; then \
+		echo "installing staticcheck $(STATICCHECK_VERSION)"; \
+		$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); \
+	fi
+	$(STATICCHECK) ./...
+
+# Fuzz targets are added by the packages that parse outside input; each runs
+# for FUZZTIME. Lists every Fuzz* function found.
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+clean:
+	rm -rf bin
