@@ -21,7 +21,8 @@ type RawExecer interface {
 }
 
 // Run runs the whole suite. open must return a new, empty store migrated to
-// the current schema, and close it at cleanup; each subtest gets its own.
+// the current schema, and close it at cleanup; each subtest gets its own, and
+// subtests run in parallel.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	suites := []struct {
 		name string
@@ -51,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 	for _, sc := range suites {
 		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
 			sc.run(t, open(t))
 		})
 	}
