@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/pem"
+	"strings"
 
 	"github.com/workload-ca/workload-ca/pkg/policy"
 )
@@ -172,7 +173,7 @@ func grantedNames(csr *x509.CertificateRequest, m policy.Match) ([]string, error
 	}
 	want := map[string]bool{}
 	for _, n := range csr.DNSNames {
-		want[string(bytes.ToLower([]byte(n)))] = true
+		want[strings.ToLower(n)] = true
 	}
 	var out []string
 	for _, n := range m.DNSNames {

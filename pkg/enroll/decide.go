@@ -105,7 +105,7 @@ func (d *Decider) Decide(ctx context.Context, rawToken string, csrPEM []byte, tt
 
 	csr, err := ParseCSR(csrPEM)
 	if err != nil {
-		e := err.(*Error)
+		e := asError(err)
 		e.Rule = m.Rule
 		return fail(e)
 	}
@@ -117,7 +117,7 @@ func (d *Decider) Decide(ctx context.Context, rawToken string, csrPEM []byte, tt
 	}
 	dns, err := grantedNames(csr, m)
 	if err != nil {
-		return fail(err.(*Error))
+		return fail(asError(err))
 	}
 	switch {
 	case ttl < 0:
@@ -156,6 +156,15 @@ func (d *Decider) Decide(ctx context.Context, rawToken string, csrPEM []byte, tt
 		Subject:       tok.Subject,
 		Provenance:    buildProvenance(tok, m.Rule, m.PolicyVersion).JSON(),
 	}, nil
+}
+
+// asError returns err's *Error, or wraps err as an internal one.
+func asError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return newErr(ReasonInternal, err, "internal error")
 }
 
 // annotate fills the policy version into a *Error for the denial record.

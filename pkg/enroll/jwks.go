@@ -131,11 +131,19 @@ func (s *keySource) match(kid string) []jose.JSONWebKey {
 	if kid == "" {
 		return s.keys
 	}
-	var out []jose.JSONWebKey
+	var out, unnamed []jose.JSONWebKey
 	for _, k := range s.keys {
-		if k.KeyID == kid {
+		switch k.KeyID {
+		case kid:
 			out = append(out, k)
+		case "":
+			unnamed = append(unnamed, k)
 		}
+	}
+	if len(out) == 0 {
+		// Some issuers publish keys without kid; a token's kid cannot
+		// select among those, so all of them are candidates.
+		return unnamed
 	}
 	return out
 }

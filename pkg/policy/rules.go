@@ -21,6 +21,7 @@ const (
 	CheckNameGuard     = "name_guard"      // the identity falls outside the trust domain or permitted DNS domains
 	CheckKeyType       = "key_type"        // the request's key type is not allowed by the rule (set by enroll)
 	CheckNames         = "requested_names" // the request asks for names the rule does not grant (set by enroll)
+	CheckRuleRemoved   = "rule_removed"    // a renewal names a rule the current policy no longer has (set by enroll)
 )
 
 // DenyError is a policy denial: no rule matched, or the matched rule could not
@@ -257,4 +258,25 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// RuleInfo is what a rule grants independently of claims; renewals, which
+// carry no token, are bounded by it.
+type RuleInfo struct {
+	Name       string
+	Issuer     string
+	MaxTTL     time.Duration
+	DefaultTTL time.Duration
+	KeyTypes   []KeyType
+}
+
+// Rule returns the named rule's claim-independent grants, or false if the
+// policy has no such rule (any more).
+func (p *Policy) Rule(name string) (RuleInfo, bool) {
+	for _, r := range p.rules {
+		if r.name == name {
+			return RuleInfo{Name: r.name, Issuer: r.issuer, MaxTTL: r.maxTTL, DefaultTTL: r.ttl, KeyTypes: append([]KeyType(nil), r.keyTypes...)}, true
+		}
+	}
+	return RuleInfo{}, false
 }

@@ -34,16 +34,6 @@ type template struct {
 	parts  []tmplPart
 }
 
-// hasPlaceholders tells whether the template depends on claims.
-func (t *template) hasPlaceholders() bool {
-	for _, p := range t.parts {
-		if p.path != nil {
-			return true
-		}
-	}
-	return false
-}
-
 // parseTemplate splits src into literal parts and claim placeholders.
 func parseTemplate(src string) (*template, error) {
 	t := &template{source: src}
