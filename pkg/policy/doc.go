@@ -2,4 +2,44 @@
 // trusted, which claims earn which SPIFFE ID, who may operate the CA -- is
 // parsed, validated and evaluated in one place, offline-testable and atomically
 // reloadable.
+//
+// The file (YAML, unknown fields are errors; its version is the hex SHA-256 of
+// its bytes):
+//
+//	trust_domain: example.org            # every issued SPIFFE ID is in it
+//	permitted_dns_domains: ["*.prod.internal"]
+//	token_issuers:
+//	  - name: github                     # referred to by rules and roles
+//	    issuer: https://token.actions.githubusercontent.com   # exact iss, https, unique
+//	    audience: https://ca.example.org
+//	    # key source: OIDC discovery by default, or jwks_url, or jwks_file
+//	    # (relative to the policy file); optional leeway (<= 5m) and
+//	    # max_token_age (<= 48h) override the verifier's defaults.
+//	rules:                               # first match wins; no match is a denial
+//	  - name: any-repo-ci
+//	    issuer: github
+//	    when: claims.repository_owner == "acme"          # CEL over claims, must be bool
+//	    spiffe_id: spiffe://example.org/ci/{{claims.repository}}
+//	    dns_names: ['{{claims.job}}.prod.internal']       # optional
+//	    max_ttl: 15m                     # required, <= 720h
+//	    ttl: 10m                         # default TTL, <= max_ttl; defaults to max_ttl
+//	    key_types: [ecdsa-p256]          # default: all of DefaultKeyTypes
+//	roles:                               # auditor, revoker, admin (admin implies both)
+//	  - {role: revoker, issuer: corp-idp, when: '"pki-revokers" in claims.groups'}
+//	  - {role: admin, client_spiffe_id: spiffe://example.org/ops/break-glass}
+//
+// Templates accept only literal text and {{claims.<path>}} placeholders (a key
+// that is not an identifier is written claims["kubernetes.io"].namespace). A
+// value spliced into a SPIFFE ID may span segments ("acme/payments") but every
+// segment must be non-empty, not "." or "..", and of [a-zA-Z0-9._-]; a value
+// spliced into a DNS name must be exactly one label of [a-zA-Z0-9-] and is
+// lower-cased.
+//
+// Under every rule sits a hard name guard (smallstep's X.509 name-policy
+// engine): the SPIFFE ID's trust domain must be trust_domain and every DNS
+// name must be inside permitted_dns_domains. With that engine, "*.prod.internal"
+// permits exactly one label below prod.internal (a.prod.internal, not
+// a.b.prod.internal), and "prod.internal" permits only that name; list each
+// level you issue under. With no permitted_dns_domains, no DNS names at all
+// can be issued.
 package policy
