@@ -3,4 +3,37 @@
 // the embedded development default. Every key is handed out as a crypto.Signer,
 // found again by an RFC 7512 PKCS#11 URI or a software key URI. It is the only
 // package that imports crypto11.
+//
+// Two stores implement KeyStore and pass one conformance suite:
+//
+//   - PKCS11Store (OpenPKCS11): keys generated on the token, CKA_SENSITIVE,
+//     not CKA_EXTRACTABLE, sign-only, labelled with the key name and a random
+//     16-byte CKA_ID; URIs pkcs11:token=<label>;object=<name>. Find also takes
+//     id= and ignores descriptive attributes; it refuses other tokens and
+//     pin-value.
+//   - SoftwareStore (OpenSoftware): <dir>/<name>.key.pem, PKCS#8 PEM, 0600 in a
+//     0700 directory; URIs softkey:<name>.
+//
+// Key names are 1 to 128 characters of [A-Za-z0-9._-] starting with a letter
+// or digit, in both stores.
+//
+// # Token failures
+//
+// When a PKCS#11 call reports that the token, module, session or login is gone
+// (CKR_SESSION_HANDLE_INVALID, CKR_TOKEN_NOT_PRESENT, CKR_DEVICE_REMOVED,
+// CKR_DEVICE_ERROR, CKR_USER_NOT_LOGGED_IN, CKR_CRYPTOKI_NOT_INITIALIZED,
+// CKR_GENERAL_ERROR, CKR_OBJECT_HANDLE_INVALID, ...), or a call outlives
+// PKCS11Config.OpTimeout, the call returns an error wrapping ErrUnavailable
+// and the store retires its crypto11 context. A later call closes it and
+// configures a fresh one (new module initialisation if this was the module's
+// last context, new login), waiting at most ReconnectTimeout; failed attempts
+// back off exponentially (MinBackoff to MaxBackoff, read from an injected
+// clock), and calls in between fail at once. Signers handed out before keep
+// working after a reconnect: they find their key again by CKA_ID and label and
+// check the public key is unchanged.
+//
+// SoftHSM specifics, found by experiment and relied on by the tests: a module
+// only sees tokens that existed at C_Initialize; a token whose directory
+// disappears reports CKR_OBJECT_HANDLE_INVALID and stays broken in that module
+// instance until it is finalized and initialised again.
 package hsm
