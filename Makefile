@@ -6,6 +6,8 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) env GOPATH)/bin/staticcheck)
+# The PKCS#11 store needs cgo (crypto11 dlopens the module), so the binary
+# links glibc dynamically; see Dockerfile.
 # Test flags: every package with -race (about the concurrency in the server,
 # key stores and issuance); override with `make test TESTFLAGS=...`.
 TESTFLAGS   ?= -race -count=1 -timeout 20m
@@ -15,7 +17,7 @@ TESTFLAGS   ?= -race -count=1 -timeout 20m
 all: lint test build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ca
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ca
 
 # The embedded default: SQLite and software keys in ./ca-data, loopback only.
 run:
