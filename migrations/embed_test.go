@@ -2,7 +2,6 @@ package migrations
 
 import (
 	"io/fs"
-	"regexp"
 	"strconv"
 	"testing"
 )
@@ -10,7 +9,7 @@ import (
 // Every dialect has an up and a down file for each version 1..Version, and
 // nothing else, so that Version cannot drift from the files.
 func TestVersionMatchesFiles(t *testing.T) {
-	name := regexp.MustCompile(`^(\d+)_[a-z0-9_]+\.(up|down)\.sql$`)
+	name := migrationName
 	for _, dir := range []string{PostgresDir, SQLiteDir} {
 		entries, err := fs.ReadDir(Files, dir)
 		if err != nil {

@@ -19,7 +19,7 @@ import (
 )
 
 // ExpectedVersion is the schema version this binary serves.
-const ExpectedVersion = migrations.Version
+var ExpectedVersion = migrations.Version
 
 // ErrUnknownCommand means Migrate was given a command it does not know.
 var ErrUnknownCommand = errors.New("storeopen: unknown migrate command (want up, down, version or force N)")
