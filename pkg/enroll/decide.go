@@ -26,6 +26,9 @@ type ReplayMarker interface {
 	MarkTokenUsed(ctx context.Context, key string, expiresAt, now time.Time) error
 }
 
+// The store's implementations are the production ReplayMarker.
+var _ ReplayMarker = store.Store(nil)
+
 // Decision is an authorised enrollment: everything pkg/issuer needs to build
 // and record the certificate.
 type Decision struct {
