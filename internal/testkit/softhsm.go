@@ -24,11 +24,12 @@ import (
 //   - A running module does not see tokens that another process (softhsm2-util)
 //     creates after C_Initialize.
 // So each test process gets one token directory, set up once, and a pool of
-// tokens is created in it before the module is first used; every SoftHSM call
-// takes a fresh, uniquely labelled token from that pool, so parallel tests
-// each have their own token. Tokens taken beyond the pool are created on
-// demand and are only visible if no PKCS#11 context is open at that moment;
-// raise WCA_SOFTHSM_TOKENS if a package needs more.
+// tokens is created in it before the module is first used, and topped up
+// whenever no PKCS11Store of this process holds the module (hsm.ModuleInUse);
+// every SoftHSM call takes a fresh, uniquely labelled token from that pool, so
+// parallel tests each have their own token. If parallel tests drain the pool
+// while the module is held, further tokens are invisible until it is released:
+// raise WCA_SOFTHSM_TOKENS if a package runs more SoftHSM tests in parallel.
 
 // softhsmPoolEnv overrides how many tokens a test process pre-creates.
 const softhsmPoolEnv = "WCA_SOFTHSM_TOKENS"
@@ -62,6 +63,7 @@ type softhsmEnv struct {
 	pool    []SoftHSMToken
 	serial  int
 	created int
+	target  int // pool size to keep
 }
 
 var softhsm softhsmEnv
@@ -186,6 +188,7 @@ func (e *softhsmEnv) setup() {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.target = n
 	for range n {
 		tok, err := e.create()
 		if err != nil {
@@ -196,10 +199,22 @@ func (e *softhsmEnv) setup() {
 	}
 }
 
-// take hands out the next pooled token, creating one if the pool is empty.
+// take hands out the next pooled token. While no PKCS11Store in this process
+// holds the module (so the next C_Initialize will see new tokens) it first
+// tops the pool up; if the pool is empty anyway it creates a token, which is
+// only usable if the module is not initialised when the test opens it.
 func (e *softhsmEnv) take() (SoftHSMToken, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if len(e.pool) < e.target/2 && !hsm.ModuleInUse(e.module) {
+		for len(e.pool) < e.target {
+			tok, err := e.create()
+			if err != nil {
+				return SoftHSMToken{}, err
+			}
+			e.pool = append(e.pool, tok)
+		}
+	}
 	if len(e.pool) > 0 {
 		tok := e.pool[0]
 		e.pool = e.pool[1:]

@@ -15,14 +15,23 @@ import (
 // the store builds a new one, with a higher generation.
 type p11Conn struct {
 	ctx       *crypto11.Context
+	module    string
 	gen       uint64
 	closeOnce sync.Once
+}
+
+func newConn(cx *crypto11.Context, module string, gen uint64) *p11Conn {
+	moduleUse(module, +1)
+	return &p11Conn{ctx: cx, module: module, gen: gen}
 }
 
 // close closes the crypto11 context once. It blocks until operations using
 // the context have returned their sessions.
 func (c *p11Conn) close() {
-	c.closeOnce.Do(func() { _ = c.ctx.Close() })
+	c.closeOnce.Do(func() {
+		_ = c.ctx.Close()
+		moduleUse(c.module, -1)
+	})
 }
 
 // reconnectAttempt is one run of runReconnect; callers wait on done.
@@ -108,7 +117,7 @@ func (s *PKCS11Store) runReconnect(a *reconnectAttempt) {
 	defer close(a.done)
 	s.attempt = nil
 	if err == nil && s.closed {
-		go func() { _ = cx.Close() }()
+		go newConn(cx, s.cfg.Module, 0).close()
 		err = ErrClosed
 	}
 	if err != nil {
@@ -123,7 +132,7 @@ func (s *PKCS11Store) runReconnect(a *reconnectAttempt) {
 		return
 	}
 	s.gen++
-	s.conn = &p11Conn{ctx: cx, gen: s.gen}
+	s.conn = newConn(cx, s.cfg.Module, s.gen)
 	if s.gen > 1 {
 		s.log.Info("PKCS#11 token reconnected", "after_failures", s.failures, "generation", s.gen)
 	}

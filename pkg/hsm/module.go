@@ -1,0 +1,30 @@
+package hsm
+
+import "sync"
+
+// moduleUsers counts the crypto11 contexts this process has open per module
+// path. crypto11 initialises a module when its first context opens and
+// finalizes it when the last one closes; the count mirrors that state.
+var moduleUsers = struct {
+	sync.Mutex
+	n map[string]int
+}{n: map[string]int{}}
+
+func moduleUse(path string, delta int) {
+	moduleUsers.Lock()
+	defer moduleUsers.Unlock()
+	moduleUsers.n[path] += delta
+	if moduleUsers.n[path] <= 0 {
+		delete(moduleUsers.n, path)
+	}
+}
+
+// ModuleInUse reports whether a PKCS11Store in this process holds the PKCS#11
+// module at path initialised. Some modules, SoftHSM among them, only see
+// tokens that existed when they were initialised; test fixtures use this to
+// create tokens only while no context is open.
+func ModuleInUse(path string) bool {
+	moduleUsers.Lock()
+	defer moduleUsers.Unlock()
+	return moduleUsers.n[path] > 0
+}
