@@ -361,3 +361,14 @@ func TestVersionPrintsTheSchemaVersion(t *testing.T) {
 		t.Errorf("version: %d %q", code, out)
 	}
 }
+
+func TestAnUnknownYAMLFieldIsOneLineNamingIt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ca.yaml")
+	if err := os.WriteFile(path, []byte("api_adr: 127.0.0.1:1\nserver:\n  body_limt: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code := runCA(t, nil, "serve", "--config", path)
+	if code != 2 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "api_adr") || !strings.Contains(errOut, "body_limt") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}

@@ -190,10 +190,17 @@ func Default() *Config {
 func decodeStrict(data []byte, c *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return err
+	err := dec.Decode(c)
+	var te *yaml.TypeError
+	switch {
+	case err == nil, errors.Is(err, io.EOF):
+		return nil
+	case errors.As(err, &te):
+		// One line, so that `ca` can print it as one: "line 3: field api_adr
+		// not found in type config.Config; line 5: ...".
+		return errors.New(strings.Join(te.Errors, "; "))
 	}
-	return nil
+	return errors.New(strings.ReplaceAll(err.Error(), "\n", " "))
 }
 
 var envOverrides = []struct {

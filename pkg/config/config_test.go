@@ -157,6 +157,8 @@ func TestInvalidConfigurationNamesTheField(t *testing.T) {
 		field string
 	}{
 		{"an unknown field is refused", "api_adr: 127.0.0.1:1\n", nil, "config"},
+		{"two unknown fields are refused on one line", "a: 1\nb: 2\n", nil, "config"},
+		{"malformed YAML is refused", "api_addr: [\n", nil, "config"},
 		{"a listen address without a port is refused", "", map[string]string{"CA_API_ADDR": "127.0.0.1"}, "api_addr"},
 		{"a non-loopback address in development mode is refused", "public_addr: 0.0.0.0:8080\n", nil, "public_addr"},
 		{"an empty host in development mode is refused", "api_addr: :8443\n", nil, "api_addr"},
@@ -188,6 +190,9 @@ func TestInvalidConfigurationNamesTheField(t *testing.T) {
 			}
 			if !strings.HasPrefix(fe.Field, tt.field) {
 				t.Errorf("field = %q, want %q (err: %v)", fe.Field, tt.field, err)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
 			}
 			if !errors.Is(err, ErrInvalid) {
 				t.Errorf("error does not wrap ErrInvalid: %v", err)
@@ -231,4 +236,28 @@ func TestBaseURLsAreNotDerivedFromWildcardAddresses(t *testing.T) {
 	if !errors.As(err, &fe) || fe.Field != "api_url" {
 		t.Fatalf("want an api_url error, got %v", err)
 	}
+}
+
+func FuzzLoad(f *testing.F) {
+	f.Add("api_addr: 127.0.0.1:1\n")
+	f.Add("issuer:\n  max_ttl: 1h\n  default_ttl: 2h\n")
+	f.Add("pkcs11:\n  module: /m.so\n  token: t\n")
+	f.Add("server: {body_limit: -1}\n")
+	f.Fuzz(func(t *testing.T, doc string) {
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(p, MapEnv(nil))
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) || !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error is not a *FieldError wrapping ErrInvalid: %v", err)
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("Load returned a config that does not validate: %v", err)
+		}
+	})
 }
