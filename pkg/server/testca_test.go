@@ -35,7 +35,7 @@ type testCA struct {
 	failAnchors       error
 }
 
-func newTestCA(t *testing.T, clk clock.Clock) *testCA {
+func newTestCA(t testing.TB, clk clock.Clock) *testCA {
 	t.Helper()
 	ca := &testCA{clock: clk}
 	now := clk.Now()
@@ -60,7 +60,7 @@ func newTestCA(t *testing.T, clk clock.Clock) *testCA {
 	return ca
 }
 
-func mustCert(t *testing.T, tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) *x509.Certificate {
+func mustCert(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) *x509.Certificate {
 	t.Helper()
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
 	if err != nil {
@@ -166,7 +166,7 @@ type fixture struct {
 	reg        *prometheus.Registry
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	// The fake starts at the real time because TLS handshakes verify against it.
 	clk := clock.NewFake(time.Now())
