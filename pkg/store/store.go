@@ -181,6 +181,28 @@ type Store interface {
 	// (100 when limit <= 0).
 	AuditEntries(ctx context.Context, afterSeq int64, limit int) ([]AuditEntry, error)
 
+	// AppendBundleVersion stores v as sequence prev+1 (prev is the sequence
+	// the caller computed v against, 0 if there is none yet) and appends e to
+	// the audit log in the same transaction, returning both as stored.
+	// ErrConflict if the latest stored sequence is not prev (another replica
+	// published meanwhile: recompute and retry); ErrNotFound if
+	// v.RolledBackFrom names no stored version. v.Sequence is ignored.
+	AppendBundleVersion(ctx context.Context, prev int64, v BundleVersion, e AuditEntry) (BundleVersion, AuditEntry, error)
+	// LatestBundleVersion returns the version with the highest sequence, or
+	// ErrNotFound if none was published.
+	LatestBundleVersion(ctx context.Context) (BundleVersion, error)
+	// LatestBundleSequence returns the highest published sequence, 0 if none:
+	// a cheap check whether a cached bundle is current.
+	LatestBundleSequence(ctx context.Context) (int64, error)
+	// GetBundleVersion returns one version, or ErrNotFound.
+	GetBundleVersion(ctx context.Context, sequence int64) (BundleVersion, error)
+	// ListBundleVersions returns up to limit versions (100 when limit <= 0)
+	// with Sequence < before (all when before <= 0), newest first.
+	ListBundleVersions(ctx context.Context, before int64, limit int) ([]BundleVersion, error)
+	// MaxLeafNotAfter returns the latest NotAfter of all certificates issued
+	// by issuerID (revoked ones included), or the zero time if it issued none.
+	MaxLeafNotAfter(ctx context.Context, issuerID string) (time.Time, error)
+
 	// Ping checks the database answers; readiness probes call it.
 	Ping(ctx context.Context) error
 	// Close releases the connections.
