@@ -159,6 +159,56 @@ type Store interface {
 	// strictly increasing across concurrent callers and replicas. ErrNotFound if
 	// the issuer does not exist.
 	NextCRLNumber(ctx context.Context, issuerID string) (int64, error)
+	// RevokedEntries is RevokedCertificates without the DER and provenance:
+	// the issuer's revoked leaves with NotAfter > now, ordered by serial.
+	RevokedEntries(ctx context.Context, issuerID string, now time.Time) ([]RevocationStatus, error)
+	// RevocationSeq returns how many leaves of the issuer have been revoked
+	// (0 if none, or no such issuer). The counter moves in the revoking
+	// transaction, so a CRL built from entries read after it covers them all.
+	RevocationSeq(ctx context.Context, issuerID string) (int64, error)
+	// PutCRL stores c as the issuer's latest CRL. ErrConflict (and nothing
+	// changes) if a CRL with the same or a higher number is already stored;
+	// ErrNotFound if the issuer does not exist.
+	PutCRL(ctx context.Context, c CRL) error
+	// GetCRL returns the issuer's latest CRL with its DER, or ErrNotFound.
+	GetCRL(ctx context.Context, issuerID string) (CRL, error)
+	// CRLInfo is GetCRL without the DER (nil), for freshness checks.
+	CRLInfo(ctx context.Context, issuerID string) (CRL, error)
+
+	// CertificateStatus returns the revocation state of one certificate, or
+	// ErrNotFound.
+	CertificateStatus(ctx context.Context, serial string) (RevocationStatus, error)
+	// OCSPWork returns up to limit leaves of the issuer with NotAfter > now
+	// whose OCSP response is missing, has NextUpdate <= refreshBefore, or says
+	// good while the certificate is revoked (or the reverse), soonest-expiring
+	// response first.
+	OCSPWork(ctx context.Context, issuerID string, now, refreshBefore time.Time, limit int) ([]RevocationStatus, error)
+	// PutOCSPResponse stores r as the response for r.Serial if the
+	// certificate's committed status is r.Revoked, and the stored response
+	// (if any) is not revoked while r is good, and is not newer (ThisUpdate)
+	// with the same status. Otherwise nothing changes and the error wraps
+	// ErrConflict. ErrNotFound if there is no such certificate.
+	PutOCSPResponse(ctx context.Context, r OCSPResponse) error
+	// GetOCSPResponse returns the stored response for a serial, or
+	// ErrNotFound.
+	GetOCSPResponse(ctx context.Context, serial string) (OCSPResponse, error)
+	// OCSPOldest returns the oldest ThisUpdate among the issuer's stored
+	// responses for leaves with NotAfter > now; ok is false if there is none.
+	OCSPOldest(ctx context.Context, issuerID string, now time.Time) (oldest time.Time, ok bool, err error)
+	// InsertOCSPResponder records a delegated OCSP responder certificate;
+	// ErrConflict if its serial is taken, ErrNotFound if the issuer does not
+	// exist.
+	InsertOCSPResponder(ctx context.Context, r OCSPResponder) error
+	// LatestOCSPResponder returns the issuer's responder that expires last
+	// (the later-created on a tie), or ErrNotFound.
+	LatestOCSPResponder(ctx context.Context, issuerID string) (OCSPResponder, error)
+
+	// TryLeadership tries to become the one holder of the named leadership
+	// across all processes sharing the database, without waiting. ok is false
+	// if another holder has it. When ok, release must be called to give it
+	// up; it is also lost when the holder's process or database session dies.
+	// An error (for example ErrUnavailable) means it is not held.
+	TryLeadership(ctx context.Context, name string) (release func(), ok bool, err error)
 
 	// MarkTokenUsed records that the enrollment token identified by key was
 	// used, remembering it until expiresAt. ErrConflict if key is already

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -27,6 +28,8 @@ const readConns = 4
 type Store struct {
 	w *sql.DB // the one write connection; its transactions are BEGIN IMMEDIATE
 	r *sql.DB // read-only connections
+
+	leaders sync.Map // leadership name -> *sync.Mutex (TryLeadership)
 }
 
 var _ store.Store = (*Store)(nil)

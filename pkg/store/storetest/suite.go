@@ -48,6 +48,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"malformed list queries are refused", testListInvalid},
 		{"CRL numbers increase strictly", testCRLNumbers},
 		{"CRL numbers stay distinct under concurrent callers", testCRLNumbersConcurrent},
+		{"revocations are counted and listed lean for CRLs", testRevocationSeqAndEntries},
+		{"CRLs are stored only with increasing numbers", testCRLStorage},
+		{"OCSP responses never contradict a committed revocation", testOCSPResponses},
+		{"OCSP responders are recorded and the latest found", testOCSPResponders},
+		{"leadership has one holder at a time", testLeadership},
 		{"ping answers", testPing},
 	}
 	for _, sc := range suites {

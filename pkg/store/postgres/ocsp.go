@@ -1,0 +1,151 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/workload-ca/workload-ca/pkg/store"
+)
+
+// CertificateStatus returns one certificate's revocation state (primary
+// key), or store.ErrNotFound.
+func (s *Store) CertificateStatus(ctx context.Context, serial string) (store.RevocationStatus, error) {
+	list, err := collectStatuses(s.pool.Query(ctx, `
+		SELECT serial, issuer_id, not_after, status = 'revoked', revoked_at, coalesce(revocation_reason, '')
+		FROM certificates WHERE serial = $1`, serial))
+	if err != nil {
+		return store.RevocationStatus{}, fmt.Errorf("postgres: status of %s: %w", serial, err)
+	}
+	if len(list) == 0 {
+		return store.RevocationStatus{}, fmt.Errorf("postgres: status of %s: %w", serial, store.ErrNotFound)
+	}
+	return list[0], nil
+}
+
+// OCSPWork returns leaves whose response is missing, due or contradicts the
+// certificate's status. It walks the issuer's unexpired leaves
+// (certificates_issuer_idx) and probes ocsp_responses by primary key.
+func (s *Store) OCSPWork(ctx context.Context, issuerID string, now, refreshBefore time.Time, limit int) ([]store.RevocationStatus, error) {
+	list, err := collectStatuses(s.pool.Query(ctx, `
+		SELECT c.serial, c.issuer_id, c.not_after, c.status = 'revoked', c.revoked_at,
+			coalesce(c.revocation_reason, '')
+		FROM certificates c LEFT JOIN ocsp_responses r ON r.serial = c.serial
+		WHERE c.issuer_id = $1 AND c.not_after > $2
+			AND (r.serial IS NULL OR r.next_update <= $3 OR r.revoked <> (c.status = 'revoked'))
+		ORDER BY r.next_update NULLS FIRST, c.serial
+		LIMIT $4`, issuerID, ts(now), ts(refreshBefore), limit))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: OCSP work of %q: %w", issuerID, err)
+	}
+	return list, nil
+}
+
+func collectStatuses(rows pgx.Rows, err error) ([]store.RevocationStatus, error) {
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.RevocationStatus, error) {
+		var e store.RevocationStatus
+		var notAfter, revokedAt *time.Time
+		err := r.Scan(&e.Serial, &e.IssuerID, &notAfter, &e.Revoked, &revokedAt, &e.Reason)
+		e.NotAfter, e.RevokedAt = fromTS(notAfter), fromTS(revokedAt)
+		return e, err
+	})
+	return list, mapErr(err)
+}
+
+// PutOCSPResponse stores r under the conditions of store.Store. The issuer
+// and the certificate's notAfter are taken from the certificate row, and its
+// status is checked in the same statement, so a response contradicting a
+// committed revocation is never stored.
+func (s *Store) PutOCSPResponse(ctx context.Context, r store.OCSPResponse) error {
+	tag, err := s.pool.Exec(ctx, `
+		INSERT INTO ocsp_responses (serial, issuer_id, revoked, this_update, next_update, cert_not_after, der)
+		SELECT c.serial, c.issuer_id, $2, $3, $4, c.not_after, $5
+		FROM certificates c WHERE c.serial = $1 AND (c.status = 'revoked') = $2
+		ON CONFLICT (serial) DO UPDATE SET revoked = excluded.revoked,
+			this_update = excluded.this_update, next_update = excluded.next_update, der = excluded.der
+		WHERE (excluded.revoked AND NOT ocsp_responses.revoked)
+			OR (excluded.revoked = ocsp_responses.revoked AND excluded.this_update >= ocsp_responses.this_update)`,
+		r.Serial, r.Revoked, ts(r.ThisUpdate), ts(r.NextUpdate), r.DER)
+	if err != nil {
+		return fmt.Errorf("postgres: put OCSP response for %s: %w", r.Serial, mapErr(err))
+	}
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	if _, err := s.CertificateStatus(ctx, r.Serial); err != nil {
+		return fmt.Errorf("postgres: put OCSP response: %w", err)
+	}
+	return fmt.Errorf("postgres: put OCSP response for %s: status changed or a newer response is stored: %w", r.Serial, store.ErrConflict)
+}
+
+// GetOCSPResponse returns the stored response for a serial (primary key).
+func (s *Store) GetOCSPResponse(ctx context.Context, serial string) (store.OCSPResponse, error) {
+	r := store.OCSPResponse{Serial: serial}
+	var thisUpdate, nextUpdate, notAfter *time.Time
+	err := s.pool.QueryRow(ctx, `
+		SELECT issuer_id, revoked, this_update, next_update, cert_not_after, der
+		FROM ocsp_responses WHERE serial = $1`, serial).
+		Scan(&r.IssuerID, &r.Revoked, &thisUpdate, &nextUpdate, &notAfter, &r.DER)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.OCSPResponse{}, fmt.Errorf("postgres: OCSP response for %s: %w", serial, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.OCSPResponse{}, fmt.Errorf("postgres: OCSP response for %s: %w", serial, mapErr(err))
+	}
+	r.ThisUpdate, r.NextUpdate, r.CertNotAfter = fromTS(thisUpdate), fromTS(nextUpdate), fromTS(notAfter)
+	return r, nil
+}
+
+// OCSPOldest returns the oldest response of the issuer's unexpired leaves
+// (ocsp_responses_age_idx).
+func (s *Store) OCSPOldest(ctx context.Context, issuerID string, now time.Time) (time.Time, bool, error) {
+	var oldest *time.Time
+	err := s.pool.QueryRow(ctx, `
+		SELECT min(this_update) FROM ocsp_responses WHERE issuer_id = $1 AND cert_not_after > $2`,
+		issuerID, ts(now)).Scan(&oldest)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("postgres: oldest OCSP response of %q: %w", issuerID, mapErr(err))
+	}
+	return fromTS(oldest), oldest != nil, nil
+}
+
+// InsertOCSPResponder records a responder certificate.
+func (s *Store) InsertOCSPResponder(ctx context.Context, r store.OCSPResponder) error {
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO ocsp_responders (serial, issuer_id, key_uri, cert_der, not_before, not_after, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		r.Serial, r.IssuerID, r.KeyURI, r.CertDER, ts(r.NotBefore), ts(r.NotAfter), ts(r.CreatedAt))
+	if isForeignKeyViolation(err) {
+		return fmt.Errorf("postgres: OCSP responder %s: issuer %q: %w", r.Serial, r.IssuerID, store.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: OCSP responder %s: %w", r.Serial, mapErr(err))
+	}
+	return nil
+}
+
+// LatestOCSPResponder returns the issuer's responder that expires last
+// (ocsp_responders_issuer_idx).
+func (s *Store) LatestOCSPResponder(ctx context.Context, issuerID string) (store.OCSPResponder, error) {
+	r := store.OCSPResponder{IssuerID: issuerID}
+	var notBefore, notAfter, created *time.Time
+	err := s.pool.QueryRow(ctx, `
+		SELECT serial, key_uri, cert_der, not_before, not_after, created_at
+		FROM ocsp_responders WHERE issuer_id = $1
+		ORDER BY not_after DESC, created_at DESC LIMIT 1`, issuerID).
+		Scan(&r.Serial, &r.KeyURI, &r.CertDER, &notBefore, &notAfter, &created)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.OCSPResponder{}, fmt.Errorf("postgres: OCSP responder of %q: %w", issuerID, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.OCSPResponder{}, fmt.Errorf("postgres: OCSP responder of %q: %w", issuerID, mapErr(err))
+	}
+	r.NotBefore, r.NotAfter, r.CreatedAt = fromTS(notBefore), fromTS(notAfter), fromTS(created)
+	return r, nil
+}
