@@ -61,6 +61,9 @@ func Load(ctx context.Context, d Deps, cfg Config) (*Issuer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// After a root rotation, the cross-certificate lets relying parties that
+	// only have the old root verify (see rotate.go).
+	chain = append(chain, crossCertificates(issuers, rec)...)
 	cert, err := x509.ParseCertificate(rec.CertDER)
 	if err != nil {
 		return nil, fmt.Errorf("issuer: load: parsing certificate of %q: %w", rec.ID, err)
