@@ -151,7 +151,7 @@ func TestRotationDrillIntermediate(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			keys, st := b.open(t)
 			r := newRotationRig(t, keys, st)
-			before, sb := r.published()
+			before, _ := r.published()
 
 			old := r.issue("old", 4*time.Hour)
 			res, err := r.rot.Rotate(r.ctx, RotateOptions{Actor: "admin@example.org", RequestID: "req-rotate"})
@@ -191,7 +191,7 @@ func TestRotationDrillIntermediate(t *testing.T) {
 				t.Fatalf("a running Current still signs with %s after activation", fresh.IssuerID)
 			}
 			// During the overlap both generations verify against the bundle.
-			_, sb = r.published()
+			_, sb := r.published()
 			for name, leaf := range map[string]*Issued{"old": old, "new": fresh} {
 				if err := r.verifiesWith(sb, leaf); err != nil {
 					t.Errorf("%s leaf does not verify against the published bundle: %v", name, err)
