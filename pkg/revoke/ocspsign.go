@@ -1,0 +1,141 @@
+package revoke
+
+import (
+	"context"
+	"crypto"
+	"fmt"
+	"math/big"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ocsp"
+
+	"github.com/workload-ca/workload-ca/internal/clock"
+	"github.com/workload-ca/workload-ca/pkg/issuer"
+	"github.com/workload-ca/workload-ca/pkg/store"
+)
+
+// responderReload is how long a process keeps using the responder it
+// loaded before looking for a newer one (the leader renews them).
+const responderReload = time.Minute
+
+// ocspSigner signs OCSP responses with the delegated responder of each CA.
+type ocspSigner struct {
+	cfg        Config
+	clock      clock.Clock
+	responders *issuer.Responders
+	metrics    *metrics // may be nil
+
+	mu     sync.Mutex
+	cached map[string]loadedResponder
+}
+
+type loadedResponder struct {
+	r        issuer.OCSPResponder
+	loadedAt time.Time
+}
+
+func newOCSPSigner(d Deps, cfg Config, m *metrics) *ocspSigner {
+	return &ocspSigner{
+		cfg:   cfg,
+		clock: d.Clock,
+		responders: &issuer.Responders{
+			Keys: d.Keys, Store: d.Store, Clock: d.Clock, Log: d.Log, Config: cfg.Responder,
+		},
+		metrics: m,
+		cached:  map[string]loadedResponder{},
+	}
+}
+
+// responder returns the CA's current responder: the cached one while it is
+// fresh, else the latest recorded (issuer.ErrNoResponder if none).
+func (o *ocspSigner) responder(ctx context.Context, c *ca) (issuer.OCSPResponder, error) {
+	now := o.clock.Now()
+	o.mu.Lock()
+	l, ok := o.cached[c.rec.ID]
+	o.mu.Unlock()
+	if ok && now.Sub(l.loadedAt) < responderReload && now.Before(l.r.Certificate.NotAfter) {
+		return l.r, nil
+	}
+	r, err := o.responders.Load(ctx, c.rec.ID)
+	if err != nil {
+		return issuer.OCSPResponder{}, err
+	}
+	o.remember(c.rec.ID, r)
+	return r, nil
+}
+
+// ensureResponder is responder for the leader: it issues or renews the
+// responder certificate when due.
+func (o *ocspSigner) ensureResponder(ctx context.Context, c *ca) (issuer.OCSPResponder, error) {
+	r, _, err := o.responders.Ensure(ctx, c.rec.ID)
+	if err != nil {
+		return issuer.OCSPResponder{}, err
+	}
+	o.remember(c.rec.ID, r)
+	return r, nil
+}
+
+func (o *ocspSigner) remember(id string, r issuer.OCSPResponder) {
+	o.mu.Lock()
+	o.cached[id] = loadedResponder{r: r, loadedAt: o.clock.Now()}
+	o.mu.Unlock()
+}
+
+// signed is one signed response and its window.
+type signed struct {
+	der                    []byte
+	thisUpdate, nextUpdate time.Time
+}
+
+// sign signs a response about serial for CA c: status ocsp.Good, ocsp.Revoked
+// or ocsp.Unknown, with the CertID hashed with h (SHA-1 for pre-signed
+// responses, RFC 5019). nextUpdate is now + OCSPValidity, cut to the
+// responder certificate's notAfter. The responder certificate is included so
+// that clients can verify the delegation.
+func (o *ocspSigner) sign(r issuer.OCSPResponder, c *ca, serial *big.Int, status int, revokedAt time.Time, reason int, h crypto.Hash, kind string) (signed, error) {
+	now := o.clock.Now().UTC().Truncate(time.Second)
+	next := now.Add(o.cfg.OCSPValidity)
+	if na := r.Certificate.NotAfter; next.After(na) {
+		next = na
+	}
+	tmpl := ocsp.Response{
+		Status:       status,
+		SerialNumber: serial,
+		ThisUpdate:   now,
+		NextUpdate:   next,
+		Certificate:  r.Certificate,
+		IssuerHash:   h,
+	}
+	if status == ocsp.Revoked {
+		tmpl.RevokedAt = revokedAt.UTC().Truncate(time.Second)
+		tmpl.RevocationReason = reason
+	}
+	der, err := ocsp.CreateResponse(c.cert, r.Certificate, tmpl, r.Signer)
+	if err != nil {
+		return signed{}, fmt.Errorf("revoke: signing OCSP response for %s of %q: %w", serial.Text(16), c.rec.ID, err)
+	}
+	o.metrics.signedOCSP(c.rec.ID, kind)
+	return signed{der: der, thisUpdate: now, nextUpdate: next}, nil
+}
+
+// signStatus signs the pre-signed (SHA-1 CertID) response for a stored
+// certificate's status.
+func (o *ocspSigner) signStatus(r issuer.OCSPResponder, c *ca, st store.RevocationStatus, kind string) (store.OCSPResponse, error) {
+	serial, ok := new(big.Int).SetString(st.Serial, 16)
+	if !ok {
+		return store.OCSPResponse{}, fmt.Errorf("revoke: stored serial %q is not hex", st.Serial)
+	}
+	status, reason := ocsp.Good, 0
+	if st.Revoked {
+		status, reason = ocsp.Revoked, storedReasonCode(st.Reason)
+	}
+	s, err := o.sign(r, c, serial, status, st.RevokedAt, reason, crypto.SHA1, kind)
+	if err != nil {
+		return store.OCSPResponse{}, err
+	}
+	return store.OCSPResponse{
+		Serial: st.Serial, IssuerID: c.rec.ID, Revoked: st.Revoked,
+		ThisUpdate: s.thisUpdate, NextUpdate: s.nextUpdate, CertNotAfter: st.NotAfter, DER: s.der,
+	}, nil
+}

@@ -1,0 +1,271 @@
+package revoke
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/workload-ca/workload-ca/pkg/store"
+)
+
+// leadershipName is the store leadership the publisher holds while it
+// regenerates CRLs and OCSP responses.
+const leadershipName = "revoke-publisher"
+
+// Publisher keeps every CA's CRL and OCSP responses fresh in the store. Run
+// it in every replica: on each tick (and at once after a revocation in this
+// process) it tries to become the one leader across replicas (store
+// leadership, a Postgres advisory lock) for the duration of that tick;
+// replicas that are not leader only refresh their metrics. A leader that
+// dies loses its lock with its database session, and another replica takes
+// over on its next tick. All work is idempotent: CRL numbers come from the
+// database, and the store refuses to replace a CRL by a lower number or an
+// OCSP response by one contradicting a committed revocation.
+type Publisher struct {
+	d       Deps
+	cfg     Config
+	cas     *caSet
+	signer  *ocspSigner
+	metrics *metrics
+	kick    chan struct{}
+}
+
+// NewPublisher validates cfg and registers the metrics in d.Metrics.
+func NewPublisher(d Deps, cfg Config) (*Publisher, error) {
+	d, err := d.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(d.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	return &Publisher{
+		d: d, cfg: cfg, metrics: m,
+		cas:    newCASet(d.Store, d.Keys, d.Clock),
+		signer: newOCSPSigner(d, cfg, m),
+		kick:   make(chan struct{}, 1),
+	}, nil
+}
+
+// Kick asks Run for a refresh now, without waiting for the tick; it never
+// blocks.
+func (p *Publisher) Kick() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run calls RefreshOnce every Config.Tick and after each Kick until ctx is
+// done, logging failures; it returns ctx's error.
+func (p *Publisher) Run(ctx context.Context) error {
+	t := time.NewTicker(p.cfg.Tick)
+	defer t.Stop()
+	for {
+		if _, err := p.RefreshOnce(ctx); err != nil && ctx.Err() == nil {
+			p.d.Log.ErrorContext(ctx, "revocation publisher tick failed", "error", err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		case <-p.kick:
+		}
+	}
+}
+
+// Report says what one RefreshOnce did.
+type Report struct {
+	// Leader is false when another replica held leadership: nothing was
+	// regenerated.
+	Leader bool
+	// CRLs lists the CRLs published in this tick.
+	CRLs []PublishedCRL
+	// OCSPSigned counts OCSP responses signed and stored.
+	OCSPSigned int
+}
+
+// PublishedCRL is one CRL a tick published.
+type PublishedCRL struct {
+	IssuerID string
+	Number   int64
+	Entries  int
+}
+
+// RefreshOnce is one tick: as leader, for every published CA, regenerate
+// its CRL if there is none, it is within CRLMargin of nextUpdate, or a
+// revocation happened since it was built; issue or renew the OCSP responder
+// certificate when due; sign missing, due and contradicted OCSP responses
+// (at most OCSPTickLimit per CA). Every replica then refreshes its metrics.
+// Errors of one CA do not stop the others; they are joined.
+func (p *Publisher) RefreshOnce(ctx context.Context) (Report, error) {
+	var rep Report
+	release, ok, err := p.d.Store.TryLeadership(ctx, leadershipName)
+	if err != nil {
+		return rep, fmt.Errorf("revoke: publisher leadership: %w", err)
+	}
+	var errs []error
+	if ok {
+		rep.Leader = true
+		func() {
+			defer release()
+			cas, err := p.cas.list(ctx, true)
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			for _, c := range cas {
+				now := p.d.Clock.Now()
+				if !now.Before(c.cert.NotAfter) {
+					continue // its leaves have all expired
+				}
+				crl, err := p.refreshCRL(ctx, c, now)
+				if err != nil {
+					errs = append(errs, err)
+				} else if crl != nil {
+					rep.CRLs = append(rep.CRLs, *crl)
+				}
+				n, err := p.refreshOCSP(ctx, c, now)
+				rep.OCSPSigned += n
+				if err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}()
+	}
+	if err := p.updateMetrics(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return rep, errors.Join(errs...)
+}
+
+// refreshCRL publishes a new CRL for c when due; nil when it was not.
+func (p *Publisher) refreshCRL(ctx context.Context, c *ca, now time.Time) (*PublishedCRL, error) {
+	id := c.rec.ID
+	info, err := p.d.Store.CRLInfo(ctx, id)
+	missing := errors.Is(err, store.ErrNotFound)
+	if err != nil && !missing {
+		return nil, fmt.Errorf("revoke: CRL of %q: %w", id, err)
+	}
+	seq, err := p.d.Store.RevocationSeq(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("revoke: CRL of %q: %w", id, err)
+	}
+	due := missing || !now.Before(info.NextUpdate.Add(-p.cfg.CRLMargin)) || info.RevocationSeq < seq
+	if !due {
+		return nil, nil
+	}
+	start := time.Now()
+	signer, err := p.cas.signer(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := p.d.Store.RevokedEntries(ctx, id, now)
+	if err != nil {
+		return nil, fmt.Errorf("revoke: CRL of %q: %w", id, err)
+	}
+	number, err := p.d.Store.NextCRLNumber(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("revoke: CRL of %q: %w", id, err)
+	}
+	thisUpdate := now.UTC().Truncate(time.Second)
+	nextUpdate := thisUpdate.Add(p.cfg.CRLValidity)
+	der, err := signCRL(crlInput{Issuer: c.cert, Number: number, ThisUpdate: thisUpdate, NextUpdate: nextUpdate, Entries: entries}, signer)
+	if err != nil {
+		return nil, fmt.Errorf("revoke: CRL %d of %q: %w", number, id, err)
+	}
+	err = p.d.Store.PutCRL(ctx, store.CRL{
+		IssuerID: id, Number: number, ThisUpdate: thisUpdate, NextUpdate: nextUpdate,
+		RevocationSeq: seq, Entries: len(entries), DER: der,
+	})
+	if errors.Is(err, store.ErrConflict) {
+		// A newer CRL was stored meanwhile (a leader that lost its session
+		// and another that took over); it covers at least as much.
+		p.d.Log.InfoContext(ctx, "CRL superseded before it was stored", "issuer", id, "crl_number", number)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("revoke: storing CRL %d of %q: %w", number, id, err)
+	}
+	p.d.Log.InfoContext(ctx, "CRL published", "issuer", id, "crl_number", number, "entries", len(entries),
+		"revocation_seq", seq, "bytes", len(der), "next_update", nextUpdate, "duration", time.Since(start))
+	return &PublishedCRL{IssuerID: id, Number: number, Entries: len(entries)}, nil
+}
+
+// refreshOCSP makes sure c has a responder and signs the responses the
+// store reports as missing, due or contradicted.
+func (p *Publisher) refreshOCSP(ctx context.Context, c *ca, now time.Time) (int, error) {
+	r, err := p.signer.ensureResponder(ctx, c)
+	if err != nil {
+		return 0, fmt.Errorf("revoke: OCSP responder of %q: %w", c.rec.ID, err)
+	}
+	signedN, conflicts := 0, 0
+	for signedN+conflicts < p.cfg.OCSPTickLimit {
+		work, err := p.d.Store.OCSPWork(ctx, c.rec.ID, now, now.Add(p.cfg.OCSPMargin), p.cfg.OCSPBatch)
+		if err != nil {
+			return signedN, fmt.Errorf("revoke: OCSP work of %q: %w", c.rec.ID, err)
+		}
+		for _, st := range work {
+			resp, err := p.signer.signStatus(r, c, st, "refresh")
+			if err != nil {
+				return signedN, err
+			}
+			err = p.d.Store.PutOCSPResponse(ctx, resp)
+			switch {
+			case errors.Is(err, store.ErrConflict):
+				conflicts++ // revoked meanwhile: listed again with its new status
+			case err != nil:
+				return signedN, fmt.Errorf("revoke: storing OCSP response: %w", err)
+			default:
+				signedN++
+			}
+		}
+		if len(work) < p.cfg.OCSPBatch {
+			break
+		}
+	}
+	if signedN > 0 {
+		p.d.Log.InfoContext(ctx, "OCSP responses refreshed", "issuer", c.rec.ID, "signed", signedN, "responder", r.Record.Serial)
+	}
+	return signedN, nil
+}
+
+// updateMetrics sets the age gauges from the store (cheap reads), on every
+// replica.
+func (p *Publisher) updateMetrics(ctx context.Context) error {
+	if p.metrics == nil {
+		return nil
+	}
+	cas, err := p.cas.list(ctx, false)
+	if err != nil {
+		return err
+	}
+	now := p.d.Clock.Now()
+	for _, c := range cas {
+		id := c.rec.ID
+		info, err := p.d.Store.CRLInfo(ctx, id)
+		switch {
+		case err == nil:
+			p.metrics.crlAge.WithLabelValues(id).Set(now.Sub(info.ThisUpdate).Seconds())
+			p.metrics.crlNumber.WithLabelValues(id).Set(float64(info.Number))
+			p.metrics.crlEntries.WithLabelValues(id).Set(float64(info.Entries))
+		case !errors.Is(err, store.ErrNotFound):
+			return fmt.Errorf("revoke: metrics: %w", err)
+		}
+		oldest, ok, err := p.d.Store.OCSPOldest(ctx, id, now)
+		if err != nil {
+			return fmt.Errorf("revoke: metrics: %w", err)
+		}
+		if ok {
+			p.metrics.ocspAge.WithLabelValues(id).Set(now.Sub(oldest).Seconds())
+		} else {
+			p.metrics.ocspAge.DeleteLabelValues(id)
+		}
+	}
+	return nil
+}
