@@ -47,9 +47,11 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		return err
 	}
 	defer func() {
+		start := time.Now()
 		if err := b.Close(); err != nil {
-			log.Warn("closing backends", "err", err)
+			log.Warn("closing the store and key store", "err", err)
 		}
+		log.Info("store and key store closed", "duration_ms", time.Since(start).Milliseconds())
 	}()
 
 	iss, err := loadIssuer(ctx, cfg, b, log)
