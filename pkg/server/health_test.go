@@ -2,9 +2,11 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,5 +60,12 @@ func TestReadyzChecksTheStoreAndTheKeyStore(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestNewRoutesNamesAMissingDependency(t *testing.T) {
+	_, err := NewRoutes(Deps{})
+	if !errors.Is(err, ErrMissingDependency) || !strings.Contains(err.Error(), "Deps.Log") {
+		t.Errorf("err = %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -59,11 +60,15 @@ var ErrMissingDependency = errors.New("server: missing dependency")
 
 // NewRoutes checks d and registers the edge's metrics in d.Metrics.
 func NewRoutes(d Deps) (*Routes, error) {
-	switch {
-	case d.Log == nil, d.Store == nil, d.Keys == nil, d.Anchors == nil, d.Metrics == nil:
-		return nil, ErrMissingDependency
-	case d.BodyLimit <= 0, d.ReadyTimeout <= 0:
-		return nil, ErrMissingDependency
+	missing := map[string]bool{
+		"Log": d.Log == nil, "Store": d.Store == nil, "Keys": d.Keys == nil,
+		"Anchors": d.Anchors == nil, "Metrics": d.Metrics == nil,
+		"BodyLimit": d.BodyLimit <= 0, "ReadyTimeout": d.ReadyTimeout <= 0,
+	}
+	for _, name := range []string{"Log", "Store", "Keys", "Anchors", "Metrics", "BodyLimit", "ReadyTimeout"} {
+		if missing[name] {
+			return nil, fmt.Errorf("%w: Deps.%s", ErrMissingDependency, name)
+		}
 	}
 	if d.Clock == nil {
 		d.Clock = clock.Real{}

@@ -59,8 +59,13 @@ type CertManager struct {
 
 // NewCertManager checks cfg; call Renew before serving.
 func NewCertManager(cfg CertManagerConfig) (*CertManager, error) {
-	if cfg.Issue == nil || cfg.TrustDomain == "" || cfg.Host == "" || cfg.Lifetime <= 0 {
-		return nil, ErrMissingDependency
+	switch {
+	case cfg.Issue == nil:
+		return nil, fmt.Errorf("%w: CertManagerConfig.Issue", ErrMissingDependency)
+	case cfg.TrustDomain == "", cfg.Host == "":
+		return nil, fmt.Errorf("%w: CertManagerConfig.TrustDomain and Host", ErrMissingDependency)
+	case cfg.Lifetime <= 0:
+		return nil, fmt.Errorf("%w: CertManagerConfig.Lifetime", ErrMissingDependency)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
@@ -186,10 +191,14 @@ func (m *CertManager) Current() *tls.Certificate {
 // APITLSConfig is the API listener's TLS configuration: TLS 1.2 or later, the
 // certificate from m, and optional client certificates that, when given, must
 // chain (with the intermediates the client sends) to one of the CA's current
-// trust anchors. The anchors are re-read at most every refresh.
+// trust anchors. The anchors are re-read at most every refresh (default 1m),
+// so a rotation reaches client verification without a restart.
 func APITLSConfig(m *CertManager, anchors AnchorSource, clk clock.Clock, refresh time.Duration, log *slog.Logger) *tls.Config {
 	if clk == nil {
 		clk = clock.Real{}
+	}
+	if refresh <= 0 {
+		refresh = time.Minute
 	}
 	pools := &anchorPool{src: anchors, clock: clk, refresh: refresh, log: log}
 	base := &tls.Config{
