@@ -115,5 +115,19 @@ func (c *Current) TrustAnchors(ctx context.Context) ([]*x509.Certificate, error)
 	return c.Get(ctx).TrustAnchors(ctx)
 }
 
-// ActiveIssuerID is the ID of the intermediate the current Issuer signs with.
-func (c *Current) ActiveIssuerID(ctx context.Context) string { return c.Get(ctx).ActiveIssuerID() }
+// loaded returns the loaded Issuer without rechecking.
+func (c *Current) loaded() *Issuer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.iss
+}
+
+// ActiveIssuerID is the ID of the intermediate the loaded Issuer signs with
+// (as of the last recheck; Issue and TrustAnchors recheck).
+func (c *Current) ActiveIssuerID() string { return c.loaded().ActiveIssuerID() }
+
+// Certificate is the loaded Issuer's certificate; see Issuer.Certificate.
+func (c *Current) Certificate() *x509.Certificate { return c.loaded().Certificate() }
+
+// Chain is the loaded Issuer's chain; see Issuer.Chain.
+func (c *Current) Chain() [][]byte { return c.loaded().Chain() }

@@ -40,8 +40,8 @@ func TestActivateWithForceSkipsTheOverlap(t *testing.T) {
 	if _, err := r.rot.Activate(r.ctx, ActivateOptions{Force: true}); !errors.Is(err, ErrNotReady) {
 		t.Errorf("Activate with nothing prepared: %v, want ErrNotReady", err)
 	}
-	if changed, err := r.cur.Reload(r.ctx); err != nil || !changed || r.cur.ActiveIssuerID(r.ctx) != "int-2" {
-		t.Errorf("Reload after activation = %v, %v, signing with %s", changed, err, r.cur.ActiveIssuerID(r.ctx))
+	if changed, err := r.cur.Reload(r.ctx); err != nil || !changed || r.cur.Get(r.ctx).ActiveIssuerID() != "int-2" {
+		t.Errorf("Reload after activation = %v, %v, signing with %s", changed, err, r.cur.Get(r.ctx).ActiveIssuerID())
 	}
 	entries, _ := st.AuditEntries(r.ctx, 0, 100)
 	last := entries[len(entries)-1]

@@ -175,7 +175,7 @@ func TestRotationDrillIntermediate(t *testing.T) {
 			if _, err := r.rot.Activate(r.ctx, ActivateOptions{Actor: "admin"}); !errors.Is(err, ErrNotReady) {
 				t.Errorf("Activate before the overlap: %v, want ErrNotReady", err)
 			}
-			if id := r.cur.ActiveIssuerID(r.ctx); id != "int-1" {
+			if id := r.cur.Get(r.ctx).ActiveIssuerID(); id != "int-1" {
 				t.Fatalf("signing with %s before activation", id)
 			}
 
