@@ -32,6 +32,9 @@ commands:
   init      create the root and intermediate CA (idempotent), or run the
             offline-root flow with --intermediate-csr / --import-intermediate
   migrate   up | down | version | force N: change or show the database schema
+  policy    test POLICY.yaml --cases CASES.yaml: run a policy's offline test cases
+  dev-token --sub NAME [--claim k=v]: print a token of the development setup's
+            local token issuer (development setup only)
   version   print the version
 
 Every command takes --config FILE (or CA_CONFIG); see README.md for the
@@ -64,6 +67,10 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		err = cmdInit(ctx, args[1:], getenv, stdout, stderr)
 	case "migrate":
 		err = cmdMigrate(ctx, args[1:], getenv, stdout, stderr)
+	case "policy":
+		err = cmdPolicy(args[1:], stdout, stderr)
+	case "dev-token":
+		err = cmdDevToken(args[1:], getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":

@@ -8,6 +8,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,6 +62,23 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		return err
 	}
 
+	pol, err := loadPolicy(cfg, log, stderr)
+	if err != nil {
+		return err
+	}
+	reloader := &policyReloader{setup: pol, trustDomain: cfg.TrustDomain, audit: b.store, clock: clock.Real{}, log: log}
+	reloader.recordLoad(ctx)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	hupCtx, stopHUP := context.WithCancel(ctx)
+	defer stopHUP()
+	go reloader.run(hupCtx, hup)
+	verifier, err := newVerifier(cfg, log)
+	if err != nil {
+		return err
+	}
+
 	// Listen before issuing the server certificate, so a taken port fails fast.
 	apiLn, err := net.Listen("tcp", cfg.APIAddr)
 	if err != nil {
@@ -91,6 +111,7 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	routes, err := server.NewRoutes(server.Deps{
 		Log: log, Clock: clock.Real{}, Store: b.store, Keys: b.keys, Anchors: iss,
 		Metrics: reg, BodyLimit: cfg.Server.BodyLimit, ReadyTimeout: cfg.Server.ReadyTimeout,
+		Policy: pol.holder, Verifier: verifier,
 	})
 	if err != nil {
 		return err

@@ -51,6 +51,21 @@ type Config struct {
 	Server Server `yaml:"server"`
 	// Log holds logging settings.
 	Log Log `yaml:"log"`
+	// Enroll holds enrollment (token verification) settings.
+	Enroll Enroll `yaml:"enroll"`
+}
+
+// Enroll is how provenance tokens are verified.
+type Enroll struct {
+	// TokenIssuerCAFile is a PEM file of extra CA certificates trusted (in
+	// addition to the system roots) when fetching token issuers' discovery
+	// documents and JWKS: for a private IdP, or a test issuer. "" = system
+	// roots only.
+	TokenIssuerCAFile string `yaml:"token_issuer_ca_file"`
+	// JWKSMinRefreshInterval is the least time between two fetches of one
+	// token issuer's keys, however many unknown key IDs tokens present
+	// (default 1m).
+	JWKSMinRefreshInterval time.Duration `yaml:"jwks_min_refresh_interval"`
 }
 
 // PKCS11 says where the CA's keys live in production.
@@ -298,6 +313,7 @@ func (c *Config) applyDefaults() {
 	setDur(&c.Server.CertLifetime, 24*time.Hour)
 	setDur(&c.Server.ReadyTimeout, 2*time.Second)
 	setStr(&c.Log.Level, "info")
+	setDur(&c.Enroll.JWKSMinRefreshInterval, time.Minute)
 }
 
 // DevelopmentMode reports whether this is the embedded development setup: no

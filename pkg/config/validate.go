@@ -21,6 +21,7 @@ func (c *Config) Validate() error {
 		c.validateIssuer,
 		c.validateServer,
 		c.validateLog,
+		c.validateEnroll,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {
@@ -175,4 +176,11 @@ func (c *Config) validateLog() error {
 		return nil
 	}
 	return fieldErr("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+}
+
+func (c *Config) validateEnroll() error {
+	if c.Enroll.JWKSMinRefreshInterval <= 0 {
+		return fieldErr("enroll.jwks_min_refresh_interval", "must be positive")
+	}
+	return nil
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/workload-ca/workload-ca/internal/clock"
+	"github.com/workload-ca/workload-ca/pkg/enroll"
+	"github.com/workload-ca/workload-ca/pkg/policy"
 )
 
 // Pinger is a dependency whose health /readyz checks: the store or the key
@@ -43,6 +45,13 @@ type Deps struct {
 	BodyLimit int64
 	// ReadyTimeout bounds each dependency check of /readyz.
 	ReadyTimeout time.Duration
+	// Policy is the current policy (token issuers, enrollment rules,
+	// operator roles). Handlers Load it once per request; `ca serve` swaps
+	// it on SIGHUP.
+	Policy *policy.Holder
+	// Verifier verifies provenance and operator tokens against the token
+	// issuers of Policy, caching their keys. One per process.
+	Verifier *enroll.Verifier
 }
 
 // Routes builds the two listeners' routers over shared dependencies. Add an
@@ -64,8 +73,9 @@ func NewRoutes(d Deps) (*Routes, error) {
 		"Log": d.Log == nil, "Store": d.Store == nil, "Keys": d.Keys == nil,
 		"Anchors": d.Anchors == nil, "Metrics": d.Metrics == nil,
 		"BodyLimit": d.BodyLimit <= 0, "ReadyTimeout": d.ReadyTimeout <= 0,
+		"Policy": d.Policy == nil || d.Policy.Load() == nil, "Verifier": d.Verifier == nil,
 	}
-	for _, name := range []string{"Log", "Store", "Keys", "Anchors", "Metrics", "BodyLimit", "ReadyTimeout"} {
+	for _, name := range []string{"Log", "Store", "Keys", "Anchors", "Metrics", "BodyLimit", "ReadyTimeout", "Policy", "Verifier"} {
 		if missing[name] {
 			return nil, fmt.Errorf("%w: Deps.%s", ErrMissingDependency, name)
 		}

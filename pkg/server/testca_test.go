@@ -22,6 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/workload-ca/workload-ca/internal/clock"
+	"github.com/workload-ca/workload-ca/pkg/enroll"
+	"github.com/workload-ca/workload-ca/pkg/policy"
 )
 
 // testCA is a small in-memory CA (root -> intermediate -> leaf) standing in
@@ -175,6 +177,7 @@ func newFixture(t testing.TB) *fixture {
 	rt, err := NewRoutes(Deps{
 		Log: log, Clock: clk, Store: f.store, Keys: f.hsm, Anchors: f.ca,
 		Metrics: f.reg, BodyLimit: 1024, ReadyTimeout: 200 * time.Millisecond,
+		Policy: testPolicy(t), Verifier: enroll.NewVerifier(clk),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -184,3 +187,13 @@ func newFixture(t testing.TB) *fixture {
 }
 
 var errBoom = errors.New("boom: secret internal detail")
+
+// testPolicy is a minimal valid policy for fixtures that do not enroll.
+func testPolicy(t testing.TB) *policy.Holder {
+	t.Helper()
+	p, err := policy.Parse([]byte("trust_domain: example.org\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return policy.NewHolder(p)
+}
