@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/workload-ca/workload-ca/pkg/bundle"
 	"github.com/workload-ca/workload-ca/pkg/hsm"
+	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
@@ -66,6 +68,16 @@ func classify(err error) (status int, reason Reason, detail string) {
 		return http.StatusServiceUnavailable, ReasonStoreUnavailable, "the database is unavailable; retry later"
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, ReasonNotFound, "no such resource"
+	case errors.Is(err, bundle.ErrNoBundle):
+		return http.StatusServiceUnavailable, ReasonBundleUnavailable, "no trust bundle has been published yet; retry later"
+	case errors.Is(err, bundle.ErrInvalidRollback):
+		return http.StatusBadRequest, ReasonRollbackInvalid, "to_sequence must name an earlier bundle version"
+	case errors.Is(err, issuer.ErrRotationInProgress):
+		return http.StatusConflict, ReasonRotationInProgress, "a prepared issuer exists; activate it before rotating again"
+	case errors.Is(err, issuer.ErrNotReady):
+		return http.StatusConflict, ReasonActivationNotReady, "no prepared issuer has been published for the overlap yet"
+	case errors.Is(err, issuer.ErrOfflineRoot):
+		return http.StatusConflict, ReasonRootOffline, "the root key is offline; use the offline-root CSR flow"
 	}
 	return http.StatusInternalServerError, ReasonInternal, "internal error; quote the request_id when reporting it"
 }

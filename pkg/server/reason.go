@@ -29,6 +29,12 @@ const (
 	ReasonBadRequest            Reason = "bad_request"
 	ReasonMethodNotAllowed      Reason = "method_not_allowed"
 	ReasonInternal              Reason = "internal_error"
+	// Trust bundle and CA rotation (pkg/server/issuers.go).
+	ReasonBundleUnavailable  Reason = "bundle_unavailable"
+	ReasonRotationInProgress Reason = "rotation_in_progress"
+	ReasonActivationNotReady Reason = "activation_not_ready"
+	ReasonRootOffline        Reason = "root_offline"
+	ReasonRollbackInvalid    Reason = "rollback_invalid"
 )
 
 // AllReasons lists every reason code, in the order of the OpenAPI enum.
@@ -42,5 +48,7 @@ func AllReasons() []Reason {
 		ReasonUnauthorized, ReasonForbidden, ReasonBodyTooLarge,
 		ReasonHSMUnavailable, ReasonStoreUnavailable, ReasonBadRequest,
 		ReasonMethodNotAllowed, ReasonInternal,
+		ReasonBundleUnavailable, ReasonRotationInProgress, ReasonActivationNotReady,
+		ReasonRootOffline, ReasonRollbackInvalid,
 	}
 }

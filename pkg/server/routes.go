@@ -45,6 +45,10 @@ type Deps struct {
 	BodyLimit int64
 	// ReadyTimeout bounds each dependency check of /readyz.
 	ReadyTimeout time.Duration
+	// Trust, optional, serves the published trust bundle (/bundle.pem from
+	// it instead of Anchors, /bundle.json) and the issuer and bundle
+	// administration routes; see TrustDeps.
+	Trust *TrustDeps
 	// Policy is the current policy (token issuers, enrollment rules,
 	// operator roles). Handlers Load it once per request; `ca serve` swaps
 	// it on SIGHUP.
@@ -104,6 +108,7 @@ func (rt *Routes) Public() chi.Router {
 func (rt *Routes) API() chi.Router {
 	r := rt.base("api")
 	rt.mountArtifacts(r)
+	rt.mountTrust(r)
 	return r
 }
 
@@ -111,7 +116,12 @@ func (rt *Routes) API() chi.Router {
 func (rt *Routes) mountArtifacts(r chi.Router) {
 	r.Method(http.MethodGet, "/healthz", rt.edge.handle(rt.healthz))
 	r.Method(http.MethodGet, "/readyz", rt.edge.handle(rt.readyz))
-	r.Method(http.MethodGet, "/bundle.pem", rt.edge.handle(rt.bundlePEM))
+	if rt.d.Trust != nil {
+		r.Method(http.MethodGet, "/bundle.pem", rt.edge.handle(rt.bundlePEMVersioned))
+		r.Method(http.MethodGet, "/bundle.json", rt.edge.handle(rt.bundleJSON))
+	} else {
+		r.Method(http.MethodGet, "/bundle.pem", rt.edge.handle(rt.bundlePEM))
+	}
 }
 
 // base is a router with the shared middleware chain and problem+json answers
