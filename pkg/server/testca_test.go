@@ -177,7 +177,7 @@ func newFixture(t testing.TB) *fixture {
 	rt, err := NewRoutes(Deps{
 		Log: log, Clock: clk, Store: f.store, Keys: f.hsm, Anchors: f.ca,
 		Metrics: f.reg, BodyLimit: 1024, ReadyTimeout: 200 * time.Millisecond,
-		Trust: fixtureTrust(f.ca),
+		Trust:  fixtureTrust(f.ca),
 		Policy: testPolicy(t), Verifier: enroll.NewVerifier(clk),
 	})
 	if err != nil {
