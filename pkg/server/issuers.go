@@ -35,10 +35,13 @@ type TrustDeps struct {
 	Rotation RotationService
 	// Issuers lists the CA hierarchy (the store).
 	Issuers IssuerLister
-	// Authorize decides whether r comes from an operator holding role and
-	// returns the operator's identity for the audit log. Its errors should
-	// be *Error with 401 unauthorized or 403 forbidden. When nil, every
-	// administration request is refused with 403 forbidden.
+	// Authorize, when set, replaces operator authentication for these
+	// routes: it decides whether r comes from an operator holding role and
+	// returns the operator's identity for the audit log; its errors should
+	// be *Error with 401 unauthorized or 403 forbidden. It exists for tests;
+	// `ca serve` leaves it nil, and then these routes are authorised like
+	// every operator route (bearer token or client certificate, roles from
+	// the policy, denials audited; see authorizeOperator).
 	Authorize func(r *http.Request, role policy.Role) (actor string, err error)
 }
 
@@ -79,7 +82,12 @@ type actorKey struct{}
 func (rt *Routes) operator(role policy.Role, h HandlerFunc) HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if rt.d.Trust.Authorize == nil {
-			return &Error{Status: http.StatusForbidden, Reason: ReasonForbidden, Detail: "operator authorization is not configured"}
+			op, err := rt.authorizeOperator(w, r, role)
+			if err != nil {
+				return err
+			}
+			ctx := context.WithValue(r.Context(), operatorKey, op)
+			return h(w, r.WithContext(context.WithValue(ctx, actorKey{}, op.Actor)))
 		}
 		actor, err := rt.d.Trust.Authorize(r, role)
 		if err != nil {

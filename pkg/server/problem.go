@@ -5,10 +5,12 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/workload-ca/workload-ca/pkg/bundle"
 	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
+	"github.com/workload-ca/workload-ca/pkg/revoke"
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
@@ -78,6 +80,13 @@ func classify(err error) (status int, reason Reason, detail string) {
 		return http.StatusConflict, ReasonActivationNotReady, "no prepared issuer has been published for the overlap yet"
 	case errors.Is(err, issuer.ErrOfflineRoot):
 		return http.StatusConflict, ReasonRootOffline, "the root key is offline; use the offline-root CSR flow"
+	case errors.Is(err, revoke.ErrInvalidReason):
+		return http.StatusBadRequest, ReasonRevocationReasonInvalid,
+			"reason must be one of " + strings.Join(revoke.ReasonNames(), ", ")
+	case errors.Is(err, revoke.ErrInvalidSerial):
+		return http.StatusBadRequest, ReasonBadRequest, "the serial number must be 1 to 40 hex digits"
+	case errors.Is(err, store.ErrInvalidQuery):
+		return http.StatusBadRequest, ReasonBadRequest, "the query (filter or cursor) is malformed"
 	}
 	return http.StatusInternalServerError, ReasonInternal, "internal error; quote the request_id when reporting it"
 }

@@ -35,6 +35,8 @@ const (
 	ReasonActivationNotReady Reason = "activation_not_ready"
 	ReasonRootOffline        Reason = "root_offline"
 	ReasonRollbackInvalid    Reason = "rollback_invalid"
+	// Revocation (pkg/server/revocation.go).
+	ReasonRevocationReasonInvalid Reason = "revocation_reason_invalid"
 )
 
 // AllReasons lists every reason code, in the order of the OpenAPI enum.
@@ -50,5 +52,6 @@ func AllReasons() []Reason {
 		ReasonMethodNotAllowed, ReasonInternal,
 		ReasonBundleUnavailable, ReasonRotationInProgress, ReasonActivationNotReady,
 		ReasonRootOffline, ReasonRollbackInvalid,
+		ReasonRevocationReasonInvalid,
 	}
 }

@@ -56,6 +56,9 @@ type Deps struct {
 	// Verifier verifies provenance and operator tokens against the token
 	// issuers of Policy, caching their keys. One per process.
 	Verifier *enroll.Verifier
+	// Operators are the inventory, revocation and audit endpoints'
+	// collaborators (pkg/server/operator.go).
+	Operators OperatorDeps
 }
 
 // Routes builds the two listeners' routers over shared dependencies. Add an
@@ -65,6 +68,7 @@ type Routes struct {
 	d       Deps
 	edge    edge
 	metrics *metrics
+	ops     *operatorState
 }
 
 // ErrMissingDependency is returned by NewRoutes when a required Deps field is
@@ -91,7 +95,11 @@ func NewRoutes(d Deps) (*Routes, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Routes{d: d, edge: edge{log: d.Log}, metrics: m}, nil
+	ops, err := newOperatorState(d.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	return &Routes{d: d, edge: edge{log: d.Log}, metrics: m, ops: ops}, nil
 }
 
 // Public is the plain-HTTP listener's router: only public things (health,
@@ -109,6 +117,7 @@ func (rt *Routes) API() chi.Router {
 	r := rt.base("api")
 	rt.mountArtifacts(r)
 	rt.mountTrust(r)
+	rt.mountOperator(r)
 	return r
 }
 

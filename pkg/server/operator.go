@@ -1,0 +1,378 @@
+package server
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/workload-ca/workload-ca/pkg/enroll"
+	"github.com/workload-ca/workload-ca/pkg/policy"
+	"github.com/workload-ca/workload-ca/pkg/store"
+)
+
+// OperatorStore is what the operator endpoints read, and where their denials
+// are appended; store.Store fits.
+type OperatorStore interface {
+	GetCertificate(ctx context.Context, serial string) (store.Certificate, error)
+	ListCertificates(ctx context.Context, f store.CertificateFilter) ([]store.Certificate, string, error)
+	AuditEntries(ctx context.Context, afterSeq int64, limit int) ([]store.AuditEntry, error)
+	AppendAudit(ctx context.Context, e store.AuditEntry) (store.AuditEntry, error)
+}
+
+// CertificateRevoker revokes one certificate and reports an earlier
+// revocation instead of changing it; *revoke.Revoker fits.
+type CertificateRevoker interface {
+	Revoke(ctx context.Context, serial, reason, actor, requestID string) (store.Certificate, bool, error)
+}
+
+// OperatorDeps are what the operator endpoints need besides the policy and
+// the token verifier (Deps.Policy, Deps.Verifier; operator tokens are checked
+// for signature, issuer, times and audience, and never replay-marked: an
+// operator presents the same token until it expires). When a field is nil
+// the operator routes still exist and still refuse the unauthorised, but an
+// authorised request fails with a 500.
+type OperatorDeps struct {
+	Store   OperatorStore
+	Revoker CertificateRevoker
+}
+
+var errOperatorsNotConfigured = errors.New("server: operator endpoints are not configured (Deps.Operators)")
+
+// AuthMethod is how an operator authenticated.
+type AuthMethod string
+
+// Operator authentication methods.
+const (
+	AuthBearer     AuthMethod = "bearer"             // a JWT from an operator token issuer
+	AuthClientCert AuthMethod = "client_certificate" // an mTLS client certificate whose SPIFFE ID has a role
+)
+
+// Operator is an authenticated operator, as the request context carries it
+// once requireRole let the request through.
+type Operator struct {
+	// Actor names the operator in the audit log: "<token issuer>:<sub>" for a
+	// bearer token, the SPIFFE ID for a client certificate.
+	Actor  string
+	Method AuthMethod
+	// TokenIssuer and Subject are set for bearer tokens.
+	TokenIssuer, Subject string
+	// SPIFFEID and Serial are set for client certificates.
+	SPIFFEID, Serial string
+	// Roles are what the policy grants, with admin expanded.
+	Roles []policy.Role
+	// PolicyVersion is the version of the policy that granted them.
+	PolicyVersion string
+}
+
+// Has tells whether the operator holds role.
+func (o *Operator) Has(role policy.Role) bool { return policy.HasRole(o.Roles, role) }
+
+const operatorKey ctxKey = 100
+
+// OperatorFrom returns the operator authenticated for this request, if any.
+// Every handler mounted behind requireRole can rely on it being there.
+func OperatorFrom(ctx context.Context) (*Operator, bool) {
+	o, ok := ctx.Value(operatorKey).(*Operator)
+	return o, ok && o != nil
+}
+
+// authFailure is why a request is not authenticated: the detail shown to the
+// client and the fields recorded with the denial.
+type authFailure struct {
+	detail      string
+	actor       string // what is known of who tried, or ""
+	method      AuthMethod
+	tokenIssuer string
+	tokenReason string // the enroll reason code for a refused token
+	cause       error
+}
+
+// operatorIdentity authenticates the request: a bearer token if there is an
+// Authorization header, else a verified client certificate. Roles may be
+// empty (authenticated, not authorised).
+func (rt *Routes) operatorIdentity(r *http.Request, pol *policy.Policy) (*Operator, *authFailure) {
+	if pol == nil {
+		return nil, &authFailure{detail: "no operator policy is loaded"}
+	}
+	if h := r.Header.Get("Authorization"); h != "" {
+		return rt.bearerOperator(r, pol, h)
+	}
+	if id := ClientSPIFFEID(r); id != "" {
+		return rt.certOperator(r, pol, id)
+	}
+	return nil, &authFailure{detail: "operator credentials required: a bearer token or a client certificate"}
+}
+
+func (rt *Routes) bearerOperator(r *http.Request, pol *policy.Policy, header string) (*Operator, *authFailure) {
+	scheme, raw, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(raw) == "" {
+		return nil, &authFailure{detail: "the Authorization header is not a bearer token", method: AuthBearer, tokenReason: enroll.ReasonTokenMalformed}
+	}
+	tok, err := rt.d.Verifier.Verify(r.Context(), pol, raw)
+	if err != nil {
+		f := &authFailure{detail: "operator token refused", method: AuthBearer, tokenReason: enroll.Reason(err), cause: err}
+		var e *enroll.Error
+		if errors.As(err, &e) {
+			f.detail += ": " + e.Detail
+			f.tokenIssuer = e.Issuer
+			if e.Issuer != "" && e.Subject != "" {
+				f.actor = e.Issuer + ":" + e.Subject
+			}
+		}
+		return nil, f
+	}
+	actor := tok.IssuerName + ":" + tok.Subject
+	if !pol.OperatorIssuer(tok.IssuerName) {
+		return nil, &authFailure{
+			detail: fmt.Sprintf("tokens of %q are not operator credentials", tok.IssuerName),
+			actor:  actor, method: AuthBearer, tokenIssuer: tok.IssuerName, tokenReason: "not_operator_issuer",
+		}
+	}
+	return &Operator{
+		Actor: actor, Method: AuthBearer, TokenIssuer: tok.IssuerName, Subject: tok.Subject,
+		Roles: pol.Roles(tok.IssuerName, tok.Claims), PolicyVersion: pol.Version(),
+	}, nil
+}
+
+// certOperator trusts the TLS layer for the chain (it verified it against the
+// CA's trust anchors) and refuses a certificate the store says is revoked or
+// does not know.
+func (rt *Routes) certOperator(r *http.Request, pol *policy.Policy, id string) (*Operator, *authFailure) {
+	leaf := r.TLS.PeerCertificates[0]
+	serial := serialHex(leaf)
+	f := &authFailure{actor: id, method: AuthClientCert}
+	if rt.d.Operators.Store == nil {
+		f.detail, f.cause = "client certificates are not accepted here", errOperatorsNotConfigured
+		return nil, f
+	}
+	rec, err := rt.d.Operators.Store.GetCertificate(r.Context(), serial)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		f.detail = "the client certificate is not in the CA's records"
+		return nil, f
+	case err != nil:
+		// Fail closed, but say it is the database, not the caller.
+		f.detail, f.cause = "the client certificate's status cannot be checked", err
+		return nil, f
+	case rec.Status == store.CertRevoked:
+		f.detail = "the client certificate is revoked"
+		return nil, f
+	}
+	return &Operator{
+		Actor: id, Method: AuthClientCert, SPIFFEID: id, Serial: serial,
+		Roles: pol.RolesForSPIFFEID(id), PolicyVersion: pol.Version(),
+	}, nil
+}
+
+func serialHex(c *x509.Certificate) string { return fmt.Sprintf("%x", c.SerialNumber) }
+
+// requireRole lets a request through only for an operator holding want, with
+// the *Operator in its context (OperatorFrom); otherwise it answers the
+// problem authorizeOperator returns. Mount it after routing (chi's With), so
+// the route pattern is known to the audit entry.
+func (rt *Routes) requireRole(want policy.Role) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			op, err := rt.authorizeOperator(w, r, want)
+			if err != nil {
+				rt.edge.fail(w, r, err)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), operatorKey, op)))
+		})
+	}
+}
+
+// authorizeOperator authenticates r as an operator and checks that it holds
+// want. It returns a *Error: 401 unauthorized (no or bad credentials; it also
+// sets WWW-Authenticate on w) or 403 forbidden (authenticated, role missing),
+// after appending an "authz" deny entry to the audit log naming the actor,
+// the route and why.
+func (rt *Routes) authorizeOperator(w http.ResponseWriter, r *http.Request, want policy.Role) (*Operator, error) {
+	var pol *policy.Policy
+	if rt.d.Policy != nil {
+		pol = rt.d.Policy.Load()
+	}
+	op, fail := rt.operatorIdentity(r, pol)
+	if fail != nil {
+		if fail.cause != nil && !errors.As(fail.cause, new(*enroll.Error)) {
+			rt.d.Log.WarnContext(r.Context(), "operator authentication failed on our side",
+				"request_id", RequestID(r.Context()), "err", fail.cause)
+		}
+		rt.operatorDenied(r, pol, want, http.StatusUnauthorized, fail)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="workload-ca"`)
+		return nil, &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized, Detail: fail.detail, Err: fail.cause}
+	}
+	if !op.Has(want) {
+		rt.operatorDenied(r, pol, want, http.StatusForbidden, &authFailure{
+			actor: op.Actor, method: op.Method, tokenIssuer: op.TokenIssuer,
+		}, op.Roles...)
+		return nil, &Error{Status: http.StatusForbidden, Reason: ReasonForbidden,
+			Detail: fmt.Sprintf("this operation needs the %s role", want)}
+	}
+	rt.ops.allowed.Inc()
+	return op, nil
+}
+
+// denialDetails is the structured part of an authz deny audit entry.
+type denialDetails struct {
+	Method       string        `json:"method"`
+	Route        string        `json:"route"`
+	Path         string        `json:"path"`
+	RequiredRole policy.Role   `json:"required_role"`
+	Auth         AuthMethod    `json:"auth,omitempty"`
+	TokenIssuer  string        `json:"token_issuer,omitempty"`
+	TokenReason  string        `json:"token_reason,omitempty"`
+	Roles        []policy.Role `json:"roles,omitempty"`
+	Detail       string        `json:"detail,omitempty"`
+	// Unaudited counts denials before this one that were not appended
+	// because of the denial audit rate limit.
+	Unaudited int64 `json:"unaudited_before,omitempty"`
+}
+
+// operatorDenied records a refused operator request: always in the log and
+// metrics, and in the audit log unless the denial rate limit is exhausted
+// (unauthenticated floods must not be able to monopolise audit appends); the
+// next audited denial then says how many were skipped. A failing append is
+// logged and does not change the answer.
+func (rt *Routes) operatorDenied(r *http.Request, pol *policy.Policy, want policy.Role, status int, f *authFailure, roles ...policy.Role) {
+	reason := ReasonUnauthorized
+	if status == http.StatusForbidden {
+		reason = ReasonForbidden
+	}
+	rt.ops.denied.WithLabelValues(string(reason)).Inc()
+	route := routePattern(r)
+	actor := f.actor
+	if actor == "" {
+		actor = "anonymous"
+	}
+	ctx := r.Context()
+	rt.d.Log.InfoContext(ctx, "operator request denied", "request_id", RequestID(ctx), "actor", actor,
+		"route", r.Method+" "+route, "reason", string(reason), "token_reason", f.tokenReason, "required_role", string(want))
+	skipped, ok := rt.ops.limiter.take(rt.d.Clock.Now())
+	if !ok {
+		rt.ops.unaudited.Inc()
+		return
+	}
+	if rt.d.Operators.Store == nil {
+		return
+	}
+	details, _ := json.Marshal(denialDetails{
+		Method: r.Method, Route: route, Path: clipString(r.URL.Path, 256), RequiredRole: want, Auth: f.method,
+		TokenIssuer: f.tokenIssuer, TokenReason: f.tokenReason, Roles: roles, Detail: f.detail, Unaudited: skipped,
+	})
+	e := store.AuditEntry{
+		Time: rt.d.Clock.Now(), Actor: clipString(actor, 512), Action: "authz", Target: r.Method + " " + route,
+		Decision: "deny", Reason: string(reason), RequestID: RequestID(ctx), Details: details,
+	}
+	if pol != nil {
+		e.PolicyVersion = pol.Version()
+	}
+	// The denial is recorded even if the client hangs up.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := rt.d.Operators.Store.AppendAudit(actx, e); err != nil {
+		rt.d.Log.ErrorContext(ctx, "recording an operator denial failed", "request_id", RequestID(ctx), "err", err)
+	}
+}
+
+func routePattern(r *http.Request) string {
+	if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+		return rc.RoutePattern()
+	}
+	return r.URL.Path
+}
+
+func clipString(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// operatorRoute mounts h at method+pattern behind requireRole(role). Every
+// operator endpoint is mounted through it.
+func (rt *Routes) operatorRoute(r chi.Router, method, pattern string, role policy.Role, h HandlerFunc) {
+	r.With(rt.requireRole(role)).Method(method, pattern, rt.edge.handle(h))
+}
+
+// operatorState is the operator edge's per-process state: metrics and the
+// denial audit limiter.
+type operatorState struct {
+	allowed   prometheus.Counter
+	denied    *prometheus.CounterVec
+	unaudited prometheus.Counter
+	limiter   *denialLimiter
+}
+
+// Denial audit rate limit: a burst of denialBurst, refilled at denialRate
+// per second, per process.
+const (
+	denialRate  = 20
+	denialBurst = 100
+)
+
+func newOperatorState(reg prometheus.Registerer) (*operatorState, error) {
+	s := &operatorState{
+		allowed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ca_operator_requests_allowed_total",
+			Help: "Operator requests that passed authentication and authorisation.",
+		}),
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ca_operator_requests_denied_total",
+			Help: "Operator requests refused, by reason (unauthorized, forbidden).",
+		}, []string{"reason"}),
+		unaudited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ca_operator_denials_unaudited_total",
+			Help: "Operator denials not appended to the audit log because of the denial rate limit.",
+		}),
+		limiter: &denialLimiter{rate: denialRate, burst: denialBurst},
+	}
+	for _, c := range []prometheus.Collector{s.allowed, s.denied, s.unaudited} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// denialLimiter is a token bucket over the injected clock.
+type denialLimiter struct {
+	rate, burst float64
+
+	mu      sync.Mutex
+	tokens  float64
+	last    time.Time
+	started bool
+	skipped int64
+}
+
+// take spends one token. ok is false when none is left; otherwise skipped is
+// how many calls were refused since the previous successful one.
+func (l *denialLimiter) take(now time.Time) (skipped int64, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.started {
+		l.tokens, l.last, l.started = l.burst, now, true
+	}
+	if el := now.Sub(l.last).Seconds(); el > 0 {
+		l.tokens = min(l.burst, l.tokens+el*l.rate)
+		l.last = now
+	}
+	if l.tokens < 1 {
+		l.skipped++
+		return 0, false
+	}
+	l.tokens--
+	skipped, l.skipped = l.skipped, 0
+	return skipped, true
+}

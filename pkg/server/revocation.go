@@ -1,0 +1,99 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/workload-ca/workload-ca/pkg/revoke"
+)
+
+// RevokeRequest is the body of POST /v1/certificates/{serial}/revoke.
+type RevokeRequest struct {
+	// Reason is an RFC 5280 reason name: unspecified, keyCompromise,
+	// cACompromise, affiliationChanged, superseded, cessationOfOperation or
+	// privilegeWithdrawn.
+	Reason string `json:"reason"`
+}
+
+// RevokeResponse is the answer of a revocation. AlreadyRevoked is true when
+// the certificate had been revoked before; Certificate then shows that
+// earlier revocation (time and reason), unchanged.
+type RevokeResponse struct {
+	AlreadyRevoked bool            `json:"already_revoked"`
+	Certificate    CertificateView `json:"certificate"`
+}
+
+// maxRevokeBody bounds the revoke body below the global body limit: it is one
+// short JSON object.
+const maxRevokeBody = 4 << 10
+
+// ParseRevokeRequest decodes a revoke body strictly: one JSON object with a
+// string "reason" that is an accepted RFC 5280 reason name, no other field,
+// nothing after it. A malformed body is a 400 bad_request *Error, an unknown
+// reason a 400 revocation_reason_invalid *Error; an *http.MaxBytesError from
+// the reader is returned wrapped, for a 413.
+func ParseRevokeRequest(body io.Reader) (RevokeRequest, error) {
+	var req RevokeRequest
+	data, err := io.ReadAll(io.LimitReader(body, maxRevokeBody+1))
+	if err != nil {
+		if errors.As(err, new(*http.MaxBytesError)) {
+			return req, fmt.Errorf("reading the revoke request: %w", err)
+		}
+		return req, badBody("the request body could not be read", err)
+	}
+	if len(data) > maxRevokeBody {
+		return req, &Error{Status: http.StatusRequestEntityTooLarge, Reason: ReasonBodyTooLarge,
+			Detail: fmt.Sprintf("the revoke request must be at most %d bytes", maxRevokeBody)}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, badBody(`the body must be a JSON object {"reason": "<RFC 5280 reason name>"} without other fields`, err)
+	}
+	if dec.More() || trailing(dec) {
+		return req, badBody("the body must hold exactly one JSON object", nil)
+	}
+	if req.Reason == "" {
+		return req, badBody(`"reason" is required`, nil)
+	}
+	if _, err := revoke.ReasonCode(req.Reason); err != nil {
+		return req, err
+	}
+	return req, nil
+}
+
+// trailing reports whether anything but whitespace follows the first value.
+func trailing(dec *json.Decoder) bool {
+	rest, _ := io.ReadAll(dec.Buffered())
+	return strings.TrimSpace(string(rest)) != ""
+}
+
+func badBody(detail string, err error) *Error {
+	return &Error{Status: http.StatusBadRequest, Reason: ReasonBadRequest, Detail: detail, Err: err}
+}
+
+func (rt *Routes) revokeCertificate(w http.ResponseWriter, r *http.Request) error {
+	if rt.d.Operators.Revoker == nil {
+		return errOperatorsNotConfigured
+	}
+	sn, err := serialParam(r)
+	if err != nil {
+		return err
+	}
+	req, err := ParseRevokeRequest(r.Body)
+	if err != nil {
+		return err
+	}
+	op, _ := OperatorFrom(r.Context())
+	c, already, err := rt.d.Operators.Revoker.Revoke(r.Context(), sn, req.Reason, op.Actor, RequestID(r.Context()))
+	if err != nil {
+		return fmt.Errorf("revoking %s: %w", sn, err)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusOK, RevokeResponse{AlreadyRevoked: already, Certificate: certificateView(c, rt.d.Clock.Now(), false)})
+}
