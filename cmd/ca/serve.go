@@ -112,6 +112,7 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		Log: log, Clock: clock.Real{}, Store: b.store, Keys: b.keys, Anchors: iss,
 		Metrics: reg, BodyLimit: cfg.Server.BodyLimit, ReadyTimeout: cfg.Server.ReadyTimeout,
 		Policy: pol.holder, Verifier: verifier,
+		Enroll: server.EnrollDeps{Issuer: iss, Records: b.store},
 	})
 	if err != nil {
 		return err

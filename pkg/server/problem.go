@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/workload-ca/workload-ca/pkg/bundle"
+	"github.com/workload-ca/workload-ca/pkg/enroll"
 	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/revoke"
@@ -59,9 +60,12 @@ type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
 func classify(err error) (status int, reason Reason, detail string) {
 	var e *Error
 	var tooLarge *http.MaxBytesError
+	var enrollErr *enroll.Error
 	switch {
 	case errors.As(err, &e):
 		return e.Status, e.Reason, e.Detail
+	case errors.As(err, &enrollErr):
+		return enrollProblem(enrollErr)
 	case errors.As(err, &tooLarge):
 		return http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, "the request body exceeds the size limit"
 	case errors.Is(err, hsm.ErrUnavailable):

@@ -53,5 +53,6 @@ func AllReasons() []Reason {
 		ReasonBundleUnavailable, ReasonRotationInProgress, ReasonActivationNotReady,
 		ReasonRootOffline, ReasonRollbackInvalid,
 		ReasonRevocationReasonInvalid,
+		ReasonTokenIssuerUnavailable, ReasonTTLInvalid, ReasonKeyReused,
 	}
 }

@@ -56,6 +56,9 @@ type Deps struct {
 	// Verifier verifies provenance and operator tokens against the token
 	// issuers of Policy, caching their keys. One per process.
 	Verifier *enroll.Verifier
+	// Enroll, when its fields are set, serves POST /v1/enroll and
+	// /v1/renew (pkg/server/enroll.go).
+	Enroll EnrollDeps
 	// Operators are the inventory, revocation and audit endpoints'
 	// collaborators (pkg/server/operator.go).
 	Operators OperatorDeps
@@ -68,6 +71,7 @@ type Routes struct {
 	d       Deps
 	edge    edge
 	metrics *metrics
+	enroll  *enrollment
 	ops     *operatorState
 }
 
@@ -99,7 +103,11 @@ func NewRoutes(d Deps) (*Routes, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Routes{d: d, edge: edge{log: d.Log}, metrics: m, ops: ops}, nil
+	enr, err := newEnrollment(d)
+	if err != nil {
+		return nil, err
+	}
+	return &Routes{d: d, edge: edge{log: d.Log}, metrics: m, ops: ops, enroll: enr}, nil
 }
 
 // Public is the plain-HTTP listener's router: only public things (health,
@@ -117,6 +125,7 @@ func (rt *Routes) API() chi.Router {
 	r := rt.base("api")
 	rt.mountArtifacts(r)
 	rt.mountTrust(r)
+	rt.mountEnroll(r)
 	rt.mountOperator(r)
 	return r
 }

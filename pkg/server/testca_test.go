@@ -166,20 +166,33 @@ type fixture struct {
 	logs       *syncBuffer
 	clock      *clock.Fake
 	reg        *prometheus.Registry
+	records    *memRecords // what enrollment recorded (enroll_test.go)
 }
 
 func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	return newFixtureWith(t, nil)
+}
+
+// newFixtureWith lets a test adjust the dependencies before the routes are
+// built.
+func newFixtureWith(t testing.TB, adjust func(f *fixture, d *Deps)) *fixture {
 	t.Helper()
 	// The fake starts at the real time because TLS handshakes verify against it.
 	clk := clock.NewFake(time.Now())
 	f := &fixture{ca: newTestCA(t, clk), store: &fakePinger{}, hsm: &fakePinger{}, logs: &syncBuffer{}, clock: clk, reg: prometheus.NewRegistry()}
 	log := slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	rt, err := NewRoutes(Deps{
+	d := Deps{
 		Log: log, Clock: clk, Store: f.store, Keys: f.hsm, Anchors: f.ca,
 		Metrics: f.reg, BodyLimit: 1024, ReadyTimeout: 200 * time.Millisecond,
 		Trust:  fixtureTrust(f.ca),
 		Policy: testPolicy(t), Verifier: enroll.NewVerifier(clk),
-	})
+	}
+	d.Enroll = fixtureEnroll(t, f)
+	if adjust != nil {
+		adjust(f, &d)
+	}
+	rt, err := NewRoutes(d)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,323 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/workload-ca/workload-ca/pkg/enroll"
+	"github.com/workload-ca/workload-ca/pkg/issuer"
+	"github.com/workload-ca/workload-ca/pkg/store"
+)
+
+// LeafIssuer signs already-authorised leaf requests and records them;
+// *issuer.Issuer and *issuer.Current fit.
+type LeafIssuer interface {
+	Issue(ctx context.Context, r issuer.Request) (*issuer.Issued, error)
+}
+
+// EnrollStore is the part of the store that enrollment and renewal use: the
+// replay record of provenance tokens, the current certificate of a renewing
+// workload, and the audit log for denials. store.Store fits.
+type EnrollStore interface {
+	enroll.ReplayMarker
+	GetCertificate(ctx context.Context, serial string) (store.Certificate, error)
+	AppendAudit(ctx context.Context, e store.AuditEntry) (store.AuditEntry, error)
+}
+
+var _ EnrollStore = store.Store(nil)
+
+// EnrollDeps are the collaborators of POST /v1/enroll and /v1/renew. The
+// routes are served only when both are set.
+type EnrollDeps struct {
+	Issuer  LeafIssuer
+	Records EnrollStore
+}
+
+// Reasons of enrollment and renewal beyond DESIGN.md's list.
+const (
+	// ReasonTokenIssuerUnavailable: the token issuer's keys cannot be fetched
+	// and nothing fresh enough is cached (503; retry later).
+	ReasonTokenIssuerUnavailable Reason = "token_issuer_unavailable"
+	// ReasonTTLInvalid: a negative TTL.
+	ReasonTTLInvalid Reason = "ttl_invalid"
+	// ReasonKeyReused: a renewal CSR carries the public key of the
+	// certificate being renewed; renewal requires a new key.
+	ReasonKeyReused Reason = "key_reused"
+)
+
+// Audit actions of this file.
+const (
+	actionEnroll = "enroll"
+	actionRenew  = "renew"
+)
+
+// maxRequestTTL bounds the ttl a request may name at all; the policy bounds
+// it further per rule.
+const maxRequestTTL = 30 * 24 * time.Hour
+
+// CertRequest is the body of POST /v1/enroll and POST /v1/renew.
+type CertRequest struct {
+	// CSR is one PEM CERTIFICATE REQUEST.
+	CSR string `json:"csr"`
+	// TTL is a Go duration ("15m"); empty means the policy rule's default.
+	TTL string `json:"ttl,omitempty"`
+}
+
+// CertResponse is the 201 answer of enroll and renew.
+type CertResponse struct {
+	Serial   string   `json:"serial"`
+	SPIFFEID string   `json:"spiffe_id"`
+	DNSNames []string `json:"dns_names,omitempty"`
+	// Certificate is the leaf, PEM.
+	Certificate string `json:"certificate"`
+	// Chain is the intermediates from the leaf's issuer up, PEM, without the
+	// root (which comes from /bundle.pem).
+	Chain    string    `json:"chain"`
+	NotAfter time.Time `json:"not_after"`
+}
+
+// ParseCertRequest decodes a request body strictly: one JSON object with a
+// non-empty string csr and an optional ttl that is a positive Go duration of
+// at most 720h; unknown fields, trailing data and anything else are refused
+// with 400 bad_request. The CSR itself is checked later (enroll.ParseCSR).
+func ParseCertRequest(body []byte) (csrPEM []byte, ttl time.Duration, err error) {
+	bad := func(detail string) error {
+		return &Error{Status: http.StatusBadRequest, Reason: ReasonBadRequest, Detail: detail}
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	var req CertRequest
+	if err := dec.Decode(&req); err != nil {
+		return nil, 0, bad("the body must be a JSON object {\"csr\": PEM, \"ttl\": \"15m\"} without other fields")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, 0, bad("trailing data after the JSON object")
+	}
+	if strings.TrimSpace(req.CSR) == "" {
+		return nil, 0, bad("csr is required")
+	}
+	if req.TTL != "" {
+		ttl, err = time.ParseDuration(req.TTL)
+		if err != nil {
+			return nil, 0, bad("ttl is not a duration such as \"15m\"")
+		}
+		switch {
+		case ttl < 0:
+			return nil, 0, &Error{Status: http.StatusBadRequest, Reason: ReasonTTLInvalid, Detail: "ttl must not be negative"}
+		case ttl == 0:
+			return nil, 0, &Error{Status: http.StatusBadRequest, Reason: ReasonTTLInvalid, Detail: "ttl must be positive (omit it for the rule's default)"}
+		case ttl > maxRequestTTL:
+			return nil, 0, &Error{Status: http.StatusBadRequest, Reason: ReasonTTLTooLong, Detail: "ttl exceeds 720h"}
+		}
+	}
+	return []byte(req.CSR), ttl, nil
+}
+
+// enrollProblem maps an enroll.Error's reason to the answer; classify calls
+// it. Token problems are the credential's fault (401, RFC 9110 section
+// 15.5.2), including a replayed token, which is a spent credential rather
+// than a conflict with the state of the resource; a token issuer we cannot
+// reach is ours (503); a policy refusal is 403; a bad CSR or TTL is 400.
+func enrollProblem(e *enroll.Error) (int, Reason, string) {
+	switch e.Reason {
+	case enroll.ReasonTokenMalformed, enroll.ReasonTokenExpired, enroll.ReasonTokenNotYetValid,
+		enroll.ReasonTokenBadSignature, enroll.ReasonTokenUnknownIssuer, enroll.ReasonTokenWrongAudience,
+		enroll.ReasonTokenReplayed:
+		return http.StatusUnauthorized, Reason(e.Reason), e.Detail
+	case enroll.ReasonTokenIssuerUnavailable:
+		return http.StatusServiceUnavailable, ReasonTokenIssuerUnavailable, "the token issuer's keys are unavailable; retry later"
+	case enroll.ReasonPolicyDenied:
+		return http.StatusForbidden, ReasonPolicyDenied, e.Detail
+	case enroll.ReasonCSRMalformed, enroll.ReasonCSRBadSignature, enroll.ReasonCSRWeakKey,
+		enroll.ReasonCSRForbiddenExtension, enroll.ReasonTTLTooLong, enroll.ReasonTTLInvalid:
+		return http.StatusBadRequest, Reason(e.Reason), e.Detail
+	case enroll.ReasonStoreUnavailable:
+		return http.StatusServiceUnavailable, ReasonStoreUnavailable, "the database is unavailable; retry later"
+	}
+	return http.StatusInternalServerError, ReasonInternal, "internal error; quote the request_id when reporting it"
+}
+
+// enrollment serves /v1/enroll and /v1/renew.
+type enrollment struct {
+	d         Deps
+	decider   *enroll.Decider
+	decisions *prometheus.CounterVec
+}
+
+// newEnrollment returns nil when d.Enroll is not set.
+func newEnrollment(d Deps) (*enrollment, error) {
+	if d.Enroll.Issuer == nil || d.Enroll.Records == nil {
+		return nil, nil
+	}
+	e := &enrollment{
+		d:       d,
+		decider: enroll.NewDecider(d.Policy, d.Verifier, d.Enroll.Records, d.Clock),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ca_enroll_decisions_total",
+			Help: "Enrollment and renewal answers, by action (enroll, renew), decision (allow, deny) and reason.",
+		}, []string{"action", "decision", "reason"}),
+	}
+	if err := d.Metrics.Register(e.decisions); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// mountEnroll adds the enrollment routes to the API listener.
+func (rt *Routes) mountEnroll(r chi.Router) {
+	if rt.enroll == nil {
+		return
+	}
+	r.Method(http.MethodPost, "/v1/enroll", rt.edge.handle(rt.enroll.enroll))
+	r.Method(http.MethodPost, "/v1/renew", rt.edge.handle(rt.enroll.renew))
+}
+
+// decisionInfo is what a denial record says about who asked.
+type decisionInfo struct {
+	actor, target string
+	details       map[string]string
+}
+
+// enroll is POST /v1/enroll: a provenance token and a CSR in, a certificate
+// out; every denial is audited.
+func (e *enrollment) enroll(w http.ResponseWriter, r *http.Request) error {
+	info := &decisionInfo{actor: "anonymous", details: map[string]string{}}
+	err := e.enrollOnce(w, r, info)
+	e.done(r, actionEnroll, info, err)
+	return err
+}
+
+func (e *enrollment) enrollOnce(w http.ResponseWriter, r *http.Request, info *decisionInfo) error {
+	tok, ok := bearerToken(r)
+	if !ok {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="workload-ca"`)
+		return &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized,
+			Detail: "enrollment needs Authorization: Bearer <provenance token>"}
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	csr, ttl, err := ParseCertRequest(body)
+	if err != nil {
+		return err
+	}
+	dec, err := e.decider.Decide(r.Context(), tok, csr, ttl)
+	if err != nil {
+		var ee *enroll.Error
+		if errors.As(err, &ee) {
+			info.fromEnrollError(ee)
+			if ee.Reason != enroll.ReasonTokenIssuerUnavailable && strings.HasPrefix(ee.Reason, "token_") {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="workload-ca", error="invalid_token"`)
+			}
+		}
+		return err
+	}
+	if dec.Subject != "" {
+		info.actor = dec.Subject
+	}
+	info.details["token_issuer"], info.details["subject"], info.details["rule"] = dec.TokenIssuer, dec.Subject, dec.Rule
+	info.target = dec.SPIFFEID
+	issued, err := e.d.Enroll.Issuer.Issue(r.Context(), issuer.Request{
+		PublicKey: dec.PublicKey, SPIFFEID: dec.SPIFFEID, DNSNames: dec.DNSNames, TTL: dec.TTL,
+		Provenance: dec.Provenance, PolicyRule: dec.Rule, PolicyVersion: dec.PolicyVersion,
+		Actor: info.actor, RequestID: RequestID(r.Context()), Action: "issue",
+	})
+	if err != nil {
+		return err
+	}
+	return writeIssued(w, issued, dec.SPIFFEID)
+}
+
+// fromEnrollError copies what the decision got to into the denial record.
+// Never the token.
+func (info *decisionInfo) fromEnrollError(ee *enroll.Error) {
+	if ee.Subject != "" {
+		info.actor = ee.Subject
+	} else if ee.Issuer != "" {
+		info.actor = "token issuer " + ee.Issuer
+	}
+	for k, v := range map[string]string{
+		"token_issuer": ee.Issuer, "subject": ee.Subject, "rule": ee.Rule, "check": ee.Check,
+		"detail": ee.Detail, "policy_version": ee.PolicyVersion,
+	} {
+		if v != "" {
+			info.details[k] = v
+		}
+	}
+}
+
+// done counts the answer and, for a refusal, appends the denial record.
+// Successful issuance is audited by the issuer, in the issuing transaction.
+// A denial that cannot be recorded is still refused; the failure is logged.
+func (e *enrollment) done(r *http.Request, action string, info *decisionInfo, err error) {
+	if err == nil {
+		e.decisions.WithLabelValues(action, "allow", "").Inc()
+		return
+	}
+	status, reason, detail := classify(err)
+	e.decisions.WithLabelValues(action, "deny", string(reason)).Inc()
+	if _, ok := info.details["detail"]; !ok && detail != "" {
+		info.details["detail"] = detail
+	}
+	info.details["status"] = http.StatusText(status)
+	raw, _ := json.Marshal(info.details)
+	pol := e.d.Policy.Load()
+	entry := store.AuditEntry{
+		Time: e.d.Clock.Now(), Actor: clip(info.actor, 256), Action: action, Target: clip(info.target, 256),
+		Decision: "deny", Reason: string(reason), PolicyVersion: pol.Version(),
+		RequestID: RequestID(r.Context()), Details: raw,
+	}
+	if v := info.details["policy_version"]; v != "" {
+		entry.PolicyVersion = v
+	}
+	if _, aerr := e.d.Enroll.Records.AppendAudit(context.WithoutCancel(r.Context()), entry); aerr != nil {
+		e.d.Log.ErrorContext(r.Context(), "recording a denial in the audit log failed",
+			"request_id", entry.RequestID, "action", action, "reason", entry.Reason, "err", aerr)
+	}
+}
+
+// bearerToken returns the token of an `Authorization: Bearer` header.
+func bearerToken(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+// writeIssued answers 201 with the certificate and its chain.
+func writeIssued(w http.ResponseWriter, is *issuer.Issued, spiffeID string) error {
+	var chain strings.Builder
+	for _, der := range is.Chain {
+		chain.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	}
+	w.Header().Set("Location", "/v1/certificates/"+is.Serial)
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusCreated, CertResponse{
+		Serial:      is.Serial,
+		SPIFFEID:    spiffeID,
+		DNSNames:    is.Certificate.DNSNames,
+		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: is.DER})),
+		Chain:       chain.String(),
+		NotAfter:    is.NotAfter.UTC(),
+	})
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

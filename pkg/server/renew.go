@@ -1,0 +1,132 @@
+package server
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/workload-ca/workload-ca/pkg/enroll"
+	"github.com/workload-ca/workload-ca/pkg/issuer"
+	"github.com/workload-ca/workload-ca/pkg/store"
+)
+
+// renew is POST /v1/renew: a workload authenticates with its current
+// certificate over mTLS and gets a new one for a new key, with the same
+// identity, if the certificate is one we issued, recorded as active, not
+// expired, and the policy rule it was issued under still exists and still
+// grants that identity. Every denial is audited.
+func (e *enrollment) renew(w http.ResponseWriter, r *http.Request) error {
+	info := &decisionInfo{actor: "anonymous", details: map[string]string{}}
+	err := e.renewOnce(w, r, info)
+	e.done(r, actionRenew, info, err)
+	return err
+}
+
+func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *decisionInfo) error {
+	unauthorized := func(detail string) error {
+		return &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized, Detail: detail}
+	}
+	// The TLS layer has verified the chain to a current trust anchor (and
+	// the client-auth key usage); VerifiedChains is empty without a
+	// client certificate.
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return unauthorized("renewal needs the current certificate as the TLS client certificate")
+	}
+	cur := r.TLS.VerifiedChains[0][0]
+	serial := fmt.Sprintf("%x", cur.SerialNumber)
+	info.target = serial
+	if id := ClientSPIFFEID(r); id != "" {
+		info.actor = id
+	}
+	rec, err := e.d.Enroll.Records.GetCertificate(r.Context(), serial)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return unauthorized("the client certificate is not one this CA issued")
+	case err != nil:
+		return err
+	case !bytes.Equal(rec.DER, cur.Raw):
+		return unauthorized("the client certificate is not the one recorded under its serial")
+	case rec.Status == store.CertRevoked:
+		info.details["revocation_reason"] = rec.RevocationReason
+		return &Error{Status: http.StatusForbidden, Reason: ReasonCertificateRevoked, Detail: "the client certificate is revoked"}
+	case rec.Status != store.CertActive:
+		return unauthorized("the client certificate is not active")
+	case !e.d.Clock.Now().Before(rec.NotAfter):
+		return unauthorized("the client certificate has expired")
+	}
+	info.details["rule"] = rec.PolicyRule
+	info.details["renewed_from"] = serial
+
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	csr, ttl, err := ParseCertRequest(body)
+	if err != nil {
+		return err
+	}
+	dec, err := e.decider.DecideRenewal(r.Context(), cur, rec.PolicyRule, csr, ttl)
+	if err != nil {
+		var ee *enroll.Error
+		if errors.As(err, &ee) {
+			info.fromEnrollError(ee)
+		}
+		return err
+	}
+	if samePublicKey(dec.CSR, cur) {
+		return &Error{Status: http.StatusBadRequest, Reason: ReasonKeyReused,
+			Detail: "the CSR carries the current certificate's public key; renewal needs a new key"}
+	}
+	prov, err := linkProvenance(dec.Provenance, rec.Provenance)
+	if err != nil {
+		return err
+	}
+	issued, err := e.d.Enroll.Issuer.Issue(r.Context(), issuer.Request{
+		PublicKey: dec.PublicKey, SPIFFEID: dec.SPIFFEID, DNSNames: dec.DNSNames, TTL: dec.TTL,
+		Provenance: prov, PolicyRule: dec.Rule, PolicyVersion: dec.PolicyVersion, RenewedFrom: serial,
+		Actor: dec.SPIFFEID, RequestID: RequestID(r.Context()), Action: actionRenew,
+	})
+	if err != nil {
+		return err
+	}
+	return writeIssued(w, issued, dec.SPIFFEID)
+}
+
+// samePublicKey compares the CSR's key with the certificate's by their
+// SubjectPublicKeyInfo.
+func samePublicKey(csr *x509.CertificateRequest, cert *x509.Certificate) bool {
+	return csr != nil && bytes.Equal(csr.RawSubjectPublicKeyInfo, cert.RawSubjectPublicKeyInfo)
+}
+
+// linkProvenance adds to a renewal's provenance the provenance of the
+// original enrollment as "origin": copied from the renewed certificate's
+// own origin when that was a renewal too, so that every certificate in a
+// chain of renewals carries the proof it all started from, one level deep,
+// plus renewed_from linking to its predecessor.
+func linkProvenance(renewal, previous json.RawMessage) (json.RawMessage, error) {
+	var out map[string]json.RawMessage
+	if err := json.Unmarshal(renewal, &out); err != nil {
+		return nil, fmt.Errorf("renewal provenance: %w", err)
+	}
+	origin := previous
+	var prev map[string]json.RawMessage
+	if json.Unmarshal(previous, &prev) == nil {
+		if o, ok := prev["origin"]; ok && isRenewal(prev) {
+			origin = o
+		}
+	}
+	if len(origin) > 0 && json.Valid(origin) {
+		out["origin"] = origin
+	}
+	return json.Marshal(out)
+}
+
+func isRenewal(p map[string]json.RawMessage) bool {
+	var shape string
+	_ = json.Unmarshal(p["shape"], &shape)
+	return shape == "renewal"
+}
