@@ -35,6 +35,8 @@ commands:
   policy    test POLICY.yaml --cases CASES.yaml: run a policy's offline test cases
   dev-token --sub NAME [--claim k=v]: print a token of the development setup's
             local token issuer (development setup only)
+  issuers   list | rotate [--root] | activate [--force] | tick: CA rotation
+  bundle    versions | publish [--force] | rollback --to N: trust bundle versions
   version   print the version
 
 Every command takes --config FILE (or CA_CONFIG); see README.md for the
@@ -69,6 +71,10 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		err = cmdMigrate(ctx, args[1:], getenv, stdout, stderr)
 	case "policy":
 		err = cmdPolicy(args[1:], stdout, stderr)
+	case "issuers":
+		err = cmdIssuers(ctx, args[1:], getenv, stdout, stderr)
+	case "bundle":
+		err = cmdBundle(ctx, args[1:], getenv, stdout, stderr)
 	case "dev-token":
 		err = cmdDevToken(args[1:], getenv, stdout, stderr)
 	case "version":

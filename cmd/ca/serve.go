@@ -61,6 +61,19 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	// The trust bundle is published before serving, and the rotation step
+	// (activation after the overlap, retirement after draining) runs in the
+	// background on every replica.
+	tr, err := newTrust(cfg, b, log)
+	if err != nil {
+		return err
+	}
+	if _, err := tr.publish(ctx, "system"); err != nil {
+		return err
+	}
+	rotCtx, stopRot := context.WithCancel(ctx)
+	defer stopRot()
+	go tr.rotator.Run(rotCtx, rotationTick)
 
 	pol, err := loadPolicy(cfg, log, stderr)
 	if err != nil {
@@ -111,6 +124,7 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	routes, err := server.NewRoutes(server.Deps{
 		Log: log, Clock: clock.Real{}, Store: b.store, Keys: b.keys, Anchors: iss,
 		Metrics: reg, BodyLimit: cfg.Server.BodyLimit, ReadyTimeout: cfg.Server.ReadyTimeout,
+		Trust:  tr.serverDeps(),
 		Policy: pol.holder, Verifier: verifier,
 		Enroll: server.EnrollDeps{Issuer: iss, Records: b.store},
 	})
@@ -133,17 +147,18 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 }
 
 // loadIssuer loads the CA hierarchy. A development setup initialises it on
-// first start; production refuses and says to run `ca init`.
-func loadIssuer(ctx context.Context, cfg *config.Config, b *backends, log *slog.Logger) (*issuer.Issuer, error) {
+// first start; production refuses and says to run `ca init`. The returned
+// Current follows activations without a restart.
+func loadIssuer(ctx context.Context, cfg *config.Config, b *backends, log *slog.Logger) (*issuer.Current, error) {
 	icfg := issuerConfig(cfg)
-	iss, err := issuer.Load(ctx, b.deps, icfg)
+	_, err := issuer.Load(ctx, b.deps, icfg)
 	if errors.Is(err, issuer.ErrNotInitialized) && cfg.DevelopmentMode() {
 		res, ierr := issuer.Init(ctx, b.deps, icfg)
 		if ierr != nil {
 			return nil, fmt.Errorf("initialising the development CA: %w", ierr)
 		}
 		log.Warn("development CA initialised", "root", res.Root.ID, "intermediate", res.Intermediate.ID, "created", res.Created)
-		iss, err = issuer.Load(ctx, b.deps, icfg)
+		_, err = issuer.Load(ctx, b.deps, icfg)
 	}
 	switch {
 	case errors.Is(err, issuer.ErrNotInitialized):
@@ -151,12 +166,12 @@ func loadIssuer(ctx context.Context, cfg *config.Config, b *backends, log *slog.
 	case err != nil:
 		return nil, fmt.Errorf("loading the CA: %w", err)
 	}
-	return iss, nil
+	return issuer.NewCurrent(ctx, b.deps, icfg, issuerRecheck)
 }
 
 // issueServerCert has the CA issue the API listener's own certificate, so it
 // is recorded and audited like every other.
-func issueServerCert(iss *issuer.Issuer) server.IssueFunc {
+func issueServerCert(iss *issuer.Current) server.IssueFunc {
 	return func(ctx context.Context, req server.ServerCertRequest) ([]byte, [][]byte, error) {
 		got, err := iss.Issue(ctx, issuer.Request{
 			PublicKey:   req.PublicKey,

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/workload-ca/workload-ca/pkg/bundle"
+	"github.com/workload-ca/workload-ca/pkg/issuer"
+)
+
+// cmdIssuers runs `ca issuers list|rotate|activate|tick`: CA rotation as a
+// local operator tool on the configured database and key store (like `ca
+// init`); POST /v1/issuers/rotate does the same over the API.
+func cmdIssuers(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: ca issuers list | rotate [--root] | activate [--force] | tick", errUsage)
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("issuers "+sub, flag.ContinueOnError)
+	cfgPath := commonFlags(fs)
+	actor := fs.String("actor", "ca-cli", "who is acting, for the audit log")
+	var root, force *bool
+	switch sub {
+	case "rotate":
+		root = fs.Bool("root", false, "rotate the root too (new root, cross-certificate signed by the old root)")
+	case "activate":
+		force = fs.Bool("force", false, "activate before the new root has been published for the overlap")
+	case "list", "tick":
+	default:
+		return fmt.Errorf("%w: unknown issuers command %q", errUsage, sub)
+	}
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	cfg, err := loadConfig(*cfgPath, getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	b, err := openBackends(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	tr, err := newTrust(cfg, b, log)
+	if err != nil {
+		return err
+	}
+
+	switch sub {
+	case "list":
+		list, err := b.store.ListIssuers(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tKIND\tSTATE\tPARENT\tNOT AFTER\tKEY\tSUBJECT")
+		for _, is := range list {
+			subject, notAfter := "-", "-"
+			if is.CertDER != nil {
+				notAfter = is.NotAfter.Format(time.RFC3339)
+				subject = subjectOf(is.CertDER)
+			}
+			key := "online"
+			if is.KeyURI == "" {
+				key = "none"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", is.ID, is.Kind, is.State, orDash(is.ParentID), notAfter, key, subject)
+		}
+		return tw.Flush()
+	case "rotate":
+		res, err := tr.rotator.Rotate(ctx, issuer.RotateOptions{Root: *root, Actor: *actor})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "prepared %s", res.Intermediate.ID)
+		if res.Root != nil {
+			fmt.Fprintf(stdout, " under new root %s (cross-certificate %s signed by the old root)", res.Root.ID, res.CrossCertificate.ID)
+		}
+		fmt.Fprintf(stdout, "; bundle version %d; `ca serve` activates it after %s (or run `ca issuers activate`)\n",
+			res.Bundle.Sequence, res.ActivateAfter.Format(time.RFC3339))
+	case "activate":
+		res, err := tr.rotator.Activate(ctx, issuer.ActivateOptions{Actor: *actor, Force: *force})
+		if errors.Is(err, issuer.ErrNotReady) {
+			return fmt.Errorf("%w (wait for the overlap, or --force)", err)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "activated %s; retiring %s; bundle version %d\n",
+			strings.Join(res.Activated, ", "), strings.Join(res.Retiring, ", "), res.Bundle.Sequence)
+	case "tick":
+		res, err := tr.rotator.Tick(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "activated [%s] retiring [%s] retired [%s]; bundle version %d (pinned rollback: %v)\n",
+			strings.Join(res.Activated, " "), strings.Join(res.Retiring, " "), strings.Join(res.Retired, " "), res.Bundle.Sequence, res.Pinned)
+	}
+	return nil
+}
+
+// cmdBundle runs `ca bundle versions|publish|rollback`: the published trust
+// bundle versions, as a local operator tool.
+func cmdBundle(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: ca bundle versions | publish [--force] | rollback --to N", errUsage)
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("bundle "+sub, flag.ContinueOnError)
+	cfgPath := commonFlags(fs)
+	actor := fs.String("actor", "ca-cli", "who is acting, for the audit log")
+	var force *bool
+	var to *int64
+	switch sub {
+	case "publish":
+		force = fs.Bool("force", false, "publish the computed bundle even while a rollback is pinned")
+	case "rollback":
+		to = fs.Int64("to", 0, "the earlier bundle `SEQUENCE` whose content to republish")
+	case "versions":
+	default:
+		return fmt.Errorf("%w: unknown bundle command %q", errUsage, sub)
+	}
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	if sub == "rollback" && *to <= 0 {
+		return fmt.Errorf("%w: --to SEQUENCE is required", errUsage)
+	}
+	cfg, err := loadConfig(*cfgPath, getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	b, err := openBackends(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	tr, err := newTrust(cfg, b, log)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "versions":
+		list, err := b.store.ListBundleVersions(ctx, 0, 50)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEQUENCE\tCREATED\tACTOR\tREASON\tROLLED BACK FROM\tANCHORS (sha256 prefix)")
+		for _, v := range list {
+			c, err := bundle.ParseContent(v.Content)
+			if err != nil {
+				return err
+			}
+			var fps []string
+			for _, der := range c.X509Authorities {
+				h := sha256.Sum256(der)
+				fps = append(fps, hex.EncodeToString(h[:6]))
+			}
+			from := "-"
+			if v.RolledBackFrom != 0 {
+				from = fmt.Sprint(v.RolledBackFrom)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", v.Sequence, v.CreatedAt.Format(time.RFC3339), v.Actor, v.Reason, from, strings.Join(fps, " "))
+		}
+		return tw.Flush()
+	case "publish":
+		res, err := tr.publisher.Publish(ctx, bundle.PublishOptions{Actor: *actor, Force: *force, Reason: "operator publish"})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "bundle version %d (new: %v, pinned rollback kept: %v)\n", res.Version.Sequence, res.Changed, res.Pinned)
+	case "rollback":
+		v, err := tr.publisher.Rollback(ctx, *to, *actor, "")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "bundle version %d republishes version %d; it stays until the issuers change or `ca bundle publish --force`\n", v.Sequence, v.RolledBackFrom)
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// subjectOf is the subject of a DER certificate, or "?" if it does not parse.
+func subjectOf(der []byte) string {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return "?"
+	}
+	return c.Subject.String()
+}

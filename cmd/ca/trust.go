@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/workload-ca/workload-ca/internal/clock"
+	"github.com/workload-ca/workload-ca/pkg/bundle"
+	"github.com/workload-ca/workload-ca/pkg/config"
+	"github.com/workload-ca/workload-ca/pkg/issuer"
+	"github.com/workload-ca/workload-ca/pkg/server"
+	"github.com/workload-ca/workload-ca/pkg/store"
+)
+
+// Trust-bundle and rotation settings. They are constants until pkg/config
+// grows fields for them; the overlap is twice the refresh hint (see
+// bundle.ServeConfig).
+const (
+	bundleRefreshHint = bundle.DefaultRefreshHint
+	bundleRecheck     = bundle.DefaultRecheck
+	rotationOverlap   = issuer.DefaultOverlap
+	rotationTick      = 30 * time.Second
+	issuerRecheck     = issuer.DefaultRecheck
+)
+
+var (
+	_ bundle.Store         = store.Store(nil)
+	_ issuer.RotationStore = store.Store(nil)
+	_ server.BundleSource  = (*bundle.Cache)(nil)
+)
+
+// trust is the trust-bundle publisher, its serving cache and the rotator.
+type trust struct {
+	publisher *bundle.Publisher
+	cache     *bundle.Cache
+	rotator   *issuer.Rotator
+	store     store.Store
+}
+
+// newTrust wires bundle publication and rotation over the opened backends.
+func newTrust(cfg *config.Config, b *backends, log *slog.Logger) (*trust, error) {
+	pub, err := bundle.NewPublisher(bundle.Deps{Store: b.store, Clock: clock.Real{}, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	rot, err := issuer.NewRotator(issuer.RotatorDeps{Keys: b.keys, Store: b.store, Bundles: pub, Clock: clock.Real{}, Log: log},
+		issuerConfig(cfg), issuer.RotationConfig{Overlap: rotationOverlap})
+	if err != nil {
+		return nil, err
+	}
+	cache := bundle.NewCache(b.store, clock.Real{}, log, bundle.ServeConfig{RefreshHint: bundleRefreshHint, Recheck: bundleRecheck})
+	return &trust{publisher: pub, cache: cache, rotator: rot, store: b.store}, nil
+}
+
+// publish makes sure the stored bundle matches the issuers (a no-op when it
+// does), so a fresh CA serves a bundle from its first request.
+func (t *trust) publish(ctx context.Context, actor string) (bundle.PublishResult, error) {
+	res, err := t.publisher.Publish(ctx, bundle.PublishOptions{Actor: actor, Reason: "startup"})
+	if err != nil {
+		return res, fmt.Errorf("publishing the trust bundle: %w", err)
+	}
+	return res, nil
+}
+
+// serverDeps are the routes' trust dependencies. Authorize stays nil here:
+// operator authorization guards the administration routes.
+func (t *trust) serverDeps() *server.TrustDeps {
+	return &server.TrustDeps{
+		Bundles: t.cache,
+		Versions: struct {
+			*bundle.Publisher
+			store.Store
+		}{t.publisher, t.store},
+		Rotation: t.rotator,
+		Issuers:  t.store,
+	}
+}
