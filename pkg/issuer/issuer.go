@@ -14,7 +14,8 @@ import (
 )
 
 // Issuer signs leaves with the active intermediate's key. It is immutable
-// after Load and safe for concurrent use; after a rotation, Load a new one.
+// after Load and safe for concurrent use; after a rotation, Load a new one,
+// or hold a Current, which does so when the active intermediate changes.
 type Issuer struct {
 	cfg     Config
 	certs   certRecorder
