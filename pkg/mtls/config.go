@@ -52,8 +52,10 @@ type Rejection struct {
 	// DestinationID that of the server; the peer's is as claimed by its
 	// certificate, unverified. "" when unknown.
 	SourceID, DestinationID string
-	// PeerAddr is the client's address (on servers) or the server name
-	// dialled (on clients).
+	// PeerAddr is the server name dialled (on clients) or, on servers, the
+	// client's address for protocol_version rejections only: crypto/tls does
+	// not tell VerifyConnection the address (http.Server's handshake error
+	// log line names it, next to this package's error).
 	PeerAddr string
 	Reason   Reason
 	Detail   string
@@ -87,23 +89,22 @@ func ServerTLSConfig(c Config) (*tls.Config, error) {
 			return c.Identity.Certificate()
 		},
 	}
+	// GetConfigForClient only observes (it returns nil, so the config in use,
+	// including fields a caller such as http.Server added, stays in force):
+	// crypto/tls rejects a too-old client before any verification hook runs.
 	base.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-		addr := ""
-		if hello.Conn != nil {
-			addr = hello.Conn.RemoteAddr().String()
-		}
 		if !slices.ContainsFunc(hello.SupportedVersions, func(v uint16) bool { return v >= h.minVersion }) {
+			addr := ""
+			if hello.Conn != nil {
+				addr = hello.Conn.RemoteAddr().String()
+			}
 			h.rejected(reject(ReasonProtocolVersion, "", nil, "client offered only %s, minimum is %s",
 				versionNames(hello.SupportedVersions), tls.VersionName(h.minVersion)), nil, addr)
-			return nil, nil // crypto/tls answers with a protocol_version alert
 		}
-		cfg := base.Clone()
-		cfg.GetConfigForClient = nil
-		ctx := hello.Context()
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			return h.verify(ctx, cs.PeerCertificates, PeerIsClient, addr)
-		}
-		return cfg, nil
+		return nil, nil // crypto/tls answers a too-old client with a protocol_version alert
+	}
+	base.VerifyConnection = func(cs tls.ConnectionState) error {
+		return h.verify(context.Background(), cs.PeerCertificates, PeerIsClient, "")
 	}
 	return base, nil
 }
@@ -127,9 +128,7 @@ func ClientTLSConfig(c Config) (*tls.Config, error) {
 		}
 	}
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		ctx, cancel := context.WithTimeout(context.Background(), h.revocationTimeout)
-		defer cancel()
-		return h.verify(ctx, cs.PeerCertificates, PeerIsServer, cs.ServerName)
+		return h.verify(context.Background(), cs.PeerCertificates, PeerIsServer, cs.ServerName)
 	}
 	return cfg, nil
 }
@@ -170,11 +169,8 @@ func newHandshaker(c Config, side string) (*handshaker, error) {
 }
 
 func (h *handshaker) verify(ctx context.Context, certs []*x509.Certificate, role Role, peerAddr string) error {
-	if role == PeerIsClient {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, h.revocationTimeout)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, h.revocationTimeout)
+	defer cancel()
 	verified, err := h.v.Verify(ctx, certs, role)
 	var leaf *x509.Certificate
 	if len(certs) > 0 {
