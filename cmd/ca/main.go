@@ -32,6 +32,9 @@ commands:
   init      create the root and intermediate CA (idempotent), or run the
             offline-root flow with --intermediate-csr / --import-intermediate
   migrate   up | down | version | force N: change or show the database schema
+  enroll    CI client: get the job's OIDC token (GitHub Actions, GitLab CI or
+            --token-file), generate a key, enroll; writes key, cert, chain, bundle
+  renew     renew over mTLS with the current certificate (--daemon: keep renewing)
   policy    test POLICY.yaml --cases CASES.yaml: run a policy's offline test cases
   dev-token --sub NAME [--claim k=v]: print a token of the development setup's
             local token issuer (development setup only)
@@ -69,6 +72,10 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		err = cmdInit(ctx, args[1:], getenv, stdout, stderr)
 	case "migrate":
 		err = cmdMigrate(ctx, args[1:], getenv, stdout, stderr)
+	case "enroll":
+		err = cmdEnroll(ctx, args[1:], getenv, stdout, stderr)
+	case "renew":
+		err = cmdRenew(ctx, args[1:], getenv, stdout, stderr)
 	case "policy":
 		err = cmdPolicy(args[1:], stdout, stderr)
 	case "issuers":

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// cmdRenew renews a workload certificate over mTLS with the current one:
+// once, or with --daemon at about two thirds of each certificate's lifetime
+// (with jitter), retrying failures with exponential backoff, replacing the
+// files atomically and running a reload hook after each renewal.
+func cmdRenew(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("renew", flag.ContinueOnError)
+	srv := fs.String("server", envOr(getenv, "CA_API_URL", defaultServer), "the CA's API `URL` (default $CA_API_URL or "+defaultServer+")")
+	keyFile := fs.String("key", "key.pem", "the current private key; replaced by the new one")
+	certFile := fs.String("cert", "cert.pem", "the current certificate; replaced by the new one")
+	chainFile := fs.String("chain", "chain.pem", "the intermediates; replaced")
+	bundleFile := fs.String("bundle", "bundle.pem", "the trust bundle the CA's API certificate is verified against; refreshed after each renewal")
+	keyType := fs.String("key-type", "ecdsa-p256", "new key: ecdsa-p256, ecdsa-p384 or ed25519")
+	ttl := fs.Duration("ttl", 0, "requested lifetime (default: the policy rule's)")
+	daemon := fs.Bool("daemon", false, "keep running, renewing at about 2/3 of each certificate's lifetime")
+	execCmd := fs.String("exec", "", "after each renewal, run `COMMAND` with sh -c (e.g. to reload a server)")
+	sigName := fs.String("signal", "", "after each renewal, send `SIG` (HUP, USR1, USR2, TERM) to --pid")
+	pid := fs.Int("pid", 0, "process to signal after each renewal")
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	sig, err := parseSignal(*sigName, *pid)
+	if err != nil {
+		return err
+	}
+	r := &renewer{
+		server: strings.TrimSuffix(*srv, "/"), keyType: *keyType, ttl: *ttl,
+		out:  outputs{key: *keyFile, cert: *certFile, chain: *chainFile, bundle: *bundleFile},
+		exec: *execCmd, sig: sig, pid: *pid, stdout: stdout, stderr: stderr,
+	}
+	if !*daemon {
+		_, err := r.renewOnce(ctx)
+		return err
+	}
+	return r.run(ctx)
+}
+
+type renewer struct {
+	server, keyType string
+	ttl             time.Duration
+	out             outputs
+	exec            string
+	sig             syscall.Signal
+	pid             int
+	stdout, stderr  io.Writer
+}
+
+// renewOnce renews with the files as they are and returns the new leaf.
+func (r *renewer) renewOnce(ctx context.Context) (*x509.Certificate, error) {
+	pair, err := tls.LoadX509KeyPair(r.out.cert, r.out.key)
+	if err != nil {
+		return nil, fmt.Errorf("loading the current key and certificate: %w", err)
+	}
+	if chain, err := os.ReadFile(r.out.chain); err == nil {
+		for _, c := range parseCerts(chain) {
+			pair.Certificate = append(pair.Certificate, c.Raw)
+		}
+	}
+	bundle, err := os.ReadFile(r.out.bundle)
+	if err != nil {
+		return nil, fmt.Errorf("reading the trust bundle: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(bundle) {
+		return nil, fmt.Errorf("%s holds no certificate", r.out.bundle)
+	}
+	c := tlsClient(roots, pair)
+	defer c.CloseIdleConnections()
+	_, keyPEM, csr, err := newKeyAndCSR(r.keyType)
+	if err != nil {
+		return nil, err
+	}
+	cr, err := requestCert(ctx, c, r.server+"/v1/renew", "", csr, r.ttl)
+	if err != nil {
+		return nil, err
+	}
+	// Refresh the bundle over the same verified connection, so a CA
+	// rotation reaches the workload; keep the old one if that fails.
+	newBundle := fetchBundle(ctx, c, r.server)
+	if err := r.out.write(keyPEM, cr, newBundle); err != nil {
+		return nil, err
+	}
+	leaf := parseCerts([]byte(cr.Certificate))
+	if len(leaf) == 0 {
+		return nil, errors.New("the CA's answer holds no certificate")
+	}
+	fmt.Fprintf(r.stdout, "renewed %s: serial %s, valid until %s\n", cr.SPIFFEID, cr.Serial, cr.NotAfter.Format(time.RFC3339))
+	r.hook(ctx)
+	return leaf[0], nil
+}
+
+// hook runs the reload command and sends the signal; failures are reported,
+// not fatal: the files are already in place.
+func (r *renewer) hook(ctx context.Context) {
+	if r.exec != "" {
+		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", r.exec)
+		cmd.Stdout, cmd.Stderr = r.stdout, r.stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(r.stderr, "ca renew: --exec failed: %v\n", err)
+		}
+	}
+	if r.pid > 0 {
+		if err := syscall.Kill(r.pid, r.sig); err != nil {
+			fmt.Fprintf(r.stderr, "ca renew: signalling %d: %v\n", r.pid, err)
+		}
+	}
+}
+
+// run renews at renewAt of each certificate until ctx ends. A failure is
+// retried with exponential backoff (5s doubling to 5m, with jitter); once
+// the certificate has expired, mTLS renewal is impossible and run returns.
+func (r *renewer) run(ctx context.Context) error {
+	cur, err := currentLeaf(r.out.cert)
+	if err != nil {
+		return err
+	}
+	backoff := 5 * time.Second
+	next := renewAt(cur, time.Now(), rand.Float64())
+	for {
+		fmt.Fprintf(r.stderr, "ca renew: next renewal of serial %x at %s\n", cur.SerialNumber, next.Format(time.RFC3339))
+		if err := sleepUntil(ctx, next); err != nil {
+			return nil
+		}
+		leaf, err := r.renewOnce(ctx)
+		if err == nil {
+			cur, backoff = leaf, 5*time.Second
+			next = renewAt(cur, time.Now(), rand.Float64())
+			continue
+		}
+		var p *problemError
+		if errors.As(err, &p) && p.Status >= 400 && p.Status < 500 && p.Status != http.StatusTooManyRequests {
+			// The CA refused for good (revoked, policy changed): retrying
+			// will not help, but keep trying slowly in case policy changes.
+			backoff = 5 * time.Minute
+		}
+		if !time.Now().Before(cur.NotAfter) {
+			return fmt.Errorf("the certificate expired before it could be renewed: %w", err)
+		}
+		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
+		fmt.Fprintf(r.stderr, "ca renew: renewal failed, retrying in %s: %v\n", wait.Round(time.Second), err)
+		next = time.Now().Add(wait)
+		backoff = min(backoff*2, 5*time.Minute)
+	}
+}
+
+// renewAt is two thirds into the certificate's lifetime, moved by up to
+// ±5% of the lifetime (jitter in [0,1)), so a fleet started together does
+// not renew together; never in the past.
+func renewAt(c *x509.Certificate, now time.Time, jitter float64) time.Time {
+	life := c.NotAfter.Sub(c.NotBefore)
+	at := c.NotBefore.Add(life * 2 / 3).Add(time.Duration((jitter - 0.5) * 0.1 * float64(life)))
+	if at.Before(now) {
+		return now
+	}
+	return at
+}
+
+func currentLeaf(path string) (*x509.Certificate, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	certs := parseCerts(raw)
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("%s holds no certificate", path)
+	}
+	return certs[0], nil
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+func fetchBundle(ctx context.Context, c *http.Client, server string) []byte {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, server+"/bundle.pem", nil)
+	if err != nil {
+		return nil
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, maxAnswerBytes))
+	if err != nil || res.StatusCode != http.StatusOK || len(parseCerts(b)) == 0 {
+		return nil
+	}
+	return b
+}
+
+func parseSignal(name string, pid int) (syscall.Signal, error) {
+	if name == "" && pid == 0 {
+		return 0, nil
+	}
+	if name == "" || pid <= 0 {
+		return 0, fmt.Errorf("%w: --signal and --pid go together", errUsage)
+	}
+	switch strings.TrimPrefix(strings.ToUpper(name), "SIG") {
+	case "HUP":
+		return syscall.SIGHUP, nil
+	case "USR1":
+		return syscall.SIGUSR1, nil
+	case "USR2":
+		return syscall.SIGUSR2, nil
+	case "TERM":
+		return syscall.SIGTERM, nil
+	}
+	return 0, fmt.Errorf("%w: --signal must be HUP, USR1, USR2 or TERM", errUsage)
+}
