@@ -46,7 +46,7 @@ type caSet struct {
 }
 
 func newCASet(st Store, keys issuer.KeyStore, clk clock.Clock) *caSet {
-	return &caSet{st: st, keys: keys, clock: clk}
+	return &caSet{st: st, keys: keys, clock: clk, signers: map[string]crypto.Signer{}}
 }
 
 // list returns the CAs sorted by ID, reloading if stale or force is set.
@@ -124,9 +124,6 @@ func (s *caSet) reloadLocked(ctx context.Context, force bool) error {
 		}
 	}
 	s.byID, s.byCertID, s.loadedAt = byID, byCertID, now
-	if s.signers == nil {
-		s.signers = map[string]crypto.Signer{}
-	}
 	return nil
 }
 

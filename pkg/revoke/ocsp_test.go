@@ -217,4 +217,3 @@ func TestDecodeGETRequestAcceptsClientVariants(t *testing.T) {
 		}
 	}
 }
-

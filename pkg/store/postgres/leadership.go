@@ -41,8 +41,10 @@ func (s *Store) TryLeadership(ctx context.Context, name string) (func(), bool, e
 		return nil, false, nil
 	}
 	var once sync.Once
-	release := func() {
+	var release func()
+	release = func() {
 		once.Do(func() {
+			s.held.Delete(&release)
 			uctx, cancel := context.WithTimeout(context.Background(), unlockTimeout)
 			defer cancel()
 			var unlocked bool
@@ -55,5 +57,15 @@ func (s *Store) TryLeadership(ctx context.Context, name string) (func(), bool, e
 			conn.Release()
 		})
 	}
+	s.held.Store(&release, release)
 	return release, true, nil
+}
+
+// releaseAll gives up every leadership still held, so that Close (which
+// waits for every connection to return to the pool) cannot hang on one.
+func (s *Store) releaseAll() {
+	s.held.Range(func(_, v any) bool {
+		v.(func())()
+		return true
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,6 +22,7 @@ const defaultConnectTimeout = 5 * time.Second
 // Store is a store.Store on Postgres. Build it with Open.
 type Store struct {
 	pool *pgxpool.Pool
+	held sync.Map // leadership release funcs still held (TryLeadership)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -84,8 +86,10 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes every connection; in-flight calls finish first.
+// Close releases any leadership still held and closes every connection;
+// in-flight calls finish first.
 func (s *Store) Close() error {
+	s.releaseAll()
 	s.pool.Close()
 	return nil
 }
