@@ -25,12 +25,11 @@ import (
 // renderer), switchable between versions, or 503 when down.
 type bundleServer struct {
 	*httptest.Server
-	body  atomic.Pointer[[]byte]
-	down  atomic.Bool
-	hits  atomic.Int64
-	seq   int64
-	hint  time.Duration
-	trust spiffeid.TrustDomain
+	body atomic.Pointer[[]byte]
+	down atomic.Bool
+	hits atomic.Int64
+	seq  int64
+	hint time.Duration
 }
 
 func newBundleServer(t *testing.T, hint time.Duration) *bundleServer {
