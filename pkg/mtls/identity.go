@@ -2,6 +2,7 @@ package mtls
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,67 +31,133 @@ func (s StaticIdentity) Certificate() (*tls.Certificate, error) {
 	return s.Cert, nil
 }
 
-// CertFiles is the workload's certificate and key as PEM files, reloaded when
-// either file changes (another inode, size or modification time, as when
-// `ca renew` renames new files into place). Every handshake stats both files;
-// a pair that does not load (say the certificate was replaced but the key not
-// yet) keeps the previous pair in use until a good pair appears. Safe for
-// concurrent use.
-type CertFiles struct {
-	certFile, keyFile string
-	log               *slog.Logger
-
-	mu       sync.Mutex
-	cur      *tls.Certificate
-	certStat os.FileInfo
-	keyStat  os.FileInfo
+// CertPaths names the workload's PEM files as `ca enroll` and `ca renew`
+// write them.
+type CertPaths struct {
+	// Cert holds the leaf (and may hold its intermediates after it).
+	Cert string
+	// Key holds the private key.
+	Key string
+	// Chain, optional, holds the intermediates (chain.pem).
+	Chain string
 }
 
-// LoadCertFiles loads certFile (PEM: leaf, then intermediates) and keyFile
-// (PEM private key). A nil log discards.
-func LoadCertFiles(certFile, keyFile string, log *slog.Logger) (*CertFiles, error) {
+// CertFiles is the workload's certificate, chain and key as PEM files,
+// reloaded when any file changes (another inode, size or modification time,
+// as when `ca renew` renames new files into place). Every handshake stats the
+// files; a set that does not belong together (the key or the chain not yet
+// replaced along with the certificate) keeps the previous set in use until a
+// consistent one appears. Safe for concurrent use.
+type CertFiles struct {
+	paths CertPaths
+	log   *slog.Logger
+
+	mu    sync.Mutex
+	cur   *tls.Certificate
+	stats []os.FileInfo
+}
+
+// LoadCertFiles loads the files named by p. A nil log discards.
+func LoadCertFiles(p CertPaths, log *slog.Logger) (*CertFiles, error) {
+	if p.Cert == "" || p.Key == "" {
+		return nil, fmt.Errorf("%w: certificate and key files are required", ErrConfig)
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &CertFiles{certFile: certFile, keyFile: keyFile, log: log}
+	c := &CertFiles{paths: p, log: log}
 	if _, err := c.Certificate(); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// Certificate returns the current pair, reloading it if the files changed.
+func (c *CertFiles) files() []string {
+	if c.paths.Chain == "" {
+		return []string{c.paths.Cert, c.paths.Key}
+	}
+	return []string{c.paths.Cert, c.paths.Key, c.paths.Chain}
+}
+
+// Certificate returns the current set, reloading it if the files changed.
 func (c *CertFiles) Certificate() (*tls.Certificate, error) {
-	certStat, cerr := os.Stat(c.certFile)
-	keyStat, kerr := os.Stat(c.keyFile)
+	names := c.files()
+	stats := make([]os.FileInfo, len(names))
+	var statErr error
+	for i, n := range names {
+		st, err := os.Stat(n)
+		stats[i], statErr = st, errors.Join(statErr, err)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := errors.Join(cerr, kerr); err != nil {
+	if statErr != nil {
 		if c.cur != nil {
-			return c.cur, nil // a replacement in progress; keep serving the old pair
+			return c.cur, nil // a replacement in progress; keep serving the old set
 		}
-		return nil, fmt.Errorf("%w: %v", ErrIdentity, err)
+		return nil, fmt.Errorf("%w: %v", ErrIdentity, statErr)
 	}
-	if c.cur != nil && sameFile(c.certStat, certStat) && sameFile(c.keyStat, keyStat) {
+	if c.cur != nil && sameFiles(c.stats, stats) {
 		return c.cur, nil
 	}
-	pair, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	pair, err := c.load()
 	if err != nil {
 		if c.cur != nil {
-			c.log.Warn("mtls: new certificate files do not load, keeping the previous certificate", "cert_file", c.certFile, "error", err)
+			c.log.Warn("mtls: new certificate files do not belong together yet, keeping the previous certificate", "cert_file", c.paths.Cert, "error", err)
 			return c.cur, nil
 		}
-		// The error of LoadX509KeyPair never includes key material.
-		return nil, fmt.Errorf("%w: %v", ErrIdentity, err)
+		return nil, err
 	}
 	if c.cur != nil {
-		c.log.Info("mtls: reloaded workload certificate", "cert_file", c.certFile, "spiffe_id", claimedID(pair.Leaf),
+		c.log.Info("mtls: reloaded workload certificate", "cert_file", c.paths.Cert, "spiffe_id", claimedID(pair.Leaf),
 			"serial", serialHex(pair.Leaf), "not_after", pair.Leaf.NotAfter)
 	}
-	c.cur, c.certStat, c.keyStat = &pair, certStat, keyStat
+	c.cur, c.stats = pair, stats
 	return c.cur, nil
 }
 
-func sameFile(a, b os.FileInfo) bool {
-	return a != nil && b != nil && os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
+// load reads the files and checks that they belong together: the key
+// matches the leaf, and the first intermediate signed the leaf.
+func (c *CertFiles) load() (*tls.Certificate, error) {
+	certPEM, err := os.ReadFile(c.paths.Cert)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrIdentity, err)
+	}
+	if c.paths.Chain != "" {
+		chainPEM, err := os.ReadFile(c.paths.Chain)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrIdentity, err)
+		}
+		certPEM = append(append(certPEM, '\n'), chainPEM...)
+	}
+	keyPEM, err := os.ReadFile(c.paths.Key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrIdentity, err)
+	}
+	// X509KeyPair's errors never include key material.
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrIdentity, err)
+	}
+	if len(pair.Certificate) > 1 {
+		issuer, err := x509.ParseCertificate(pair.Certificate[1])
+		if err != nil {
+			return nil, fmt.Errorf("%w: intermediate: %v", ErrIdentity, err)
+		}
+		if err := pair.Leaf.CheckSignatureFrom(issuer); err != nil {
+			return nil, fmt.Errorf("%w: the first intermediate did not sign the certificate: %v", ErrIdentity, err)
+		}
+	}
+	return &pair, nil
+}
+
+func sameFiles(a, b []os.FileInfo) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] == nil || b[i] == nil || !os.SameFile(a[i], b[i]) || a[i].Size() != b[i].Size() || !a[i].ModTime().Equal(b[i].ModTime()) {
+			return false
+		}
+	}
+	return true
 }

@@ -10,45 +10,52 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/testca"
 )
 
-// writePair writes cred's chain and key into dir as cert.pem and key.pem by
-// writing temporary files and renaming them into place, as `ca renew` does.
-func writePair(t *testing.T, dir string, cred *testca.Credential, renameKey bool) {
+// replace writes data to dir/name by writing a temporary file and renaming
+// it into place, as `ca renew` does.
+func replace(t *testing.T, dir, name string, data []byte) {
 	t.Helper()
-	keyPEM, err := cred.KeyPEM()
-	if err != nil {
+	tmp := filepath.Join(dir, "."+name+".new")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for name, data := range map[string][]byte{"cert.pem": cred.CertPEM(), "key.pem": keyPEM} {
-		if name == "key.pem" && !renameKey {
-			continue
-		}
-		tmp := filepath.Join(dir, "."+name+".new")
-		if err := os.WriteFile(tmp, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
 	}
 }
 
-// TestARenamedInCertificateIsServedWithoutRestart replaces the server's
-// certificate files by rename while it runs: the next handshake presents the
-// new certificate; a half-done replacement (certificate without its key)
-// keeps the old pair.
-func TestARenamedInCertificateIsServedWithoutRestart(t *testing.T) {
+func keyPEM(t *testing.T, c *testca.Credential) []byte {
+	t.Helper()
+	b, err := c.KeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestRenamedInCertificateFilesAreServedWithoutRestart replaces the server's
+// key.pem, cert.pem and chain.pem one by one, in `ca renew`'s order, while it
+// runs; the new certificate comes from a rotated intermediate. Until all three
+// belong together the old set is served; then the next handshake presents
+// the new one.
+func TestRenamedInCertificateFilesAreServedWithoutRestart(t *testing.T) {
 	f := newFixture(t)
 	dir := t.TempDir()
+	rotated, err := f.kit.CA.Rotate("rotated intermediate")
+	if err != nil {
+		t.Fatal(err)
+	}
 	first, err := f.kit.CA.Issue(testca.Leaf{SPIFFEID: f.kit.AuthorizedID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := f.kit.CA.Issue(testca.Leaf{SPIFFEID: f.kit.AuthorizedID})
+	second, err := rotated.Issue(testca.Leaf{SPIFFEID: f.kit.AuthorizedID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	writePair(t, dir, first, true)
-	files, err := mtls.LoadCertFiles(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), nil)
+	replace(t, dir, "key.pem", keyPEM(t, first))
+	replace(t, dir, "cert.pem", testca.CertsPEM(first.Chain[0]))
+	replace(t, dir, "chain.pem", testca.CertsPEM(first.Chain[1:]...))
+	files, err := mtls.LoadCertFiles(mtls.CertPaths{Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem"), Chain: filepath.Join(dir, "chain.pem")}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,8 +65,7 @@ func TestARenamedInCertificateIsServedWithoutRestart(t *testing.T) {
 	served := func() string {
 		t.Helper()
 		var serial string
-		cc := f.config(t, testca.Good, &recorder{})
-		cfg := mustClient(t, cc)
+		cfg := mustClient(t, f.config(t, testca.Good, &recorder{}))
 		verify := cfg.VerifyConnection
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 			serial = cs.PeerCertificates[0].SerialNumber.Text(16)
@@ -73,22 +79,27 @@ func TestARenamedInCertificateIsServedWithoutRestart(t *testing.T) {
 		}
 		return serial
 	}
-	if got, want := served(), first.Leaf().SerialNumber.Text(16); got != want {
-		t.Fatalf("served serial %s, want the first %s", got, want)
+	old, renewed := first.Leaf().SerialNumber.Text(16), second.Leaf().SerialNumber.Text(16)
+	if got := served(); got != old {
+		t.Fatalf("served serial %s, want the first %s", got, old)
 	}
-	writePair(t, dir, second, false)
-	if got, want := served(), first.Leaf().SerialNumber.Text(16); got != want {
-		t.Errorf("with the key not yet replaced, served %s, want the old %s", got, want)
+	replace(t, dir, "key.pem", keyPEM(t, second))
+	if got := served(); got != old {
+		t.Errorf("with only the key replaced, served %s, want the old %s", got, old)
 	}
-	writePair(t, dir, second, true)
-	if got, want := served(), second.Leaf().SerialNumber.Text(16); got != want {
-		t.Errorf("after the rename, served %s, want the new %s", got, want)
+	replace(t, dir, "cert.pem", testca.CertsPEM(second.Chain[0]))
+	if got := served(); got != old {
+		t.Errorf("with the chain not yet replaced, served %s, want the old %s", got, old)
+	}
+	replace(t, dir, "chain.pem", testca.CertsPEM(second.Chain[1:]...))
+	if got := served(); got != renewed {
+		t.Errorf("after all renames, served %s, want the new %s", got, renewed)
 	}
 }
 
 func TestLoadCertFilesRefusesMissingFiles(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := mtls.LoadCertFiles(filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem"), nil); err == nil {
+	if _, err := mtls.LoadCertFiles(mtls.CertPaths{Cert: filepath.Join(dir, "c.pem"), Key: filepath.Join(dir, "k.pem")}, nil); err == nil {
 		t.Error("missing files accepted")
 	}
 }
