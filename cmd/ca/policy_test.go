@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/workload-ca/workload-ca/pkg/config"
+)
+
+func TestPolicyTestRunsTheCasesAndFailsOnAnyFailure(t *testing.T) {
+	const pol = "../../pkg/policy/testdata/policy.yaml"
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"policy", "test", pol, "--cases", "../../pkg/policy/testdata/cases.yaml"}, config.MapEnv(nil), &out, &errOut)
+	if code != exitOK || !strings.Contains(out.String(), "PASS payments main branch gets the prod identity") || !strings.Contains(out.String(), "0 failed") {
+		t.Fatalf("passing cases: exit %d\n%s%s", code, &out, &errOut)
+	}
+
+	bad := filepath.Join(t.TempDir(), "cases.yaml")
+	if err := os.WriteFile(bad, []byte("cases:\n  - name: evil gets prod\n    issuer: github\n    claims: {repository: evil/x, repository_owner: evil}\n    expect: {spiffe_id: spiffe://example.org/prod/payments}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errOut.Reset()
+	code = run(context.Background(), []string{"policy", "test", "--cases", bad, pol}, config.MapEnv(nil), &out, &errOut)
+	if code != exitError || !strings.Contains(out.String(), "FAIL evil gets prod") || !strings.Contains(errOut.String(), "1 of 1 policy test cases failed") {
+		t.Fatalf("failing case: exit %d\n%s%s", code, &out, &errOut)
+	}
+	if code := run(context.Background(), []string{"policy", "test", pol}, config.MapEnv(nil), &out, &errOut); code != exitUsage {
+		t.Errorf("without --cases: exit %d", code)
+	}
+}
+
+func TestDevTokensEnrollUnderTheGeneratedDevelopmentPolicy(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	ds, created, err := ensureDevSetup(cfg)
+	if err != nil || !created {
+		t.Fatalf("%v %v", created, err)
+	}
+	if fi, err := os.Stat(filepath.Join(cfg.DataDir, devKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("dev key mode: %v %v", fi, err)
+	}
+	again, created, err := ensureDevSetup(cfg)
+	if err != nil || created || again.key.KeyID != ds.key.KeyID {
+		t.Errorf("second setup: created %v, kid %s vs %s, %v", created, again.key.KeyID, ds.key.KeyID, err)
+	}
+	ps, err := loadPolicy(cfg, discardLogger(), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, ok := ps.holder.Load().IssuerByURL(DevTokenIssuer)
+	if !ok || iss.JWKSFile != filepath.Join(cfg.DataDir, devJWKSFile) {
+		t.Fatalf("dev issuer %+v", iss)
+	}
+
+	prod := config.Default()
+	prod.DataDir = t.TempDir()
+	prod.DatabaseURL = "postgres://db.invalid/ca"
+	if _, _, err := ensureDevSetup(prod); err == nil {
+		t.Error("the development setup was created in production mode")
+	}
+	ps, err = loadPolicy(prod, discardLogger(), &bytes.Buffer{})
+	if err != nil || len(ps.holder.Load().TokenIssuers()) != 0 {
+		t.Errorf("production without a policy file trusts issuers: %v", err)
+	}
+	if entries, _ := os.ReadDir(prod.DataDir); len(entries) != 0 {
+		t.Errorf("production wrote into the data dir: %v", entries)
+	}
+}
+
+func TestRenewAtIsTwoThirdsIntoTheLifetimeWithBoundedJitter(t *testing.T) {
+	nb := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := &x509.Certificate{NotBefore: nb, NotAfter: nb.Add(90 * time.Minute)}
+	for _, tt := range []struct {
+		jitter float64
+		want   time.Duration
+	}{{0.5, 60 * time.Minute}, {0, 60*time.Minute - 270*time.Second}, {1, 60*time.Minute + 270*time.Second}} {
+		if got := renewAt(c, nb, tt.jitter).Sub(nb); got != tt.want {
+			t.Errorf("jitter %v: renew after %v, want %v", tt.jitter, got, tt.want)
+		}
+	}
+	if got := renewAt(c, nb.Add(80*time.Minute), 0.5); !got.Equal(nb.Add(80 * time.Minute)) {
+		t.Errorf("an overdue renewal is not immediate: %v", got)
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
