@@ -62,6 +62,9 @@ type Deps struct {
 	// Operators are the inventory, revocation and audit endpoints'
 	// collaborators (pkg/server/operator.go).
 	Operators OperatorDeps
+	// Revocation, optional, serves /crl/{issuer}.crl and /ocsp on both
+	// listeners (pkg/server/crl.go, ocsp.go); without it they answer 404.
+	Revocation RevocationSource
 }
 
 // Routes builds the two listeners' routers over shared dependencies. Add an
@@ -140,6 +143,7 @@ func (rt *Routes) mountArtifacts(r chi.Router) {
 	} else {
 		r.Method(http.MethodGet, "/bundle.pem", rt.edge.handle(rt.bundlePEM))
 	}
+	rt.mountRevocation(r)
 }
 
 // base is a router with the shared middleware chain and problem+json answers
