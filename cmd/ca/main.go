@@ -40,6 +40,12 @@ commands:
             local token issuer (development setup only)
   issuers   list | rotate [--root] | activate [--force] | tick: CA rotation
   bundle    versions | publish [--force] | rollback --to N: trust bundle versions
+  revoke    SERIAL --reason R --ca-url URL: revoke a certificate as an operator
+            (--token-file or --client-cert/--client-key; --ca-bundle or
+            --ca-fingerprint)
+  probe     HOST:PORT --bundle-url URL [--client-cert F --client-key F] [--expect-id ID]
+            [--json]: debug an mTLS endpoint (reasons as in pkg/mtls); exit 1 on failure
+  testkit   --out DIR: a throwaway test CA's bad credentials for negative tests
   version   print the version
 
 Every command takes --config FILE (or CA_CONFIG); see README.md for the
@@ -82,6 +88,12 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		err = cmdIssuers(ctx, args[1:], getenv, stdout, stderr)
 	case "bundle":
 		err = cmdBundle(ctx, args[1:], getenv, stdout, stderr)
+	case "revoke":
+		err = cmdRevoke(ctx, args[1:], os.Stdin, stdout, stderr)
+	case "probe":
+		err = cmdProbe(ctx, args[1:], stdout, stderr)
+	case "testkit":
+		err = cmdTestkit(args[1:], stdout, stderr)
 	case "dev-token":
 		err = cmdDevToken(args[1:], getenv, stdout, stderr)
 	case "version":

@@ -19,6 +19,7 @@ import (
 	"github.com/workload-ca/workload-ca/internal/clock"
 	"github.com/workload-ca/workload-ca/pkg/config"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
+	"github.com/workload-ca/workload-ca/pkg/revoke"
 	"github.com/workload-ca/workload-ca/pkg/server"
 )
 
@@ -119,6 +120,10 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		return err
 	}
 
+	ops, err := operatorDeps(b, revoke.Config{}, nil, log)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	routes, err := server.NewRoutes(server.Deps{
@@ -126,7 +131,8 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		Metrics: reg, BodyLimit: cfg.Server.BodyLimit, ReadyTimeout: cfg.Server.ReadyTimeout,
 		Trust:  tr.serverDeps(),
 		Policy: pol.holder, Verifier: verifier,
-		Enroll: server.EnrollDeps{Issuer: iss, Records: b.store},
+		Enroll:    server.EnrollDeps{Issuer: iss, Records: b.store},
+		Operators: ops,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/workload-ca/workload-ca/pkg/revoke"
+	"github.com/workload-ca/workload-ca/pkg/server"
+)
+
+const revokeUsage = `usage: ca revoke SERIAL --reason REASON --ca-url https://HOST:PORT
+         (--token-file FILE | --client-cert FILE --client-key FILE)
+         (--ca-bundle FILE | --ca-fingerprint sha256:HEX) [--json]
+
+Revokes the certificate with this serial (hex; colons and upper case are
+fine) through the CA's API, as an operator with the revoker role. REASON is
+an RFC 5280 reason name: %s.
+Revoking an already revoked certificate changes nothing and says so.
+
+The API's TLS certificate is verified against the roots in --ca-bundle, or
+against the root of the CA's /bundle.pem whose SHA-256 fingerprint is
+--ca-fingerprint. You authenticate with a bearer token from the operator IdP
+(--token-file, "-" for stdin) or with a client certificate whose SPIFFE ID
+the policy makes a revoker or admin.
+`
+
+// maxTokenFile bounds an operator token file.
+const maxTokenFile = 64 << 10
+
+// revokeOptions are the parsed flags of `ca revoke`.
+type revokeOptions struct {
+	serial, reason, caURL            string
+	tokenFile, clientCert, clientKey string
+	caBundle, caFingerprint          string
+	json                             bool
+}
+
+func parseRevokeFlags(args []string, stderr io.Writer) (revokeOptions, error) {
+	var o revokeOptions
+	fs := flag.NewFlagSet("revoke", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), revokeUsage, strings.Join(revoke.ReasonNames(), ", "))
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.reason, "reason", "", "RFC 5280 revocation reason name (required)")
+	fs.StringVar(&o.caURL, "ca-url", "", "the CA's API URL, https://host:port (required)")
+	fs.StringVar(&o.tokenFile, "token-file", "", `file holding an operator bearer token ("-" reads stdin)`)
+	fs.StringVar(&o.clientCert, "client-cert", "", "PEM client certificate (and chain) for mTLS")
+	fs.StringVar(&o.clientKey, "client-key", "", "PEM private key of --client-cert")
+	fs.StringVar(&o.caBundle, "ca-bundle", "", "PEM file of the CA roots to verify the API with")
+	fs.StringVar(&o.caFingerprint, "ca-fingerprint", "", "SHA-256 fingerprint of the CA root to verify the API with")
+	fs.BoolVar(&o.json, "json", false, "print the CA's JSON answer")
+	// The serial may come before the flags (ca revoke SERIAL --reason ...).
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		o.serial, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return o, err
+	}
+	rest := fs.Args()
+	if o.serial == "" && len(rest) > 0 {
+		o.serial, rest = rest[0], rest[1:]
+	}
+	switch {
+	case len(rest) > 0:
+		return o, fmt.Errorf("%w: unexpected arguments %q", errUsage, rest)
+	case o.serial == "":
+		return o, fmt.Errorf("%w: the serial number is required", errUsage)
+	case o.reason == "":
+		return o, fmt.Errorf("%w: --reason is required (one of %s)", errUsage, strings.Join(revoke.ReasonNames(), ", "))
+	case o.caURL == "":
+		return o, fmt.Errorf("%w: --ca-url is required", errUsage)
+	case (o.tokenFile == "") == (o.clientCert == "" && o.clientKey == ""):
+		return o, fmt.Errorf("%w: give either --token-file or --client-cert with --client-key", errUsage)
+	case (o.clientCert == "") != (o.clientKey == ""):
+		return o, fmt.Errorf("%w: --client-cert and --client-key go together", errUsage)
+	case (o.caBundle == "") == (o.caFingerprint == ""):
+		return o, fmt.Errorf("%w: give either --ca-bundle or --ca-fingerprint", errUsage)
+	}
+	if _, err := revoke.ReasonCode(o.reason); err != nil {
+		return o, fmt.Errorf("%w: --reason must be one of %s", errUsage, strings.Join(revoke.ReasonNames(), ", "))
+	}
+	sn, err := revoke.NormalizeSerial(o.serial)
+	if err != nil {
+		return o, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	o.serial = sn
+	u, err := url.Parse(o.caURL)
+	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return o, fmt.Errorf("%w: --ca-url must be https://host[:port]", errUsage)
+	}
+	o.caURL = strings.TrimSuffix(o.caURL, "/")
+	return o, nil
+}
+
+// cmdRevoke is `ca revoke`, the operator's command-line client of POST
+// /v1/certificates/{serial}/revoke.
+func cmdRevoke(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	o, err := parseRevokeFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	var certs []tls.Certificate
+	var token string
+	if o.clientCert != "" {
+		kp, err := tls.LoadX509KeyPair(o.clientCert, o.clientKey)
+		if err != nil {
+			return fmt.Errorf("%w: loading the client certificate: %v", errUsage, err)
+		}
+		certs = append(certs, kp)
+	} else if token, err = readToken(o.tokenFile, stdin); err != nil {
+		return err
+	}
+	roots, err := apiRoots(ctx, o)
+	if err != nil {
+		return err
+	}
+	client := tlsClient(roots, certs...)
+	defer client.CloseIdleConnections()
+
+	res, raw, err := postRevoke(ctx, client, o, token)
+	if err != nil {
+		return err
+	}
+	if o.json {
+		_, err := fmt.Fprintln(stdout, strings.TrimSpace(string(raw)))
+		return err
+	}
+	c := res.Certificate
+	at := "?"
+	if c.RevokedAt != nil {
+		at = c.RevokedAt.UTC().Format(time.RFC3339)
+	}
+	if res.AlreadyRevoked {
+		fmt.Fprintf(stdout, "%s was already revoked at %s (reason %s); nothing changed\n", c.Serial, at, c.RevocationReason)
+		return nil
+	}
+	fmt.Fprintf(stdout, "revoked %s (%s) at %s: %s\n", c.Serial, c.RevocationReason, at, c.SPIFFEID)
+	return nil
+}
+
+// readToken reads an operator token from a file or stdin ("-").
+func readToken(path string, stdin io.Reader) (string, error) {
+	var r io.Reader = stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return "", fmt.Errorf("%w: --token-file: %v", errUsage, err)
+		}
+		defer f.Close()
+		r = f
+	}
+	raw, err := io.ReadAll(io.LimitReader(r, maxTokenFile+1))
+	if err != nil {
+		return "", fmt.Errorf("reading the token: %w", err)
+	}
+	tok := strings.TrimSpace(string(raw))
+	if tok == "" || len(raw) > maxTokenFile || strings.ContainsAny(tok, " \r\n\t") {
+		return "", fmt.Errorf("%w: --token-file must hold one token", errUsage)
+	}
+	return tok, nil
+}
+
+// apiRoots are the roots the API listener's certificate must chain to: the
+// --ca-bundle file, or the pinned root of the CA's own bundle.
+func apiRoots(ctx context.Context, o revokeOptions) (*x509.CertPool, error) {
+	if o.caBundle != "" {
+		raw, err := os.ReadFile(o.caBundle)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --ca-bundle: %v", errUsage, err)
+		}
+		roots := parseCerts(raw)
+		if len(roots) == 0 {
+			return nil, fmt.Errorf("%w: --ca-bundle %s holds no certificate", errUsage, o.caBundle)
+		}
+		pool := x509.NewCertPool()
+		for _, r := range roots {
+			pool.AddCert(r)
+		}
+		return pool, nil
+	}
+	fp, err := normalizeFingerprint(o.caFingerprint)
+	if err != nil {
+		return nil, err
+	}
+	pool, _, _, err := pinnedTrust(ctx, o.caURL, []string{fp})
+	return pool, err
+}
+
+// postRevoke sends the revocation and decodes the answer; a refusal is a
+// *problemError.
+func postRevoke(ctx context.Context, c *http.Client, o revokeOptions, token string) (*server.RevokeResponse, []byte, error) {
+	body, _ := json.Marshal(server.RevokeRequest{Reason: o.reason})
+	u := o.caURL + "/v1/certificates/" + o.serial + "/revoke"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("POST %s: %w", u, err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(res.Body, maxAnswerBytes))
+	if err != nil {
+		return nil, nil, fmt.Errorf("POST %s: %w", u, err)
+	}
+	if res.StatusCode != http.StatusOK {
+		var p server.Problem
+		if json.Unmarshal(raw, &p) != nil || p.Reason == "" {
+			return nil, nil, &problemError{Status: res.StatusCode, Reason: "unknown", Detail: http.StatusText(res.StatusCode)}
+		}
+		return nil, nil, &problemError{Status: res.StatusCode, Reason: string(p.Reason), Detail: p.Detail}
+	}
+	var out server.RevokeResponse
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, nil, fmt.Errorf("the CA's answer does not decode: %w", err)
+	}
+	return &out, raw, nil
+}
