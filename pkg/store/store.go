@@ -253,6 +253,9 @@ type Store interface {
 	// by issuerID (revoked ones included), or the zero time if it issued none.
 	MaxLeafNotAfter(ctx context.Context, issuerID string) (time.Time, error)
 
+	// JWTKeyStore keeps the JWT-SVID signing keys' lifecycle (jwtkeys.go).
+	JWTKeyStore
+
 	// Ping checks the database answers; readiness probes call it.
 	Ping(ctx context.Context) error
 	// Close releases the connections.
