@@ -108,13 +108,18 @@ func cmdProbe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "connect, handshake and fetch timeout")
 	fs.DurationVar(&o.settle, "settle", 500*time.Millisecond, "how long to wait after the handshake for the server's verdict on our certificate (TLS 1.3)")
 	fs.BoolVar(&o.jsonOut, "json", false, "print the report as JSON")
+	// HOST:PORT may come before the flags (the documented form) or after.
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		o.addr, args = args[0], args[1:]
+	}
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if o.addr == "" && fs.NArg() == 1 {
+		o.addr = fs.Arg(0)
+	} else if o.addr == "" || fs.NArg() != 0 {
 		return fmt.Errorf("%w: usage: ca probe HOST:PORT [flags]", errUsage)
 	}
-	o.addr = fs.Arg(0)
 	host, _, err := net.SplitHostPort(o.addr)
 	if err != nil {
 		return fmt.Errorf("%w: %q is not HOST:PORT", errUsage, o.addr)
