@@ -96,6 +96,23 @@ type authFailure struct {
 	cause       error
 }
 
+// ourFault returns the error to answer with when authentication failed
+// because a dependency is unavailable (the token issuer's keys, the
+// database), or nil when it is the credentials' fault (a 401).
+func (f *authFailure) ourFault() error {
+	if f.cause == nil {
+		return nil
+	}
+	if f.tokenReason == enroll.ReasonTokenIssuerUnavailable {
+		return &Error{Status: http.StatusServiceUnavailable, Reason: ReasonTokenIssuerUnavailable,
+			Detail: "the operator token issuer's keys are unavailable; retry later", Err: f.cause}
+	}
+	if (f.tokenReason == "" || f.tokenReason == enroll.ReasonInternal) && !errors.Is(f.cause, errOperatorsNotConfigured) {
+		return fmt.Errorf("operator authentication: %w", f.cause)
+	}
+	return nil
+}
+
 // operatorIdentity authenticates the request: a bearer token if there is an
 // Authorization header, else a verified client certificate. Roles may be
 // empty (authenticated, not authorised).
@@ -160,7 +177,7 @@ func (rt *Routes) certOperator(r *http.Request, pol *policy.Policy, id string) (
 		f.detail = "the client certificate is not in the CA's records"
 		return nil, f
 	case err != nil:
-		// Fail closed, but say it is the database, not the caller.
+		// Fail closed; ourFault makes it a 503 (or 500), not a 401.
 		f.detail, f.cause = "the client certificate's status cannot be checked", err
 		return nil, f
 	case rec.Status == store.CertRevoked:
@@ -204,16 +221,21 @@ func (rt *Routes) authorizeOperator(w http.ResponseWriter, r *http.Request, want
 	}
 	op, fail := rt.operatorIdentity(r, pol)
 	if fail != nil {
-		if fail.cause != nil && !errors.As(fail.cause, new(*enroll.Error)) {
+		if err := fail.ourFault(); err != nil {
+			// Not the caller's fault: the IdP's keys or the database are
+			// unavailable. Refused all the same, as a 503 to retry.
 			rt.d.Log.WarnContext(r.Context(), "operator authentication failed on our side",
 				"request_id", RequestID(r.Context()), "err", fail.cause)
+			_, reason, _ := classify(err)
+			rt.operatorDenied(r, pol, want, reason, fail)
+			return nil, err
 		}
-		rt.operatorDenied(r, pol, want, http.StatusUnauthorized, fail)
+		rt.operatorDenied(r, pol, want, ReasonUnauthorized, fail)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="workload-ca"`)
 		return nil, &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized, Detail: fail.detail, Err: fail.cause}
 	}
 	if !op.Has(want) {
-		rt.operatorDenied(r, pol, want, http.StatusForbidden, &authFailure{
+		rt.operatorDenied(r, pol, want, ReasonForbidden, &authFailure{
 			actor: op.Actor, method: op.Method, tokenIssuer: op.TokenIssuer,
 		}, op.Roles...)
 		return nil, &Error{Status: http.StatusForbidden, Reason: ReasonForbidden,
@@ -244,11 +266,7 @@ type denialDetails struct {
 // (unauthenticated floods must not be able to monopolise audit appends); the
 // next audited denial then says how many were skipped. A failing append is
 // logged and does not change the answer.
-func (rt *Routes) operatorDenied(r *http.Request, pol *policy.Policy, want policy.Role, status int, f *authFailure, roles ...policy.Role) {
-	reason := ReasonUnauthorized
-	if status == http.StatusForbidden {
-		reason = ReasonForbidden
-	}
+func (rt *Routes) operatorDenied(r *http.Request, pol *policy.Policy, want policy.Role, reason Reason, f *authFailure, roles ...policy.Role) {
 	rt.ops.denied.WithLabelValues(string(reason)).Inc()
 	route := routePattern(r)
 	actor := f.actor
@@ -329,7 +347,7 @@ func newOperatorState(reg prometheus.Registerer) (*operatorState, error) {
 		}),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ca_operator_requests_denied_total",
-			Help: "Operator requests refused, by reason (unauthorized, forbidden).",
+			Help: "Operator requests refused, by reason (unauthorized, forbidden, or the unavailable dependency).",
 		}, []string{"reason"}),
 		unaudited: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ca_operator_denials_unaudited_total",

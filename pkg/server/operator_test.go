@@ -1,8 +1,10 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
@@ -302,5 +304,41 @@ func TestParseCertificateQuery(t *testing.T) {
 	var e *Error
 	if _, err := ParseCertificateQuery(url.Values{"bogus": {"1"}}, now); !errors.As(err, &e) || e.Status != 400 || !strings.Contains(e.Detail, `"bogus"`) {
 		t.Errorf("unknown parameter: %v", err)
+	}
+}
+
+// failingStatus is the store with GetCertificate down.
+type failingStatus struct{ OperatorStore }
+
+func (failingStatus) GetCertificate(context.Context, string) (store.Certificate, error) {
+	return store.Certificate{}, fmt.Errorf("get: %w", store.ErrUnavailable)
+}
+
+func TestUnavailableDependenciesAreA503NotA401(t *testing.T) {
+	o := newOperatorServer(t, softwareKeys(t))
+	_, glass := o.leaf(breakGlassID, time.Hour)
+
+	// The IdP is down before its keys were ever fetched.
+	o.idp.SetDown(true)
+	res, body := o.call(creds{bearer: o.token("ada", "pki-admins")}, "GET", "/v1/audit", "", "idp-down")
+	if res.StatusCode != 503 || decodeProblem(t, res).Reason != ReasonTokenIssuerUnavailable {
+		t.Errorf("IdP down: %d %s", res.StatusCode, body)
+	}
+	o.idp.SetDown(false)
+
+	// The database cannot say whether the client certificate is revoked.
+	real := o.routes.d.Operators.Store
+	o.routes.d.Operators.Store = failingStatus{real}
+	res, body = o.call(creds{cert: &glass}, "GET", "/v1/audit", "", "db-down")
+	o.routes.d.Operators.Store = real
+	if res.StatusCode != 503 || decodeProblem(t, res).Reason != ReasonStoreUnavailable {
+		t.Errorf("store down: %d %s", res.StatusCode, body)
+	}
+
+	audit := o.auditByRequestID()
+	for id, reason := range map[string]Reason{"idp-down": ReasonTokenIssuerUnavailable, "db-down": ReasonStoreUnavailable} {
+		if es := audit[id]; len(es) != 1 || es[0].Action != "authz" || es[0].Decision != "deny" || es[0].Reason != string(reason) {
+			t.Errorf("%s audited as %+v", id, es)
+		}
 	}
 }
