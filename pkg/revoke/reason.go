@@ -22,9 +22,9 @@ func (e *ReasonError) Error() string {
 func (e *ReasonError) Is(target error) bool { return target == ErrInvalidReason }
 
 // reasonCodes are the RFC 5280 section 5.3.1 CRLReason values an operator
-// may give. certificateHold and removeFromCRL (holds are not supported: a
-// revocation is final), aACompromise (no attribute certificates) and
-// privilegeWithdrawn's neighbours that do not apply are refused.
+// may give. Refused: certificateHold and removeFromCRL (holds are not
+// supported; a revocation is final) and aACompromise (no attribute
+// certificates here).
 var reasonCodes = map[string]int{
 	"unspecified":          0,
 	"keyCompromise":        1,

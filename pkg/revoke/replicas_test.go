@@ -96,8 +96,7 @@ func TestTwoReplicasPublishStrictlyIncreasingCRLsWithOneLeader(t *testing.T) {
 	}
 
 	var mu sync.Mutex
-	var published [][]int64 // per replica, in publish order
-	published = make([][]int64, 2)
+	published := make([][]int64, 2) // per replica, in publish order
 	var wg sync.WaitGroup
 	for i, p := range []*Publisher{r.pa, r.pb} {
 		wg.Add(1)
