@@ -35,7 +35,7 @@ type fixture struct {
 	crlServer *httptest.Server
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{clk: clock.NewFake(t0)}
 	f.crlServer = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -71,7 +71,7 @@ func (f *fixture) bundle() *spiffebundle.Bundle {
 	return spiffebundle.FromX509Authorities(f.kit.CA.TrustDomain, []*x509.Certificate{f.kit.CA.Root})
 }
 
-func (f *fixture) revocation(t *testing.T, failOpen bool) *mtls.RevocationChecker {
+func (f *fixture) revocation(t testing.TB, failOpen bool) *mtls.RevocationChecker {
 	t.Helper()
 	r, err := mtls.NewRevocationChecker(mtls.RevocationConfig{CRL: true, FailOpen: failOpen, Clock: f.clk})
 	if err != nil {
@@ -82,7 +82,7 @@ func (f *fixture) revocation(t *testing.T, failOpen bool) *mtls.RevocationChecke
 
 // config is the package Config the kit's expectations assume: only the kit's
 // bundle, only the kit's authorized ID, CRL checking on, the fake clock.
-func (f *fixture) config(t *testing.T, own string, rec *recorder) mtls.Config {
+func (f *fixture) config(t testing.TB, own string, rec *recorder) mtls.Config {
 	t.Helper()
 	return mtls.Config{
 		Bundles:    f.bundle(),
@@ -130,7 +130,7 @@ type server struct {
 	errs chan error
 }
 
-func startServer(t *testing.T, cfg *tls.Config) *server {
+func startServer(t testing.TB, cfg *tls.Config) *server {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -170,7 +170,7 @@ func startServer(t *testing.T, cfg *tls.Config) *server {
 }
 
 // serverResult is the server side's handshake error for the last connection.
-func (s *server) result(t *testing.T) error {
+func (s *server) result(t testing.TB) error {
 	t.Helper()
 	select {
 	case err := <-s.errs:
@@ -184,7 +184,7 @@ func (s *server) result(t *testing.T) error {
 // dial connects, handshakes and reads the server's "ok". The error is the
 // handshake's or, in TLS 1.3 where a client learns of its rejection after its
 // handshake, the read's.
-func dial(t *testing.T, addr string, cfg *tls.Config) error {
+func dial(t testing.TB, addr string, cfg *tls.Config) error {
 	t.Helper()
 	raw, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
@@ -210,7 +210,7 @@ func dial(t *testing.T, addr string, cfg *tls.Config) error {
 	return nil
 }
 
-func mustServer(t *testing.T, c mtls.Config) *tls.Config {
+func mustServer(t testing.TB, c mtls.Config) *tls.Config {
 	t.Helper()
 	cfg, err := mtls.ServerTLSConfig(c)
 	if err != nil {
@@ -219,7 +219,7 @@ func mustServer(t *testing.T, c mtls.Config) *tls.Config {
 	return cfg
 }
 
-func mustClient(t *testing.T, c mtls.Config) *tls.Config {
+func mustClient(t testing.TB, c mtls.Config) *tls.Config {
 	t.Helper()
 	cfg, err := mtls.ClientTLSConfig(c)
 	if err != nil {

@@ -30,7 +30,7 @@ type revocationCA struct {
 	clk      *clock.Fake
 }
 
-func newRevocationCA(t *testing.T) *revocationCA {
+func newRevocationCA(t testing.TB) *revocationCA {
 	t.Helper()
 	r := &revocationCA{clk: clock.NewFake(t0)}
 	empty := map[string]bool{}
@@ -77,7 +77,7 @@ func newRevocationCA(t *testing.T) *revocationCA {
 	return r
 }
 
-func (r *revocationCA) publish(t *testing.T, validity time.Duration) {
+func (r *revocationCA) publish(t testing.TB, validity time.Duration) {
 	t.Helper()
 	der, err := r.ca.CRL(r.clk.Now(), validity)
 	if err != nil {
@@ -96,7 +96,7 @@ func (r *revocationCA) revoke(c *testca.Credential) {
 	r.revoked.Store(&m)
 }
 
-func (r *revocationCA) issue(t *testing.T) *testca.Credential {
+func (r *revocationCA) issue(t testing.TB) *testca.Credential {
 	t.Helper()
 	c, err := r.ca.Issue(testca.Leaf{SPIFFEID: "spiffe://example.org/svc"})
 	if err != nil {
@@ -105,7 +105,7 @@ func (r *revocationCA) issue(t *testing.T) *testca.Credential {
 	return c
 }
 
-func (r *revocationCA) checker(t *testing.T, cfg mtls.RevocationConfig) *mtls.RevocationChecker {
+func (r *revocationCA) checker(t testing.TB, cfg mtls.RevocationConfig) *mtls.RevocationChecker {
 	t.Helper()
 	cfg.Clock = r.clk
 	c, err := mtls.NewRevocationChecker(cfg)
