@@ -15,6 +15,7 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/jwtkeys"
 	"github.com/workload-ca/workload-ca/pkg/store"
+	"github.com/workload-ca/workload-ca/pkg/store/storeopen"
 )
 
 var (
@@ -156,4 +157,15 @@ func (f *fixture) states(t testing.TB) map[string]store.JWTKeyState {
 		m[k.KeyID] = k.State
 	}
 	return m
+}
+
+// openPostgres opens one more store (a replica) on the database at url.
+func openPostgres(t testing.TB, url string) store.Store {
+	t.Helper()
+	st, err := storeopen.Open(ctxT(t), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
 }
