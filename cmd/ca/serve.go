@@ -120,19 +120,40 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		return err
 	}
 
-	ops, err := operatorDeps(b, revoke.Config{}, nil, log)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// CRLs and OCSP: every replica answers from the store; the publisher
+	// regenerates as leader only (advisory lock), and a revocation in this
+	// process kicks it at once.
+	rcfg := revoke.Config{}
+	rdeps := revoke.Deps{Store: b.store, Keys: b.keys, Clock: clock.Real{}, Log: log, Metrics: reg}
+	pub, err := revoke.NewPublisher(rdeps, rcfg)
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	responder, err := revoke.NewResponder(rdeps, rcfg)
+	if err != nil {
+		return err
+	}
+	pubCtx, stopPub := context.WithCancel(ctx)
+	defer stopPub()
+	go func() {
+		if err := pub.Run(pubCtx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("revocation publisher stopped", "err", err)
+		}
+	}()
+	ops, err := operatorDeps(b, rcfg, pub, log)
+	if err != nil {
+		return err
+	}
 	routes, err := server.NewRoutes(server.Deps{
 		Log: log, Clock: clock.Real{}, Store: b.store, Keys: b.keys, Anchors: iss,
 		Metrics: reg, BodyLimit: cfg.Server.BodyLimit, ReadyTimeout: cfg.Server.ReadyTimeout,
 		Trust:  tr.serverDeps(),
 		Policy: pol.holder, Verifier: verifier,
-		Enroll:    server.EnrollDeps{Issuer: iss, Records: b.store},
-		Operators: ops,
+		Enroll:     server.EnrollDeps{Issuer: iss, Records: b.store},
+		Operators:  ops,
+		Revocation: responder,
 	})
 	if err != nil {
 		return err
