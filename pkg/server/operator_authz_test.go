@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-chi/chi/v5"
 
 	"github.com/workload-ca/workload-ca/internal/testkit"
 	"github.com/workload-ca/workload-ca/pkg/policy"
@@ -161,4 +164,43 @@ func (o *operatorServer) callWithHeader(c creds, method, path, body, requestID s
 	o.extraHeader = map[string]string{"Authorization": "Basic YWRhOnNlY3JldA=="}
 	defer func() { o.extraHeader = nil }()
 	return o.call(c, method, path, body, requestID)
+}
+
+// TestEveryRouteWithARoleRefusesTheAnonymous walks the API router: every
+// route whose operation in api/openapi.yaml names an x-role answers an
+// anonymous request with 401 and a role-less operator with 403, so a route
+// added later cannot forget its guard while documenting one.
+func TestEveryRouteWithARoleRefusesTheAnonymous(t *testing.T) {
+	o := newOperatorServer(t, softwareKeys(t))
+	doc := loadOpenAPI(t)
+	nobody := creds{bearer: o.token("nobody", "engineering")}
+	checked := 0
+	err := chi.Walk(o.routes.API(), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		item := doc.Paths.Find(route)
+		if item == nil || item.GetOperation(method) == nil {
+			return nil // the drift test reports it
+		}
+		if _, ok := item.GetOperation(method).Extensions["x-role"]; !ok {
+			return nil
+		}
+		path := strings.NewReplacer("{serial}", "01", "{issuer}", "x").Replace(route)
+		body := ""
+		if method == http.MethodPost {
+			body = "{}"
+		}
+		if res, raw := o.call(creds{}, method, path, body, ""); res.StatusCode != 401 {
+			t.Errorf("anonymous %s %s: %d %s", method, route, res.StatusCode, raw)
+		}
+		if res, raw := o.call(nobody, method, path, body, ""); res.StatusCode != 403 {
+			t.Errorf("role-less %s %s: %d %s", method, route, res.StatusCode, raw)
+		}
+		checked++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked < 9 {
+		t.Errorf("only %d routes with an x-role were found", checked)
+	}
 }
