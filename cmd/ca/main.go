@@ -45,6 +45,8 @@ commands:
             --ca-fingerprint)
   probe     HOST:PORT --bundle-url URL [--client-cert F --client-key F] [--expect-id ID]
             [--json]: debug an mTLS endpoint (reasons as in pkg/mtls); exit 1 on failure
+  audit     verify [--anchor SEQ:HASH]: walk the audit log's hash chain; name the
+            first entry altered, removed or reordered (exit 1)
   testkit   --out DIR: a throwaway test CA's bad credentials for negative tests
   version   print the version
 
@@ -94,6 +96,8 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		err = cmdProbe(ctx, args[1:], stdout, stderr)
 	case "testkit":
 		err = cmdTestkit(args[1:], stdout, stderr)
+	case "audit":
+		err = cmdAudit(ctx, args[1:], getenv, stdout, stderr)
 	case "dev-token":
 		err = cmdDevToken(args[1:], getenv, stdout, stderr)
 	case "version":

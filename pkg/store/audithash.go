@@ -18,8 +18,10 @@ func AuditHash(prev []byte, e AuditEntry) []byte {
 		h.Write(n[:])
 		h.Write(b)
 	}
-	binary.BigEndian.PutUint64(n[:], uint64(e.Seq))
-	field(n[:])
+	// The seq gets its own buffer: field reuses n for the length prefix.
+	var seq [8]byte
+	binary.BigEndian.PutUint64(seq[:], uint64(e.Seq))
+	field(seq[:])
 	field([]byte(e.Time.UTC().Truncate(time.Microsecond).Format(time.RFC3339Nano)))
 	field([]byte(e.Actor))
 	field([]byte(e.Action))
