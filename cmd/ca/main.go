@@ -40,7 +40,7 @@ commands:
             local token issuer (development setup only)
   issuers   list | rotate [--root] | activate [--force] | tick: CA rotation
   bundle    versions | publish [--force] | rollback --to N: trust bundle versions
-  revoke    SERIAL --reason R --ca-url URL: revoke a certificate as an operator
+  revoke    SERIAL --reason R --server URL: revoke a certificate as an operator
             (--token-file or --client-cert/--client-key; --ca-bundle or
             --ca-fingerprint)
   probe     HOST:PORT --bundle-url URL [--client-cert F --client-key F] [--expect-id ID]

@@ -174,7 +174,7 @@ func TestOperatorsRevokeAndReadTheInventoryEndToEnd(t *testing.T) {
 	// `ca revoke` with a token file, the API verified by a pinned root.
 	tokenPath := filepath.Join(dir, "operator.jwt")
 	writeFile(t, tokenPath, revoker+"\n", 0o600)
-	args := []string{"revoke", strings.ToUpper(second.cert.Serial), "--reason", "cessationOfOperation", "--ca-url", s.apiURL,
+	args := []string{"revoke", strings.ToUpper(second.cert.Serial), "--reason", "cessationOfOperation", "--server", s.apiURL,
 		"--token-file", tokenPath, "--ca-fingerprint", rootFP}
 	out, errOut, code := runCA(t, nil, args...)
 	if code != 0 || !strings.HasPrefix(out, "revoked "+second.cert.Serial+" (cessationOfOperation)") {
@@ -193,11 +193,11 @@ func TestOperatorsRevokeAndReadTheInventoryEndToEnd(t *testing.T) {
 	// An auditor's token is refused with the CA's reason.
 	auditorPath := filepath.Join(dir, "auditor.jwt")
 	writeFile(t, auditorPath, auditor, 0o600)
-	if out, errOut, code := runCA(t, nil, "revoke", third.cert.Serial, "--reason", "superseded", "--ca-url", s.apiURL,
+	if out, errOut, code := runCA(t, nil, "revoke", third.cert.Serial, "--reason", "superseded", "--server", s.apiURL,
 		"--token-file", auditorPath, "--ca-bundle", bundlePath); code != 1 || !strings.Contains(errOut, "403 forbidden") {
 		t.Fatalf("ca revoke as an auditor: %d %q %q", code, out, errOut)
 	}
-	if _, errOut, code := runCA(t, nil, "revoke", third.cert.Serial, "--reason", "certificateHold", "--ca-url", s.apiURL,
+	if _, errOut, code := runCA(t, nil, "revoke", third.cert.Serial, "--reason", "certificateHold", "--server", s.apiURL,
 		"--token-file", tokenPath, "--ca-bundle", bundlePath); code != 2 {
 		t.Fatalf("ca revoke with a bad reason: %d %q", code, errOut)
 	}
@@ -206,7 +206,7 @@ func TestOperatorsRevokeAndReadTheInventoryEndToEnd(t *testing.T) {
 	certPath, keyPath := filepath.Join(dir, "glass.pem"), filepath.Join(dir, "glass.key")
 	writeFile(t, certPath, glass.cert.Certificate+glass.cert.Chain, 0o644)
 	writeFile(t, keyPath, string(pemKey(t, glassKey)), 0o600)
-	out, errOut, code = runCA(t, nil, "revoke", third.cert.Serial, "--reason", "privilegeWithdrawn", "--ca-url", s.apiURL,
+	out, errOut, code = runCA(t, nil, "revoke", third.cert.Serial, "--reason", "privilegeWithdrawn", "--server", s.apiURL,
 		"--client-cert", certPath, "--client-key", keyPath, "--ca-bundle", bundlePath, "--json")
 	if code != 0 {
 		t.Fatalf("ca revoke with a client certificate: %d %q %q", code, out, errOut)

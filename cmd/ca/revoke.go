@@ -19,7 +19,7 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/server"
 )
 
-const revokeUsage = `usage: ca revoke SERIAL --reason REASON --ca-url https://HOST:PORT
+const revokeUsage = `usage: ca revoke SERIAL --reason REASON --server https://HOST:PORT
          (--token-file FILE | --client-cert FILE --client-key FILE)
          (--ca-bundle FILE | --ca-fingerprint sha256:HEX) [--json]
 
@@ -54,7 +54,8 @@ func parseRevokeFlags(args []string, stderr io.Writer) (revokeOptions, error) {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.reason, "reason", "", "RFC 5280 revocation reason name (required)")
-	fs.StringVar(&o.caURL, "ca-url", "", "the CA's API URL, https://host:port (required)")
+	fs.StringVar(&o.caURL, "server", "", "the CA's API `URL`, https://host:port (required; the same flag as ca enroll and ca renew)")
+	fs.StringVar(&o.caURL, "ca-url", "", "the same as --server (older spelling)")
 	fs.StringVar(&o.tokenFile, "token-file", "", `file holding an operator bearer token ("-" reads stdin)`)
 	fs.StringVar(&o.clientCert, "client-cert", "", "PEM client certificate (and chain) for mTLS")
 	fs.StringVar(&o.clientKey, "client-key", "", "PEM private key of --client-cert")
@@ -80,7 +81,7 @@ func parseRevokeFlags(args []string, stderr io.Writer) (revokeOptions, error) {
 	case o.reason == "":
 		return o, fmt.Errorf("%w: --reason is required (one of %s)", errUsage, strings.Join(revoke.ReasonNames(), ", "))
 	case o.caURL == "":
-		return o, fmt.Errorf("%w: --ca-url is required", errUsage)
+		return o, fmt.Errorf("%w: --server is required", errUsage)
 	case (o.tokenFile == "") == (o.clientCert == "" && o.clientKey == ""):
 		return o, fmt.Errorf("%w: give either --token-file or --client-cert with --client-key", errUsage)
 	case (o.clientCert == "") != (o.clientKey == ""):
@@ -98,7 +99,7 @@ func parseRevokeFlags(args []string, stderr io.Writer) (revokeOptions, error) {
 	o.serial = sn
 	u, err := url.Parse(o.caURL)
 	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
-		return o, fmt.Errorf("%w: --ca-url must be https://host[:port]", errUsage)
+		return o, fmt.Errorf("%w: --server must be https://host[:port]", errUsage)
 	}
 	o.caURL = strings.TrimSuffix(o.caURL, "/")
 	return o, nil
