@@ -106,7 +106,8 @@ const (
 // ParseCertificateQuery turns the query of GET /v1/certificates into a store
 // filter at now. Every parameter is optional and may appear once: identity
 // (exact SPIFFE ID), identity_prefix, status (active, revoked, expired),
-// expiring_within (a positive Go duration), issuer, issued_since (RFC 3339),
+// expiring_within (a positive Go duration), issuer, repository (the CI
+// repository of the provenance), issued_since (RFC 3339),
 // limit (1 to store.MaxListLimit) and cursor (opaque, from next_cursor).
 // Anything else, including an unknown parameter, is a 400 bad_request *Error
 // naming the parameter. A cursor that decodes badly is refused later, by the
@@ -141,6 +142,8 @@ func ParseCertificateQuery(q url.Values, now time.Time) (store.CertificateFilter
 			f.ExpiringWithin = d
 		case "issuer":
 			f.IssuerID = v
+		case "repository":
+			f.Repository = v
 		case "issued_since":
 			t, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {

@@ -27,9 +27,12 @@ type CertificateFilter struct {
 	ExpiringWithin time.Duration
 	IssuerID       string
 	IssuedSince    time.Time // CreatedAt >= IssuedSince
-	Limit          int       // page size: DefaultListLimit if <= 0, at most MaxListLimit
-	Cursor         string    // "" for the first page, else the next value of the previous page
-	Now            time.Time // required when Status is active or expired, or ExpiringWithin is set
+	// Repository selects certificates whose provenance names this CI
+	// repository (the token's repository claim), exactly.
+	Repository string
+	Limit      int       // page size: DefaultListLimit if <= 0, at most MaxListLimit
+	Cursor     string    // "" for the first page, else the next value of the previous page
+	Now        time.Time // required when Status is active or expired, or ExpiringWithin is set
 }
 
 // ListQuery is a CertificateFilter checked and decoded, ready for an

@@ -50,6 +50,10 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertificateFilter)
 	if q.IssuerID != "" {
 		where = append(where, "issuer_id = "+arg(q.IssuerID))
 	}
+	if q.Repository != "" {
+		// certificates_repository_idx (migration 000005).
+		where = append(where, "(provenance -> 'claims' ->> 'repository') = "+arg(q.Repository))
+	}
 	if !q.IssuedSince.IsZero() {
 		where = append(where, "created_at >= "+arg(ts(q.IssuedSince)))
 	}

@@ -49,6 +49,10 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertificateFilter)
 	if q.IssuerID != "" {
 		add("issuer_id = ?", q.IssuerID)
 	}
+	if q.Repository != "" {
+		// certificates_repository_idx (migration 000005).
+		add("json_extract(provenance, '$.claims.repository') = ?", q.Repository)
+	}
 	if !q.IssuedSince.IsZero() {
 		add("created_at >= ?", q.IssuedSince.UnixMicro())
 	}
