@@ -27,6 +27,12 @@
 //	roles:                               # auditor, revoker, admin (admin implies both)
 //	  - {role: revoker, issuer: corp-idp, when: '"pki-revokers" in claims.groups'}
 //	  - {role: admin, client_spiffe_id: spiffe://example.org/ops/break-glass}
+//	jwt:                                 # optional: JWT-SVIDs (POST /v1/jwt)
+//	  ttl: 5m                            # default lifetime (default 5m, <= max_ttl)
+//	  max_ttl: 15m                       # <= 1h (default 5m)
+//	  audiences:                         # optional; without entries any audience
+//	    - spiffe_id: spiffe://example.org/prod/*      # exact ID or path prefix /*
+//	      allow: [https://api.example.org]            # exact audiences or "*"
 //
 // Templates accept only literal text and {{claims.<path>}} placeholders (a key
 // that is not an identifier is written claims["kubernetes.io"].namespace). A

@@ -28,6 +28,7 @@ type file struct {
 	TokenIssuers        []issuerFile `yaml:"token_issuers"`
 	Rules               []ruleFile   `yaml:"rules"`
 	Roles               []roleFile   `yaml:"roles"`
+	JWT                 *jwtFile     `yaml:"jwt"`
 }
 
 type issuerFile struct {

@@ -17,6 +17,7 @@ type Policy struct {
 	rules       []*rule
 	roles       []*roleRule
 	guard       *nameGuard
+	jwt         jwtPolicy
 }
 
 // Version is the hex SHA-256 of the policy file's bytes; it is recorded with
@@ -108,6 +109,9 @@ func compile(f *file, version string) (*Policy, error) {
 		}
 		ruleNames[r.name] = true
 		p.rules = append(p.rules, r)
+	}
+	if p.jwt, err = p.compileJWT(f.JWT); err != nil {
+		return nil, err
 	}
 	for i, fr := range f.Roles {
 		r, err := compileRole(env, p, fr)
