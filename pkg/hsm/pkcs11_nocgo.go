@@ -1,0 +1,56 @@
+//go:build !cgo
+
+package hsm
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/workload-ca/workload-ca/internal/clock"
+)
+
+// ErrPKCS11Unsupported means this binary was built without cgo, which
+// crypto11 needs to load a PKCS#11 module. Such a build still runs the
+// embedded default (software keys); rebuild with CGO_ENABLED=1 and a C
+// compiler for an HSM.
+var ErrPKCS11Unsupported = errors.New("hsm: this binary was built without cgo, so it cannot load a PKCS#11 module; rebuild with CGO_ENABLED=1 for HSM support")
+
+// Option adjusts OpenPKCS11.
+type Option func(*PKCS11Store)
+
+// WithClock sets the clock the reconnect backoff reads.
+func WithClock(clock.Clock) Option { return func(*PKCS11Store) {} }
+
+// PKCS11Store is unavailable in a build without cgo: OpenPKCS11 always fails
+// with ErrPKCS11Unsupported, so no value of it is ever handed out.
+type PKCS11Store struct{}
+
+var _ KeyStore = (*PKCS11Store)(nil)
+
+// OpenPKCS11 fails with ErrPKCS11Unsupported in a build without cgo.
+func OpenPKCS11(PKCS11Config, *slog.Logger, ...Option) (*PKCS11Store, error) {
+	return nil, ErrPKCS11Unsupported
+}
+
+// ModuleInUse is always false without cgo: no module can be loaded.
+func ModuleInUse(string) bool { return false }
+
+// Generate fails with ErrPKCS11Unsupported.
+func (*PKCS11Store) Generate(context.Context, string, KeyType) (Key, error) {
+	return Key{}, ErrPKCS11Unsupported
+}
+
+// Find fails with ErrPKCS11Unsupported.
+func (*PKCS11Store) Find(context.Context, string) (Key, error) { return Key{}, ErrPKCS11Unsupported }
+
+// Attributes fails with ErrPKCS11Unsupported.
+func (*PKCS11Store) Attributes(context.Context, string) (KeyAttributes, error) {
+	return KeyAttributes{}, ErrPKCS11Unsupported
+}
+
+// Ping fails with ErrPKCS11Unsupported.
+func (*PKCS11Store) Ping(context.Context) error { return ErrPKCS11Unsupported }
+
+// Close does nothing.
+func (*PKCS11Store) Close() error { return nil }
