@@ -23,6 +23,7 @@ func (rt *Routes) mountOperator(r chi.Router) {
 	rt.operatorRoute(r, http.MethodGet, "/v1/certificates/{serial}", policy.RoleAuditor, rt.getCertificate)
 	rt.operatorRoute(r, http.MethodPost, "/v1/certificates/{serial}/revoke", policy.RoleRevoker, rt.revokeCertificate)
 	rt.operatorRoute(r, http.MethodGet, "/v1/audit", policy.RoleAuditor, rt.listAudit)
+	rt.mountInventory(r)
 }
 
 // CertificateView is one certificate as the operator endpoints show it.
