@@ -47,6 +47,8 @@ commands:
             [--json]: debug an mTLS endpoint (reasons as in pkg/mtls); exit 1 on failure
   audit     verify [--anchor SEQ:HASH]: walk the audit log's hash chain; name the
             first entry altered, removed or reordered (exit 1)
+  gendata   --count N: fill a Postgres database with N synthetic certificate rows
+            (test data for measuring the inventory; never in production)
   testkit   --out DIR: a throwaway test CA's bad credentials for negative tests
   version   print the version
 
@@ -98,6 +100,8 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		err = cmdTestkit(args[1:], stdout, stderr)
 	case "audit":
 		err = cmdAudit(ctx, args[1:], getenv, stdout, stderr)
+	case "gendata":
+		err = cmdGendata(ctx, args[1:], getenv, stdout, stderr)
 	case "dev-token":
 		err = cmdDevToken(args[1:], getenv, stdout, stderr)
 	case "version":

@@ -28,6 +28,43 @@ func RunInventory(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Parallel()
 		testRepositoryFilter(t, open(t))
 	})
+	t.Run("stats count by status, expiry bucket, issuance and denials", func(t *testing.T) {
+		t.Parallel()
+		testStats(t, open(t))
+	})
+}
+
+// StatsReader is the dashboard's and the metrics' count of the inventory.
+type StatsReader interface {
+	CertificateStats(ctx context.Context, now, since time.Time) (store.CertificateStats, error)
+}
+
+func testStats(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	mustIssuer(t, s, "root")
+	now := t0.Add(24 * time.Hour)
+	for i, life := range []time.Duration{30 * time.Minute, 2 * time.Hour, 2 * time.Hour, 48 * time.Hour, -time.Hour, 10 * 24 * time.Hour} {
+		c := leaf("root", "spiffe://example.org/x", now.Add(-time.Duration(i)*time.Hour), time.Hour)
+		c.NotAfter = now.Add(life)
+		mustRecord(t, s, c)
+		if i == 5 {
+			if _, _, err := s.RevokeCertificate(ctx, c.Serial, now, "superseded", auditFor("revoke", c.Serial, now)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := s.AppendAudit(ctx, store.AuditEntry{Time: now, Actor: "x", Action: "enroll", Decision: "deny", Reason: "policy_denied"}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.(StatsReader).CertificateStats(ctx, now, now.Add(-150*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[store.CertStatus]int64{store.CertActive: 4, store.CertExpired: 1, store.CertRevoked: 1}
+	if !reflect.DeepEqual(st.ByStatus, want) || !reflect.DeepEqual(st.Expiring, []int64{1, 2, 0, 1, 0}) ||
+		st.IssuedSince != 3 || st.DeniedSince != 1 {
+		t.Errorf("stats %+v", st)
+	}
 }
 
 func testDenials(t *testing.T, s store.Store) {

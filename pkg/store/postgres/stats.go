@@ -1,0 +1,46 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/workload-ca/workload-ca/pkg/store"
+	"time"
+)
+
+// CertificateStats counts the inventory as of now: by status (one pass over
+// certificates: callers cache it), active certificates expiring in each of
+// store.ExpiryBuckets (certificates_status_expiry_idx), issued since since
+// (certificates_created_idx) and denials since since
+// (audit_log_denials_idx).
+func (s *Store) CertificateStats(ctx context.Context, now, since time.Time) (store.CertificateStats, error) {
+	st := store.CertificateStats{Now: now, Since: since, ByStatus: map[store.CertStatus]int64{}}
+	var active, expired, revoked int64
+	err := s.pool.QueryRow(ctx, `SELECT
+			count(*) FILTER (WHERE status = 'active' AND not_after > $1),
+			count(*) FILTER (WHERE status = 'active' AND not_after <= $1),
+			count(*) FILTER (WHERE status = 'revoked')
+		FROM certificates`, ts(now)).Scan(&active, &expired, &revoked)
+	if err != nil {
+		return st, fmt.Errorf("postgres: certificate stats: %w", mapErr(err))
+	}
+	st.ByStatus[store.CertActive], st.ByStatus[store.CertExpired], st.ByStatus[store.CertRevoked] = active, expired, revoked
+	lower := now
+	for _, b := range store.ExpiryBuckets {
+		upper := now.Add(b)
+		var n int64
+		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM certificates
+			WHERE status = 'active' AND not_after > $1 AND not_after <= $2`, ts(lower), ts(upper)).Scan(&n); err != nil {
+			return st, fmt.Errorf("postgres: certificate stats: %w", mapErr(err))
+		}
+		st.Expiring = append(st.Expiring, n)
+		lower = upper
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM certificates WHERE created_at >= $1`, ts(since)).Scan(&st.IssuedSince); err != nil {
+		return st, fmt.Errorf("postgres: certificate stats: %w", mapErr(err))
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE decision = 'deny' AND time >= $1`, ts(since)).Scan(&st.DeniedSince); err != nil {
+		return st, fmt.Errorf("postgres: certificate stats: %w", mapErr(err))
+	}
+	return st, nil
+}
