@@ -54,5 +54,6 @@ func AllReasons() []Reason {
 		ReasonRootOffline, ReasonRollbackInvalid,
 		ReasonRevocationReasonInvalid,
 		ReasonTokenIssuerUnavailable, ReasonTTLInvalid, ReasonKeyReused,
+		ReasonJWTKeyUnavailable,
 	}
 }

@@ -65,6 +65,8 @@ type Deps struct {
 	// Revocation, optional, serves /crl/{issuer}.crl and /ocsp on both
 	// listeners (pkg/server/crl.go, ocsp.go); without it they answer 404.
 	Revocation RevocationSource
+	// JWT, when its fields are set, serves POST /v1/jwt (pkg/server/jwt.go).
+	JWT JWTDeps
 }
 
 // Routes builds the two listeners' routers over shared dependencies. Add an
@@ -76,6 +78,7 @@ type Routes struct {
 	metrics *metrics
 	enroll  *enrollment
 	ops     *operatorState
+	jwt     *jwtMinting
 }
 
 // ErrMissingDependency is returned by NewRoutes when a required Deps field is
@@ -110,7 +113,11 @@ func NewRoutes(d Deps) (*Routes, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Routes{d: d, edge: edge{log: d.Log}, metrics: m, ops: ops, enroll: enr}, nil
+	jm, err := newJWTMinting(d)
+	if err != nil {
+		return nil, err
+	}
+	return &Routes{d: d, edge: edge{log: d.Log}, metrics: m, ops: ops, enroll: enr, jwt: jm}, nil
 }
 
 // Public is the plain-HTTP listener's router: only public things (health,
@@ -129,6 +136,7 @@ func (rt *Routes) API() chi.Router {
 	rt.mountArtifacts(r)
 	rt.mountTrust(r)
 	rt.mountEnroll(r)
+	rt.mountJWT(r)
 	rt.mountOperator(r)
 	return r
 }

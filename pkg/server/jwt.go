@@ -1,0 +1,259 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/workload-ca/workload-ca/pkg/jwtkeys"
+	"github.com/workload-ca/workload-ca/pkg/policy"
+	"github.com/workload-ca/workload-ca/pkg/store"
+)
+
+// JWTSigner signs already-authorised JWT-SVID requests and records them;
+// *jwtkeys.Signer fits.
+type JWTSigner interface {
+	Sign(ctx context.Context, r jwtkeys.Request) (*jwtkeys.Token, error)
+}
+
+// JWTStore is what POST /v1/jwt reads and records: the caller's certificate
+// and denials. store.Store fits.
+type JWTStore interface {
+	GetCertificate(ctx context.Context, serial string) (store.Certificate, error)
+	AppendAudit(ctx context.Context, e store.AuditEntry) (store.AuditEntry, error)
+}
+
+var _ JWTStore = store.Store(nil)
+
+// JWTDeps are the collaborators of POST /v1/jwt, served only when both are
+// set.
+type JWTDeps struct {
+	Signer  JWTSigner
+	Records JWTStore
+}
+
+// ReasonJWTKeyUnavailable: no JWT-SVID signing key is active yet (503; the
+// rotation tick creates the first one).
+const ReasonJWTKeyUnavailable Reason = "jwt_key_unavailable"
+
+// JWTRequest is the body of POST /v1/jwt.
+type JWTRequest struct {
+	// Audience lists the token's audiences: 1 to 16, each 1 to 512 bytes.
+	Audience []string `json:"audience"`
+	// TTL is a Go duration ("5m"); empty means the policy's jwt.ttl.
+	TTL string `json:"ttl,omitempty"`
+}
+
+// JWTResponse is the 200 answer of POST /v1/jwt.
+type JWTResponse struct {
+	Token     string    `json:"token"`
+	SPIFFEID  string    `json:"spiffe_id"`
+	Audience  []string  `json:"audience"`
+	KeyID     string    `json:"kid"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+const actionJWT = jwtkeys.ActionJWT
+
+// ParseJWTRequest decodes a body strictly: one JSON object with audience (1
+// to jwtkeys.MaxAudiences non-empty strings of at most
+// jwtkeys.MaxAudienceLength bytes, no duplicates) and an optional positive
+// ttl; anything else is a 400 *Error (bad_request, ttl_invalid).
+func ParseJWTRequest(body []byte) (audience []string, ttl time.Duration, err error) {
+	bad := func(detail string) error {
+		return &Error{Status: http.StatusBadRequest, Reason: ReasonBadRequest, Detail: detail}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var req JWTRequest
+	if err := dec.Decode(&req); err != nil {
+		return nil, 0, bad(`the body must be a JSON object {"audience": ["..."], "ttl": "5m"} without other fields`)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, 0, bad("trailing data after the JSON object")
+	}
+	if len(req.Audience) == 0 || len(req.Audience) > jwtkeys.MaxAudiences {
+		return nil, 0, bad(fmt.Sprintf("audience must list 1 to %d audiences", jwtkeys.MaxAudiences))
+	}
+	seen := map[string]bool{}
+	for _, a := range req.Audience {
+		if a == "" || len(a) > jwtkeys.MaxAudienceLength || strings.TrimSpace(a) != a {
+			return nil, 0, bad(fmt.Sprintf("each audience must be 1 to %d bytes without surrounding spaces", jwtkeys.MaxAudienceLength))
+		}
+		if seen[a] {
+			return nil, 0, bad("audiences must not repeat")
+		}
+		seen[a] = true
+	}
+	if req.TTL != "" {
+		ttl, err = time.ParseDuration(req.TTL)
+		if err != nil {
+			return nil, 0, bad(`ttl is not a duration such as "5m"`)
+		}
+		if ttl < time.Second {
+			return nil, 0, &Error{Status: http.StatusBadRequest, Reason: ReasonTTLInvalid, Detail: "ttl must be at least 1s (omit it for the policy's default)"}
+		}
+	}
+	return req.Audience, ttl, nil
+}
+
+// jwtMinting serves POST /v1/jwt.
+type jwtMinting struct {
+	d         Deps
+	decisions *prometheus.CounterVec
+}
+
+// newJWTMinting returns nil when d.JWT is not set.
+func newJWTMinting(d Deps) (*jwtMinting, error) {
+	if d.JWT.Signer == nil || d.JWT.Records == nil {
+		return nil, nil
+	}
+	j := &jwtMinting{d: d, decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ca_jwt_decisions_total",
+		Help: "POST /v1/jwt answers, by decision (allow, deny) and reason.",
+	}, []string{"decision", "reason"})}
+	if err := d.Metrics.Register(j.decisions); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// errJWTNotConfigured answers POST /v1/jwt when Deps.JWT is not set: 503
+// jwt_key_unavailable, as before the first key exists.
+var errJWTNotConfigured = fmt.Errorf("server: JWT-SVID minting is not configured (Deps.JWT): %w", jwtkeys.ErrNoActiveKey)
+
+// mountJWT adds POST /v1/jwt to the API listener.
+func (rt *Routes) mountJWT(r chi.Router) {
+	h := func(http.ResponseWriter, *http.Request) error { return errJWTNotConfigured }
+	if rt.jwt != nil {
+		h = rt.jwt.mint
+	}
+	r.Method(http.MethodPost, "/v1/jwt", rt.edge.handle(h))
+}
+
+// mint is POST /v1/jwt: a workload authenticated by its current certificate
+// over mTLS gets a JWT-SVID for its own SPIFFE ID. Issuance is audited by the
+// signer before the token is returned; every refusal is audited here.
+func (j *jwtMinting) mint(w http.ResponseWriter, r *http.Request) error {
+	info := &decisionInfo{actor: "anonymous", details: map[string]string{}}
+	err := j.mintOnce(w, r, info)
+	j.done(r, info, err)
+	return err
+}
+
+func (j *jwtMinting) mintOnce(w http.ResponseWriter, r *http.Request, info *decisionInfo) error {
+	unauthorized := func(detail string) error {
+		return &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized, Detail: detail}
+	}
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return unauthorized("a JWT-SVID needs the workload's current certificate as the TLS client certificate")
+	}
+	cur := r.TLS.VerifiedChains[0][0]
+	serial := fmt.Sprintf("%x", cur.SerialNumber)
+	info.details["serial"] = serial
+	if id := ClientSPIFFEID(r); id != "" {
+		info.actor = id
+	}
+	rec, err := j.d.JWT.Records.GetCertificate(r.Context(), serial)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return unauthorized("the client certificate is not one this CA issued")
+	case err != nil:
+		return err
+	case !bytes.Equal(rec.DER, cur.Raw):
+		return unauthorized("the client certificate is not the one recorded under its serial")
+	case rec.Status == store.CertRevoked:
+		info.details["revocation_reason"] = rec.RevocationReason
+		return &Error{Status: http.StatusForbidden, Reason: ReasonCertificateRevoked, Detail: "the client certificate is revoked"}
+	case rec.Status != store.CertActive:
+		return unauthorized("the client certificate is not active")
+	case !j.d.Clock.Now().Before(rec.NotAfter):
+		return unauthorized("the client certificate has expired")
+	case rec.SPIFFEID == "" || rec.SPIFFEID != ClientSPIFFEID(r):
+		return unauthorized("the client certificate carries no SPIFFE ID of its record")
+	}
+	info.actor = rec.SPIFFEID
+
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err
+	}
+	audience, ttl, err := ParseJWTRequest(body)
+	if err != nil {
+		return err
+	}
+	info.details["audience"] = strings.Join(audience, " ")
+	pol := j.d.Policy.Load()
+	dec, err := pol.DecideJWT(rec.SPIFFEID, audience, ttl)
+	if err != nil {
+		return err
+	}
+	tok, err := j.d.JWT.Signer.Sign(r.Context(), jwtkeys.Request{
+		SPIFFEID: rec.SPIFFEID, Audience: audience, TTL: dec.TTL,
+		RequestID: RequestID(r.Context()), PolicyVersion: dec.PolicyVersion,
+	})
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusOK, JWTResponse{
+		Token: tok.Token, SPIFFEID: tok.SPIFFEID, Audience: tok.Audience, KeyID: tok.KeyID, ExpiresAt: tok.Expiry.UTC(),
+	})
+}
+
+// done counts the answer and, for a refusal, appends the denial record
+// (action jwt, decision deny). Never the token.
+func (j *jwtMinting) done(r *http.Request, info *decisionInfo, err error) {
+	if err == nil {
+		j.decisions.WithLabelValues("allow", "").Inc()
+		return
+	}
+	status, reason, detail := classify(err)
+	j.decisions.WithLabelValues("deny", string(reason)).Inc()
+	info.details["detail"] = detail
+	info.details["status"] = http.StatusText(status)
+	raw, _ := json.Marshal(info.details)
+	entry := store.AuditEntry{
+		Time: j.d.Clock.Now(), Actor: clip(info.actor, 256), Action: actionJWT, Target: clip(info.actor, 256),
+		Decision: "deny", Reason: string(reason), PolicyVersion: j.d.Policy.Load().Version(),
+		RequestID: RequestID(r.Context()), Details: raw,
+	}
+	if _, aerr := j.d.JWT.Records.AppendAudit(context.WithoutCancel(r.Context()), entry); aerr != nil {
+		j.d.Log.ErrorContext(r.Context(), "recording a JWT-SVID denial in the audit log failed",
+			"request_id", entry.RequestID, "reason", entry.Reason, "err", aerr)
+	}
+}
+
+// isJWTProblem tells classify that jwtProblem knows err.
+func isJWTProblem(err error) bool {
+	var de *policy.DenyError
+	return errors.Is(err, jwtkeys.ErrNoActiveKey) || errors.Is(err, jwtkeys.ErrTTLTooLong) ||
+		errors.Is(err, jwtkeys.ErrInvalidRequest) || errors.Is(err, policy.ErrJWTTTLTooLong) ||
+		(errors.As(err, &de) && de.Check == policy.CheckJWTAudience)
+}
+
+// jwtProblem maps the signer's and the jwt policy's errors; classify calls
+// it.
+func jwtProblem(err error) (int, Reason, string) {
+	var de *policy.DenyError
+	switch {
+	case errors.Is(err, jwtkeys.ErrNoActiveKey):
+		return http.StatusServiceUnavailable, ReasonJWTKeyUnavailable, "no JWT-SVID signing key is active yet; retry later"
+	case errors.Is(err, jwtkeys.ErrTTLTooLong), errors.Is(err, policy.ErrJWTTTLTooLong):
+		return http.StatusBadRequest, ReasonTTLTooLong, "ttl exceeds the policy's jwt.max_ttl"
+	case errors.Is(err, jwtkeys.ErrInvalidRequest):
+		return http.StatusBadRequest, ReasonBadRequest, "the JWT-SVID request is invalid"
+	case errors.As(err, &de):
+		return http.StatusForbidden, ReasonPolicyDenied, de.Detail
+	}
+	return http.StatusInternalServerError, ReasonInternal, "internal error; quote the request_id when reporting it"
+}
