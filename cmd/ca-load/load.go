@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// errExhausted is returned by a request function when the scenario's
+// pre-generated inputs ran out; the run stops early without counting it.
+var errExhausted = errors.New("pre-generated inputs exhausted")
+
+// requestFunc performs one request. It returns nil on the expected answer.
+type requestFunc func(ctx context.Context) error
+
+// result is one scenario's measurement.
+type result struct {
+	Scenario    string  `json:"scenario"`
+	Concurrency int     `json:"concurrency"`
+	TargetRate  float64 `json:"target_rate_per_s,omitempty"` // open-loop runs only
+	DurationS   float64 `json:"duration_s"`
+	Requests    int     `json:"requests"`
+	Errors      int     `json:"errors"`
+	FirstError  string  `json:"first_error,omitempty"`
+	Throughput  float64 `json:"throughput_per_s"` // successful requests per second
+	P50Ms       float64 `json:"p50_ms"`
+	P99Ms       float64 `json:"p99_ms"`
+	MaxMs       float64 `json:"max_ms"`
+	ServerCPUS  float64 `json:"server_cpu_s"`
+	ServerPeakM float64 `json:"server_peak_rss_mb"`
+}
+
+// recorder collects latencies from many goroutines.
+type recorder struct {
+	mu       sync.Mutex
+	lat      []time.Duration
+	errs     int
+	firstErr error
+}
+
+func (r *recorder) add(d time.Duration, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.errs++
+		if r.firstErr == nil {
+			r.firstErr = err
+		}
+		return
+	}
+	r.lat = append(r.lat, d)
+}
+
+// fill computes the counts and percentiles into res.
+func (r *recorder) fill(res *result, elapsed time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	slices.Sort(r.lat)
+	res.Requests = len(r.lat) + r.errs
+	res.Errors = r.errs
+	if r.firstErr != nil {
+		res.FirstError = r.firstErr.Error()
+	}
+	res.DurationS = elapsed.Seconds()
+	if elapsed > 0 {
+		res.Throughput = float64(len(r.lat)) / elapsed.Seconds()
+	}
+	res.P50Ms = ms(percentile(r.lat, 0.50))
+	res.P99Ms = ms(percentile(r.lat, 0.99))
+	if n := len(r.lat); n > 0 {
+		res.MaxMs = ms(r.lat[n-1])
+	}
+}
+
+// percentile is the nearest-rank percentile of sorted.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p*float64(len(sorted)))) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+func ms(d time.Duration) float64 { return math.Round(float64(d.Microseconds())/10) / 100 }
+
+// closedLoop runs conc workers that each issue requests back to back for d
+// (or until fn reports errExhausted).
+func closedLoop(ctx context.Context, conc int, d time.Duration, fn requestFunc) (*recorder, time.Duration) {
+	rec := &recorder{}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				err := fn(ctx)
+				if errors.Is(err, errExhausted) {
+					cancel()
+					return
+				}
+				if ctx.Err() != nil && err != nil {
+					return // cut off by the end of the run, not an answer
+				}
+				rec.add(time.Since(t0), err)
+			}
+		}()
+	}
+	wg.Wait()
+	return rec, time.Since(start)
+}
+
+// openLoop starts requests at a fixed rate for d, with at most maxConc in
+// flight. Latency is measured from each request's scheduled start, so time
+// spent waiting for a free slot counts (no coordinated omission).
+func openLoop(ctx context.Context, rate float64, maxConc int, d time.Duration, fn requestFunc) (*recorder, time.Duration) {
+	rec := &recorder{}
+	interval := time.Duration(float64(time.Second) / rate)
+	sem := make(chan struct{}, maxConc)
+	var wg sync.WaitGroup
+	var exhausted atomic.Bool
+	start := time.Now()
+	for i := 0; ; i++ {
+		at := start.Add(time.Duration(i) * interval)
+		if at.Sub(start) >= d || exhausted.Load() || ctx.Err() != nil {
+			break
+		}
+		if w := time.Until(at); w > 0 {
+			time.Sleep(w)
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			err := fn(ctx)
+			if errors.Is(err, errExhausted) {
+				exhausted.Store(true)
+				return
+			}
+			rec.add(time.Since(at), err)
+		}()
+	}
+	wg.Wait()
+	return rec, time.Since(start)
+}

@@ -1,0 +1,358 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// defaultPostgresAdminURL is the shared development server; the load
+// generator creates and drops its own database there.
+const defaultPostgresAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// options are the command-line settings.
+type options struct {
+	caBin       string
+	outDir      string
+	duration    time.Duration
+	ceilingTime time.Duration
+	enrollConc  []int
+	conc        int
+	adminURL    string
+	module      string
+	dbPool      int
+	goBench     string
+	keepDir     bool
+}
+
+func main() {
+	if len(os.Args) == 3 && os.Args[1] == "baseline-server" {
+		if err := serveBaseline(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "baseline-server:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ca-load:", err)
+		os.Exit(1)
+	}
+}
+
+func parseOptions(args []string, stderr io.Writer) (options, error) {
+	o := options{}
+	fs := flag.NewFlagSet("ca-load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.caBin, "ca", "bin/ca", "the `ca` binary to run as the server")
+	fs.StringVar(&o.outDir, "out", "bench-out", "directory for report.md, report.json and the server log")
+	fs.DurationVar(&o.duration, "duration", 8*time.Second, "length of each measured scenario")
+	fs.DurationVar(&o.ceilingTime, "ceiling-time", 2*time.Second, "how long the SoftHSM ceiling signs per worker count")
+	conc := fs.String("enroll-concurrency", "1,4,16,32", "comma-separated concurrency levels of the enroll runs")
+	fs.IntVar(&o.conc, "concurrency", 16, "concurrency of the renew, OCSP, bundle and CRL runs")
+	fs.StringVar(&o.adminURL, "postgres-admin-url", envOr("CA_TEST_POSTGRES_URL", defaultPostgresAdminURL), "Postgres server (a user that may create databases)")
+	fs.StringVar(&o.module, "softhsm-module", envOr("SOFTHSM2_MODULE", "/usr/lib/softhsm/libsofthsm2.so"), "SoftHSM2 PKCS#11 module")
+	fs.IntVar(&o.dbPool, "db-pool", 16, "pool_max_conns of the server's Postgres pool (0: pgx default)")
+	fs.StringVar(&o.goBench, "gobench", "", "output of `go test -bench` to take the component figures (CRL build) from")
+	fs.BoolVar(&o.keepDir, "keep", false, "keep the temporary directory (token, policy) after the run")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	for _, s := range strings.Split(*conc, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return o, fmt.Errorf("--enroll-concurrency: %q is not a positive number", s)
+		}
+		o.enrollConc = append(o.enrollConc, n)
+	}
+	if o.duration <= 0 || o.conc < 1 {
+		return o, errors.New("--duration and --concurrency must be positive")
+	}
+	return o, nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseOptions(args, stderr)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.outDir, 0o755); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "ca-load-")
+	if err != nil {
+		return err
+	}
+	if !o.keepDir {
+		defer os.RemoveAll(dir)
+	}
+	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "ca-load: "+format+"\n", a...) }
+
+	rep := &report{Started: time.Now().UTC(), Duration: o.duration.String()}
+	rep.fillEnvironment(ctx, o)
+
+	logf("SoftHSM token and ceiling (%v per worker count)", o.ceilingTime)
+	tok, err := newSoftHSMToken(dir, o.module)
+	if err != nil {
+		return err
+	}
+	if rep.Ceiling, err = measureCeiling(tok, o.ceilingTime); err != nil {
+		return err
+	}
+	logf("SoftHSM ceiling: %.0f signatures/s", rep.Ceiling.Best)
+
+	dbURL, drop, err := benchDatabase(ctx, o.adminURL)
+	if err != nil {
+		return err
+	}
+	defer drop()
+	if o.dbPool > 0 {
+		dbURL += "&pool_max_conns=" + strconv.Itoa(o.dbPool)
+		if !strings.Contains(dbURL, "?") {
+			dbURL = strings.Replace(dbURL, "&", "?", 1)
+		}
+	}
+	ti, err := newTokenIssuer(dir)
+	if err != nil {
+		return err
+	}
+	vars := map[string]string{
+		"CA_DATABASE_URL": dbURL, "CA_PKCS11_MODULE": tok.cfg.Module, "CA_PKCS11_TOKEN": tok.cfg.TokenLabel,
+		"CA_PKCS11_PIN": tok.cfg.PIN, "CA_POLICY_FILE": ti.policyPath, "CA_TRUST_DOMAIN": benchTrustDomain,
+		"SOFTHSM2_CONF": tok.conf,
+	}
+	if out, err := runCA(ctx, o.caBin, vars, "init"); err != nil {
+		return fmt.Errorf("%w: %s", err, out)
+	}
+	srv, err := startServer(ctx, o.caBin, o.outDir, vars)
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	logf("ca serve pid %d: api %s, public %s", srv.pid(), srv.apiURL, srv.publicURL)
+
+	b := &bench{o: o, srv: srv, ti: ti, rep: rep, logf: logf}
+	if err := b.scenarios(ctx); err != nil {
+		return err
+	}
+	if o.goBench != "" {
+		rep.GoBench, err = parseGoBench(o.goBench)
+		if err != nil {
+			return err
+		}
+	}
+	rep.evaluate()
+	if err := rep.write(o.outDir); err != nil {
+		return err
+	}
+	rep.printTargets(stdout)
+	return nil
+}
+
+// bench runs the scenarios against one server.
+type bench struct {
+	o    options
+	srv  *serverProc
+	ti   *tokenIssuer
+	rep  *report
+	logf func(string, ...any)
+}
+
+// measure runs one scenario while sampling the process pid's CPU time and
+// peak RSS.
+func (b *bench) measure(name string, conc int, rate float64, pid int, runIt func() (*recorder, time.Duration)) result {
+	res := result{Scenario: name, Concurrency: conc, TargetRate: rate}
+	resetOK := resetPeakRSS(pid) == nil
+	before, _ := readProc(pid)
+	var peak int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if s, err := readProc(pid); err == nil {
+				peak = max(peak, s.RSSBytes)
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	rec, elapsed := runIt()
+	close(stop)
+	<-done
+	after, _ := readProc(pid)
+	if resetOK {
+		peak = max(peak, after.HWMBytes)
+	}
+	rec.fill(&res, elapsed)
+	res.ServerCPUS = after.CPUSeconds - before.CPUSeconds
+	res.ServerPeakM = float64(peak) / (1 << 20)
+	b.rep.Scenarios = append(b.rep.Scenarios, res)
+	b.logf("%-28s c=%-3d %7.1f/s p50 %6.2f ms p99 %6.2f ms max %7.2f ms err %d cpu %.1fs rss %.0f MB %s",
+		name, conc, res.Throughput, res.P50Ms, res.P99Ms, res.MaxMs, res.Errors, res.ServerCPUS, res.ServerPeakM, res.FirstError)
+	return res
+}
+
+func (b *bench) scenarios(ctx context.Context) error {
+	o, srv := b.o, b.srv
+	api := srv.apiClient(64)
+
+	// Warm-up: fill caches and the connection pools, estimate the rate to
+	// size the pre-generated inputs, and keep certificates for renew/OCSP.
+	keep := &keeper{max: 256}
+	warm, err := b.ti.enrollInputs(600)
+	if err != nil {
+		return err
+	}
+	rec, el := closedLoop(ctx, 16, 3*time.Second, enrollFn(api, srv.apiURL, warm, keep))
+	var w result
+	rec.fill(&w, el)
+	if w.Errors > 0 || w.Throughput == 0 {
+		return fmt.Errorf("warm-up enrollments failed (%d errors): %s", w.Errors, w.FirstError)
+	}
+	b.logf("warm-up: %.0f enrollments/s", w.Throughput)
+	inputsFor := func(rate float64) int { return int(rate*o.duration.Seconds()*2.5) + 500 }
+
+	// Enroll at each concurrency; the best is the peak.
+	var peak float64
+	for _, c := range o.enrollConc {
+		in, err := b.ti.enrollInputs(inputsFor(max(w.Throughput, peak)))
+		if err != nil {
+			return err
+		}
+		r := b.measure("enroll", c, 0, srv.pid(), func() (*recorder, time.Duration) {
+			return closedLoop(ctx, c, o.duration, enrollFn(api, srv.apiURL, in, keep))
+		})
+		peak = max(peak, r.Throughput)
+	}
+	b.rep.EnrollPeak = peak
+
+	// Enroll at half of the peak, open loop.
+	half := peak / 2
+	in, err := b.ti.enrollInputs(inputsFor(half))
+	if err != nil {
+		return err
+	}
+	b.measure("enroll at half peak", 64, half, srv.pid(), func() (*recorder, time.Duration) {
+		return openLoop(ctx, half, 64, o.duration, enrollFn(api, srv.apiURL, in, nil))
+	})
+
+	// Renew over mTLS with the kept certificates.
+	certs := keep.all()
+	if len(certs) < o.conc {
+		return fmt.Errorf("only %d certificates kept for renewal", len(certs))
+	}
+	var clients []*http.Client
+	for _, c := range certs[:o.conc] {
+		clients = append(clients, srv.apiClient(4, c.tlsCrt))
+	}
+	csrs, err := parallelMake(inputsFor(peak), newCSR)
+	if err != nil {
+		return err
+	}
+	b.measure("renew (mTLS)", o.conc, 0, srv.pid(), func() (*recorder, time.Duration) {
+		return closedLoop(ctx, o.conc, o.duration, renewFn(clients, srv.apiURL, &pool[csrKey]{items: csrs}))
+	})
+
+	// OCSP from the pre-signed cache, against the net/http baseline.
+	if err := b.ocsp(ctx, certs); err != nil {
+		return err
+	}
+
+	// Bundle and CRL downloads.
+	pub := plainClient(o.conc)
+	res, err := pub.Get(srv.publicURL + "/bundle.json")
+	if err != nil {
+		return err
+	}
+	drain(res)
+	etag := res.Header.Get("ETag")
+	if res.StatusCode != http.StatusOK || etag == "" {
+		return fmt.Errorf("/bundle.json: %d, ETag %q", res.StatusCode, etag)
+	}
+	b.measure("GET /bundle.json", o.conc, 0, srv.pid(), func() (*recorder, time.Duration) {
+		return closedLoop(ctx, o.conc, o.duration, getFn(pub, srv.publicURL+"/bundle.json", "", http.StatusOK))
+	})
+	b.measure("GET /bundle.json If-None-Match", o.conc, 0, srv.pid(), func() (*recorder, time.Duration) {
+		return closedLoop(ctx, o.conc, o.duration, getFn(pub, srv.publicURL+"/bundle.json", etag, http.StatusNotModified))
+	})
+	crl, err := crlURL(certs[0])
+	if err != nil {
+		return err
+	}
+	b.measure("GET CRL", o.conc, 0, srv.pid(), func() (*recorder, time.Duration) {
+		return closedLoop(ctx, o.conc, o.duration, getFn(pub, crl, "", http.StatusOK))
+	})
+	if s, err := readProc(srv.pid()); err == nil {
+		b.rep.ServerCPUTotal = s.CPUSeconds
+	}
+	return nil
+}
+
+// ocsp measures OCSP answers from the pre-signed store and the fixed 2 KB
+// net/http baseline with the same requests, client and concurrency.
+func (b *bench) ocsp(ctx context.Context, certs []issued) error {
+	o, srv := b.o, b.srv
+	reqs, err := ocspRequests(certs)
+	if err != nil {
+		return err
+	}
+	url, err := ocspURL(certs[0])
+	if err != nil {
+		return err
+	}
+	pub := plainClient(o.conc)
+	// Every certificate's response is signed (by the publisher, or on first
+	// request) and stored; after that pass the answers come from the store.
+	if _, el := closedLoop(ctx, 1, time.Minute, ocspFn(pub, url, reqs)); el <= 0 {
+		return errors.New("OCSP warm-up did not run")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		signedBy := time.Now().Add(-time.Second)
+		err := ocspGoodFromCache(ctx, pub, url, reqs, certs, signedBy)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("OCSP answers not served from the pre-signed store: %w", err)
+		}
+		time.Sleep(time.Second)
+	}
+	ocspRes := b.measure("OCSP POST (pre-signed)", o.conc, 0, srv.pid(), func() (*recorder, time.Duration) {
+		return closedLoop(ctx, o.conc, o.duration, ocspFn(pub, url, reqs))
+	})
+	base, err := startBaseline(ctx)
+	if err != nil {
+		return err
+	}
+	defer base.stop()
+	bres := b.measure("net/http fixed 2 KB (baseline)", o.conc, 0, base.pid(), func() (*recorder, time.Duration) {
+		return closedLoop(ctx, o.conc, o.duration, ocspFn(plainClient(o.conc), base.url+"/ocsp", reqs))
+	})
+	b.rep.OCSPThroughput, b.rep.BaselineThroughput = ocspRes.Throughput, bres.Throughput
+	return nil
+}

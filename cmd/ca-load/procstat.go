@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat; it
+// is 100 on every Linux platform Go supports.
+const clockTicks = 100
+
+// procSample is what /proc says about one process at one moment.
+type procSample struct {
+	CPUSeconds float64 // utime + stime
+	RSSBytes   int64   // VmRSS
+	HWMBytes   int64   // VmHWM: peak RSS since start or since resetPeakRSS
+}
+
+// readProc reads utime+stime from /proc/<pid>/stat and VmRSS/VmHWM from
+// /proc/<pid>/status.
+func readProc(pid int) (procSample, error) {
+	var s procSample
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return s, err
+	}
+	// The command name (field 2) is in parentheses and may contain spaces;
+	// fields after the last ')' start at field 3 (state).
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return s, errors.New("procstat: malformed stat")
+	}
+	fields := strings.Fields(string(stat[i+1:]))
+	if len(fields) < 13 {
+		return s, errors.New("procstat: short stat")
+	}
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64) // field 14
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64) // field 15
+	if err := errors.Join(err1, err2); err != nil {
+		return s, fmt.Errorf("procstat: %w", err)
+	}
+	s.CPUSeconds = float64(utime+stime) / clockTicks
+
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return s, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(status))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "VmRSS":
+			s.RSSBytes = parseKB(v)
+		case "VmHWM":
+			s.HWMBytes = parseKB(v)
+		}
+	}
+	return s, nil
+}
+
+func parseKB(v string) int64 {
+	f := strings.Fields(v)
+	if len(f) == 0 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(f[0], 10, 64)
+	return n * 1024
+}
+
+// resetPeakRSS resets VmHWM to the current RSS (clear_refs value 5, Linux
+// 4.0+), so each scenario reports its own peak. It fails without permission
+// to write the process's clear_refs; the peak is then since process start.
+func resetPeakRSS(pid int) error {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+}

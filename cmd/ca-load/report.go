@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// sigsPerEnrollment is how many token signatures one enrollment costs: the
+// leaf certificate, and its OCSP response, which the publisher pre-signs
+// with the delegated responder key on the same token. (The lint copy is
+// signed with a throwaway software key.)
+const sigsPerEnrollment = 2
+
+// Targets of issue 7.
+const (
+	targetEnrollShare   = 0.60 // of the SoftHSM ceiling per enrollment
+	targetEnrollP99Ms   = 25.0 // at half of the peak rate
+	targetOCSPShare     = 0.80 // of the net/http baseline
+	targetCRL1MSeconds  = 3.0
+	targetServerRSSMB   = 150.0
+	crlBenchmarkPackage = "pkg/revoke"
+	crlBenchmarkName    = "BenchmarkCRLBuildAndSign/entries=1000000"
+)
+
+// target is one figure checked against its goal.
+type target struct {
+	Name     string  `json:"name"`
+	Goal     string  `json:"goal"`
+	Measured string  `json:"measured"`
+	Value    float64 `json:"value"`
+	Pass     bool    `json:"pass"`
+}
+
+// report is what one run measured.
+type report struct {
+	Started            time.Time     `json:"started"`
+	Duration           string        `json:"scenario_duration"`
+	Environment        []string      `json:"environment"`
+	Ceiling            ceiling       `json:"softhsm_ceiling"`
+	SigsPerEnroll      int           `json:"signatures_per_enrollment"`
+	EnrollPeak         float64       `json:"enroll_peak_per_s"`
+	OCSPThroughput     float64       `json:"ocsp_per_s"`
+	BaselineThroughput float64       `json:"baseline_per_s"`
+	ServerCPUTotal     float64       `json:"server_cpu_total_s"`
+	Scenarios          []result      `json:"scenarios"`
+	Targets            []target      `json:"targets"`
+	GoBench            []goBenchLine `json:"go_benchmarks,omitempty"`
+}
+
+func (r *report) fillEnvironment(ctx context.Context, o options) {
+	r.Environment = append(r.Environment,
+		fmt.Sprintf("go %s, %s/%s, %d CPUs", strings.TrimPrefix(runtime.Version(), "go"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU()),
+		"server: `ca serve` on Postgres (pool_max_conns "+fmt.Sprint(o.dbPool)+") + SoftHSM2, client and server on the same machine, loopback")
+	if out, err := exec.CommandContext(ctx, "git", "describe", "--always", "--dirty").Output(); err == nil {
+		r.Environment = append(r.Environment, "commit "+strings.TrimSpace(string(out)))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		r.Environment = append(r.Environment, "load average at start: "+strings.Join(strings.Fields(string(b))[:3], " "))
+	}
+}
+
+func (r *report) scenario(name string) (result, bool) {
+	for _, s := range r.Scenarios {
+		if s.Scenario == name {
+			return s, true
+		}
+	}
+	return result{}, false
+}
+
+// evaluate computes every target from the measurements.
+func (r *report) evaluate() {
+	r.SigsPerEnroll = sigsPerEnrollment
+	limit := r.Ceiling.Best / sigsPerEnrollment
+	r.Targets = append(r.Targets, target{
+		Name: "enrollments/s", Goal: fmt.Sprintf(">= %.0f%% of ceiling %.0f/s (SoftHSM %.0f sig/s / %d sig per enrollment) = %.0f/s",
+			targetEnrollShare*100, limit, r.Ceiling.Best, sigsPerEnrollment, targetEnrollShare*limit),
+		Measured: fmt.Sprintf("%.0f/s (%.0f%% of ceiling)", r.EnrollPeak, 100*r.EnrollPeak/limit),
+		Value:    r.EnrollPeak, Pass: r.EnrollPeak >= targetEnrollShare*limit,
+	})
+	if h, ok := r.scenario("enroll at half peak"); ok {
+		r.Targets = append(r.Targets, target{
+			Name: "enroll p99 at half peak", Goal: fmt.Sprintf("< %.0f ms at %.0f/s", targetEnrollP99Ms, h.TargetRate),
+			Measured: fmt.Sprintf("%.2f ms (%d errors)", h.P99Ms, h.Errors),
+			Value:    h.P99Ms, Pass: h.P99Ms < targetEnrollP99Ms && h.Errors == 0,
+		})
+	}
+	share := 0.0
+	if r.BaselineThroughput > 0 {
+		share = r.OCSPThroughput / r.BaselineThroughput
+	}
+	r.Targets = append(r.Targets, target{
+		Name: "OCSP from the pre-signed cache", Goal: fmt.Sprintf(">= %.0f%% of net/http fixed 2 KB (%.0f/s)", targetOCSPShare*100, r.BaselineThroughput),
+		Measured: fmt.Sprintf("%.0f/s (%.0f%%)", r.OCSPThroughput, share*100),
+		Value:    share, Pass: share >= targetOCSPShare,
+	})
+	crl := target{Name: "1,000,000-entry CRL built and signed", Goal: fmt.Sprintf("< %.0f s", targetCRL1MSeconds), Measured: "not measured (run with --gobench)"}
+	if l, ok := findBench(r.GoBench, crlBenchmarkPackage, crlBenchmarkName); ok {
+		crl.Value = l.NsPerOp / 1e9
+		crl.Measured = fmt.Sprintf("%.2f s (%s)", crl.Value, l.Name)
+		crl.Pass = crl.Value < targetCRL1MSeconds
+	}
+	r.Targets = append(r.Targets, crl)
+	var rss float64
+	for _, s := range r.Scenarios {
+		if strings.HasPrefix(s.Scenario, "enroll") {
+			rss = max(rss, s.ServerPeakM)
+		}
+	}
+	r.Targets = append(r.Targets, target{
+		Name: "server RSS during the enroll runs", Goal: fmt.Sprintf("< %.0f MB", targetServerRSSMB),
+		Measured: fmt.Sprintf("%.0f MB peak", rss), Value: rss, Pass: rss > 0 && rss < targetServerRSSMB,
+	})
+}
+
+func verdict(pass bool) string {
+	if pass {
+		return "PASS"
+	}
+	return "MISS"
+}
+
+// printTargets prints one line per target.
+func (r *report) printTargets(w io.Writer) {
+	fmt.Fprintln(w, "targets:")
+	for _, t := range r.Targets {
+		fmt.Fprintf(w, "  %-4s %-40s %-34s goal %s\n", verdict(t.Pass), t.Name, t.Measured, t.Goal)
+	}
+}
+
+// write saves report.json and report.md in dir.
+func (r *report) write(dir string) error {
+	j, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(j, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "report.md"), []byte(r.markdown()), 0o644)
+}
+
+func (r *report) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# workload-ca load report, %s\n\n", r.Started.Format(time.RFC3339))
+	for _, e := range r.Environment {
+		fmt.Fprintf(&b, "- %s\n", e)
+	}
+	fmt.Fprintf(&b, "- SoftHSM P-256 ceiling: %.0f signatures/s (by signing goroutines: %s); %d signatures per enrollment\n\n",
+		r.Ceiling.Best, fmtWorkers(r.Ceiling.PerWorkers), r.SigsPerEnroll)
+	b.WriteString("## Targets\n\n| | target | measured | goal |\n|---|---|---|---|\n")
+	for _, t := range r.Targets {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", verdict(t.Pass), t.Name, t.Measured, t.Goal)
+	}
+	b.WriteString("\n## Scenarios\n\n| scenario | concurrency | duration s | requests | errors | req/s | p50 ms | p99 ms | max ms | server CPU s | server peak RSS MB |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, s := range r.Scenarios {
+		name := s.Scenario
+		if s.TargetRate > 0 {
+			name += fmt.Sprintf(" (open loop, %.0f/s)", s.TargetRate)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %.1f | %d | %d | %.0f | %.2f | %.2f | %.2f | %.1f | %.0f |\n",
+			name, s.Concurrency, s.DurationS, s.Requests, s.Errors, s.Throughput, s.P50Ms, s.P99Ms, s.MaxMs, s.ServerCPUS, s.ServerPeakM)
+	}
+	for _, s := range r.Scenarios {
+		if s.FirstError != "" {
+			fmt.Fprintf(&b, "\nfirst error of %q (c=%d): `%s`\n", s.Scenario, s.Concurrency, s.FirstError)
+		}
+	}
+	if len(r.GoBench) > 0 {
+		b.WriteString("\n## Go benchmarks\n\n| package | benchmark | ns/op | more |\n|---|---|---|---|\n")
+		for _, l := range r.GoBench {
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %s |\n", l.Package, l.Name, l.NsPerOp, l.Extra)
+		}
+	}
+	return b.String()
+}
+
+func fmtWorkers(m map[int]float64) string {
+	var parts []string
+	for _, w := range []int{1, 2, 4, 8} {
+		if v, ok := m[w]; ok {
+			parts = append(parts, fmt.Sprintf("%d: %.0f", w, v))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
