@@ -1,0 +1,7 @@
+// Package dashboard is the inventory dashboard served by `ca serve` on the API
+// listener: server-rendered pages (embedded with go:embed, no build step, no
+// inline scripts or styles under a strict Content-Security-Policy) for the
+// security team to see every certificate, its provenance and renewal chain,
+// what was denied and why, and the audit log, with OIDC sign-in (authorization
+// code with PKCE) and a CSRF-protected revoke action for revokers.
+package dashboard
