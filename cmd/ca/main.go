@@ -40,6 +40,9 @@ commands:
             local token issuer (development setup only)
   issuers   list | rotate [--root] | activate [--force] | tick: CA rotation
   bundle    versions | publish [--force] | rollback --to N: trust bundle versions
+  jwt       --audience AUD [--audience ...] [--ttl 5m]: get a JWT-SVID over mTLS
+            with the workload's certificate and key; prints the token
+  jwt-keys  list | rotate [--emergency] | tick: JWT-SVID signing keys
   revoke    SERIAL --reason R --server URL: revoke a certificate as an operator
             (--token-file or --client-cert/--client-key; --ca-bundle or
             --ca-fingerprint)
@@ -92,6 +95,10 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		err = cmdIssuers(ctx, args[1:], getenv, stdout, stderr)
 	case "bundle":
 		err = cmdBundle(ctx, args[1:], getenv, stdout, stderr)
+	case "jwt":
+		err = cmdJWT(ctx, args[1:], getenv, stdout, stderr)
+	case "jwt-keys":
+		err = cmdJWTKeys(ctx, args[1:], getenv, stdout, stderr)
 	case "revoke":
 		err = cmdRevoke(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "probe":

@@ -75,6 +75,10 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	rotCtx, stopRot := context.WithCancel(ctx)
 	defer stopRot()
 	go tr.rotator.Run(rotCtx, rotationTick)
+	jwtSigner, err := startJWTKeys(rotCtx, cfg, b, tr, log)
+	if err != nil {
+		return err
+	}
 
 	pol, err := loadPolicy(cfg, log, stderr)
 	if err != nil {
@@ -152,6 +156,7 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		Trust:  tr.serverDeps(),
 		Policy: pol.holder, Verifier: verifier,
 		Enroll:     server.EnrollDeps{Issuer: iss, Records: b.store},
+		JWT:        server.JWTDeps{Signer: jwtSigner, Records: b.store},
 		Operators:  ops,
 		Revocation: responder,
 	})

@@ -10,6 +10,7 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/bundle"
 	"github.com/workload-ca/workload-ca/pkg/config"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
+	"github.com/workload-ca/workload-ca/pkg/jwtkeys"
 	"github.com/workload-ca/workload-ca/pkg/server"
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
@@ -31,17 +32,24 @@ var (
 	_ server.BundleSource  = (*bundle.Cache)(nil)
 )
 
-// trust is the trust-bundle publisher, its serving cache and the rotator.
+// trust is the trust-bundle publisher, its serving cache, the CA rotator
+// and the JWT-SVID key manager (whose keys the publisher publishes).
 type trust struct {
 	publisher *bundle.Publisher
 	cache     *bundle.Cache
 	rotator   *issuer.Rotator
+	jwtKeys   *jwtkeys.Manager
 	store     store.Store
 }
 
 // newTrust wires bundle publication and rotation over the opened backends.
 func newTrust(cfg *config.Config, b *backends, log *slog.Logger) (*trust, error) {
-	pub, err := bundle.NewPublisher(bundle.Deps{Store: b.store, Clock: clock.Real{}, Log: log})
+	pub, err := bundle.NewPublisher(bundle.Deps{Store: b.store, JWTKeys: jwtkeys.NewPublished(b.store), Clock: clock.Real{}, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	jk, err := jwtkeys.NewManager(jwtkeys.ManagerDeps{Keys: b.keys, Store: b.store, Bundles: pub, Clock: clock.Real{}, Log: log},
+		jwtKeysConfig(cfg))
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +59,7 @@ func newTrust(cfg *config.Config, b *backends, log *slog.Logger) (*trust, error)
 		return nil, err
 	}
 	cache := bundle.NewCache(b.store, clock.Real{}, log, bundle.ServeConfig{RefreshHint: bundleRefreshHint, Recheck: bundleRecheck})
-	return &trust{publisher: pub, cache: cache, rotator: rot, store: b.store}, nil
+	return &trust{publisher: pub, cache: cache, rotator: rot, jwtKeys: jk, store: b.store}, nil
 }
 
 // publish makes sure the stored bundle matches the issuers (a no-op when it
