@@ -301,7 +301,7 @@ func rawECDSA(der []byte, size int) ([]byte, error) {
 }
 
 func verifyCompact(token, alg string, pub crypto.PublicKey) error {
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(alg)})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(alg)})
 	if err != nil {
 		return err
 	}

@@ -152,7 +152,7 @@ func (v *Verifier) Verify(ctx context.Context, token, audience string) (*SVID, e
 	if !algFitsKey(h.Alg, pub) {
 		return nil, fail(ReasonAlgNotAllowed, fmt.Sprintf("alg %s does not fit the key %q", h.Alg, h.Kid), nil)
 	}
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(h.Alg)})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.SignatureAlgorithm(h.Alg)})
 	if err != nil {
 		return nil, fail(ReasonMalformed, "not a valid JWS", err)
 	}

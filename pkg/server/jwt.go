@@ -41,8 +41,8 @@ type JWTDeps struct {
 	Records JWTStore
 }
 
-// ReasonJWTKeyUnavailable: no JWT-SVID signing key is active yet (503; the
-// rotation tick creates the first one).
+// ReasonJWTKeyUnavailable means no JWT-SVID signing key is active yet (503;
+// the rotation tick creates the first one).
 const ReasonJWTKeyUnavailable Reason = "jwt_key_unavailable"
 
 // JWTRequest is the body of POST /v1/jwt.
