@@ -37,7 +37,7 @@ type ca struct {
 	fetches atomic.Int64
 }
 
-func newCA(t *testing.T) *ca {
+func newCA(t testing.TB) *ca {
 	t.Helper()
 	ks, err := hsm.OpenSoftware(t.TempDir(), slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -89,7 +89,7 @@ func (c *ca) serveBundle(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(body)
 }
 
-func (c *ca) tick(t *testing.T) jwtkeys.TickResult {
+func (c *ca) tick(t testing.TB) jwtkeys.TickResult {
 	t.Helper()
 	res, err := c.mgr.Tick(context.Background())
 	if err != nil {
@@ -98,7 +98,7 @@ func (c *ca) tick(t *testing.T) jwtkeys.TickResult {
 	return res
 }
 
-func (c *ca) sign(t *testing.T, id string, ttl time.Duration, aud ...string) *jwtkeys.Token {
+func (c *ca) sign(t testing.TB, id string, ttl time.Duration, aud ...string) *jwtkeys.Token {
 	t.Helper()
 	tok, err := c.signer.Sign(context.Background(), jwtkeys.Request{SPIFFEID: id, Audience: aud, TTL: ttl})
 	if err != nil {
@@ -109,7 +109,7 @@ func (c *ca) sign(t *testing.T, id string, ttl time.Duration, aud ...string) *jw
 
 // verifier is a relying party: an HTTPSource on the CA's bundle.json and a
 // Verifier, on the CA's fake clock.
-func (c *ca) verifier(t *testing.T) (*jwtsvid.Verifier, *jwtsvid.HTTPSource) {
+func (c *ca) verifier(t testing.TB) (*jwtsvid.Verifier, *jwtsvid.HTTPSource) {
 	t.Helper()
 	src, err := jwtsvid.NewHTTPSource(jwtsvid.HTTPSourceConfig{URL: c.srv.URL + "/bundle.json", TrustDomain: td, Clock: c.clk})
 	if err != nil {
