@@ -163,8 +163,12 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	api := routes.API()
+	if err := mountDashboard(api, cfg, b, pol.holder, ops, log); err != nil {
+		return err
+	}
 	srv := server.New(server.Config{
-		APIHandler:    routes.API(),
+		APIHandler:    api,
 		PublicHandler: routes.Public(),
 		TLS:           server.APITLSConfig(certs, iss, clock.Real{}, anchorRefresh, log),
 		ShutdownGrace: cfg.Server.ShutdownGrace,

@@ -53,6 +53,28 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// Enroll holds enrollment (token verification) settings.
 	Enroll Enroll `yaml:"enroll"`
+	// Dashboard holds the inventory dashboard's sign-in settings.
+	Dashboard Dashboard `yaml:"dashboard"`
+}
+
+// Dashboard is how the inventory dashboard (/ui on the API listener) signs
+// operators in. The development setup also lets a browser on loopback sign in
+// as a local admin.
+type Dashboard struct {
+	// IdP names the policy token issuer (an operator IdP with role entries)
+	// the dashboard signs in through with the OIDC authorization code flow
+	// and PKCE; "" = no IdP sign-in.
+	IdP string `yaml:"idp"`
+	// ClientID is the dashboard's client at the IdP (default: the token
+	// issuer's audience in the policy).
+	ClientID string `yaml:"client_id"`
+	// ClientSecretFile holds the client secret; "" = a public client.
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// SessionKeyFile holds at least 32 bytes that sign session cookies, the
+	// same file on every replica; "" = a random key per process.
+	SessionKeyFile string `yaml:"session_key_file"`
+	// SessionLifetime is how long a sign-in lasts (default 8h).
+	SessionLifetime time.Duration `yaml:"session_lifetime"`
 }
 
 // Enroll is how provenance tokens are verified.

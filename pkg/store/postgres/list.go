@@ -64,7 +64,15 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertificateFilter)
 	if len(where) > 0 {
 		sql += " WHERE " + strings.Join(where, " AND ")
 	}
-	sql += " ORDER BY created_at DESC, serial DESC LIMIT " + arg(q.Limit+1)
+	order := "created_at DESC, serial DESC"
+	if q.ExpiringWithin > 0 && q.Identity == "" && q.IdentityPrefix == "" && q.Repository == "" {
+		// The expiry window is the selective part: read it from
+		// certificates_expiry_keyset_idx and sort the newest, rather than
+		// walk certificates_created_idx past rows that expire later
+		// (seconds at a million rows, for a deep cursor).
+		order = "created_at + interval '0 microseconds' DESC, serial DESC"
+	}
+	sql += " ORDER BY " + order + " LIMIT " + arg(q.Limit+1)
 
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/workload-ca/workload-ca/internal/clock"
+	"github.com/workload-ca/workload-ca/pkg/config"
+	"github.com/workload-ca/workload-ca/pkg/dashboard"
+	"github.com/workload-ca/workload-ca/pkg/policy"
+	"github.com/workload-ca/workload-ca/pkg/server"
+)
+
+// dashboardStore is what the dashboard reads beyond store.Store: both stores
+// have Denials and CertificateStats.
+type dashboardStore = dashboard.Store
+
+// mountDashboard serves the dashboard under /ui on the API router.
+func mountDashboard(api chi.Router, cfg *config.Config, b *backends, pol *policy.Holder, ops server.OperatorDeps, log *slog.Logger) error {
+	st, ok := b.store.(dashboardStore)
+	if !ok {
+		return fmt.Errorf("the store %T cannot serve the dashboard", b.store)
+	}
+	dc := dashboard.Config{ExternalURL: cfg.APIURL, DevLogin: cfg.DevelopmentMode(), SessionLifetime: cfg.Dashboard.SessionLifetime}
+	if f := cfg.Dashboard.SessionKeyFile; f != "" {
+		key, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("dashboard.session_key_file: %w", err)
+		}
+		dc.SessionKey = bytes.TrimSpace(key)
+	}
+	if name := cfg.Dashboard.IdP; name != "" {
+		ti, ok := pol.Load().IssuerByName(name)
+		if !ok {
+			return fmt.Errorf("dashboard.idp: the policy has no token issuer %q", name)
+		}
+		idp := &dashboard.IdP{TokenIssuer: name, ClientID: cfg.Dashboard.ClientID}
+		if idp.ClientID == "" {
+			idp.ClientID = ti.Audience
+		}
+		if f := cfg.Dashboard.ClientSecretFile; f != "" {
+			secret, err := os.ReadFile(f)
+			if err != nil {
+				return fmt.Errorf("dashboard.client_secret_file: %w", err)
+			}
+			idp.ClientSecret = string(bytes.TrimSpace(secret))
+		}
+		client, err := idpHTTPClient(cfg)
+		if err != nil {
+			return err
+		}
+		idp.HTTPClient = client
+		dc.IdP = idp
+	}
+	var rv dashboard.Revoker
+	if ops.Revoker != nil {
+		rv = ops.Revoker
+	}
+	db, err := dashboard.New(dc, dashboard.Deps{Log: log, Clock: clock.Real{}, Store: st, Revoker: rv, Policy: pol, RequestID: server.RequestID})
+	if err != nil {
+		return err
+	}
+	db.Mount(api)
+	log.Info("dashboard on the API listener", "url", cfg.APIURL+"/ui/", "idp", cfg.Dashboard.IdP, "dev_login", dc.DevLogin)
+	return nil
+}
+
+// idpHTTPClient trusts the system roots plus enroll.token_issuer_ca_file,
+// like the token verifier.
+func idpHTTPClient(cfg *config.Config) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if f := cfg.Enroll.TokenIssuerCAFile; f != "" {
+		pemBytes, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("enroll.token_issuer_ca_file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pemBytes) {
+			return nil, fmt.Errorf("enroll.token_issuer_ca_file %s: no PEM certificates", f)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: tr, Timeout: 15 * time.Second}, nil
+}
