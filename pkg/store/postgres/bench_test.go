@@ -9,4 +9,9 @@ import (
 
 func BenchmarkRecordIssuance(b *testing.B) { storetest.BenchRecordIssuance(b, testkit.Postgres(b)) }
 
+// BenchmarkRecordIssuanceParallel: many concurrent callers (group commit).
+func BenchmarkRecordIssuanceParallel(b *testing.B) {
+	storetest.BenchRecordIssuanceParallel(b, testkit.Postgres(b))
+}
+
 func BenchmarkGetCertificate(b *testing.B) { storetest.BenchGetCertificate(b, testkit.Postgres(b)) }

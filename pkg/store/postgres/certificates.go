@@ -40,45 +40,16 @@ func collectCerts(rows pgx.Rows) ([]store.Certificate, error) {
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Certificate, error) { return scanCert(r) })
 }
 
-// RecordIssuance commits the certificate row and its audit entry in one
-// transaction. store.ErrConflict if the serial is taken, store.ErrNotFound if
-// the issuer does not exist; on any error nothing was recorded.
+// RecordIssuance commits the certificate row and its audit entry, grouped
+// with concurrent calls into one transaction (groupcommit.go); it returns
+// only after that transaction committed. store.ErrConflict if the serial is
+// taken, store.ErrNotFound if the issuer does not exist; on any error nothing
+// was recorded for this call, except that the outcome is unknown when the
+// commit itself failed (the error wraps store.ErrUnavailable) or ctx ended
+// while the group was in flight (a row without a returned certificate, never
+// the reverse).
 func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store.AuditEntry) (store.AuditEntry, error) {
-	if c.Status == "" {
-		c.Status = store.CertActive
-	}
-	dns := c.DNSNames
-	if dns == nil {
-		dns = []string{}
-	}
-	var provenance any
-	if len(c.Provenance) > 0 {
-		provenance = string(c.Provenance)
-	}
-	var out store.AuditEntry
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `
-			INSERT INTO certificates (serial, issuer_id, spiffe_id, dns_names, not_before, not_after,
-				der, public_key_sha256, status, revoked_at, revocation_reason, provenance,
-				policy_rule, policy_version, renewed_from, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''), $12::json,
-				$13, $14, NULLIF($15, ''), $16)`,
-			c.Serial, c.IssuerID, c.SPIFFEID, dns, ts(c.NotBefore), ts(c.NotAfter),
-			c.DER, c.PublicKeySHA256, c.Status, ts(c.RevokedAt), c.RevocationReason, provenance,
-			c.PolicyRule, c.PolicyVersion, c.RenewedFrom, ts(c.CreatedAt))
-		if isForeignKeyViolation(err) {
-			return fmt.Errorf("postgres: record certificate %s: issuer %q: %w", c.Serial, c.IssuerID, store.ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("postgres: record certificate %s: %w", c.Serial, mapErr(err))
-		}
-		out, err = appendAudit(ctx, tx, e)
-		return err
-	})
-	if err != nil {
-		return store.AuditEntry{}, err
-	}
-	return out, nil
+	return s.gc.record(ctx, c, e)
 }
 
 // GetCertificate returns one certificate by serial, or store.ErrNotFound.

@@ -22,7 +22,8 @@ const defaultConnectTimeout = 5 * time.Second
 // Store is a store.Store on Postgres. Build it with Open.
 type Store struct {
 	pool *pgxpool.Pool
-	held sync.Map // leadership release funcs still held (TryLeadership)
+	held sync.Map        // leadership release funcs still held (TryLeadership)
+	gc   *groupCommitter // batches RecordIssuance (groupcommit.go)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -50,6 +51,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
+	s.gc = newGroupCommitter(s)
 	return s, nil
 }
 
@@ -89,6 +91,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close releases any leadership still held and closes every connection;
 // in-flight calls finish first.
 func (s *Store) Close() error {
+	s.gc.stop()
 	s.releaseAll()
 	s.pool.Close()
 	return nil

@@ -9,4 +9,9 @@ import (
 
 func BenchmarkRecordIssuance(b *testing.B) { storetest.BenchRecordIssuance(b, testkit.SQLite(b)) }
 
+// BenchmarkRecordIssuanceParallel: many concurrent callers (group commit).
+func BenchmarkRecordIssuanceParallel(b *testing.B) {
+	storetest.BenchRecordIssuanceParallel(b, testkit.SQLite(b))
+}
+
 func BenchmarkGetCertificate(b *testing.B) { storetest.BenchGetCertificate(b, testkit.SQLite(b)) }

@@ -48,3 +48,23 @@ func BenchGetCertificate(b *testing.B, s store.Store) {
 		i++
 	}
 }
+
+// BenchRecordIssuanceParallel measures RecordIssuance from many goroutines
+// at once (GOMAXPROCS x 8), the shape of an enrollment load: stores that
+// group concurrent calls into one commit show it here.
+func BenchRecordIssuanceParallel(b *testing.B, s store.Store) {
+	ctx := context.Background()
+	if err := s.InsertIssuer(ctx, rootIssuer("root")); err != nil {
+		b.Fatal(err)
+	}
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			c := leaf("root", "spiffe://example.org/bench", t0, time.Hour)
+			if _, err := s.RecordIssuance(ctx, c, auditFor("issue", c.Serial, c.CreatedAt)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

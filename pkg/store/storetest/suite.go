@@ -36,6 +36,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"issuance is recorded with its audit entry", testRecordIssuance},
 		{"duplicate serial is a conflict and records nothing", testDuplicateSerial},
 		{"failed issuance leaves neither row nor audit entry", testIssuanceAtomic},
+		{"many concurrent issuances each get their own chained entry", testIssuanceManyConcurrentCallers},
+		{"a serial collision among concurrent issuances fails only the losers", testIssuanceCollisionAmongConcurrentCallers},
 		{"audit chain hashes verify", testAuditChain},
 		{"concurrent appends never fork the chain", testAuditConcurrent},
 		{"audit log is append-only in the database", testAuditAppendOnly},

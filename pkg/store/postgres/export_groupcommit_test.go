@@ -1,0 +1,35 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/workload-ca/workload-ca/pkg/store"
+)
+
+// GroupResult is one caller's answer from CommitGroupForTest.
+type GroupResult struct {
+	Entry store.AuditEntry
+	Err   error
+}
+
+// CommitGroupForTest commits certs (with entries) as exactly one group, as
+// the committer would, running hook inside the group transaction just
+// before its commit. It exists only in test builds, so that tests can form a
+// group deterministically.
+func (s *Store) CommitGroupForTest(ctx context.Context, certs []store.Certificate, entries []store.AuditEntry,
+	hook func(ctx context.Context, tx pgx.Tx, size int)) []GroupResult {
+	g := &groupCommitter{s: s, beforeCommit: hook}
+	group := make([]*issuance, len(certs))
+	for i := range certs {
+		group[i] = &issuance{ctx: ctx, c: certs[i], e: entries[i], done: make(chan issuanceResult, 1)}
+	}
+	g.commit(group)
+	out := make([]GroupResult, len(group))
+	for i, r := range group {
+		res := <-r.done
+		out[i] = GroupResult{Entry: res.e, Err: res.err}
+	}
+	return out
+}
