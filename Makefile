@@ -12,7 +12,7 @@ STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) 
 # key stores and issuance); override with `make test TESTFLAGS=...`.
 TESTFLAGS   ?= -race -count=1 -timeout 20m
 
-.PHONY: all build run test test-short bench lint fmt vet staticcheck fuzz clean
+.PHONY: all build run test test-short bench drills lint fmt vet staticcheck fuzz clean
 
 all: lint test build
 
@@ -30,8 +30,21 @@ test:
 test-short:
 	$(GO) test -count=1 ./...
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# Go benchmarks of the pieces, then cmd/ca-load against a real `ca serve` on
+# Postgres + SoftHSM; prints every target with its figure and PASS/MISS and
+# writes bench-out/report.md and report.json. Never part of `make test`.
+BENCH_OUT   ?= bench-out
+LOADFLAGS   ?=
+bench: build
+	@mkdir -p $(BENCH_OUT)
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./... > $(BENCH_OUT)/gobench.txt 2>&1; \
+		st=$$?; cat $(BENCH_OUT)/gobench.txt; exit $$st
+	$(GO) run ./cmd/ca-load --ca $(BIN) --out $(BENCH_OUT) --gobench $(BENCH_OUT)/gobench.txt $(LOADFLAGS)
+
+# Fault drills (internal/drills): kill -9, Postgres and SoftHSM outages,
+# replicas, clock skew, against the real binary and a private Postgres.
+drills:
+	$(GO) test -count=1 -timeout 20m -v ./internal/drills/...
 
 lint: fmt vet staticcheck
 
