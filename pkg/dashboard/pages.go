@@ -78,7 +78,8 @@ func (db *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 		cum = append(cum, total)
 	}
 	db.render(w, r, http.StatusOK, "overview", "overview", "Overview", map[string]any{
-		"Stats": stats, "Bars": expiryBars(stats.Expiring), "Within24h": sumTo(stats.Expiring, 3), "Within7d": total,
+		"Active": stats.ByStatus[store.CertActive], "Expired": stats.ByStatus[store.CertExpired],
+		"Revoked": stats.ByStatus[store.CertRevoked], "Bars": expiryBars(stats.Expiring), "Within24h": sumTo(stats.Expiring, 3), "Within7d": total,
 		"Issuers": rows, "BundleSequence": seq,
 		"IssuedPerHour": fmt.Sprintf("%.1f", float64(stats.IssuedSince)/24), "DeniedPerHour": fmt.Sprintf("%.1f", float64(stats.DeniedSince)/24),
 	})

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/workload-ca/workload-ca/internal/testkit"
+	"github.com/workload-ca/workload-ca/pkg/server"
+)
+
+const dashboardClientID = "workload-ca-dashboard"
+
+// chromiumPath finds Debian's chromium: skipped loudly without it, a failure
+// with CI=true.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/bin/chromium", "/usr/bin/chromium-browser"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath("chromium"); err == nil {
+		return p
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("CI=true but chromium is not installed (apt-get install chromium): the dashboard browser test cannot run")
+	}
+	t.Skip("SKIPPED LOUDLY: chromium is not installed (apt-get install chromium); the dashboard browser test did not run")
+	return ""
+}
+
+// artifactsDir is TEST_ARTIFACTS_DIR (created) or a temp dir.
+func artifactsDir(t *testing.T) string {
+	if d := os.Getenv("TEST_ARTIFACTS_DIR"); d != "" {
+		d = filepath.Join(d, "dashboard")
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	return t.TempDir()
+}
+
+// TestDashboardInChromium drives the real dashboard of a real `ca serve`
+// (Postgres, SoftHSM) in headless Chromium: a revoker signs in through the
+// test IdP (authorization code + PKCE), searches for a certificate, opens
+// it, revokes it with a reason and confirmation and sees the status change;
+// an auditor signs in and finds no revoke action, and the revoke page
+// refuses them. Screenshots are saved as artifacts.
+func TestDashboardInChromium(t *testing.T) {
+	chrome := chromiumPath(t)
+	dbURL := testkit.PostgresURL(t)
+	tok := testkit.SoftHSM(t)
+	ci := testkit.NewOIDCIssuer(t)
+	idp := testkit.NewOIDCLogin(t, dashboardClientID)
+	dir := t.TempDir()
+	policyPath := filepath.Join(dir, "policy.yaml")
+	writeFile(t, policyPath, `trust_domain: `+e2eTrustDomain+`
+token_issuers:
+  - name: ci
+    issuer: `+ci.URL+`
+    audience: `+testkit.DefaultOIDCAudience+`
+  - name: corp-idp
+    issuer: `+idp.URL+`
+    audience: `+dashboardClientID+`
+rules:
+  - name: github-acme
+    issuer: ci
+    when: claims.repository_owner == "acme"
+    spiffe_id: spiffe://`+e2eTrustDomain+`/gh/{{claims.repository}}
+    max_ttl: 1h
+roles:
+  - role: auditor
+    issuer: corp-idp
+    when: '"pki-auditors" in claims.groups'
+  - role: revoker
+    issuer: corp-idp
+    when: '"pki-revokers" in claims.groups'
+`, 0o644)
+	cfgPath := filepath.Join(dir, "ca.yaml")
+	writeFile(t, cfgPath, "enroll:\n  token_issuer_ca_file: "+issuerCAFile(t, ci, dir)+"\ndashboard:\n  idp: corp-idp\n", 0o644)
+	vars := map[string]string{
+		"CA_CONFIG": cfgPath, "CA_DATABASE_URL": dbURL, "CA_PKCS11_MODULE": tok.Module,
+		"CA_PKCS11_TOKEN": tok.TokenLabel, "CA_PKCS11_PIN": tok.PIN,
+		"CA_TRUST_DOMAIN": e2eTrustDomain, "CA_POLICY_FILE": policyPath,
+	}
+	if out, errOut, code := runCA(t, vars, "init"); code != 0 {
+		t.Fatalf("ca init: %d %s %s", code, out, errOut)
+	}
+	s := startServe(t, vars)
+	_, bundle := get(t, &http.Client{Timeout: 10 * time.Second}, s.publicURL+"/bundle.pem")
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(bundle)
+	api := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	enroll := func(repo string) string {
+		t.Helper()
+		body, _ := json.Marshal(server.CertRequest{CSR: string(newCSR(t, p256(t), nil))})
+		req, _ := http.NewRequest(http.MethodPost, s.apiURL+"/v1/enroll", strings.NewReader(string(body)))
+		req.Header.Set("Authorization", "Bearer "+ci.GitHubToken(t, map[string]any{"repository": repo}))
+		req.Header.Set("Content-Type", "application/json")
+		res, err := api.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var got server.CertResponse
+		if err := json.NewDecoder(res.Body).Decode(&got); err != nil || res.StatusCode != 201 {
+			t.Fatalf("enroll %s: %d %v", repo, res.StatusCode, err)
+		}
+		return got.Serial
+	}
+	target := enroll("acme/ledger")
+	other := enroll("acme/payments")
+	enroll("acme/search")
+
+	shots := artifactsDir(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.NoFirstRun, chromedp.Flag("disable-quic", true),
+		// The CA's API certificate and the test IdP's are not in the
+		// browser's trust store; only this test browser ignores that.
+		chromedp.Flag("ignore-certificate-errors", true), chromedp.WindowSize(1280, 900))
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	screenshot := func(ctx context.Context, name string) {
+		t.Helper()
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		path := filepath.Join(shots, name+".png")
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s", path)
+	}
+	text := func(ctx context.Context, id string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID(id)))
+		if err != nil {
+			t.Fatalf("text of #%s: %v", id, err)
+		}
+		return strings.TrimSpace(v)
+	}
+	do := func(ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("%s: %v\n%s", what, err, s.stderr)
+		}
+	}
+	// signIn starts a fresh browser (no cookies) and signs in through the IdP.
+	signIn := func(sub string, groups ...any) (context.Context, context.CancelFunc) {
+		t.Helper()
+		idp.SetUser(map[string]any{"sub": sub, "groups": groups, "email": sub + "@example.org"})
+		ctx, cancel := chromedp.NewContext(allocCtx)
+		ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+		do(ctx, "sign-in as "+sub,
+			chromedp.Navigate(s.apiURL+"/ui/"),
+			chromedp.WaitVisible(chromedp.ID("signin-idp")),
+			chromedp.Click(chromedp.ID("signin-idp")),
+			chromedp.WaitVisible(chromedp.ID("count-active")),
+		)
+		return ctx, func() { cancelT(); cancel() }
+	}
+
+	ctx, done := signIn("rita", "pki-revokers")
+	if actor, active := text(ctx, "actor"), text(ctx, "count-active"); actor != "corp-idp:rita" || active == "0" {
+		t.Errorf("overview shows actor %q and %s active", actor, active)
+	}
+	screenshot(ctx, "1-overview")
+	do(ctx, "search",
+		chromedp.Navigate(s.apiURL+"/ui/certificates"),
+		chromedp.WaitVisible(chromedp.ID("search")),
+		chromedp.SendKeys(chromedp.ID("search"), "acme/ledger"),
+		chromedp.Click(chromedp.ID("search-button")),
+		chromedp.WaitVisible(chromedp.CSS(`#certificates tbody a`)),
+	)
+	screenshot(ctx, "2-search")
+	do(ctx, "open the certificate",
+		chromedp.Click(chromedp.CSS(`#certificates tbody a`)),
+		chromedp.WaitVisible(chromedp.ID("cert-serial")),
+	)
+	if serial, status := text(ctx, "cert-serial"), text(ctx, "cert-status"); serial != target || status != "active" {
+		t.Fatalf("search found %s (%s), want %s active", serial, status, target)
+	}
+	screenshot(ctx, "3-certificate-detail")
+	do(ctx, "open the revoke form",
+		chromedp.Click(chromedp.ID("revoke-link")),
+		chromedp.WaitVisible(chromedp.ID("revoke-form")),
+		chromedp.SetValue(chromedp.ID("reason"), "superseded"),
+		chromedp.SendKeys(chromedp.ID("confirm"), target),
+	)
+	screenshot(ctx, "4-revoke-confirmation")
+	do(ctx, "revoke",
+		chromedp.Click(chromedp.ID("revoke-submit")),
+		chromedp.WaitVisible(chromedp.ID("revoked-notice")),
+	)
+	if status := text(ctx, "cert-status"); status != "revoked" {
+		t.Errorf("after revoking, status %q", status)
+	}
+	screenshot(ctx, "5-revoked")
+	done()
+
+	ctx, done = signIn("audrey", "pki-auditors")
+	defer done()
+	do(ctx, "auditor opens a certificate",
+		chromedp.Navigate(s.apiURL+"/ui/certificates/"+other),
+		chromedp.WaitVisible(chromedp.ID("cert-serial")),
+	)
+	revokeLinks, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#revoke-link").length`))
+	if err != nil || revokeLinks != 0 {
+		t.Errorf("the auditor is offered the revoke action (%d, %v)", revokeLinks, err)
+	}
+	screenshot(ctx, "6-auditor-detail")
+	do(ctx, "auditor opens the revoke page",
+		chromedp.Navigate(s.apiURL+"/ui/certificates/"+other+"/revoke"),
+		chromedp.WaitVisible(chromedp.ID("error")),
+	)
+	if errText := text(ctx, "error"); !strings.Contains(errText, "revoker role") {
+		t.Errorf("auditor on the revoke page: %q", errText)
+	}
+
+	// The API agrees, and the sign-ins are audited.
+	st := s.stderr.String()
+	for _, want := range []string{`"msg":"dashboard sign-in"`, `"actor":"corp-idp:rita"`, `"actor":"corp-idp:audrey"`} {
+		if !strings.Contains(st, want) {
+			t.Errorf("log lacks %s", want)
+		}
+	}
+	if idp.Logins() != 2 {
+		t.Errorf("%d code exchanges, want 2", idp.Logins())
+	}
+	fmt.Fprintln(os.Stderr, "dashboard screenshots in", shots)
+}
