@@ -137,7 +137,7 @@ roles:
 	defer cancelAlloc()
 	screenshot := func(ctx context.Context, name string) {
 		t.Helper()
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG, below: JPEG
 		if err != nil {
 			t.Fatalf("screenshot %s: %v", name, err)
 		}
