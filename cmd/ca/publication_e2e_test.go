@@ -199,6 +199,23 @@ func (p *pubE2E) revoke(t *testing.T, n *pubNode, serial, reason string) {
 	}
 }
 
+// revokeErr is revoke for goroutines: it reports instead of failing.
+func (p *pubE2E) revokeErr(n *pubNode, serial, reason string) error {
+	req, _ := http.NewRequest(http.MethodPost, n.s.apiURL+"/v1/certificates/"+serial+"/revoke", strings.NewReader(`{"reason":"`+reason+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+p.revoker)
+	res, err := n.e.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("revoke %s on %s: %d %s", serial, n.name, res.StatusCode, raw)
+	}
+	return nil
+}
+
 // on rebases a URL a certificate carries onto n's public listener: replicas
 // behind one load balancer would share the host; here each listens on its
 // own port.
@@ -329,9 +346,14 @@ func writeCRL(t *testing.T, path string, der []byte) string {
 
 // crlPublished is one "CRL published" log line of a `ca serve`.
 type crlPublished struct {
-	node   string
-	issuer string
-	number int64
+	node       string
+	issuer     string
+	number     int64
+	start, end time.Time // the generation, signing and storing of this CRL
+}
+
+func (c crlPublished) String() string {
+	return fmt.Sprintf("%d by %s", c.number, c.node)
 }
 
 // publishedCRLs parses a process's JSON log for the CRLs it generated.
@@ -342,12 +364,15 @@ func publishedCRLs(t *testing.T, n *pubNode) []crlPublished {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		var line struct {
-			Msg    string `json:"msg"`
-			Issuer string `json:"issuer"`
-			Number int64  `json:"crl_number"`
+			Time     time.Time `json:"time"`
+			Msg      string    `json:"msg"`
+			Issuer   string    `json:"issuer"`
+			Number   int64     `json:"crl_number"`
+			Duration int64     `json:"duration"` // nanoseconds, as slog's JSON handler writes durations
 		}
 		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "CRL published" {
-			out = append(out, crlPublished{node: n.name, issuer: line.Issuer, number: line.Number})
+			out = append(out, crlPublished{node: n.name, issuer: line.Issuer, number: line.Number,
+				start: line.Time.Add(-time.Duration(line.Duration)), end: line.Time})
 		}
 	}
 	return out
@@ -499,6 +524,34 @@ func TestTwoServeProcessesShareRevocationPublication(t *testing.T) {
 	}
 	awaitRevoked(leaves[2], ocsp.Superseded, a, b)
 
+	// A burst of revocations through both at once: every one lands in the
+	// CRLs of both, and the advisory lock still lets one process generate
+	// each number (checked below).
+	var burst []pubLeaf
+	for i := range 6 {
+		burst = append(burst, p.enroll(t, nodes[i%2], fmt.Sprintf("acme/burst-%d", i)))
+	}
+	errs := make(chan error, len(burst))
+	for i, l := range burst {
+		go func() { errs <- p.revokeErr(nodes[i%2], l.serial, "affiliationChanged") }()
+	}
+	for range burst {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes {
+		eventually(t, 30*time.Second, "the burst in the CRL of "+n.name, func() bool {
+			d := download(n)
+			for _, l := range burst {
+				if _, listed := d.revokes(l.serial); !listed {
+					return false
+				}
+			}
+			return true
+		})
+	}
+
 	// openssl agrees with both processes' artifacts.
 	for _, n := range nodes {
 		last := download(n)
@@ -529,6 +582,16 @@ func TestTwoServeProcessesShareRevocationPublication(t *testing.T) {
 				}
 				by[c.number] = c.node
 				all = append(all, c)
+			}
+		}
+		// No two processes were generating at the same time.
+		for _, x := range all {
+			for _, y := range all {
+				if x.node < y.node && x.start.Before(y.end) && y.start.Before(x.end) {
+					t.Errorf("%s generated CRL %d (%s to %s) while %s generated CRL %d (%s to %s)", x.node, x.number,
+						x.start.Format(time.StampMicro), x.end.Format(time.StampMicro), y.node, y.number,
+						y.start.Format(time.StampMicro), y.end.Format(time.StampMicro))
+				}
 			}
 		}
 		return by, all
