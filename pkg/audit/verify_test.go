@@ -18,13 +18,6 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/store/storeopen"
 )
 
-// backend is a store with a raw connection to tamper with behind its back.
-type backend struct {
-	name   string
-	open   func(t *testing.T) (store.Store, tamperer)
-	anchor bool
-}
-
 // tamperer runs raw SQL with the append-only triggers out of the way.
 type tamperer func(t *testing.T, stmts ...string)
 

@@ -71,11 +71,9 @@ func (db *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 		}
 		rows = append(rows, row)
 	}
-	var cum []int64
 	var total int64
 	for _, n := range stats.Expiring {
 		total += n
-		cum = append(cum, total)
 	}
 	db.render(w, r, http.StatusOK, "overview", "overview", "Overview", map[string]any{
 		"Active": stats.ByStatus[store.CertActive], "Expired": stats.ByStatus[store.CertExpired],

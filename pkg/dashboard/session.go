@@ -87,26 +87,26 @@ func randomToken() string {
 }
 
 // sessionFrom returns the valid session of r, or nil.
-func (d *Dashboard) sessionFrom(r *http.Request) *session {
+func (db *Dashboard) sessionFrom(r *http.Request) *session {
 	c, err := r.Cookie(sessionCookie)
 	if err != nil {
 		return nil
 	}
 	var s session
-	if err := d.seal.open(c.Value, &s); err != nil || d.clock.Now().Unix() >= s.Expires {
+	if err := db.seal.open(c.Value, &s); err != nil || db.clock.Now().Unix() >= s.Expires {
 		return nil
 	}
 	return &s
 }
 
 // startSession sets the session cookie for actor with roles.
-func (d *Dashboard) startSession(w http.ResponseWriter, actor string, roles []policy.Role, dev bool) error {
-	exp := d.clock.Now().Add(d.cfg.SessionLifetime)
-	v, err := d.seal.seal(session{Actor: actor, Roles: roles, Expires: exp.Unix(), CSRF: randomToken(), Dev: dev})
+func (db *Dashboard) startSession(w http.ResponseWriter, actor string, roles []policy.Role, dev bool) error {
+	exp := db.clock.Now().Add(db.cfg.SessionLifetime)
+	v, err := db.seal.seal(session{Actor: actor, Roles: roles, Expires: exp.Unix(), CSRF: randomToken(), Dev: dev})
 	if err != nil {
 		return err
 	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: v, Path: "/", Expires: exp, MaxAge: int(d.cfg.SessionLifetime / time.Second),
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: v, Path: "/", Expires: exp, MaxAge: int(db.cfg.SessionLifetime / time.Second),
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
 	return nil
 }
