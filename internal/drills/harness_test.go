@@ -1,0 +1,399 @@
+package drills
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/workload-ca/workload-ca/internal/testkit"
+	"github.com/workload-ca/workload-ca/pkg/store/storeopen"
+)
+
+// caBinary is the real `ca`, built once by TestMain.
+var caBinary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wca-drills-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	caBinary = filepath.Join(dir, "ca")
+	build := exec.Command("go", "build", "-o", caBinary, "../../cmd/ca")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building ca:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+const (
+	drillIssuer      = "https://drill-tokens.workload-ca.invalid"
+	drillAudience    = "workload-ca-drill"
+	drillTrustDomain = "drill.example"
+)
+
+// drillCA is a production-shaped CA (private Postgres, SoftHSM token, a
+// policy trusting the drill token issuer through jwks_file) and the
+// environment to run `ca serve` replicas on it.
+type drillCA struct {
+	pg    *privatePostgres
+	dbURL string
+	tok   testkit.SoftHSMToken
+	key   jose.JSONWebKey
+	vars  map[string]string
+	dir   string
+}
+
+func newDrillCA(t *testing.T, config string) *drillCA {
+	t.Helper()
+	d := &drillCA{pg: newPrivatePostgres(t), dir: t.TempDir()}
+	d.dbURL = d.pg.createDB("drill")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := storeopen.Migrate(ctx, d.dbURL, "up"); err != nil {
+		t.Fatal(err)
+	}
+	d.tok = testkit.NewSoftHSMToken(t)
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.key = jose.JSONWebKey{Key: priv, KeyID: "drill", Algorithm: string(jose.ES256), Use: "sig"}
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{d.key.Public()}})
+	jwksPath := filepath.Join(d.dir, "jwks.json")
+	policyPath := filepath.Join(d.dir, "policy.yaml")
+	cfgPath := filepath.Join(d.dir, "ca.yaml")
+	policy := `trust_domain: ` + drillTrustDomain + `
+token_issuers:
+  - name: drill
+    issuer: ` + drillIssuer + `
+    audience: ` + drillAudience + `
+    jwks_file: ` + jwksPath + `
+rules:
+  - name: drill
+    issuer: drill
+    when: has(claims.sub) && claims.sub != ""
+    spiffe_id: spiffe://` + drillTrustDomain + `/drill/{{claims.sub}}
+    max_ttl: 1h
+    ttl: 15m
+`
+	for path, body := range map[string]string{jwksPath: string(jwks), policyPath: policy, cfgPath: config} {
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.vars = map[string]string{
+		"CA_CONFIG": cfgPath, "CA_DATABASE_URL": d.dbURL, "CA_PKCS11_MODULE": d.tok.Config.Module,
+		"CA_PKCS11_TOKEN": d.tok.Config.TokenLabel, "CA_PKCS11_PIN": d.tok.Config.PIN,
+		"CA_POLICY_FILE": policyPath, "CA_TRUST_DOMAIN": drillTrustDomain,
+	}
+	cmd := exec.Command(caBinary, "init")
+	cmd.Env = childEnv(d.vars)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ca init: %v\n%s", err, out)
+	}
+	return d
+}
+
+// token mints a drill token for sub issued at iat.
+func (d *drillCA) token(t *testing.T, sub string, iat time.Time) string {
+	t.Helper()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: d.key}, (&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jti [12]byte
+	_, _ = rand.Read(jti[:])
+	tok, err := jwt.Signed(signer).Claims(jwt.Claims{
+		Issuer: drillIssuer, Subject: sub, Audience: jwt.Audience{drillAudience},
+		IssuedAt: jwt.NewNumericDate(iat), NotBefore: jwt.NewNumericDate(iat), Expiry: jwt.NewNumericDate(iat.Add(10 * time.Minute)),
+		ID: hex.EncodeToString(jti[:]),
+	}).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func childEnv(vars map[string]string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CA_") {
+			env = append(env, kv)
+		}
+	}
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// replica is one running `ca serve`.
+type replica struct {
+	cmd               *exec.Cmd
+	stderr            *lockedBuffer
+	apiURL, publicURL string
+	exited            chan error
+	client            *http.Client // HTTPS to the API listener, trusting the CA
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// serve starts a replica and waits until /readyz answers 200.
+func (d *drillCA) serve(t *testing.T) *replica {
+	t.Helper()
+	apiAddr, publicAddr := freeAddr(t), freeAddr(t)
+	vars := map[string]string{"CA_API_ADDR": apiAddr, "CA_PUBLIC_ADDR": publicAddr}
+	for k, v := range d.vars {
+		vars[k] = v
+	}
+	r := &replica{stderr: &lockedBuffer{}, apiURL: "https://" + apiAddr, publicURL: "http://" + publicAddr, exited: make(chan error, 1)}
+	r.cmd = exec.Command(caBinary, "serve")
+	r.cmd.Env = childEnv(vars)
+	r.cmd.Stderr = r.stderr
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.exited <- r.cmd.Wait() }()
+	t.Cleanup(func() {
+		if r.cmd.ProcessState == nil {
+			_ = r.cmd.Process.Kill()
+			<-r.exited
+		}
+		if t.Failed() {
+			t.Logf("ca serve stderr:\n%s", r.stderr)
+		}
+	})
+	plain := &http.Client{Timeout: 5 * time.Second}
+	waitFor(t, 60*time.Second, "ca serve ready", func() error {
+		select {
+		case err := <-r.exited:
+			r.exited <- err
+			t.Fatalf("ca serve exited early (%v):\n%s", err, r.stderr)
+		default:
+		}
+		res, err := plain.Get(r.publicURL + "/readyz")
+		if err != nil {
+			return err
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz %d", res.StatusCode)
+		}
+		return nil
+	})
+	res, err := plain.Get(r.publicURL + "/bundle.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(bundle) {
+		t.Fatal("empty bundle")
+	}
+	r.client = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
+	return r
+}
+
+// kill9 sends SIGKILL and waits for the process to be gone.
+func (r *replica) kill9(t *testing.T) {
+	t.Helper()
+	if err := r.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-r.exited
+}
+
+// readyz returns the public /readyz status code (0 if unreachable).
+func (r *replica) readyz() int {
+	res, err := (&http.Client{Timeout: 5 * time.Second}).Get(r.publicURL + "/readyz")
+	if err != nil {
+		return 0
+	}
+	res.Body.Close()
+	return res.StatusCode
+}
+
+// enrollAnswer is one enrollment's outcome as the client saw it.
+type enrollAnswer struct {
+	status int
+	reason string
+	serial string
+	der    []byte
+	err    error // transport error (no answer)
+}
+
+// enroll posts a fresh CSR with token.
+func (r *replica) enroll(t *testing.T, token string) enrollAnswer {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]string{"csr": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})), "ttl": "15m"})
+	req, _ := http.NewRequest(http.MethodPost, r.apiURL+"/v1/enroll", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := r.client.Do(req)
+	if err != nil {
+		return enrollAnswer{err: err}
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		return enrollAnswer{status: res.StatusCode, err: err}
+	}
+	a := enrollAnswer{status: res.StatusCode}
+	if res.StatusCode == http.StatusCreated {
+		var cr struct {
+			Serial      string `json:"serial"`
+			Certificate string `json:"certificate"`
+		}
+		if err := json.Unmarshal(raw, &cr); err != nil {
+			a.err = err
+			return a
+		}
+		blk, _ := pem.Decode([]byte(cr.Certificate))
+		if blk == nil {
+			a.err = fmt.Errorf("no certificate PEM")
+			return a
+		}
+		a.serial, a.der = cr.Serial, blk.Bytes
+		return a
+	}
+	var p struct {
+		Reason string `json:"reason"`
+	}
+	_ = json.Unmarshal(raw, &p)
+	a.reason = p.Reason
+	return a
+}
+
+// waitFor polls check until it returns nil or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, d, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// load runs workers enrolling against r until stop is closed, collecting
+// every answer.
+type load struct {
+	mu      sync.Mutex
+	answers []enrollAnswer
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func startLoad(t *testing.T, d *drillCA, target func() *replica, workers int) *load {
+	l := &load{stop: make(chan struct{})}
+	for w := range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				a := target().enroll(t, d.token(t, fmt.Sprintf("w%d", w), time.Now()))
+				l.mu.Lock()
+				l.answers = append(l.answers, a)
+				l.mu.Unlock()
+				if a.err != nil {
+					time.Sleep(20 * time.Millisecond) // server gone: do not spin
+				}
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) halt() []enrollAnswer {
+	close(l.stop)
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]enrollAnswer(nil), l.answers...)
+}
+
+// count returns how many answers so far satisfy ok.
+func (l *load) count(ok func(enrollAnswer) bool) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, a := range l.answers {
+		if ok(a) {
+			n++
+		}
+	}
+	return n
+}
+
+func issuedOK(a enrollAnswer) bool { return a.status == http.StatusCreated && a.err == nil }
