@@ -155,7 +155,7 @@ func TestPostgresStoppedDuringLoadAnswersStoreUnavailableAndRecoversWithoutResta
 }
 
 func TestAClientWithASkewedClockGetsAUsableCertificateAndAFutureTokenIsRefused(t *testing.T) {
-	d := newDrillCA(t, "log:\n  level: warn\nissuer:\n  backdate: 5m\n")
+	d := newDrillCA(t, "log:\n  level: warn\n") // the default backdate (5m)
 	r := d.serve(t)
 	now := time.Now()
 	tests := []struct {

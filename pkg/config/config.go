@@ -111,7 +111,8 @@ type Issuer struct {
 	Organization         string        `yaml:"organization"`
 	RootLifetime         time.Duration `yaml:"root_lifetime"`
 	IntermediateLifetime time.Duration `yaml:"intermediate_lifetime"`
-	// Backdate is subtracted from NotBefore to tolerate clock skew.
+	// Backdate is subtracted from NotBefore to tolerate clock skew (default
+	// 5m, so a client whose clock is minutes behind gets a usable certificate).
 	Backdate time.Duration `yaml:"backdate"`
 	// DefaultTTL is a leaf's lifetime when the request names none; MaxTTL caps it.
 	DefaultTTL time.Duration `yaml:"default_ttl"`
@@ -324,7 +325,7 @@ func (c *Config) applyDefaults() {
 	setStr(&c.Issuer.Organization, "workload-ca")
 	setDur(&c.Issuer.RootLifetime, 10*365*24*time.Hour)
 	setDur(&c.Issuer.IntermediateLifetime, 365*24*time.Hour)
-	setDur(&c.Issuer.Backdate, time.Minute)
+	setDur(&c.Issuer.Backdate, 5*time.Minute)
 	setDur(&c.Issuer.DefaultTTL, time.Hour)
 	setDur(&c.Issuer.MaxTTL, 24*time.Hour)
 

@@ -49,7 +49,7 @@ func TestLoadWithNothingGivesTheEmbeddedDevelopmentDefault(t *testing.T) {
 	if !c.DevelopmentMode() {
 		t.Error("default is not development mode")
 	}
-	if c.Server.BodyLimit != 64<<10 || c.Issuer.KeyType != "ecdsa-p256" || c.Server.CertLifetime != 24*time.Hour {
+	if c.Server.BodyLimit != 64<<10 || c.Issuer.KeyType != "ecdsa-p256" || c.Server.CertLifetime != 24*time.Hour || c.Issuer.Backdate != 5*time.Minute {
 		t.Errorf("unexpected defaults: %+v", c)
 	}
 	if err := Default().Validate(); err != nil {

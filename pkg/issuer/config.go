@@ -30,7 +30,7 @@ func (e *ConfigError) Is(target error) bool { return target == ErrInvalidConfig 
 const (
 	DefaultRootLifetime         = 10 * 365 * 24 * time.Hour
 	DefaultIntermediateLifetime = 365 * 24 * time.Hour
-	DefaultBackdate             = time.Minute
+	DefaultBackdate             = 5 * time.Minute
 	DefaultLeafTTL              = time.Hour
 	DefaultMaxLeafTTL           = 24 * time.Hour
 )
@@ -53,7 +53,8 @@ type Config struct {
 	// year); it must not exceed RootLifetime.
 	IntermediateLifetime time.Duration
 	// Backdate is subtracted from now for notBefore, to absorb clock skew
-	// (default 1m).
+	// (default 5m: a peer whose clock is minutes behind still accepts a
+	// fresh certificate).
 	Backdate time.Duration
 	// DefaultTTL is a leaf's lifetime when the request names none (default 1h).
 	DefaultTTL time.Duration

@@ -16,7 +16,7 @@ func TestConfigValidateFillsDefaults(t *testing.T) {
 	want := Config{
 		TrustDomain: "example.org", PublicURL: "https://ca.example.org", KeyType: hsm.ECDSAP256,
 		RootLifetime: DefaultRootLifetime, IntermediateLifetime: DefaultIntermediateLifetime,
-		Backdate: time.Minute, DefaultTTL: time.Hour, MaxTTL: 24 * time.Hour,
+		Backdate: 5 * time.Minute, DefaultTTL: time.Hour, MaxTTL: 24 * time.Hour,
 	}
 	if c != want {
 		t.Errorf("Validate gave %+v, want %+v", c, want)

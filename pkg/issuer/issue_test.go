@@ -83,8 +83,8 @@ func TestIssuedLeafHasTheSVIDProfile(t *testing.T) {
 	if len(c.OCSPServer) != 1 || c.OCSPServer[0] != "http://ca.example.org:8080/ocsp" {
 		t.Errorf("OCSP = %v", c.OCSPServer)
 	}
-	if !c.NotBefore.Equal(t0.Add(-time.Minute)) || !c.NotAfter.Equal(t0.Add(30*time.Minute)) || !got.NotAfter.Equal(c.NotAfter) {
-		t.Errorf("validity %v..%v (Issued.NotAfter %v), want backdated 1m and 30m TTL", c.NotBefore, c.NotAfter, got.NotAfter)
+	if !c.NotBefore.Equal(t0.Add(-DefaultBackdate)) || !c.NotAfter.Equal(t0.Add(30*time.Minute)) || !got.NotAfter.Equal(c.NotAfter) {
+		t.Errorf("validity %v..%v (Issued.NotAfter %v), want backdated by DefaultBackdate (5m) and 30m TTL", c.NotBefore, c.NotAfter, got.NotAfter)
 	}
 	if got.IssuerID != u.iss.ActiveIssuerID() || got.Serial != c.SerialNumber.Text(16) {
 		t.Errorf("IssuerID %q Serial %q", got.IssuerID, got.Serial)

@@ -41,7 +41,7 @@ type ResponderConfig struct {
 	RenewBefore time.Duration
 	// KeyType of responder keys (default ecdsa-p256).
 	KeyType hsm.KeyType
-	// Backdate is subtracted from now for notBefore (default 1m).
+	// Backdate is subtracted from now for notBefore (default DefaultBackdate, 5m).
 	Backdate time.Duration
 }
 
