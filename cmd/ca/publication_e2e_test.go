@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"os"
 	"os/exec"
@@ -380,6 +382,31 @@ func publishedCRLs(t *testing.T, n *pubNode) []crlPublished {
 	return out
 }
 
+// foreignCA makes a self-signed CA with the same subject as ours (but its
+// own key) and a leaf under it, both DER.
+func foreignCA(t *testing.T, ours *x509.Certificate) (inter, leaf []byte) {
+	t.Helper()
+	caKey, leafKey := p256(t), p256(t)
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7), Subject: ours.Subject, NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	inter, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(0x4242), NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	leaf, err = x509.CreateCertificate(rand.Reader, leafTmpl, caTmpl, leafKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inter, leaf
+}
+
 // TestRevocationIsPublishedForOpenSSLAtTheCertificatesOwnURLs: a leaf
 // enrolled through /v1/enroll and revoked through the REST API appears in
 // the CRL at its own CRL distribution point within seconds; openssl verify
@@ -444,9 +471,20 @@ func TestRevocationIsPublishedForOpenSSLAtTheCertificatesOwnURLs(t *testing.T) {
 	if !strings.Contains(out, ": unknown") {
 		t.Errorf("openssl ocsp for a never-issued serial:\n%s", out)
 	}
-	// The same, answered over the API listener's copy of the public routes.
 	if r := ocspStatus(t, n.s.publicURL+"/ocsp", bad); r.Status != ocsp.Revoked || r.RevocationReason != ocsp.KeyCompromise {
 		t.Errorf("Go OCSP client: status %d reason %d", r.Status, r.RevocationReason)
+	}
+	// A certificate of another CA whose intermediate has the same name (but
+	// its own key): the CertID's key hash names no CA of ours, so the
+	// answer is the unsigned "unauthorized" of RFC 6960, never "good".
+	fakeInter, fakeLeaf := foreignCA(t, good.issuer)
+	fakeInterPath := filepath.Join(p.dir, "foreign-intermediate.pem")
+	fakeLeafPath := filepath.Join(p.dir, "foreign-leaf.pem")
+	writeFile(t, fakeInterPath, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fakeInter})), 0o644)
+	writeFile(t, fakeLeafPath, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: fakeLeaf})), 0o644)
+	out, _ = openssl("ocsp", "-issuer", fakeInterPath, "-cert", fakeLeafPath, "-url", ocspURL, "-CAfile", bundle)
+	if !strings.Contains(out, "Responder Error: unauthorized") {
+		t.Errorf("openssl ocsp for a leaf of a foreign CA with our intermediate's name:\n%s", out)
 	}
 	n.s.stop(t)
 }
@@ -840,6 +878,11 @@ func TestRotationDrillWithTheRealBinaryOnPostgresAndSoftHSM(t *testing.T) {
 		out := opensslOCSP(t, overlapPath, c.l.inter, c.l.chain, c.l.cert.OCSPServer[0], "-cert", c.l.certPath)
 		if !strings.Contains(out, ": revoked") {
 			t.Errorf("openssl ocsp for a leaf of %s:\n%s", c.l.issuer.Subject, out)
+		}
+		// Our serial, asked of the intermediate that did not issue it.
+		out = opensslOCSP(t, overlapPath, c.l.inter, c.l.chain, c.l.cert.OCSPServer[0], "-no_nonce", "-serial", "0x"+c.other.serial)
+		if !strings.Contains(out, ": unknown") {
+			t.Errorf("openssl ocsp for %s's serial asked of %s:\n%s", c.other.issuer.Subject, c.l.issuer.Subject, out)
 		}
 	}
 
