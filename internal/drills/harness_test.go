@@ -55,6 +55,9 @@ const (
 	drillIssuer      = "https://drill-tokens.workload-ca.invalid"
 	drillAudience    = "workload-ca-drill"
 	drillTrustDomain = "drill.example"
+	// drillRevoker is the token subject whose certificate the policy maps
+	// to the revoker role.
+	drillRevoker = "revoker"
 )
 
 // drillCA is a production-shaped CA (private Postgres, SoftHSM token, a
@@ -94,6 +97,9 @@ token_issuers:
     issuer: ` + drillIssuer + `
     audience: ` + drillAudience + `
     jwks_file: ` + jwksPath + `
+roles:
+  - role: revoker
+    client_spiffe_id: spiffe://` + drillTrustDomain + `/drill/` + drillRevoker + `
 rules:
   - name: drill
     issuer: drill
@@ -272,6 +278,8 @@ type enrollAnswer struct {
 	reason string
 	serial string
 	der    []byte
+	chain  []byte // PEM intermediates
+	key    *ecdsa.PrivateKey
 	err    error // transport error (no answer)
 }
 
@@ -282,6 +290,12 @@ func (r *replica) enroll(t *testing.T, token string) enrollAnswer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r.enrollKey(t, token, k)
+}
+
+// enrollKey posts a CSR for k with token.
+func (r *replica) enrollKey(t *testing.T, token string, k *ecdsa.PrivateKey) enrollAnswer {
+	t.Helper()
 	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, k)
 	if err != nil {
 		t.Fatal(err)
@@ -304,6 +318,7 @@ func (r *replica) enroll(t *testing.T, token string) enrollAnswer {
 		var cr struct {
 			Serial      string `json:"serial"`
 			Certificate string `json:"certificate"`
+			Chain       string `json:"chain"`
 		}
 		if err := json.Unmarshal(raw, &cr); err != nil {
 			a.err = err
@@ -314,7 +329,7 @@ func (r *replica) enroll(t *testing.T, token string) enrollAnswer {
 			a.err = fmt.Errorf("no certificate PEM")
 			return a
 		}
-		a.serial, a.der = cr.Serial, blk.Bytes
+		a.serial, a.der, a.chain, a.key = cr.Serial, blk.Bytes, []byte(cr.Chain), k
 		return a
 	}
 	var p struct {
