@@ -13,14 +13,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/workload-ca/workload-ca/internal/clock"
 	"github.com/workload-ca/workload-ca/pkg/config"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/revoke"
 	"github.com/workload-ca/workload-ca/pkg/server"
+	"github.com/workload-ca/workload-ca/pkg/telemetry"
 )
 
 // anchorRefresh is how often the API listener re-reads the trust anchors it
@@ -58,7 +56,15 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		log.Info("store and key store closed", "duration_ms", time.Since(start).Milliseconds())
 	}()
 
+	reg := newMetricsRegistry()
+	if err := instrumentBackends(b, reg, log); err != nil {
+		return err
+	}
 	iss, err := loadIssuer(ctx, cfg, b, log)
+	if err != nil {
+		return err
+	}
+	leaves, err := telemetry.InstrumentIssuer(iss, reg)
 	if err != nil {
 		return err
 	}
@@ -110,7 +116,7 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	defer publicLn.Close()
 
 	certs, err := server.NewCertManager(server.CertManagerConfig{
-		Issue:       issueServerCert(iss),
+		Issue:       issueServerCert(leaves),
 		TrustDomain: cfg.TrustDomain,
 		Host:        cfg.APIHost(),
 		Lifetime:    cfg.Server.CertLifetime,
@@ -124,8 +130,6 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		return err
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// CRLs and OCSP: every replica answers from the store; the publisher
 	// regenerates as leader only (advisory lock), and a revocation in this
 	// process kicks it at once.
@@ -155,7 +159,7 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		Metrics: reg, BodyLimit: cfg.Server.BodyLimit, ReadyTimeout: cfg.Server.ReadyTimeout,
 		Trust:  tr.serverDeps(),
 		Policy: pol.holder, Verifier: verifier,
-		Enroll:     server.EnrollDeps{Issuer: iss, Records: b.store},
+		Enroll:     server.EnrollDeps{Issuer: leaves, Records: b.store},
 		JWT:        server.JWTDeps{Signer: jwtSigner, Records: b.store},
 		Operators:  ops,
 		Revocation: responder,
@@ -207,7 +211,7 @@ func loadIssuer(ctx context.Context, cfg *config.Config, b *backends, log *slog.
 
 // issueServerCert has the CA issue the API listener's own certificate, so it
 // is recorded and audited like every other.
-func issueServerCert(iss *issuer.Current) server.IssueFunc {
+func issueServerCert(iss server.LeafIssuer) server.IssueFunc {
 	return func(ctx context.Context, req server.ServerCertRequest) ([]byte, [][]byte, error) {
 		got, err := iss.Issue(ctx, issuer.Request{
 			PublicKey:   req.PublicKey,

@@ -151,6 +151,7 @@ type enrollment struct {
 	d         Deps
 	decider   *enroll.Decider
 	decisions *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
 }
 
 // newEnrollment returns nil when d.Enroll is not set.
@@ -163,11 +164,18 @@ func newEnrollment(d Deps) (*enrollment, error) {
 		decider: enroll.NewDecider(d.Policy, d.Verifier, d.Enroll.Records, d.Clock),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ca_enroll_decisions_total",
-			Help: "Enrollment and renewal answers, by action (enroll, renew), decision (allow, deny) and reason.",
-		}, []string{"action", "decision", "reason"}),
+			Help: "Enrollment and renewal answers, by action (enroll, renew), policy rule (\"\" before one matched), decision (allow, deny) and reason.",
+		}, []string{"action", "rule", "decision", "reason"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ca_enroll_duration_seconds",
+			Help:    "Time to answer POST /v1/enroll and /v1/renew (token and CSR checks, policy, issuance), by action and decision.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"action", "decision"}),
 	}
-	if err := d.Metrics.Register(e.decisions); err != nil {
-		return nil, err
+	for _, c := range []prometheus.Collector{e.decisions, e.duration} {
+		if err := d.Metrics.Register(c); err != nil {
+			return nil, err
+		}
 	}
 	return e, nil
 }
@@ -181,16 +189,21 @@ func (rt *Routes) mountEnroll(r chi.Router) {
 	r.Method(http.MethodPost, "/v1/renew", rt.edge.handle(rt.enroll.renew))
 }
 
-// decisionInfo is what a denial record says about who asked.
+// decisionInfo is what the decision's audit record and log line say about
+// who asked for what.
 type decisionInfo struct {
 	actor, target string
 	details       map[string]string
+	// dest is the identity asked for when target is something else (the
+	// renewed serial); serial and issuer are the issued certificate's.
+	dest, serial, issuer string
+	start                time.Time
 }
 
 // enroll is POST /v1/enroll: a provenance token and a CSR in, a certificate
 // out; every denial is audited.
 func (e *enrollment) enroll(w http.ResponseWriter, r *http.Request) error {
-	info := &decisionInfo{actor: "anonymous", details: map[string]string{}}
+	info := &decisionInfo{actor: "anonymous", details: map[string]string{}, start: time.Now()}
 	err := e.enrollOnce(w, r, info)
 	e.done(r, actionEnroll, info, err)
 	return err
@@ -235,6 +248,7 @@ func (e *enrollment) enrollOnce(w http.ResponseWriter, r *http.Request, info *de
 	if err != nil {
 		return err
 	}
+	info.serial, info.issuer = issued.Serial, issued.IssuerID
 	return writeIssued(w, issued, dec.SPIFFEID)
 }
 
@@ -256,22 +270,43 @@ func (info *decisionInfo) fromEnrollError(ee *enroll.Error) {
 	}
 }
 
-// done counts the answer and, for a refusal, appends the denial record.
-// Successful issuance is audited by the issuer, in the issuing transaction.
-// A denial that cannot be recorded is still refused; the failure is logged.
+// done counts and times the answer, logs the decision line and, for a
+// refusal, appends the denial record. Successful issuance is audited by the
+// issuer, in the issuing transaction. A denial that cannot be recorded is
+// still refused; the failure is logged.
 func (e *enrollment) done(r *http.Request, action string, info *decisionInfo, err error) {
+	pol := e.d.Policy.Load()
+	line := decisionLine{
+		action: action, source: info.actor, destination: info.dest, serial: info.serial, issuer: info.issuer,
+		rule: info.details["rule"], policyVersion: info.details["policy_version"], tokenIssuer: info.details["token_issuer"],
+		renewedFrom: info.details["renewed_from"],
+	}
+	if line.destination == "" {
+		line.destination = info.target
+	}
+	if line.policyVersion == "" {
+		line.policyVersion = pol.Version()
+	}
 	if err == nil {
-		e.decisions.WithLabelValues(action, "allow", "").Inc()
+		e.decisions.WithLabelValues(action, line.rule, "allow", "").Inc()
+		e.duration.WithLabelValues(action, "allow").Observe(time.Since(info.start).Seconds())
+		line.decision, line.status = "allow", http.StatusCreated
+		logDecision(r.Context(), e.d.Log, r, line)
 		return
 	}
 	status, reason, detail := classify(err)
-	e.decisions.WithLabelValues(action, "deny", string(reason)).Inc()
+	e.decisions.WithLabelValues(action, line.rule, "deny", string(reason)).Inc()
+	e.duration.WithLabelValues(action, "deny").Observe(time.Since(info.start).Seconds())
+	line.decision, line.status, line.reason, line.detail = "deny", status, string(reason), detail
+	if d := info.details["detail"]; d != "" {
+		line.detail = d
+	}
+	logDecision(r.Context(), e.d.Log, r, line)
 	if _, ok := info.details["detail"]; !ok && detail != "" {
 		info.details["detail"] = detail
 	}
 	info.details["status"] = http.StatusText(status)
 	raw, _ := json.Marshal(info.details)
-	pol := e.d.Policy.Load()
 	entry := store.AuditEntry{
 		Time: e.d.Clock.Now(), Actor: clip(info.actor, 256), Action: action, Target: clip(info.target, 256),
 		Decision: "deny", Reason: string(reason), PolicyVersion: pol.Version(),

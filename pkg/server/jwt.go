@@ -204,6 +204,7 @@ func (j *jwtMinting) mintOnce(w http.ResponseWriter, r *http.Request, info *deci
 	if err != nil {
 		return err
 	}
+	info.issuer = tok.KeyID
 	w.Header().Set("Cache-Control", "no-store")
 	return writeJSON(w, http.StatusOK, JWTResponse{
 		Token: tok.Token, SPIFFEID: tok.SPIFFEID, Audience: tok.Audience, KeyID: tok.KeyID, ExpiresAt: tok.Expiry.UTC(),
@@ -213,12 +214,20 @@ func (j *jwtMinting) mintOnce(w http.ResponseWriter, r *http.Request, info *deci
 // done counts the answer and, for a refusal, appends the denial record
 // (action jwt, decision deny). Never the token.
 func (j *jwtMinting) done(r *http.Request, info *decisionInfo, err error) {
+	line := decisionLine{
+		action: actionJWT, source: info.actor, destination: info.details["audience"], serial: info.details["serial"],
+		issuer: info.issuer, policyVersion: j.d.Policy.Load().Version(),
+	}
 	if err == nil {
 		j.decisions.WithLabelValues("allow", "").Inc()
+		line.decision, line.status = "allow", http.StatusOK
+		logDecision(r.Context(), j.d.Log, r, line)
 		return
 	}
 	status, reason, detail := classify(err)
 	j.decisions.WithLabelValues("deny", string(reason)).Inc()
+	line.decision, line.status, line.reason, line.detail = "deny", status, string(reason), detail
+	logDecision(r.Context(), j.d.Log, r, line)
 	info.details["detail"] = detail
 	info.details["status"] = http.StatusText(status)
 	raw, _ := json.Marshal(info.details)

@@ -274,8 +274,24 @@ func (rt *Routes) operatorDenied(r *http.Request, pol *policy.Policy, want polic
 		actor = "anonymous"
 	}
 	ctx := r.Context()
-	rt.d.Log.InfoContext(ctx, "operator request denied", "request_id", RequestID(ctx), "actor", actor,
-		"route", r.Method+" "+route, "reason", string(reason), "token_reason", f.tokenReason, "required_role", string(want))
+	status := http.StatusServiceUnavailable
+	switch reason {
+	case ReasonUnauthorized:
+		status = http.StatusUnauthorized
+	case ReasonForbidden:
+		status = http.StatusForbidden
+	}
+	line := decisionLine{
+		action: "authz", decision: "deny", reason: string(reason), status: status, source: actor,
+		destination: r.Method + " " + route, tokenIssuer: f.tokenIssuer, detail: f.detail,
+	}
+	if f.tokenReason != "" {
+		line.detail = f.tokenReason + ": " + f.detail
+	}
+	if pol != nil {
+		line.policyVersion = pol.Version()
+	}
+	logDecision(ctx, rt.d.Log, r, line)
 	skipped, ok := rt.ops.limiter.take(rt.d.Clock.Now())
 	if !ok {
 		rt.ops.unaudited.Inc()

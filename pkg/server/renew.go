@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/workload-ca/workload-ca/pkg/enroll"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
@@ -20,7 +21,7 @@ import (
 // expired, and the policy rule it was issued under still exists and still
 // grants that identity. Every denial is audited.
 func (e *enrollment) renew(w http.ResponseWriter, r *http.Request) error {
-	info := &decisionInfo{actor: "anonymous", details: map[string]string{}}
+	info := &decisionInfo{actor: "anonymous", details: map[string]string{}, start: time.Now()}
 	err := e.renewOnce(w, r, info)
 	e.done(r, actionRenew, info, err)
 	return err
@@ -38,7 +39,7 @@ func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *dec
 	}
 	cur := r.TLS.VerifiedChains[0][0]
 	serial := fmt.Sprintf("%x", cur.SerialNumber)
-	info.target = serial
+	info.target, info.serial = serial, serial // serial becomes the new one once issued
 	if id := ClientSPIFFEID(r); id != "" {
 		info.actor = id
 	}
@@ -60,6 +61,7 @@ func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *dec
 	}
 	info.details["rule"] = rec.PolicyRule
 	info.details["renewed_from"] = serial
+	info.dest, info.issuer = rec.SPIFFEID, rec.IssuerID
 
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -93,6 +95,7 @@ func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *dec
 	if err != nil {
 		return err
 	}
+	info.serial, info.issuer = issued.Serial, issued.IssuerID
 	return writeIssued(w, issued, dec.SPIFFEID)
 }
 

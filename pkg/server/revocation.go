@@ -91,9 +91,21 @@ func (rt *Routes) revokeCertificate(w http.ResponseWriter, r *http.Request) erro
 	}
 	op, _ := OperatorFrom(r.Context())
 	c, already, err := rt.d.Operators.Revoker.Revoke(r.Context(), sn, req.Reason, op.Actor, RequestID(r.Context()))
+	line := decisionLine{
+		action: "revoke", source: op.Actor, destination: c.SPIFFEID, serial: sn, issuer: c.IssuerID,
+		policyVersion: op.PolicyVersion, detail: "reason " + req.Reason,
+	}
 	if err != nil {
+		status, reason, _ := classify(err)
+		line.decision, line.status, line.reason = "deny", status, string(reason)
+		logDecision(r.Context(), rt.d.Log, r, line)
 		return fmt.Errorf("revoking %s: %w", sn, err)
 	}
+	line.decision, line.status = "allow", http.StatusOK
+	if already {
+		line.detail += " (already revoked; unchanged)"
+	}
+	logDecision(r.Context(), rt.d.Log, r, line)
 	w.Header().Set("Cache-Control", "no-store")
 	return writeJSON(w, http.StatusOK, RevokeResponse{AlreadyRevoked: already, Certificate: certificateView(c, rt.d.Clock.Now(), false)})
 }
