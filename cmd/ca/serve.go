@@ -143,6 +143,9 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	// OCSP answers from memory; this process's revocations (through pub)
+	// drop entries at once, other replicas' within OCSPCacheRecheck.
+	responder.Follow(pub)
 	pubCtx, stopPub := context.WithCancel(ctx)
 	defer stopPub()
 	go func() {

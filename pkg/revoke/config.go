@@ -57,6 +57,13 @@ type Config struct {
 	UnknownRate  float64
 	UnknownBurst int
 	UnknownCache int
+	// OCSPCache is how many pre-signed responses a Responder that follows a
+	// Publisher keeps in memory (default DefaultOCSPCache); OCSPCacheRecheck
+	// is how often it re-reads each issuer's revocation counter to notice
+	// other replicas' revocations (default 1s): the most a revocation
+	// committed elsewhere can stay unseen by this process's cache.
+	OCSPCache        int
+	OCSPCacheRecheck time.Duration
 	// Responder shapes the delegated OCSP responder certificates.
 	Responder issuer.ResponderConfig
 }
@@ -71,9 +78,10 @@ func (c *Config) Validate() error {
 	setDefault(&c.OCSPValidity, DefaultOCSPValidity)
 	setDefault(&c.OCSPMargin, c.OCSPValidity/2)
 	setDefault(&c.Tick, DefaultTick)
+	setDefault(&c.OCSPCacheRecheck, DefaultOCSPCacheRecheck)
 	for name, v := range map[string]time.Duration{
 		"CRLValidity": c.CRLValidity, "CRLMargin": c.CRLMargin,
-		"OCSPValidity": c.OCSPValidity, "OCSPMargin": c.OCSPMargin, "Tick": c.Tick,
+		"OCSPValidity": c.OCSPValidity, "OCSPMargin": c.OCSPMargin, "Tick": c.Tick, "OCSPCacheRecheck": c.OCSPCacheRecheck,
 	} {
 		if v < 0 {
 			return fmt.Errorf("%w: %s must not be negative", ErrInvalidConfig, name)
@@ -96,6 +104,7 @@ func (c *Config) Validate() error {
 		{"OCSPTickLimit", &c.OCSPTickLimit, DefaultOCSPTickLimit},
 		{"UnknownBurst", &c.UnknownBurst, DefaultUnknownBurst},
 		{"UnknownCache", &c.UnknownCache, DefaultUnknownCache},
+		{"OCSPCache", &c.OCSPCache, DefaultOCSPCache},
 	}
 	for _, d := range ints {
 		if *d.v == 0 {

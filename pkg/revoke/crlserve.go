@@ -41,6 +41,12 @@ func (r *Responder) CRL(ctx context.Context, issuerID string) (CRLDocument, erro
 			r.crls[issuerID] = c
 		}
 		r.mu.Unlock()
+		// A new CRL may list revocations committed elsewhere: the next OCSP
+		// answer re-reads the revocation counter rather than wait for
+		// OCSPCacheRecheck, so this replica's OCSP never lags its CRL.
+		if cache := r.cache.Load(); cache != nil {
+			cache.expire(issuerID)
+		}
 	}
 	return CRLDocument{IssuerID: issuerID, Number: c.Number, ThisUpdate: c.ThisUpdate, NextUpdate: c.NextUpdate, DER: c.DER}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ocsp"
@@ -79,6 +80,23 @@ type Responder struct {
 	fly     map[string]signed // on-the-fly answers by key
 	flyKeys []string          // insertion order, for eviction
 	crls    map[string]store.CRL
+
+	cache atomic.Pointer[ocspCache] // nil until Follow
+}
+
+// Follow makes r answer pre-signed responses from memory (a bounded cache
+// of Config.OCSPCache entries keyed by issuer and serial) and has p's
+// process-local revocations drop entries at once. Revocations committed by
+// other replicas are noticed within Config.OCSPCacheRecheck (see ocspCache).
+// Call it once, before serving, with the Publisher whose Revoker this
+// process uses; a Responder that follows nothing reads the store on every
+// request.
+func (r *Responder) Follow(p *Publisher) {
+	c := newOCSPCache(r.cfg.OCSPCache, r.cfg.OCSPCacheRecheck)
+	p.mu.Lock()
+	p.onRevoked = append(p.onRevoked, c.invalidate)
+	p.mu.Unlock()
+	r.cache.Store(c)
 }
 
 // NewResponder validates cfg. d.Metrics may be shared with a Publisher.
@@ -133,16 +151,40 @@ func (r *Responder) Respond(ctx context.Context, reqDER []byte) (Response, error
 	}
 	serial := req.SerialNumber.Text(16)
 	now := r.d.Clock.Now()
+	cache := r.cache.Load()
+	var gen uint64
+	if req.HashAlgorithm != crypto.SHA1 || cache == nil {
+		cache = nil
+	} else if g, ok := cache.confirm(ctx, c.rec.ID, now, r.d.Store.RevocationSeq); !ok {
+		cache = nil // the counter is unreadable: answer from the store only
+	} else if resp, hit := cache.get(c.rec.ID, serial, now, r.cfg.OCSPMargin); hit {
+		return resp, nil
+	} else {
+		gen = g
+	}
+	var stored store.OCSPResponse
+	haveStored := false
 	if req.HashAlgorithm == crypto.SHA1 {
-		stored, err := r.d.Store.GetOCSPResponse(ctx, serial)
+		var err error
+		stored, err = r.d.Store.GetOCSPResponse(ctx, serial)
 		switch {
 		case err == nil && stored.IssuerID == c.rec.ID && now.Before(stored.NextUpdate):
-			return fromStored(stored), nil
+			if cache == nil {
+				return fromStored(stored), nil
+			}
+			haveStored = true
 		case err != nil && !errors.Is(err, store.ErrNotFound):
 			return tryLater, err
 		}
 	}
 	st, err := r.d.Store.CertificateStatus(ctx, serial)
+	if haveStored {
+		// Cache it only if the committed status (read after it) agrees.
+		if err == nil && st.IssuerID == c.rec.ID && st.Revoked == stored.Revoked {
+			cache.put(c.rec.ID, serial, fromStored(stored), gen, now, r.cfg.OCSPMargin)
+		}
+		return fromStored(stored), nil
+	}
 	if errors.Is(err, store.ErrNotFound) || err == nil && st.IssuerID != c.rec.ID {
 		return r.onTheFly(ctx, c, req, store.RevocationStatus{}, false)
 	}
@@ -152,7 +194,18 @@ func (r *Responder) Respond(ctx context.Context, reqDER []byte) (Response, error
 	if req.HashAlgorithm != crypto.SHA1 {
 		return r.onTheFly(ctx, c, req, st, true)
 	}
-	return r.lazy(ctx, c, st)
+	resp, err := r.lazy(ctx, c, st)
+	if err == nil && cache != nil && resp.Status == statusOf(st) {
+		cache.put(c.rec.ID, serial, resp, gen, now, r.cfg.OCSPMargin)
+	}
+	return resp, err
+}
+
+func statusOf(st store.RevocationStatus) Status {
+	if st.Revoked {
+		return StatusRevoked
+	}
+	return StatusGood
 }
 
 // lazy signs and stores the pre-signed response the publisher has not

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/workload-ca/workload-ca/pkg/store"
@@ -29,6 +30,9 @@ type Publisher struct {
 	signer  *ocspSigner
 	metrics *metrics
 	kick    chan struct{}
+
+	mu        sync.Mutex
+	onRevoked []func(issuerID, serial string)
 }
 
 // NewPublisher validates cfg and registers the metrics in d.Metrics.
@@ -58,6 +62,17 @@ func (p *Publisher) Kick() {
 	select {
 	case p.kick <- struct{}{}:
 	default:
+	}
+}
+
+// revoked tells the followers (Responder.Follow) that a revocation of
+// serial under issuerID committed in this process.
+func (p *Publisher) revoked(issuerID, serial string) {
+	p.mu.Lock()
+	fs := p.onRevoked
+	p.mu.Unlock()
+	for _, f := range fs {
+		f(issuerID, serial)
 	}
 }
 

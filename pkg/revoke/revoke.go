@@ -22,6 +22,8 @@ type Revoker struct {
 	cas    *caSet
 	signer *ocspSigner
 	kick   func()
+	// revoked tells this process's caching responders (via the Publisher).
+	revoked func(issuerID, serial string)
 }
 
 // NewRevoker validates cfg. p, if not nil, is kicked after each revocation
@@ -35,10 +37,10 @@ func NewRevoker(d Deps, cfg Config, p *Publisher) (*Revoker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	r := &Revoker{d: d, cas: newCASet(d.Store, d.Keys, d.Clock), kick: func() {}}
+	r := &Revoker{d: d, cas: newCASet(d.Store, d.Keys, d.Clock), kick: func() {}, revoked: func(string, string) {}}
 	var m *metrics
 	if p != nil {
-		r.kick, m = p.Kick, p.metrics
+		r.kick, r.revoked, m = p.Kick, p.revoked, p.metrics
 	}
 	r.signer = newOCSPSigner(d, cfg, m)
 	return r, nil
@@ -74,7 +76,8 @@ func NormalizeSerial(s string) (string, error) {
 // (ErrInvalidReason), ErrInvalidSerial, store.ErrNotFound for an unknown
 // serial, wrapped store errors.
 //
-// After a new revocation it signs and stores the revoked OCSP response at
+// After a new revocation it drops the certificate from the memory of every
+// Responder following the Publisher p, signs and stores the revoked OCSP response at
 // once (so the responder says revoked when Revoke returns, unless that
 // step fails, which is logged and repaired by the publisher's next tick),
 // and kicks the publisher to regenerate the CRL.
@@ -92,11 +95,15 @@ func (r *Revoker) Revoke(ctx context.Context, serial, reason, actor, requestID s
 		Time: now, Actor: actor, Action: "revoke", Target: sn, Decision: "allow", RequestID: requestID, Details: details,
 	})
 	if errors.Is(err, store.ErrConflict) && cert.Status == store.CertRevoked {
+		r.revoked(cert.IssuerID, sn)
 		return cert, true, nil
 	}
 	if err != nil {
 		return store.Certificate{}, false, fmt.Errorf("revoke: %s: %w", sn, err)
 	}
+	// Before anything else can fail or return: a Responder of this process
+	// that follows p must not answer good from memory from now on.
+	r.revoked(cert.IssuerID, sn)
 	r.d.Log.InfoContext(ctx, "certificate revoked", "serial", sn, "issuer", cert.IssuerID, "reason", reason,
 		"actor", actor, "request_id", requestID)
 	r.kick()
