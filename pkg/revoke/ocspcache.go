@@ -20,9 +20,11 @@ const (
 // serial) so that the OCSP hot path is a map lookup, not a database read.
 //
 // Why it never contradicts a committed revocation:
+//
 //   - In this process, Revoker.Revoke calls invalidate (through the
 //     Publisher the Responder follows) right after the revocation commits and
 //     before Revoke returns: the entry is gone before the caller hears back.
+//
 //   - Revocations committed by other replicas are noticed by re-reading the
 //     issuer's revocation counter (store.RevocationSeq, one indexed count)
 //     at most every recheck: an entry is only served while its issuer's
@@ -33,6 +35,7 @@ const (
 //     which is the bounded staleness RFC 5019 section 6 expects of any OCSP
 //     cache (and far below the responses' own validity, which HTTP caches and
 //     clients already honour).
+//
 //   - A fill races neither: it records the issuer's generation before the
 //     store read and is dropped if an invalidation happened meanwhile.
 //
