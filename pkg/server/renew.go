@@ -44,6 +44,9 @@ func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *dec
 		info.actor = id
 	}
 	rec, err := e.d.Enroll.Records.GetCertificate(r.Context(), serial)
+	if err == nil {
+		info.dest, info.issuer = rec.SPIFFEID, rec.IssuerID
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return unauthorized("the client certificate is not one this CA issued")
@@ -61,7 +64,6 @@ func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *dec
 	}
 	info.details["rule"] = rec.PolicyRule
 	info.details["renewed_from"] = serial
-	info.dest, info.issuer = rec.SPIFFEID, rec.IssuerID
 
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
