@@ -144,7 +144,8 @@ func TestTheInventoryPagesAndFilters(t *testing.T) {
 		want        []string
 	}{
 		{"identity matches exactly", "identity=spiffe://example.org/ci/b", []string{serials[1]}},
-		{"identity_prefix selects a subtree, newest first", "identity_prefix=spiffe://example.org/prod/", []string{serials[4], serials[2]}},
+		{"identity_prefix selects a subtree, by identity", "identity_prefix=spiffe://example.org/prod/", []string{serials[2], serials[4]}},
+		{"expiring_within alone selects the soon-expiring", "expiring_within=15m", []string{serials[4]}},
 		{"expiring_within selects the soon-expiring", "expiring_within=30m&identity_prefix=spiffe://example.org/prod/", []string{serials[4]}},
 		{"expired shows what passed not_after", "status=expired", nil},
 	}

@@ -137,9 +137,10 @@ type Store interface {
 	RecordIssuance(ctx context.Context, c Certificate, e AuditEntry) (AuditEntry, error)
 	// GetCertificate returns one certificate by serial, or ErrNotFound.
 	GetCertificate(ctx context.Context, serial string) (Certificate, error)
-	// ListCertificates returns one page of certificates matching f, newest
-	// first (by CreatedAt, then Serial), and the cursor of the next page, ""
-	// when this is the last. Pagination is keyset-based: a page costs the same
+	// ListCertificates returns one page of certificates matching f in
+	// f.Order() (newest first by CreatedAt, then Serial; by identity for an
+	// identity prefix; soonest-expiring first for an expiry window), and the
+	// cursor of the next page, "" when this is the last. Pagination is keyset-based: a page costs the same
 	// at any depth, and rows inserted meanwhile never shift later pages.
 	// ErrInvalidQuery for a malformed filter or cursor.
 	ListCertificates(ctx context.Context, f CertificateFilter) (page []Certificate, next string, err error)

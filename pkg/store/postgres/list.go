@@ -12,12 +12,14 @@ import (
 // likeEscaper quotes LIKE's wildcards so that a prefix matches literally.
 var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
-// ListCertificates returns one page of certificates matching f, newest first;
-// see store.Store. Each filter maps to an index: certificates_identity_idx
-// (Identity, IdentityPrefix: spiffe_id is COLLATE "C" so LIKE 'p%' is a range
-// scan), certificates_status_expiry_idx (Status, ExpiringWithin),
-// certificates_issuer_idx (IssuerID), certificates_created_idx (the keyset
-// order itself).
+// ListCertificates returns one page of certificates matching f in f.Order();
+// see store.Store. Each order is one range scan of an index from the cursor
+// on: certificates_created_idx (OrderNewest; Status and IssuerID filter it,
+// certificates_revoked_created_idx serves Status revoked),
+// certificates_identity_order_idx (Identity, newest first; OrderIdentity for
+// IdentityPrefix: spiffe_id is COLLATE "C" so LIKE 'p%' is a range),
+// certificates_expiry_order_idx (OrderExpiry for ExpiringWithin),
+// certificates_repository_idx (Repository). Migration 000006.
 func (s *Store) ListCertificates(ctx context.Context, f store.CertificateFilter) ([]store.Certificate, string, error) {
 	q, err := f.Query()
 	if err != nil {
@@ -57,20 +59,28 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertificateFilter)
 	if !q.IssuedSince.IsZero() {
 		where = append(where, "created_at >= "+arg(ts(q.IssuedSince)))
 	}
-	if q.After {
-		where = append(where, "(created_at, serial) < ("+arg(ts(q.AfterCreatedAt))+", "+arg(q.AfterSerial)+")")
+	order := "created_at DESC, serial DESC"
+	switch q.Order {
+	case store.OrderIdentity:
+		order = "spiffe_id, created_at DESC, serial DESC"
+		if q.After {
+			id := arg(q.AfterSPIFFEID)
+			where = append(where, "spiffe_id >= "+id+" AND (spiffe_id > "+id+
+				" OR (created_at, serial) < ("+arg(ts(q.AfterCreatedAt))+", "+arg(q.AfterSerial)+"))")
+		}
+	case store.OrderExpiry:
+		order = "not_after, serial"
+		if q.After {
+			where = append(where, "(not_after, serial) > ("+arg(ts(q.AfterNotAfter))+", "+arg(q.AfterSerial)+")")
+		}
+	default:
+		if q.After {
+			where = append(where, "(created_at, serial) < ("+arg(ts(q.AfterCreatedAt))+", "+arg(q.AfterSerial)+")")
+		}
 	}
 	sql := `SELECT ` + certColumns + ` FROM certificates`
 	if len(where) > 0 {
 		sql += " WHERE " + strings.Join(where, " AND ")
-	}
-	order := "created_at DESC, serial DESC"
-	if q.ExpiringWithin > 0 && q.Identity == "" && q.IdentityPrefix == "" && q.Repository == "" {
-		// The expiry window is the selective part: read it from
-		// certificates_expiry_keyset_idx and sort the newest, rather than
-		// walk certificates_created_idx past rows that expire later
-		// (seconds at a million rows, for a deep cursor).
-		order = "created_at + interval '0 microseconds' DESC, serial DESC"
 	}
 	sql += " ORDER BY " + order + " LIMIT " + arg(q.Limit+1)
 
@@ -85,7 +95,7 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertificateFilter)
 	var next string
 	if len(page) > q.Limit {
 		page = page[:q.Limit]
-		next = store.NextCursor(page[len(page)-1])
+		next = q.NextCursor(page[len(page)-1])
 	}
 	return page, next, nil
 }

@@ -12,11 +12,11 @@ import (
 // (GLOB, unlike LIKE, is case-sensitive, and a literal prefix uses the index).
 var globEscaper = strings.NewReplacer(`*`, `[*]`, `?`, `[?]`, `[`, `[[]`)
 
-// ListCertificates returns one page of certificates matching f, newest first;
-// see store.Store. Each filter maps to an index: certificates_identity_idx
-// (Identity, IdentityPrefix), certificates_status_expiry_idx (Status,
-// ExpiringWithin), certificates_issuer_idx (IssuerID),
-// certificates_created_idx (the keyset order itself).
+// ListCertificates returns one page of certificates matching f in f.Order();
+// see store.Store. The orders read certificates_created_idx (OrderNewest),
+// certificates_identity_order_idx (Identity; OrderIdentity for
+// IdentityPrefix) and certificates_expiry_order_idx (OrderExpiry for
+// ExpiringWithin), from the cursor on.
 func (s *Store) ListCertificates(ctx context.Context, f store.CertificateFilter) ([]store.Certificate, string, error) {
 	q, err := f.Query()
 	if err != nil {
@@ -56,14 +56,29 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertificateFilter)
 	if !q.IssuedSince.IsZero() {
 		add("created_at >= ?", q.IssuedSince.UnixMicro())
 	}
-	if q.After {
-		add("(created_at, serial) < (?, ?)", q.AfterCreatedAt.UnixMicro(), q.AfterSerial)
+	order := "created_at DESC, serial DESC"
+	switch q.Order {
+	case store.OrderIdentity:
+		order = "spiffe_id, created_at DESC, serial DESC"
+		if q.After {
+			add("spiffe_id >= ? AND (spiffe_id > ? OR (created_at, serial) < (?, ?))",
+				q.AfterSPIFFEID, q.AfterSPIFFEID, q.AfterCreatedAt.UnixMicro(), q.AfterSerial)
+		}
+	case store.OrderExpiry:
+		order = "not_after, serial"
+		if q.After {
+			add("(not_after, serial) > (?, ?)", q.AfterNotAfter.UnixMicro(), q.AfterSerial)
+		}
+	default:
+		if q.After {
+			add("(created_at, serial) < (?, ?)", q.AfterCreatedAt.UnixMicro(), q.AfterSerial)
+		}
 	}
 	sql := `SELECT ` + certColumns + ` FROM certificates`
 	if len(where) > 0 {
 		sql += " WHERE " + strings.Join(where, " AND ")
 	}
-	sql += " ORDER BY created_at DESC, serial DESC LIMIT ?"
+	sql += " ORDER BY " + order + " LIMIT ?"
 	args = append(args, q.Limit+1)
 
 	page, err := queryCerts(ctx, s.r, sql, args...)
@@ -73,7 +88,7 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertificateFilter)
 	var next string
 	if len(page) > q.Limit {
 		page = page[:q.Limit]
-		next = store.NextCursor(page[len(page)-1])
+		next = q.NextCursor(page[len(page)-1])
 	}
 	return page, next, nil
 }

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -55,17 +56,18 @@ func testListFilters(t *testing.T, s store.Store) {
 	cases := []struct {
 		name string
 		f    store.CertificateFilter
-		want string // names, newest first
+		want string // names, in the filter's order
 	}{
 		{"no filter lists everything newest first", store.CertificateFilter{}, "GFEDCBA"},
 		{"identity matches exactly", store.CertificateFilter{Identity: "spiffe://example.org/prod/payments"}, "BA"},
 		{"identity prefix matches a path", store.CertificateFilter{IdentityPrefix: "spiffe://example.org/prod/"}, "CBA"},
 		{"identity prefix treats _ literally", store.CertificateFilter{IdentityPrefix: "spiffe://example.org/prod_"}, "F"},
-		{"identity prefix is case-sensitive", store.CertificateFilter{IdentityPrefix: "spiffe://example.org/prod"}, "FCBA"},
+		{"identity prefix is case-sensitive, by identity then newest", store.CertificateFilter{IdentityPrefix: "spiffe://example.org/prod"}, "CBAF"},
 		{"active means not revoked and not expired", store.CertificateFilter{Status: store.CertActive, Now: now}, "GBA"},
 		{"expired means NotAfter at or before now and not revoked", store.CertificateFilter{Status: store.CertExpired, Now: now}, "FC"},
 		{"revoked includes expired revoked ones", store.CertificateFilter{Status: store.CertRevoked, Now: now}, "ED"},
-		{"expiring within 2h lists active ones expiring by then", store.CertificateFilter{ExpiringWithin: 2 * time.Hour, Now: now}, "GA"},
+		{"expiring within 2h lists active ones expiring by then, soonest first", store.CertificateFilter{ExpiringWithin: 2 * time.Hour, Now: now}, "GA"},
+		{"expiring within 11h with an identity prefix is by identity", store.CertificateFilter{ExpiringWithin: 11 * time.Hour, IdentityPrefix: "spiffe://example.org/", Now: now}, "GBA"},
 		{"expiring within 1h includes NotAfter exactly now+1h", store.CertificateFilter{ExpiringWithin: time.Hour, Now: now}, "GA"},
 		{"expiring within 59m excludes later ones", store.CertificateFilter{ExpiringWithin: 59 * time.Minute, Now: now}, "G"},
 		{"issuer filter", store.CertificateFilter{IssuerID: "other"}, "ED"},
@@ -158,6 +160,48 @@ func testListPagination(t *testing.T, s store.Store) {
 	got, _ = walk(store.CertificateFilter{Identity: "spiffe://example.org/w1", Limit: 5}, false)
 	if !reflect.DeepEqual(got, w1) {
 		t.Errorf("identity pages joined = %v\nwant %v", got, w1)
+	}
+
+	// The other orders: by identity for a prefix, soonest-expiring first for
+	// an expiry window; pages joined are the one big page, which is sorted.
+	for _, tc := range []struct {
+		name   string
+		f      store.CertificateFilter
+		before func(a, b store.Certificate) bool
+	}{
+		{"identity prefix", store.CertificateFilter{IdentityPrefix: "spiffe://example.org/w", Limit: 4}, func(a, b store.Certificate) bool {
+			if a.SPIFFEID != b.SPIFFEID {
+				return a.SPIFFEID < b.SPIFFEID
+			}
+			if !a.CreatedAt.Equal(b.CreatedAt) {
+				return a.CreatedAt.After(b.CreatedAt)
+			}
+			return a.Serial > b.Serial
+		}},
+		{"expiry window", store.CertificateFilter{ExpiringWithin: 3 * time.Hour, Now: t0, Limit: 4}, func(a, b store.Certificate) bool {
+			if !a.NotAfter.Equal(b.NotAfter) {
+				return a.NotAfter.Before(b.NotAfter)
+			}
+			return a.Serial < b.Serial
+		}},
+	} {
+		one := tc.f
+		one.Limit = 1000
+		whole, _, err := s.ListCertificates(ctx, one)
+		if err != nil || len(whole) != 26 {
+			t.Fatalf("%s in one page: %d rows, %v; want 26", tc.name, len(whole), err)
+		}
+		if !sort.SliceIsSorted(whole, func(i, j int) bool { return tc.before(whole[i], whole[j]) }) {
+			t.Errorf("%s: one page is not in the order's sequence: %v", tc.name, serials(whole))
+		}
+		if got, _ := walk(tc.f, false); !reflect.DeepEqual(got, serials(whole)) {
+			t.Errorf("%s pages joined = %v\nwant %v", tc.name, got, serials(whole))
+		}
+		// A cursor of one order does not continue another.
+		_, next, _ := s.ListCertificates(ctx, tc.f)
+		if _, _, err := s.ListCertificates(ctx, store.CertificateFilter{Cursor: next}); !errors.Is(err, store.ErrInvalidQuery) {
+			t.Errorf("%s cursor on an unfiltered list: %v, want ErrInvalidQuery", tc.name, err)
+		}
 	}
 
 	page, next, err := s.ListCertificates(ctx, store.CertificateFilter{Limit: 1_000_000})
