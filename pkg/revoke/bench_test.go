@@ -53,3 +53,25 @@ func BenchmarkPublisherTickIdle(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkOCSPRespondFromCache is BenchmarkOCSPRespondFromStore with the
+// responder following a publisher: parse, CertID lookup, one map lookup.
+func BenchmarkOCSPRespondFromCache(b *testing.B) {
+	f := newFixture(b, sqliteBackend, shortConfig())
+	leaf := f.leaf("bench", 2*time.Hour)
+	p := f.publisher()
+	f.refresh(p)
+	rs := f.followingResponder(f.st, p)
+	req := request(b, f.inter, leaf.Certificate.SerialNumber, crypto.SHA1)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := rs.Respond(ctx, req)
+			if err != nil || resp.Status != StatusGood {
+				b.Errorf("Respond: %s, %v", resp.Status, err)
+				return
+			}
+		}
+	})
+}
