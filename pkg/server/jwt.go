@@ -151,35 +151,17 @@ func (j *jwtMinting) mint(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (j *jwtMinting) mintOnce(w http.ResponseWriter, r *http.Request, info *decisionInfo) error {
-	unauthorized := func(detail string) error {
-		return &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized, Detail: detail}
+	cur, rec, err := currentClientCertificate(r, j.d.JWT.Records, j.d.Clock, info,
+		"a JWT-SVID needs the workload's current certificate as the TLS client certificate")
+	if cur != nil {
+		info.details["serial"] = serialHex(cur)
 	}
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
-		return unauthorized("a JWT-SVID needs the workload's current certificate as the TLS client certificate")
-	}
-	cur := r.TLS.VerifiedChains[0][0]
-	serial := fmt.Sprintf("%x", cur.SerialNumber)
-	info.details["serial"] = serial
-	if id := ClientSPIFFEID(r); id != "" {
-		info.actor = id
-	}
-	rec, err := j.d.JWT.Records.GetCertificate(r.Context(), serial)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return unauthorized("the client certificate is not one this CA issued")
-	case err != nil:
+	if err != nil {
 		return err
-	case !bytes.Equal(rec.DER, cur.Raw):
-		return unauthorized("the client certificate is not the one recorded under its serial")
-	case rec.Status == store.CertRevoked:
-		info.details["revocation_reason"] = rec.RevocationReason
-		return &Error{Status: http.StatusForbidden, Reason: ReasonCertificateRevoked, Detail: "the client certificate is revoked"}
-	case rec.Status != store.CertActive:
-		return unauthorized("the client certificate is not active")
-	case !j.d.Clock.Now().Before(rec.NotAfter):
-		return unauthorized("the client certificate has expired")
-	case rec.SPIFFEID == "" || rec.SPIFFEID != ClientSPIFFEID(r):
-		return unauthorized("the client certificate carries no SPIFFE ID of its record")
+	}
+	if rec.SPIFFEID == "" || rec.SPIFFEID != ClientSPIFFEID(r) {
+		return &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized,
+			Detail: "the client certificate carries no SPIFFE ID of its record"}
 	}
 	info.actor = rec.SPIFFEID
 

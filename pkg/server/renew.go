@@ -12,7 +12,6 @@ import (
 
 	"github.com/workload-ca/workload-ca/pkg/enroll"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
-	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
 // renew is POST /v1/renew: a workload authenticates with its current
@@ -28,39 +27,16 @@ func (e *enrollment) renew(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *decisionInfo) error {
-	unauthorized := func(detail string) error {
-		return &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized, Detail: detail}
+	cur, rec, err := currentClientCertificate(r, e.d.Enroll.Records, e.d.Clock, info,
+		"renewal needs the current certificate as the TLS client certificate")
+	var serial string
+	if cur != nil {
+		serial = serialHex(cur)
+		info.target, info.serial = serial, serial // serial becomes the new one once issued
 	}
-	// The TLS layer has verified the chain to a current trust anchor (and
-	// the client-auth key usage); VerifiedChains is empty without a
-	// client certificate.
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
-		return unauthorized("renewal needs the current certificate as the TLS client certificate")
-	}
-	cur := r.TLS.VerifiedChains[0][0]
-	serial := fmt.Sprintf("%x", cur.SerialNumber)
-	info.target, info.serial = serial, serial // serial becomes the new one once issued
-	if id := ClientSPIFFEID(r); id != "" {
-		info.actor = id
-	}
-	rec, err := e.d.Enroll.Records.GetCertificate(r.Context(), serial)
-	if err == nil {
-		info.dest, info.issuer = rec.SPIFFEID, rec.IssuerID
-	}
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return unauthorized("the client certificate is not one this CA issued")
-	case err != nil:
+	info.dest, info.issuer = rec.SPIFFEID, rec.IssuerID
+	if err != nil {
 		return err
-	case !bytes.Equal(rec.DER, cur.Raw):
-		return unauthorized("the client certificate is not the one recorded under its serial")
-	case rec.Status == store.CertRevoked:
-		info.details["revocation_reason"] = rec.RevocationReason
-		return &Error{Status: http.StatusForbidden, Reason: ReasonCertificateRevoked, Detail: "the client certificate is revoked"}
-	case rec.Status != store.CertActive:
-		return unauthorized("the client certificate is not active")
-	case !e.d.Clock.Now().Before(rec.NotAfter):
-		return unauthorized("the client certificate has expired")
 	}
 	info.details["rule"] = rec.PolicyRule
 	info.details["renewed_from"] = serial
