@@ -25,11 +25,8 @@ func cmdAudit(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	cfgPath := commonFlags(fs)
 	anchor := fs.String("anchor", "", "SEQ:HEX-HASH of an entry recorded earlier (the head a previous run printed); the chain must still reach it with that hash")
 	pageSize := fs.Int("page-size", audit.DefaultPageSize, "entries read per query")
-	if err := parseFlags(fs, args[1:], stderr); err != nil {
+	if err := parseFlagsOnly(fs, args[1:], stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	opts := audit.Options{PageSize: *pageSize}
 	if *anchor != "" {

@@ -149,11 +149,8 @@ func cmdDevToken(args []string, getenv env, stdout, stderr io.Writer) error {
 	ttl := fs.Duration("ttl", 5*time.Minute, "token lifetime")
 	claims := claimFlags{}
 	fs.Var(claims, "claim", "extra string claim `k=v` (repeatable)")
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlagsOnly(fs, args, stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	if *sub == "" {
 		return fmt.Errorf("%w: --sub is required", errUsage)

@@ -35,11 +35,8 @@ func cmdEnroll(ctx context.Context, args []string, getenv env, stdout, stderr io
 	bundleOut := fs.String("bundle", "bundle.pem", "write the trust bundle (roots) to `FILE`")
 	caFP := fs.String("ca-fingerprint", "", "pin the CA root: `sha256:HEX` (default: the pin file, else trust on first use)")
 	pinFile := fs.String("pin-file", "", "pinned root fingerprints (default: ca-pin next to --cert)")
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlagsOnly(fs, args, stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	if *pinFile == "" {
 		*pinFile = filepath.Join(filepath.Dir(*certOut), "ca-pin")

@@ -29,6 +29,18 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 	return nil
 }
 
+// parseFlagsOnly is parseFlags for a command that takes no positional
+// arguments: any left after the flags are an errUsage.
+func parseFlagsOnly(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	return nil
+}
+
 // loadConfig is config.Load with the error prefixed for the one-line message.
 func loadConfig(path string, getenv env) (*config.Config, error) {
 	cfg, err := config.Load(path, getenv)

@@ -19,11 +19,8 @@ func cmdInit(ctx context.Context, args []string, getenv env, stdout, stderr io.W
 	cfgPath := commonFlags(fs)
 	csrOut := fs.String("intermediate-csr", "", "write a CSR for a new intermediate (key generated in the HSM) to `FILE`")
 	chainIn := fs.String("import-intermediate", "", "install the offline-root-signed intermediate certificate chain (PEM) from `FILE`")
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlagsOnly(fs, args, stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	if *csrOut != "" && *chainIn != "" {
 		return fmt.Errorf("%w: --intermediate-csr and --import-intermediate are separate steps", errUsage)

@@ -38,26 +38,14 @@ func cmdIssuers(ctx context.Context, args []string, getenv env, stdout, stderr i
 	default:
 		return fmt.Errorf("%w: unknown issuers command %q", errUsage, sub)
 	}
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlagsOnly(fs, args, stderr); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
-	}
-	cfg, err := loadConfig(*cfgPath, getenv)
-	if err != nil {
-		return err
-	}
-	log := newLogger(cfg, stderr)
-	b, err := openBackends(ctx, cfg, log)
+	b, tr, err := openAdmin(ctx, *cfgPath, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	tr, err := newTrust(cfg, b, log)
-	if err != nil {
-		return err
-	}
 
 	switch sub {
 	case "list":
@@ -133,29 +121,17 @@ func cmdBundle(ctx context.Context, args []string, getenv env, stdout, stderr io
 	default:
 		return fmt.Errorf("%w: unknown bundle command %q", errUsage, sub)
 	}
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlagsOnly(fs, args, stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	if sub == "rollback" && *to <= 0 {
 		return fmt.Errorf("%w: --to SEQUENCE is required", errUsage)
 	}
-	cfg, err := loadConfig(*cfgPath, getenv)
-	if err != nil {
-		return err
-	}
-	log := newLogger(cfg, stderr)
-	b, err := openBackends(ctx, cfg, log)
+	b, tr, err := openAdmin(ctx, *cfgPath, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	tr, err := newTrust(cfg, b, log)
-	if err != nil {
-		return err
-	}
 	switch sub {
 	case "versions":
 		list, err := b.store.ListBundleVersions(ctx, 0, 50)

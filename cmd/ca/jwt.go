@@ -84,11 +84,8 @@ func cmdJWT(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	fs.Var(&audience, "audience", "an `AUDIENCE` of the token (repeat for more; at least one)")
 	ttl := fs.Duration("ttl", 0, "requested lifetime (default: the policy's jwt.ttl)")
 	asJSON := fs.Bool("json", false, "print the whole answer (token, spiffe_id, audience, kid, expires_at) as JSON")
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlagsOnly(fs, args, stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	if len(audience) == 0 {
 		return fmt.Errorf("%w: --audience is required", errUsage)
@@ -181,26 +178,14 @@ func cmdJWTKeys(ctx context.Context, args []string, getenv env, stdout, stderr i
 	default:
 		return fmt.Errorf("%w: unknown jwt-keys command %q", errUsage, sub)
 	}
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlagsOnly(fs, args, stderr); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
-	}
-	cfg, err := loadConfig(*cfgPath, getenv)
-	if err != nil {
-		return err
-	}
-	log := newLogger(cfg, stderr)
-	b, err := openBackends(ctx, cfg, log)
+	b, tr, err := openAdmin(ctx, *cfgPath, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	tr, err := newTrust(cfg, b, log)
-	if err != nil {
-		return err
-	}
 	switch sub {
 	case "list":
 		keys, err := tr.jwtKeys.Keys(ctx)

@@ -34,11 +34,8 @@ func cmdRenew(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	execCmd := fs.String("exec", "", "after each renewal, run `COMMAND` with sh -c (e.g. to reload a server)")
 	sigName := fs.String("signal", "", "after each renewal, send `SIG` (HUP, USR1, USR2, TERM) to --pid")
 	pid := fs.Int("pid", 0, "process to signal after each renewal")
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlagsOnly(fs, args, stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	sig, err := parseSignal(*sigName, *pid)
 	if err != nil {

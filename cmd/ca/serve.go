@@ -29,11 +29,8 @@ const anchorRefresh = time.Minute
 func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfgPath := commonFlags(fs)
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlagsOnly(fs, args, stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	cfg, err := loadConfig(*cfgPath, getenv)
 	if err != nil {

@@ -21,11 +21,8 @@ func cmdTestkit(args []string, stdout, stderr io.Writer) error {
 	crlURL := fs.String("crl-url", testca.DefaultCRLURL, "`URL` written into the test credentials as CRL distribution point; serve DIR/ca/crl/ there")
 	lifetime := fs.Duration("lifetime", 365*24*time.Hour, "lifetime of the valid credentials and of the CRL")
 	jsonOut := fs.Bool("json", false, "print the manifest as JSON")
-	if err := parseFlags(fs, args, stderr); err != nil {
+	if err := parseFlagsOnly(fs, args, stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	if *out == "" {
 		return fmt.Errorf("%w: --out is required", errUsage)

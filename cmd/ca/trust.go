@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -60,6 +61,29 @@ func newTrust(cfg *config.Config, b *backends, log *slog.Logger) (*trust, error)
 	}
 	cache := bundle.NewCache(b.store, clock.Real{}, log, bundle.ServeConfig{RefreshHint: bundleRefreshHint, Recheck: bundleRecheck})
 	return &trust{publisher: pub, cache: cache, rotator: rot, jwtKeys: jk, store: b.store}, nil
+}
+
+// openAdmin is the start of a local admin command (`ca issuers`, `ca
+// bundle`, `ca jwt-keys`): it loads the configuration at cfgPath, opens the
+// backends it names and wires the trust publisher, rotator and JWT key
+// manager over them. The caller closes the backends; on error nothing is
+// left open.
+func openAdmin(ctx context.Context, cfgPath string, getenv env, stderr io.Writer) (*backends, *trust, error) {
+	cfg, err := loadConfig(cfgPath, getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	log := newLogger(cfg, stderr)
+	b, err := openBackends(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	tr, err := newTrust(cfg, b, log)
+	if err != nil {
+		_ = b.Close()
+		return nil, nil, err
+	}
+	return b, tr, nil
 }
 
 // publish makes sure the stored bundle matches the issuers (a no-op when it
