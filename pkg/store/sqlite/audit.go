@@ -70,21 +70,19 @@ func (s *Store) AuditEntries(ctx context.Context, afterSeq int64, limit int) ([]
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: read audit log: %w", mapErr(err))
 	}
-	defer rows.Close()
-	var list []store.AuditEntry
-	for rows.Next() {
+	list, err := collectRows(rows, func(row scanner) (store.AuditEntry, error) {
 		var e store.AuditEntry
 		var at int64
 		var details []byte
-		if err := rows.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Target, &e.Decision, &e.Reason,
+		if err := row.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Target, &e.Decision, &e.Reason,
 			&e.PolicyVersion, &e.RequestID, &details, &e.PrevHash, &e.Hash); err != nil {
-			return nil, fmt.Errorf("sqlite: read audit log: %w", mapErr(err))
+			return store.AuditEntry{}, err
 		}
 		e.Time = time.UnixMicro(at).UTC()
 		e.Details = details
-		list = append(list, e)
-	}
-	if err := rows.Err(); err != nil {
+		return e, nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: read audit log: %w", mapErr(err))
 	}
 	return list, nil

@@ -110,16 +110,8 @@ func (s *Store) ListBundleVersions(ctx context.Context, before int64, limit int)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list bundle versions: %w", mapErr(err))
 	}
-	defer rows.Close()
-	var list []store.BundleVersion
-	for rows.Next() {
-		v, err := scanBundleVersion(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list bundle versions: %w", mapErr(err))
-		}
-		list = append(list, v)
-	}
-	if err := rows.Err(); err != nil {
+	list, err := collectRows(rows, scanBundleVersion)
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: list bundle versions: %w", mapErr(err))
 	}
 	return list, nil

@@ -45,16 +45,8 @@ func queryCerts(ctx context.Context, q querier, query string, args ...any) ([]st
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	defer rows.Close()
-	var list []store.Certificate
-	for rows.Next() {
-		c, err := scanCert(rows)
-		if err != nil {
-			return nil, mapErr(err)
-		}
-		list = append(list, c)
-	}
-	if err := rows.Err(); err != nil {
+	list, err := collectRows(rows, scanCert)
+	if err != nil {
 		return nil, mapErr(err)
 	}
 	return list, nil

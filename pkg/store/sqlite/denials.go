@@ -29,20 +29,18 @@ func (s *Store) Denials(ctx context.Context, q store.DenialQuery) ([]store.Denia
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: denials: %w", mapErr(err))
 	}
-	defer rows.Close()
-	var groups []store.DenialGroup
-	for rows.Next() {
+	groups, err := collectRows(rows, func(row scanner) (store.DenialGroup, error) {
 		var g store.DenialGroup
 		var first, last int64
 		var details []byte
-		if err := rows.Scan(&g.Action, &g.Actor, &g.Reason, &g.Count, &first, &last, &g.LastSeq,
+		if err := row.Scan(&g.Action, &g.Actor, &g.Reason, &g.Count, &first, &last, &g.LastSeq,
 			&g.LastTarget, &g.LastRequestID, &details); err != nil {
-			return nil, fmt.Errorf("sqlite: denials: %w", mapErr(err))
+			return store.DenialGroup{}, err
 		}
 		g.First, g.Last, g.LastDetails = time.UnixMicro(first).UTC(), time.UnixMicro(last).UTC(), details
-		groups = append(groups, g)
-	}
-	if err := rows.Err(); err != nil {
+		return g, nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: denials: %w", mapErr(err))
 	}
 	return groups, nil

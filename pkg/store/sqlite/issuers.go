@@ -13,8 +13,6 @@ import (
 const issuerColumns = `id, kind, coalesce(parent_id, ''), key_uri, cert_der, subject_key_id,
 	not_before, not_after, state, created_at, updated_at`
 
-type scanner interface{ Scan(dest ...any) error }
-
 func scanIssuer(row scanner) (store.Issuer, error) {
 	var is store.Issuer
 	var notBefore, notAfter, created, updated sql.NullInt64
@@ -64,16 +62,8 @@ func (s *Store) ListIssuers(ctx context.Context) ([]store.Issuer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list issuers: %w", mapErr(err))
 	}
-	defer rows.Close()
-	var list []store.Issuer
-	for rows.Next() {
-		is, err := scanIssuer(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list issuers: %w", mapErr(err))
-		}
-		list = append(list, is)
-	}
-	if err := rows.Err(); err != nil {
+	list, err := collectRows(rows, scanIssuer)
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: list issuers: %w", mapErr(err))
 	}
 	return list, nil

@@ -56,16 +56,8 @@ func (s *Store) ListJWTKeys(ctx context.Context) ([]store.JWTKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list JWT keys: %w", mapErr(err))
 	}
-	defer rows.Close()
-	var list []store.JWTKey
-	for rows.Next() {
-		k, err := scanJWTKey(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list JWT keys: %w", mapErr(err))
-		}
-		list = append(list, k)
-	}
-	if err := rows.Err(); err != nil {
+	list, err := collectRows(rows, scanJWTKey)
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: list JWT keys: %w", mapErr(err))
 	}
 	return list, nil

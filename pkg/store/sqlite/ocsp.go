@@ -17,18 +17,16 @@ func queryStatuses(ctx context.Context, q querier, query string, args ...any) ([
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	defer rows.Close()
-	var list []store.RevocationStatus
-	for rows.Next() {
+	list, err := collectRows(rows, func(row scanner) (store.RevocationStatus, error) {
 		var e store.RevocationStatus
 		var notAfter, revokedAt sql.NullInt64
-		if err := rows.Scan(&e.Serial, &e.IssuerID, &notAfter, &e.Revoked, &revokedAt, &e.Reason); err != nil {
-			return nil, mapErr(err)
+		if err := row.Scan(&e.Serial, &e.IssuerID, &notAfter, &e.Revoked, &revokedAt, &e.Reason); err != nil {
+			return store.RevocationStatus{}, err
 		}
 		e.NotAfter, e.RevokedAt = fromUS(notAfter), fromUS(revokedAt)
-		list = append(list, e)
-	}
-	if err := rows.Err(); err != nil {
+		return e, nil
+	})
+	if err != nil {
 		return nil, mapErr(err)
 	}
 	return list, nil
