@@ -69,12 +69,9 @@ func (q AuditQuery) match(action, actor, target, decision string) bool {
 func ParseAuditQuery(v url.Values) (AuditQuery, error) {
 	q := AuditQuery{Limit: DefaultAuditLimit}
 	for key, vals := range v {
-		if len(vals) != 1 {
-			return q, badQuery(key, "must be given once")
-		}
-		s := vals[0]
-		if len(s) > maxQueryValue {
-			return q, badQuery(key, "is too long")
+		s, err := queryValue(key, vals)
+		if err != nil {
+			return q, err
 		}
 		switch key {
 		case "after_seq":

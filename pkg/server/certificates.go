@@ -116,12 +116,9 @@ const (
 func ParseCertificateQuery(q url.Values, now time.Time) (store.CertificateFilter, error) {
 	f := store.CertificateFilter{Now: now}
 	for key, vals := range q {
-		if len(vals) != 1 {
-			return f, badQuery(key, "must be given once")
-		}
-		v := vals[0]
-		if len(v) > maxQueryValue {
-			return f, badQuery(key, "is too long")
+		v, err := queryValue(key, vals)
+		if err != nil {
+			return f, err
 		}
 		switch key {
 		case "identity":
@@ -171,6 +168,19 @@ func ParseCertificateQuery(q url.Values, now time.Time) (store.CertificateFilter
 
 // badQuery is the 400 for one query parameter; name is echoed quoted and
 // clipped, as the client sent it.
+// queryValue is the one value of query parameter key, or a 400 bad_request
+// *Error when it is given more than once or is longer than maxQueryValue:
+// the rule every query of the API follows.
+func queryValue(key string, vals []string) (string, error) {
+	if len(vals) != 1 {
+		return "", badQuery(key, "must be given once")
+	}
+	if len(vals[0]) > maxQueryValue {
+		return "", badQuery(key, "is too long")
+	}
+	return vals[0], nil
+}
+
 func badQuery(name, problem string) *Error {
 	return &Error{Status: http.StatusBadRequest, Reason: ReasonBadRequest,
 		Detail: fmt.Sprintf("query parameter %s %s", strconv.Quote(clipString(name, 64)), problem)}

@@ -70,12 +70,9 @@ type DenialQuery struct {
 func ParseDenialQuery(v url.Values) (DenialQuery, error) {
 	q := DenialQuery{Window: DefaultDenialWindow, Actions: DefaultDenialActions, Limit: store.DefaultDenialGroups}
 	for key, vals := range v {
-		if len(vals) != 1 {
-			return q, badQuery(key, "must be given once")
-		}
-		s := vals[0]
-		if len(s) > maxQueryValue {
-			return q, badQuery(key, "is too long")
+		s, err := queryValue(key, vals)
+		if err != nil {
+			return q, err
 		}
 		switch key {
 		case "window":
