@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -38,16 +39,22 @@ func (rt *Routes) bundlePEM(w http.ResponseWriter, r *http.Request) error {
 // when the client already has it.
 func serveCacheable(w http.ResponseWriter, r *http.Request, contentType string, body []byte) {
 	sum := sha256.Sum256(body)
-	etag := `"` + base64.RawURLEncoding.EncodeToString(sum[:]) + `"`
+	w.Header().Set("Cache-Control", bundleCacheControl)
+	serveETagged(w, r, contentType, body, `"`+base64.RawURLEncoding.EncodeToString(sum[:])+`"`)
+}
+
+// serveETagged sets the ETag and answers a conditional GET or HEAD: a 304
+// when If-None-Match matches etag, otherwise a 200 with body (headers only
+// for HEAD). The caller sets the caching headers first.
+func serveETagged(w http.ResponseWriter, r *http.Request, contentType string, body []byte, etag string) {
 	h := w.Header()
 	h.Set("ETag", etag)
-	h.Set("Cache-Control", bundleCacheControl)
 	if etagMatches(r.Header.Get("If-None-Match"), etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
 	h.Set("Content-Type", contentType)
-	h.Set("Content-Length", fmt.Sprint(len(body)))
+	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)

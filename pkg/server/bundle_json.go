@@ -45,17 +45,7 @@ func (rt *Routes) bundlePEMVersioned(w http.ResponseWriter, r *http.Request) err
 // sequence in X-Bundle-Sequence, or 304 when If-None-Match matches.
 func serveVersioned(w http.ResponseWriter, r *http.Request, contentType string, body []byte, etag string, p *bundle.Published) {
 	h := w.Header()
-	h.Set("ETag", etag)
 	h.Set("Cache-Control", fmt.Sprintf("public, max-age=%d, must-revalidate", int(p.MaxAge.Seconds())))
 	h.Set("X-Bundle-Sequence", strconv.FormatInt(p.Sequence, 10))
-	if etagMatches(r.Header.Get("If-None-Match"), etag) {
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
-	h.Set("Content-Type", contentType)
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(body)
-	}
+	serveETagged(w, r, contentType, body, etag)
 }
