@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -77,18 +76,11 @@ func mountDashboard(api chi.Router, cfg *config.Config, b *backends, pol *policy
 // like the token verifier.
 func idpHTTPClient(cfg *config.Config) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if f := cfg.Enroll.TokenIssuerCAFile; f != "" {
-		pemBytes, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("enroll.token_issuer_ca_file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pemBytes) {
-			return nil, fmt.Errorf("enroll.token_issuer_ca_file %s: no PEM certificates", f)
-		}
+	pool, err := tokenIssuerRoots(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if pool != nil {
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	return &http.Client{Transport: tr, Timeout: 15 * time.Second}, nil

@@ -228,6 +228,27 @@ func cmdPolicy(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// tokenIssuerRoots is the system roots plus enroll.token_issuer_ca_file, or
+// nil when that is not set (the system roots alone).
+func tokenIssuerRoots(cfg *config.Config) (*x509.CertPool, error) {
+	f := cfg.Enroll.TokenIssuerCAFile
+	if f == "" {
+		return nil, nil
+	}
+	pemBytes, err := os.ReadFile(f)
+	if err != nil {
+		return nil, fmt.Errorf("enroll.token_issuer_ca_file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pemBytes) {
+		return nil, fmt.Errorf("enroll.token_issuer_ca_file %s: no PEM certificates", f)
+	}
+	return pool, nil
+}
+
 // newVerifier builds the token verifier: extra CA certificates from
 // enroll.token_issuer_ca_file for fetching token issuers' keys, and the
 // configured JWKS refresh bound.
@@ -236,18 +257,11 @@ func newVerifier(cfg *config.Config, log *slog.Logger) (*enroll.Verifier, error)
 		enroll.WithLogger(log),
 		enroll.WithLimits(enroll.Limits{JWKSMinRefreshInterval: cfg.Enroll.JWKSMinRefreshInterval}),
 	}
-	if f := cfg.Enroll.TokenIssuerCAFile; f != "" {
-		pemBytes, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("enroll.token_issuer_ca_file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pemBytes) {
-			return nil, fmt.Errorf("enroll.token_issuer_ca_file %s: no PEM certificates", f)
-		}
+	pool, err := tokenIssuerRoots(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if pool != nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		opts = append(opts, enroll.WithHTTPClient(&http.Client{Transport: tr, Timeout: enroll.DefaultLimits().FetchTimeout}))
