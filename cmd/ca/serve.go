@@ -163,6 +163,8 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		JWT:        server.JWTDeps{Signer: jwtSigner, Records: b.store},
 		Operators:  ops,
 		Revocation: responder,
+		// OCSP/CRL/bundle lines at debug if so configured.
+		ArtifactLogLevel: cfg.ArtifactLogLevel(),
 	})
 	if err != nil {
 		return err

@@ -136,6 +136,12 @@ type Server struct {
 type Log struct {
 	// Level is debug, info, warn or error.
 	Level string `yaml:"level"`
+	// ArtifactRequests is the level (info or debug) of the public
+	// listener's access-log lines for signed artifacts: OCSP, CRLs and the
+	// trust bundle. debug keeps those lines out of an info log when relying
+	// parties poll OCSP at high rates; the ca_http_* metrics still count
+	// every request, and every other request is still logged at info.
+	ArtifactRequests string `yaml:"artifact_requests"`
 }
 
 // Secret is a string that never prints: fmt, slog and JSON all see "[redacted]".
@@ -336,6 +342,7 @@ func (c *Config) applyDefaults() {
 	setDur(&c.Server.CertLifetime, 24*time.Hour)
 	setDur(&c.Server.ReadyTimeout, 2*time.Second)
 	setStr(&c.Log.Level, "info")
+	setStr(&c.Log.ArtifactRequests, "info")
 	setDur(&c.Enroll.JWKSMinRefreshInterval, time.Minute)
 }
 
@@ -363,6 +370,15 @@ func (c *Config) SlogLevel() slog.Level {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(c.Log.Level))
 	return l
+}
+
+// ArtifactLogLevel is Log.ArtifactRequests as a slog.Level (valid after
+// Validate).
+func (c *Config) ArtifactLogLevel() slog.Level {
+	if c.Log.ArtifactRequests == "debug" {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }
 
 // APIHost is the host part of APIURL, for the API server certificate's names.

@@ -173,6 +173,7 @@ func TestInvalidConfigurationNamesTheField(t *testing.T) {
 		{"a malformed duration is refused", "issuer:\n  max_ttl: forever\n", nil, "config"},
 		{"a bad trust domain is refused", "", map[string]string{"CA_TRUST_DOMAIN": "Not A Domain"}, "trust_domain"},
 		{"an unknown log level is refused", "log:\n  level: loud\n", nil, "log.level"},
+		{"an artifact_requests level other than info or debug is refused", "log:\n  artifact_requests: warn\n", nil, "log.artifact_requests"},
 		{"a negative body limit is refused", "server:\n  body_limit: -1\n", nil, "server.body_limit"},
 		{"a server certificate outliving max_ttl is refused", "server:\n  cert_lifetime: 48h\n", nil, "server.cert_lifetime"},
 		{"equal listen addresses are refused", "api_addr: 127.0.0.1:1\npublic_addr: 127.0.0.1:1\n", nil, "public_addr"},

@@ -173,9 +173,14 @@ func (c *Config) validateServer() error {
 func (c *Config) validateLog() error {
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
+	default:
+		return fieldErr("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.ArtifactRequests {
+	case "debug", "info":
 		return nil
 	}
-	return fieldErr("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	return fieldErr("log.artifact_requests", "%q is not one of info, debug", c.Log.ArtifactRequests)
 }
 
 func (c *Config) validateEnroll() error {

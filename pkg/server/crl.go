@@ -3,9 +3,9 @@ package server
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"math"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -61,6 +61,6 @@ func (rt *Routes) crl(w http.ResponseWriter, r *http.Request) error {
 // setCacheUntil lets shared caches keep an artifact until its nextUpdate.
 func setCacheUntil(h http.Header, next, now time.Time) {
 	maxAge := int64(math.Max(0, math.Floor(next.Sub(now).Seconds())))
-	h.Set("Cache-Control", fmt.Sprintf("public, max-age=%d, no-transform, must-revalidate", maxAge))
-	h.Set("Expires", next.UTC().Format(http.TimeFormat))
+	h["Cache-Control"] = []string{"public, max-age=" + strconv.FormatInt(maxAge, 10) + ", no-transform, must-revalidate"}
+	h["Expires"] = []string{next.UTC().Format(http.TimeFormat)}
 }

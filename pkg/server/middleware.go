@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -28,19 +30,29 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
-// requestID takes a well-formed incoming X-Request-Id (at most 64 characters
-// of [A-Za-z0-9._-]) or makes a random one, and echoes it in the answer.
-func requestID(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get(RequestIDHeader)
-		if !wellFormedID(id) {
-			var b [12]byte
-			_, _ = rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
-		}
-		w.Header().Set(RequestIDHeader, id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
-	})
+// requestIDs makes the ids of requests that come without a well-formed
+// X-Request-Id: a random per-process prefix (64 bits from crypto/rand, drawn
+// once) and a counter, so ids are unique within the process and, with
+// overwhelming probability, across replicas and restarts, without a random
+// read per request. They are correlation ids, not secrets: the counter shows
+// how many requests this process has answered.
+type requestIDs struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+func newRequestIDs() *requestIDs {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return &requestIDs{prefix: hex.EncodeToString(b[:]) + "-"}
+}
+
+// next is prefix, '-' and the counter in base 36: at most 30 characters of
+// [0-9a-z-], which wellFormedID accepts.
+func (g *requestIDs) next() string {
+	var buf [32]byte
+	b := append(buf[:0], g.prefix...)
+	return string(strconv.AppendUint(b, g.n.Add(1), 36))
 }
 
 func wellFormedID(id string) bool {
@@ -82,44 +94,111 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// observe logs one JSON access-log line per request and counts it. The route
-// label is chi's pattern ("/crl/{issuer}.crl"), never the raw path, so that
-// label cardinality stays bounded.
-func observe(log *slog.Logger, m *metrics, listener string) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			start := time.Now()
-			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-			next.ServeHTTP(ww, r)
-			elapsed := time.Since(start)
-			status := ww.Status()
-			if status == 0 {
-				status = http.StatusOK
-			}
-			route := "unmatched"
-			if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-				route = rc.RoutePattern()
-			}
-			attrs := []slog.Attr{
-				slog.String("listener", listener),
-				slog.String("request_id", RequestID(r.Context())),
-				slog.String("method", r.Method),
-				slog.String("path", r.URL.Path),
-				slog.Int("status", status),
-				slog.Int("bytes", ww.BytesWritten()),
-				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
-				slog.String("remote", r.RemoteAddr),
-			}
-			if id := ClientSPIFFEID(r); id != "" {
-				attrs = append(attrs, slog.String("client_spiffe_id", id))
-			}
-			log.LogAttrs(r.Context(), slog.LevelInfo, "http request", attrs...)
-			if m != nil {
-				m.requests.WithLabelValues(listener, route, r.Method, strconv.Itoa(status)).Inc()
-				m.duration.WithLabelValues(listener, route).Observe(elapsed.Seconds())
-			}
-		})
+// accessLog is one listener's request logging and counting. The route label
+// is chi's pattern ("/crl/{issuer}.crl"), never the raw path, so that label
+// cardinality stays bounded (methods are whatever clients send, as before).
+type accessLog struct {
+	listener string
+	log      *slog.Logger // with the listener attribute already encoded
+	ids      *requestIDs
+	metrics  *metrics
+	// artifactLevel is the level of requests for the routes in artifacts.
+	artifactLevel slog.Level
+	artifacts     map[string]bool
+	routes        sync.Map // route pattern -> *routeStats
+}
+
+// routeStats are one route's metric children, resolved once instead of
+// hashing the label values on every request.
+type routeStats struct {
+	level    slog.Level
+	duration prometheus.Observer
+	counts   sync.Map // methodCode -> prometheus.Counter
+}
+
+type methodCode struct {
+	method string
+	code   int
+}
+
+func (a *accessLog) route(pattern string) *routeStats {
+	if s, ok := a.routes.Load(pattern); ok {
+		return s.(*routeStats)
 	}
+	s := &routeStats{level: slog.LevelInfo}
+	if a.artifacts[pattern] {
+		s.level = a.artifactLevel
+	}
+	if a.metrics != nil {
+		s.duration = a.metrics.duration.WithLabelValues(a.listener, pattern)
+	}
+	got, _ := a.routes.LoadOrStore(pattern, s)
+	return got.(*routeStats)
+}
+
+func (a *accessLog) count(s *routeStats, pattern, method string, code int) {
+	k := methodCode{method, code}
+	c, ok := s.counts.Load(k)
+	if !ok {
+		c, _ = s.counts.LoadOrStore(k, a.metrics.requests.WithLabelValues(a.listener, pattern, method, strconv.Itoa(code)))
+	}
+	c.(prometheus.Counter).Inc()
+}
+
+// middleware takes a well-formed incoming X-Request-Id (at most 64
+// characters of [A-Za-z0-9._-]) or makes one, echoes it in the answer and
+// puts it in the request's context; then, after the request, logs one JSON
+// access-log line (request_id, method, path, status, bytes, duration_ms,
+// remote, client_spiffe_id over mTLS) and counts it.
+func (a *accessLog) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get(RequestIDHeader)
+		if !wellFormedID(id) {
+			id = a.ids.next()
+		}
+		w.Header()[RequestIDHeader] = []string{id}
+		ctx := context.WithValue(r.Context(), requestIDKey, id)
+		r = r.WithContext(ctx)
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		elapsed := time.Since(start)
+		status := ww.Status()
+		if status == 0 {
+			status = http.StatusOK
+		}
+		route := ""
+		if rc := chi.RouteContext(ctx); rc != nil {
+			route = rc.RoutePattern()
+		}
+		if route == "" {
+			route = "unmatched"
+		}
+		rs := a.route(route)
+		if a.log.Enabled(ctx, rs.level) {
+			a.logLine(ctx, rs.level, r, id, status, ww.BytesWritten(), elapsed)
+		}
+		if a.metrics != nil {
+			a.count(rs, route, r.Method, status)
+			rs.duration.Observe(elapsed.Seconds())
+		}
+	})
+}
+
+func (a *accessLog) logLine(ctx context.Context, level slog.Level, r *http.Request, id string, status, bytes int, elapsed time.Duration) {
+	const msg = "http request"
+	reqID := slog.String("request_id", id)
+	method := slog.String("method", r.Method)
+	path := slog.String("path", r.URL.Path)
+	st := slog.Int("status", status)
+	n := slog.Int("bytes", bytes)
+	dur := slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000)
+	remote := slog.String("remote", r.RemoteAddr)
+	if spiffeID := ClientSPIFFEID(r); spiffeID != "" {
+		a.log.LogAttrs(ctx, level, msg, reqID, method, path, st, n, dur, remote, slog.String("client_spiffe_id", spiffeID))
+		return
+	}
+	a.log.LogAttrs(ctx, level, msg, reqID, method, path, st, n, dur, remote)
 }
 
 // ClientSPIFFEID returns the SPIFFE ID (the first spiffe:// URI SAN) of the

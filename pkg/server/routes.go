@@ -67,6 +67,12 @@ type Deps struct {
 	Revocation RevocationSource
 	// JWT, when its fields are set, serves POST /v1/jwt (pkg/server/jwt.go).
 	JWT JWTDeps
+	// ArtifactLogLevel is the level of the public listener's access-log
+	// lines for signed artifacts (OCSP, CRLs, the trust bundle); every other
+	// request is logged at info. The zero value is info; debug keeps the
+	// lines out of an info log, for OCSP at high request rates (the
+	// ca_http_* metrics still count every request).
+	ArtifactLogLevel slog.Level
 }
 
 // Routes builds the two listeners' routers over shared dependencies. Add an
@@ -76,6 +82,7 @@ type Routes struct {
 	d       Deps
 	edge    edge
 	metrics *metrics
+	ids     *requestIDs
 	enroll  *enrollment
 	ops     *operatorState
 	jwt     *jwtMinting
@@ -117,7 +124,7 @@ func NewRoutes(d Deps) (*Routes, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Routes{d: d, edge: edge{log: d.Log}, metrics: m, ops: ops, enroll: enr, jwt: jm}, nil
+	return &Routes{d: d, edge: edge{log: d.Log}, metrics: m, ids: newRequestIDs(), ops: ops, enroll: enr, jwt: jm}, nil
 }
 
 // Public is the plain-HTTP listener's router: only public things (health,
@@ -154,11 +161,25 @@ func (rt *Routes) mountArtifacts(r chi.Router) {
 	rt.mountRevocation(r)
 }
 
+// artifactRoutes are the route patterns of signed artifacts, whose access
+// log level Deps.ArtifactLogLevel sets on the public listener.
+var artifactRoutes = map[string]bool{
+	"/ocsp": true, "/ocsp/{request}": true, "/crl/{issuer}.crl": true,
+	"/bundle.pem": true, "/bundle.json": true,
+}
+
 // base is a router with the shared middleware chain and problem+json answers
 // for unknown routes and wrong methods.
 func (rt *Routes) base(listener string) *chi.Mux {
 	r := chi.NewRouter()
-	r.Use(requestID, observe(rt.d.Log, rt.metrics, listener), recoverer(rt.edge), limitBody(rt.d.BodyLimit), middleware.GetHead)
+	access := &accessLog{
+		listener: listener, log: rt.d.Log.With(slog.String("listener", listener)),
+		ids: rt.ids, metrics: rt.metrics, artifactLevel: slog.LevelInfo,
+	}
+	if listener == "public" {
+		access.artifactLevel, access.artifacts = rt.d.ArtifactLogLevel, artifactRoutes
+	}
+	r.Use(access.middleware, recoverer(rt.edge), limitBody(rt.d.BodyLimit), middleware.GetHead)
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
 		writeProblem(w, req, http.StatusNotFound, ReasonNotFound, "no such resource")
 	})

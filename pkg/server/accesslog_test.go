@@ -1,0 +1,95 @@
+package server
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+)
+
+func TestGeneratedRequestIDsAreDistinctAndWellFormed(t *testing.T) {
+	f := newFixture(t)
+	h := f.routes.Public()
+	seen := map[string]bool{}
+	var prefix string
+	for range 100 {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+		id := rec.Header().Get(RequestIDHeader)
+		if !wellFormedID(id) || seen[id] {
+			t.Fatalf("id %q: well-formed %v, seen before %v", id, wellFormedID(id), seen[id])
+		}
+		seen[id] = true
+		p, _, ok := strings.Cut(id, "-")
+		if !ok || len(p) != 16 || prefix != "" && p != prefix {
+			t.Fatalf("id %q does not carry the process prefix %q", id, prefix)
+		}
+		prefix = p
+	}
+	if other := newRequestIDs().next(); strings.HasPrefix(other, prefix) {
+		t.Errorf("another process's id %q has this one's prefix %q", other, prefix)
+	}
+}
+
+// accessLines returns the access-log lines of f by path.
+func accessLines(t *testing.T, f *fixture) map[string]map[string]any {
+	t.Helper()
+	lines := map[string]map[string]any{}
+	for _, l := range strings.Split(strings.TrimSpace(f.logs.String()), "\n") {
+		var line map[string]any
+		if err := json.Unmarshal([]byte(l), &line); err != nil {
+			t.Fatal(err)
+		}
+		if line["msg"] == "http request" {
+			lines[line["listener"].(string)+" "+line["path"].(string)] = line
+		}
+	}
+	return lines
+}
+
+func TestArtifactLogLevelLowersOnlyThePublicListenersArtifactLines(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		level slog.Level
+		want  map[string]string
+	}{
+		{"by default every request is logged at info", slog.LevelInfo, map[string]string{
+			"public /bundle.pem": "INFO", "public /healthz": "INFO", "api /bundle.pem": "INFO",
+		}},
+		{"at debug the public bundle line is debug, the rest stays info", slog.LevelDebug, map[string]string{
+			"public /bundle.pem": "DEBUG", "public /healthz": "INFO", "api /bundle.pem": "INFO",
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixtureWith(t, func(_ *fixture, d *Deps) { d.ArtifactLogLevel = tt.level })
+			pub, api := f.routes.Public(), f.routes.API()
+			for _, h := range []http.Handler{pub, api} {
+				for _, path := range []string{"/bundle.pem", "/healthz"} {
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+					if rec.Code != http.StatusOK {
+						t.Fatalf("GET %s: %d", path, rec.Code)
+					}
+				}
+			}
+			lines := accessLines(t, f)
+			for k, want := range tt.want {
+				line := lines[k]
+				if line == nil || line["level"] != want || line["request_id"] == "" || line["status"] != float64(200) {
+					t.Errorf("%s: line %v, want level %s with request_id and status", k, line, want)
+				}
+			}
+			for _, listener := range []string{"public", "api"} {
+				var m dto.Metric
+				c := f.routes.metrics.requests.WithLabelValues(listener, "/bundle.pem", "GET", "200")
+				if err := c.Write(&m); err != nil || m.GetCounter().GetValue() != 1 {
+					t.Errorf("%s /bundle.pem counted %v times (%v), want 1", listener, m.GetCounter().GetValue(), err)
+				}
+			}
+		})
+	}
+}
