@@ -19,8 +19,8 @@ import (
 // /bundle.json, enrolls two workloads through `ca dev-token` + `ca enroll`,
 // and has a pkg/mtls server and client handshake with those certificates in
 // both directions, trusting /bundle.json and asking the CA's own CRL and OCSP
-// (fail-open: when this test was written `ca serve` did not yet mount
-// pkg/revoke's /crl and /ocsp routes; tighten to fail-closed once it does).
+// fail-closed: a peer whose revocation status the CA does not publish is
+// refused, so the handshakes prove that `ca serve` serves both.
 func TestMTLSWithCertificatesIssuedByCAServe(t *testing.T) {
 	vars := map[string]string{"CA_DATA_DIR": filepath.Join(t.TempDir(), "data")}
 	s := startServe(t, vars)
@@ -66,7 +66,7 @@ func TestMTLSWithCertificatesIssuedByCAServe(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rev, err := mtls.NewRevocationChecker(mtls.RevocationConfig{CRL: true, OCSP: true, FailOpen: true})
+		rev, err := mtls.NewRevocationChecker(mtls.RevocationConfig{CRL: true, OCSP: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,7 +124,7 @@ func TestMTLSWithCertificatesIssuedByCAServe(t *testing.T) {
 		stdout, stderr, code := runCA(t, nil, "probe", addr, "--bundle-url", bundleURL, "--expect-id", webID.String(),
 			"--client-cert", db.Cert, "--client-key", db.Key, "--client-chain", db.Chain, "--json")
 		r := decodeProbe(t, stdout)
-		if code != 0 || !r.OK || r.ServerVerdict != "accepted" || r.CRL == nil || r.OCSP == nil || r.CRL.URL == "" || r.OCSP.URL == "" {
+		if code != 0 || !r.OK || r.ServerVerdict != "accepted" || r.CRL == nil || r.OCSP == nil || r.CRL.Status != "good" || r.OCSP.Status != "good" {
 			t.Fatalf("exit %d, %+v, crl %+v, ocsp %+v\n%s", code, r, r.CRL, r.OCSP, stderr)
 		}
 		t.Logf("revocation as ca serve publishes it now: CRL %+v, OCSP %+v", *r.CRL, *r.OCSP)
