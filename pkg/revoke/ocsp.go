@@ -135,7 +135,7 @@ func (r *Responder) Respond(ctx context.Context, reqDER []byte) (Response, error
 	if len(reqDER) == 0 || len(reqDER) > MaxRequestSize {
 		return malformed, nil
 	}
-	req, err := ocsp.ParseRequest(reqDER)
+	req, err := parseRequest(reqDER)
 	if err != nil || req.SerialNumber == nil {
 		return malformed, nil
 	}
