@@ -231,7 +231,9 @@ func (e *softhsmEnv) create() (SoftHSMToken, error) {
 		return SoftHSMToken{}, err
 	}
 	e.serial++
-	label := fmt.Sprintf("wca-%d-%d", os.Getpid(), e.serial)
+	// Fixed width: OpenSC's pkcs11-tool matches --token-label as a prefix,
+	// so "wca-N-2" would also select "wca-N-20" and log in with the wrong PIN.
+	label := fmt.Sprintf("wca-%d-%05d", os.Getpid(), e.serial)
 	pin, so := randomPIN(), randomPIN()
 	cmd := exec.Command(e.util, "--init-token", "--free", "--label", label, "--so-pin", so, "--pin", pin)
 	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+e.conf)
