@@ -8,13 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,64 +25,15 @@ import (
 var caBinary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "ca-e2e-")
+	bin, cleanup, err := testkit.BuildCA(".")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	caBinary = filepath.Join(dir, "ca")
-	build := exec.Command("go", "build", "-o", caBinary, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building ca:", err)
-		os.Exit(1)
-	}
+	caBinary = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
-}
-
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// childEnv is this process's environment without any CA_* variable, plus vars.
-func childEnv(vars map[string]string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CA_") {
-			env = append(env, kv)
-		}
-	}
-	for k, v := range vars {
-		env = append(env, k+"="+v)
-	}
-	return env
-}
-
-// lockedBuffer collects a child's output while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // runCA runs a short `ca` command to completion.
@@ -93,7 +42,7 @@ func runCA(t *testing.T, vars map[string]string, args ...string) (stdout, stderr
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, caBinary, args...)
-	cmd.Env = childEnv(vars)
+	cmd.Env = testkit.ChildEnv(vars)
 	cmd.Dir = t.TempDir()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -112,7 +61,7 @@ func runCA(t *testing.T, vars map[string]string, args ...string) (stdout, stderr
 // servingCA is a running `ca serve`.
 type servingCA struct {
 	cmd               *exec.Cmd
-	stderr            *lockedBuffer
+	stderr            *testkit.LockedBuffer
 	apiURL, publicURL string
 	exited            chan error
 }
@@ -121,14 +70,14 @@ type servingCA struct {
 // addresses, and waits until the public listener answers /healthz.
 func startServe(t *testing.T, vars map[string]string) *servingCA {
 	t.Helper()
-	apiAddr, publicAddr := freeAddr(t), freeAddr(t)
+	apiAddr, publicAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	all := map[string]string{"CA_API_ADDR": apiAddr, "CA_PUBLIC_ADDR": publicAddr}
 	for k, v := range vars {
 		all[k] = v
 	}
-	s := &servingCA{stderr: &lockedBuffer{}, apiURL: "https://" + apiAddr, publicURL: "http://" + publicAddr, exited: make(chan error, 1)}
+	s := &servingCA{stderr: &testkit.LockedBuffer{}, apiURL: "https://" + apiAddr, publicURL: "http://" + publicAddr, exited: make(chan error, 1)}
 	s.cmd = exec.Command(caBinary, "serve")
-	s.cmd.Env = childEnv(all)
+	s.cmd.Env = testkit.ChildEnv(all)
 	s.cmd.Dir = t.TempDir()
 	s.cmd.Stderr = s.stderr
 	if err := s.cmd.Start(); err != nil {

@@ -13,12 +13,10 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,20 +32,14 @@ import (
 var caBinary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "wca-drills-")
+	bin, cleanup, err := testkit.BuildCA("../../cmd/ca")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	caBinary = filepath.Join(dir, "ca")
-	build := exec.Command("go", "build", "-o", caBinary, "../../cmd/ca")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building ca:", err)
-		os.Exit(1)
-	}
+	caBinary = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
@@ -119,7 +111,7 @@ rules:
 		"CA_POLICY_FILE": policyPath, "CA_TRUST_DOMAIN": drillTrustDomain,
 	}
 	cmd := exec.Command(caBinary, "init")
-	cmd.Env = childEnv(d.vars)
+	cmd.Env = testkit.ChildEnv(d.vars)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ca init: %v\n%s", err, out)
 	}
@@ -146,66 +138,26 @@ func (d *drillCA) token(t *testing.T, sub string, iat time.Time) string {
 	return tok
 }
 
-func childEnv(vars map[string]string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CA_") {
-			env = append(env, kv)
-		}
-	}
-	for k, v := range vars {
-		env = append(env, k+"="+v)
-	}
-	return env
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // replica is one running `ca serve`.
 type replica struct {
 	cmd               *exec.Cmd
-	stderr            *lockedBuffer
+	stderr            *testkit.LockedBuffer
 	apiURL, publicURL string
 	exited            chan error
 	client            *http.Client // HTTPS to the API listener, trusting the CA
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // serve starts a replica and waits until /readyz answers 200.
 func (d *drillCA) serve(t *testing.T) *replica {
 	t.Helper()
-	apiAddr, publicAddr := freeAddr(t), freeAddr(t)
+	apiAddr, publicAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	vars := map[string]string{"CA_API_ADDR": apiAddr, "CA_PUBLIC_ADDR": publicAddr}
 	for k, v := range d.vars {
 		vars[k] = v
 	}
-	r := &replica{stderr: &lockedBuffer{}, apiURL: "https://" + apiAddr, publicURL: "http://" + publicAddr, exited: make(chan error, 1)}
+	r := &replica{stderr: &testkit.LockedBuffer{}, apiURL: "https://" + apiAddr, publicURL: "http://" + publicAddr, exited: make(chan error, 1)}
 	r.cmd = exec.Command(caBinary, "serve")
-	r.cmd.Env = childEnv(vars)
+	r.cmd.Env = testkit.ChildEnv(vars)
 	r.cmd.Stderr = r.stderr
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
