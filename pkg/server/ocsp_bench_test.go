@@ -21,8 +21,6 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/workload-ca/workload-ca/internal/clock"
-	"github.com/workload-ca/workload-ca/internal/testkit"
-	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/revoke"
 )
@@ -41,32 +39,8 @@ type ocspBench struct {
 func newOCSPBench(b *testing.B) *ocspBench {
 	b.Helper()
 	ctx := context.Background()
-	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
-	keys, err := hsm.OpenSoftware(b.TempDir(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = keys.Close() })
-	st := testkit.SQLite(b)
-	d := issuer.Deps{Keys: keys, Store: st, Clock: clk}
-	icfg := issuer.Config{TrustDomain: "example.org", PublicURL: "http://127.0.0.1:8080"}
-	if _, err := issuer.Init(ctx, d, icfg); err != nil {
-		b.Fatal(err)
-	}
-	iss, err := issuer.Load(ctx, d, icfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	rd := revoke.Deps{Store: st, Keys: keys, Clock: clk}
-	rcfg := revoke.Config{CRLValidity: time.Hour, OCSPValidity: time.Hour}
-	pub, err := revoke.NewPublisher(rd, rcfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	responder, err := revoke.NewResponder(rd, rcfg)
-	if err != nil {
-		b.Fatal(err)
-	}
+	ca := newRevocationCA(b)
+	clk, iss, pub, responder := ca.clk, ca.iss, ca.pub, ca.responder
 	responder.Follow(pub)
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	leaf, err := iss.Issue(ctx, issuer.Request{PublicKey: k.Public(), SPIFFEID: "spiffe://example.org/svc", TTL: 2 * time.Hour})

@@ -34,39 +34,59 @@ func init() {
 	openapi3filter.RegisterBodyDecoder("application/ocsp-response", openapi3filter.FileBodyDecoder)
 }
 
+// revocationCA is a real CA (software keys, SQLite) with pkg/revoke's
+// Publisher and a Responder on the same store, for the CRL/OCSP route tests
+// and benchmarks.
+type revocationCA struct {
+	clk       *clock.Fake
+	iss       *issuer.Issuer
+	rd        revoke.Deps
+	rcfg      revoke.Config
+	pub       *revoke.Publisher
+	responder *revoke.Responder
+}
+
+func newRevocationCA(tb testing.TB) *revocationCA {
+	tb.Helper()
+	ctx := context.Background()
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
+	keys, err := hsm.OpenSoftware(tb.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = keys.Close() })
+	st := testkit.SQLite(tb)
+	d := issuer.Deps{Keys: keys, Store: st, Clock: clk}
+	icfg := issuer.Config{TrustDomain: "example.org", PublicURL: "http://127.0.0.1:8080"}
+	if _, err := issuer.Init(ctx, d, icfg); err != nil {
+		tb.Fatal(err)
+	}
+	iss, err := issuer.Load(ctx, d, icfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rd := revoke.Deps{Store: st, Keys: keys, Clock: clk}
+	rcfg := revoke.Config{CRLValidity: time.Hour, OCSPValidity: time.Hour}
+	pub, err := revoke.NewPublisher(rd, rcfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	responder, err := revoke.NewResponder(rd, rcfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &revocationCA{clk: clk, iss: iss, rd: rd, rcfg: rcfg, pub: pub, responder: responder}
+}
+
 // TestCRLAndOCSPRoutesServeThePublishedArtifacts runs the public listener
 // over a real CA (software keys, SQLite), pkg/revoke's Publisher, Revoker
 // and Responder, and checks the answers and their headers, and every
 // exchange against api/openapi.yaml.
 func TestCRLAndOCSPRoutesServeThePublishedArtifacts(t *testing.T) {
 	ctx := context.Background()
-	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
-	keys, err := hsm.OpenSoftware(t.TempDir(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = keys.Close() })
-	st := testkit.SQLite(t)
-	d := issuer.Deps{Keys: keys, Store: st, Clock: clk}
-	icfg := issuer.Config{TrustDomain: "example.org", PublicURL: "http://127.0.0.1:8080"}
-	if _, err := issuer.Init(ctx, d, icfg); err != nil {
-		t.Fatal(err)
-	}
-	iss, err := issuer.Load(ctx, d, icfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rd := revoke.Deps{Store: st, Keys: keys, Clock: clk}
-	rcfg := revoke.Config{CRLValidity: time.Hour, OCSPValidity: time.Hour}
-	pub, err := revoke.NewPublisher(rd, rcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rv, err := revoke.NewRevoker(rd, rcfg, pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	responder, err := revoke.NewResponder(rd, rcfg)
+	ca := newRevocationCA(t)
+	clk, iss, pub, responder := ca.clk, ca.iss, ca.pub, ca.responder
+	rv, err := revoke.NewRevoker(ca.rd, ca.rcfg, pub)
 	if err != nil {
 		t.Fatal(err)
 	}
