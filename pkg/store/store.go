@@ -190,6 +190,12 @@ type Store interface {
 	// with the same status. Otherwise nothing changes and the error wraps
 	// ErrConflict. ErrNotFound if there is no such certificate.
 	PutOCSPResponse(ctx context.Context, r OCSPResponse) error
+	// PutOCSPResponses stores each of rs under the conditions of
+	// PutOCSPResponse, in one transaction (the publisher's batches: one
+	// commit instead of one per response). errs[i] is rs[i]'s answer (nil,
+	// ErrConflict or ErrNotFound); err is set, and nothing stored, when the
+	// transaction itself fails.
+	PutOCSPResponses(ctx context.Context, rs []OCSPResponse) (errs []error, err error)
 	// GetOCSPResponse returns the stored response for a serial, or
 	// ErrNotFound.
 	GetOCSPResponse(ctx context.Context, serial string) (OCSPResponse, error)

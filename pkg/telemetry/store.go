@@ -174,6 +174,12 @@ func (s *Store) PutOCSPResponse(ctx context.Context, r store.OCSPResponse) (err 
 	return s.inner.PutOCSPResponse(ctx, r)
 }
 
+// PutOCSPResponses implements store.Store, timed.
+func (s *Store) PutOCSPResponses(ctx context.Context, rs []store.OCSPResponse) (errs []error, err error) {
+	defer s.timed("PutOCSPResponses")(&err)
+	return s.inner.PutOCSPResponses(ctx, rs)
+}
+
 // GetOCSPResponse implements store.Store, timed.
 func (s *Store) GetOCSPResponse(ctx context.Context, serial string) (r store.OCSPResponse, err error) {
 	defer s.timed("GetOCSPResponse")(&err)

@@ -58,30 +58,78 @@ func collectStatuses(rows pgx.Rows, err error) ([]store.RevocationStatus, error)
 	return list, mapErr(err)
 }
 
-// PutOCSPResponse stores r under the conditions of store.Store. The issuer
-// and the certificate's notAfter are taken from the certificate row, and its
-// status is checked in the same statement, so a response contradicting a
-// committed revocation is never stored.
+// putOCSPResponseSQL stores one response under the conditions of
+// store.Store. The issuer and the certificate's notAfter are taken from the
+// certificate row, and its status is checked in the same statement, so a
+// response contradicting a committed revocation is never stored.
+const putOCSPResponseSQL = `
+	INSERT INTO ocsp_responses (serial, issuer_id, revoked, this_update, next_update, cert_not_after, der)
+	SELECT c.serial, c.issuer_id, $2, $3, $4, c.not_after, $5
+	FROM certificates c WHERE c.serial = $1 AND (c.status = 'revoked') = $2
+	ON CONFLICT (serial) DO UPDATE SET revoked = excluded.revoked,
+		this_update = excluded.this_update, next_update = excluded.next_update, der = excluded.der
+	WHERE (excluded.revoked AND NOT ocsp_responses.revoked)
+		OR (excluded.revoked = ocsp_responses.revoked AND excluded.this_update >= ocsp_responses.this_update)`
+
+func putOCSPResponseArgs(r store.OCSPResponse) []any {
+	return []any{r.Serial, r.Revoked, ts(r.ThisUpdate), ts(r.NextUpdate), r.DER}
+}
+
+// PutOCSPResponse stores r under the conditions of store.Store.
 func (s *Store) PutOCSPResponse(ctx context.Context, r store.OCSPResponse) error {
-	tag, err := s.pool.Exec(ctx, `
-		INSERT INTO ocsp_responses (serial, issuer_id, revoked, this_update, next_update, cert_not_after, der)
-		SELECT c.serial, c.issuer_id, $2, $3, $4, c.not_after, $5
-		FROM certificates c WHERE c.serial = $1 AND (c.status = 'revoked') = $2
-		ON CONFLICT (serial) DO UPDATE SET revoked = excluded.revoked,
-			this_update = excluded.this_update, next_update = excluded.next_update, der = excluded.der
-		WHERE (excluded.revoked AND NOT ocsp_responses.revoked)
-			OR (excluded.revoked = ocsp_responses.revoked AND excluded.this_update >= ocsp_responses.this_update)`,
-		r.Serial, r.Revoked, ts(r.ThisUpdate), ts(r.NextUpdate), r.DER)
+	tag, err := s.pool.Exec(ctx, putOCSPResponseSQL, putOCSPResponseArgs(r)...)
 	if err != nil {
 		return fmt.Errorf("postgres: put OCSP response for %s: %w", r.Serial, mapErr(err))
 	}
 	if tag.RowsAffected() == 1 {
 		return nil
 	}
-	if _, err := s.CertificateStatus(ctx, r.Serial); err != nil {
+	return s.ocspNotStored(ctx, r.Serial)
+}
+
+// PutOCSPResponses stores rs in one transaction, its statements sent as one
+// pipelined batch.
+func (s *Store) PutOCSPResponses(ctx context.Context, rs []store.OCSPResponse) ([]error, error) {
+	errs := make([]error, len(rs))
+	if len(rs) == 0 {
+		return errs, nil
+	}
+	var missed []int
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		missed = missed[:0]
+		b := &pgx.Batch{}
+		for _, r := range rs {
+			b.Queue(putOCSPResponseSQL, putOCSPResponseArgs(r)...)
+		}
+		br := tx.SendBatch(ctx, b)
+		for i := range rs {
+			tag, err := br.Exec()
+			if err != nil {
+				_ = br.Close()
+				return err
+			}
+			if tag.RowsAffected() != 1 {
+				missed = append(missed, i)
+			}
+		}
+		return br.Close()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: put %d OCSP responses: %w", len(rs), mapErr(err))
+	}
+	for _, i := range missed {
+		errs[i] = s.ocspNotStored(ctx, rs[i].Serial)
+	}
+	return errs, nil
+}
+
+// ocspNotStored says why a response for serial was not stored: no such
+// certificate, or a conflict with its status or a newer response.
+func (s *Store) ocspNotStored(ctx context.Context, serial string) error {
+	if _, err := s.CertificateStatus(ctx, serial); err != nil {
 		return fmt.Errorf("postgres: put OCSP response: %w", err)
 	}
-	return fmt.Errorf("postgres: put OCSP response for %s: status changed or a newer response is stored: %w", r.Serial, store.ErrConflict)
+	return fmt.Errorf("postgres: put OCSP response for %s: status changed or a newer response is stored: %w", serial, store.ErrConflict)
 }
 
 // GetOCSPResponse returns the stored response for a serial (primary key).

@@ -65,28 +65,77 @@ func (s *Store) OCSPWork(ctx context.Context, issuerID string, now, refreshBefor
 	return list, nil
 }
 
-// PutOCSPResponse stores r under the conditions of store.Store, checking the
-// certificate's status in the same statement.
-func (s *Store) PutOCSPResponse(ctx context.Context, r store.OCSPResponse) error {
-	res, err := s.w.ExecContext(ctx, `
-		INSERT INTO ocsp_responses (serial, issuer_id, revoked, this_update, next_update, cert_not_after, der)
-		SELECT c.serial, c.issuer_id, ?2, ?3, ?4, c.not_after, ?5
-		FROM certificates c WHERE c.serial = ?1 AND (c.status = 'revoked') = ?2
-		ON CONFLICT (serial) DO UPDATE SET revoked = excluded.revoked,
-			this_update = excluded.this_update, next_update = excluded.next_update, der = excluded.der
-		WHERE (excluded.revoked AND NOT ocsp_responses.revoked)
-			OR (excluded.revoked = ocsp_responses.revoked AND excluded.this_update >= ocsp_responses.this_update)`,
-		r.Serial, r.Revoked, us(r.ThisUpdate), us(r.NextUpdate), r.DER)
+// putOCSPResponseSQL stores one response under the conditions of
+// store.Store; see the Postgres store.
+const putOCSPResponseSQL = `
+	INSERT INTO ocsp_responses (serial, issuer_id, revoked, this_update, next_update, cert_not_after, der)
+	SELECT c.serial, c.issuer_id, ?2, ?3, ?4, c.not_after, ?5
+	FROM certificates c WHERE c.serial = ?1 AND (c.status = 'revoked') = ?2
+	ON CONFLICT (serial) DO UPDATE SET revoked = excluded.revoked,
+		this_update = excluded.this_update, next_update = excluded.next_update, der = excluded.der
+	WHERE (excluded.revoked AND NOT ocsp_responses.revoked)
+		OR (excluded.revoked = ocsp_responses.revoked AND excluded.this_update >= ocsp_responses.this_update)`
+
+// execer is what a put runs on: the writer or one of its transactions.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// putOCSPResponse runs one put on db and reports whether it stored r.
+func putOCSPResponse(ctx context.Context, db execer, r store.OCSPResponse) (bool, error) {
+	res, err := db.ExecContext(ctx, putOCSPResponseSQL, r.Serial, r.Revoked, us(r.ThisUpdate), us(r.NextUpdate), r.DER)
 	if err != nil {
-		return fmt.Errorf("sqlite: put OCSP response for %s: %w", r.Serial, mapErr(err))
+		return false, fmt.Errorf("sqlite: put OCSP response for %s: %w", r.Serial, mapErr(err))
 	}
-	if n, err := res.RowsAffected(); err == nil && n == 1 {
+	n, err := res.RowsAffected()
+	return err == nil && n == 1, nil
+}
+
+// PutOCSPResponse stores r under the conditions of store.Store.
+func (s *Store) PutOCSPResponse(ctx context.Context, r store.OCSPResponse) error {
+	stored, err := putOCSPResponse(ctx, s.w, r)
+	if err != nil || stored {
+		return err
+	}
+	return s.ocspNotStored(ctx, r.Serial)
+}
+
+// PutOCSPResponses stores rs in one write transaction.
+func (s *Store) PutOCSPResponses(ctx context.Context, rs []store.OCSPResponse) ([]error, error) {
+	errs := make([]error, len(rs))
+	if len(rs) == 0 {
+		return errs, nil
+	}
+	var missed []int
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		missed = missed[:0]
+		for i, r := range rs {
+			stored, err := putOCSPResponse(ctx, tx, r)
+			if err != nil {
+				return err
+			}
+			if !stored {
+				missed = append(missed, i)
+			}
+		}
 		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	if _, err := s.CertificateStatus(ctx, r.Serial); err != nil {
+	for _, i := range missed {
+		errs[i] = s.ocspNotStored(ctx, rs[i].Serial)
+	}
+	return errs, nil
+}
+
+// ocspNotStored says why a response for serial was not stored: no such
+// certificate, or a conflict with its status or a newer response.
+func (s *Store) ocspNotStored(ctx context.Context, serial string) error {
+	if _, err := s.CertificateStatus(ctx, serial); err != nil {
 		return fmt.Errorf("sqlite: put OCSP response: %w", err)
 	}
-	return fmt.Errorf("sqlite: put OCSP response for %s: status changed or a newer response is stored: %w", r.Serial, store.ErrConflict)
+	return fmt.Errorf("sqlite: put OCSP response for %s: status changed or a newer response is stored: %w", serial, store.ErrConflict)
 }
 
 // GetOCSPResponse returns the stored response for a serial.

@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -204,6 +206,66 @@ func testOCSPResponses(t *testing.T, s store.Store) {
 }
 
 func hasKey(m map[string]bool, k string) bool { _, ok := m[k]; return ok }
+
+func testOCSPResponseBatches(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	mustIssuer(t, s, "a")
+	now := t0.Add(time.Minute)
+	var leaves []store.Certificate
+	for i := range 4 {
+		c := leaf("a", fmt.Sprintf("spiffe://example.org/b%d", i), t0, time.Hour)
+		mustRecord(t, s, c)
+		leaves = append(leaves, c)
+	}
+	resp := func(c store.Certificate, revoked bool, this time.Time, der string) store.OCSPResponse {
+		return store.OCSPResponse{Serial: c.Serial, IssuerID: "a", Revoked: revoked, ThisUpdate: this, NextUpdate: this.Add(time.Hour), DER: []byte(der)}
+	}
+	if errs, err := s.PutOCSPResponses(ctx, nil); err != nil || len(errs) != 0 {
+		t.Fatalf("PutOCSPResponses(nil) = %v, %v", errs, err)
+	}
+	if errs, err := s.PutOCSPResponses(ctx, []store.OCSPResponse{resp(leaves[3], false, now, "older-first")}); err != nil || errs[0] != nil {
+		t.Fatalf("PutOCSPResponses(one) = %v, %v", errs, err)
+	}
+	mustRevoke(t, s, leaves[2], now, "keyCompromise")
+	batch := []store.OCSPResponse{
+		resp(leaves[0], false, now, "good0"),
+		resp(leaves[1], true, now, "revoked-but-good"), // contradicts the committed status
+		resp(leaves[2], true, now, "revoked2"),
+		{Serial: "ffff", IssuerID: "a", ThisUpdate: now, NextUpdate: now.Add(time.Hour), DER: []byte("x")},
+		resp(leaves[3], false, now.Add(-time.Second), "older"), // older than the stored one
+	}
+	errs, err := s.PutOCSPResponses(ctx, batch)
+	if err != nil || len(errs) != len(batch) {
+		t.Fatalf("PutOCSPResponses = %v, %v; want one answer per response", errs, err)
+	}
+	for i, want := range []error{nil, store.ErrConflict, nil, store.ErrNotFound, store.ErrConflict} {
+		if want == nil && errs[i] != nil || want != nil && !errors.Is(errs[i], want) {
+			t.Errorf("answer %d (%s) = %v; want %v", i, batch[i].DER, errs[i], want)
+		}
+	}
+	for _, c := range []struct {
+		serial string
+		der    string
+	}{{leaves[0].Serial, "good0"}, {leaves[2].Serial, "revoked2"}, {leaves[3].Serial, "older-first"}} {
+		if got, err := s.GetOCSPResponse(ctx, c.serial); err != nil || string(got.DER) != c.der {
+			t.Errorf("stored response for %s = %q, %v; want %q", c.serial, got.DER, err, c.der)
+		}
+	}
+	if _, err := s.GetOCSPResponse(ctx, leaves[1].Serial); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the refused response was stored: %v", err)
+	}
+
+	// A transaction that cannot run (its context is gone) stores nothing
+	// and says so as a whole.
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if errs, err := s.PutOCSPResponses(gone, []store.OCSPResponse{resp(leaves[1], false, now, "late")}); err == nil {
+		t.Errorf("PutOCSPResponses on a cancelled context = %v, nil; want an error", errs)
+	}
+	if _, err := s.GetOCSPResponse(ctx, leaves[1].Serial); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a failed batch stored a response: %v", err)
+	}
+}
 
 func testOCSPResponders(t *testing.T, s store.Store) {
 	ctx := ctxT(t)

@@ -53,6 +53,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"revocations are counted and listed lean for CRLs", testRevocationSeqAndEntries},
 		{"CRLs are stored only with increasing numbers", testCRLStorage},
 		{"OCSP responses never contradict a committed revocation", testOCSPResponses},
+		{"OCSP response batches answer per response in one transaction", testOCSPResponseBatches},
 		{"OCSP responders are recorded and the latest found", testOCSPResponders},
 		{"leadership has one holder at a time", testLeadership},
 		{"ping answers", testPing},
