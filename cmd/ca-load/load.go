@@ -27,6 +27,11 @@ type result struct {
 	Errors      int     `json:"errors"`
 	FirstError  string  `json:"first_error,omitempty"`
 	Throughput  float64 `json:"throughput_per_s"` // successful requests per second
+	// DrainS is, for enroll runs, how long after the run the publisher took
+	// to pre-sign the OCSP responses of the certificates it issued;
+	// Sustained is successful requests / (duration + drain).
+	DrainS      float64 `json:"ocsp_drain_s,omitempty"`
+	Sustained   float64 `json:"sustained_per_s,omitempty"`
 	P50Ms       float64 `json:"p50_ms"`
 	P99Ms       float64 `json:"p99_ms"`
 	MaxMs       float64 `json:"max_ms"`

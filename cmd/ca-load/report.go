@@ -41,11 +41,13 @@ type target struct {
 
 // report is what one run measured.
 type report struct {
-	Started            time.Time     `json:"started"`
-	Duration           string        `json:"scenario_duration"`
-	Environment        []string      `json:"environment"`
-	Ceiling            ceiling       `json:"softhsm_ceiling"`
-	SigsPerEnroll      int           `json:"signatures_per_enrollment"`
+	Started       time.Time `json:"started"`
+	Duration      string    `json:"scenario_duration"`
+	Environment   []string  `json:"environment"`
+	Ceiling       ceiling   `json:"softhsm_ceiling"`
+	SigsPerEnroll int       `json:"signatures_per_enrollment"`
+	// EnrollPeak is the best sustained enroll rate (OCSP pre-signing
+	// included, see drain.go).
 	EnrollPeak         float64       `json:"enroll_peak_per_s"`
 	OCSPThroughput     float64       `json:"ocsp_per_s"`
 	BaselineThroughput float64       `json:"baseline_per_s"`
@@ -83,7 +85,7 @@ func (r *report) evaluate() {
 	r.Targets = append(r.Targets, target{
 		Name: "enrollments/s", Goal: fmt.Sprintf(">= %.0f%% of ceiling %.0f/s (SoftHSM %.0f sig/s / %d sig per enrollment) = %.0f/s",
 			targetEnrollShare*100, limit, r.Ceiling.Best, sigsPerEnrollment, targetEnrollShare*limit),
-		Measured: fmt.Sprintf("%.0f/s (%.0f%% of ceiling)", r.EnrollPeak, 100*r.EnrollPeak/limit),
+		Measured: fmt.Sprintf("%.0f/s sustained (%.0f%% of ceiling)", r.EnrollPeak, 100*r.EnrollPeak/limit),
 		Value:    r.EnrollPeak, Pass: r.EnrollPeak >= targetEnrollShare*limit,
 	})
 	if h, ok := r.scenario("enroll at half peak"); ok {
@@ -160,14 +162,20 @@ func (r *report) markdown() string {
 	for _, t := range r.Targets {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", verdict(t.Pass), t.Name, t.Measured, t.Goal)
 	}
-	b.WriteString("\n## Scenarios\n\n| scenario | concurrency | duration s | requests | errors | req/s | p50 ms | p99 ms | max ms | server CPU s | server peak RSS MB |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n## Scenarios\n\nFor the runs that issue certificates, *OCSP drain s* is how long the publisher took after the run to pre-sign\n" +
+		"the new certificates' OCSP responses, and *sustained/s* = answered requests / (duration + drain); server CPU includes the drain.\n\n" +
+		"| scenario | concurrency | duration s | requests | errors | req/s | OCSP drain s | sustained/s | p50 ms | p99 ms | max ms | server CPU s | server peak RSS MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range r.Scenarios {
 		name := s.Scenario
 		if s.TargetRate > 0 {
 			name += fmt.Sprintf(" (open loop, %.0f/s)", s.TargetRate)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %.1f | %d | %d | %.0f | %.2f | %.2f | %.2f | %.1f | %.0f |\n",
-			name, s.Concurrency, s.DurationS, s.Requests, s.Errors, s.Throughput, s.P50Ms, s.P99Ms, s.MaxMs, s.ServerCPUS, s.ServerPeakM)
+		drain, sustained := "", ""
+		if s.Sustained > 0 {
+			drain, sustained = fmt.Sprintf("%.1f", s.DrainS), fmt.Sprintf("%.0f", s.Sustained)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %.1f | %d | %d | %.0f | %s | %s | %.2f | %.2f | %.2f | %.1f | %.0f |\n",
+			name, s.Concurrency, s.DurationS, s.Requests, s.Errors, s.Throughput, drain, sustained, s.P50Ms, s.P99Ms, s.MaxMs, s.ServerCPUS, s.ServerPeakM)
 	}
 	for _, s := range r.Scenarios {
 		if s.FirstError != "" {
