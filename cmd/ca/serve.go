@@ -61,10 +61,21 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	leaves, err := telemetry.InstrumentIssuer(iss, reg)
+	counted, err := telemetry.InstrumentIssuer(iss, reg)
 	if err != nil {
 		return err
 	}
+	// CRLs and OCSP: every replica answers from the store; the publisher
+	// regenerates as leader only (advisory lock), and a revocation in this
+	// process kicks it at once. Each leaf this process issues has its first
+	// OCSP response pre-signed here, moments after it is returned.
+	rcfg := revoke.Config{}
+	rdeps := revoke.Deps{Store: b.store, Keys: b.keys, Clock: clock.Real{}, Log: log, Metrics: reg}
+	pub, err := revoke.NewPublisher(rdeps, rcfg)
+	if err != nil {
+		return err
+	}
+	leaves := pub.Presigning(counted)
 	// The trust bundle is published before serving, and the rotation step
 	// (activation after the overlap, retirement after draining) runs in the
 	// background on every replica.
@@ -127,15 +138,6 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		return err
 	}
 
-	// CRLs and OCSP: every replica answers from the store; the publisher
-	// regenerates as leader only (advisory lock), and a revocation in this
-	// process kicks it at once.
-	rcfg := revoke.Config{}
-	rdeps := revoke.Deps{Store: b.store, Keys: b.keys, Clock: clock.Real{}, Log: log, Metrics: reg}
-	pub, err := revoke.NewPublisher(rdeps, rcfg)
-	if err != nil {
-		return err
-	}
 	responder, err := revoke.NewResponder(rdeps, rcfg)
 	if err != nil {
 		return err

@@ -22,6 +22,7 @@ const (
 	DefaultTick          = 5 * time.Second
 	DefaultOCSPBatch     = 2000
 	DefaultOCSPTickLimit = 20000
+	DefaultSignWorkers   = 4
 	DefaultUnknownRate   = 5.0 // signatures per second for never-issued serials
 	DefaultUnknownBurst  = 20
 	DefaultUnknownCache  = 10000
@@ -49,6 +50,10 @@ type Config struct {
 	// (default 2000); OCSPTickLimit caps signatures per tick per issuer
 	// (default 20000) so that one tick cannot hold leadership for long.
 	OCSPBatch, OCSPTickLimit int
+	// SignWorkers is how many OCSP responses the publisher signs at a time
+	// (default 4): the token signs in parallel, and a network HSM's round
+	// trips overlap.
+	SignWorkers int
 	// UnknownRate and UnknownBurst bound, per process, how many "unknown"
 	// responses for never-issued serials are signed per second (defaults 5/s,
 	// burst 20); beyond that the answer is tryLater. UnknownCache is how many
@@ -102,6 +107,7 @@ func (c *Config) Validate() error {
 	}{
 		{"OCSPBatch", &c.OCSPBatch, DefaultOCSPBatch},
 		{"OCSPTickLimit", &c.OCSPTickLimit, DefaultOCSPTickLimit},
+		{"SignWorkers", &c.SignWorkers, DefaultSignWorkers},
 		{"UnknownBurst", &c.UnknownBurst, DefaultUnknownBurst},
 		{"UnknownCache", &c.UnknownCache, DefaultUnknownCache},
 		{"OCSPCache", &c.OCSPCache, DefaultOCSPCache},
@@ -144,6 +150,7 @@ type Store interface {
 	CertificateStatus(ctx context.Context, serial string) (store.RevocationStatus, error)
 	OCSPWork(ctx context.Context, issuerID string, now, refreshBefore time.Time, limit int) ([]store.RevocationStatus, error)
 	PutOCSPResponse(ctx context.Context, r store.OCSPResponse) error
+	PutOCSPResponses(ctx context.Context, rs []store.OCSPResponse) ([]error, error)
 	GetOCSPResponse(ctx context.Context, serial string) (store.OCSPResponse, error)
 	OCSPOldest(ctx context.Context, issuerID string, now time.Time) (time.Time, bool, error)
 	TryLeadership(ctx context.Context, name string) (release func(), ok bool, err error)

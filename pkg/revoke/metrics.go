@@ -43,7 +43,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"issuer"}),
 		ocspSigned: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ca_ocsp_responses_signed_total",
-			Help: "OCSP responses signed, by issuer and why: refresh (publisher), revoke, lazy (first request), unknown (never-issued serial), other_hash (non-SHA-1 CertID).",
+			Help: "OCSP responses signed, by issuer and why: refresh (publisher), issued (pre-signed right after issuance), revoke, lazy (first request), unknown (never-issued serial), other_hash (non-SHA-1 CertID).",
 		}, []string{"issuer", "kind"}),
 	}
 	var err error

@@ -139,3 +139,32 @@ func (o *ocspSigner) signStatus(r issuer.OCSPResponder, c *ca, st store.Revocati
 		ThisUpdate: s.thisUpdate, NextUpdate: s.nextUpdate, CertNotAfter: st.NotAfter, DER: s.der,
 	}, nil
 }
+
+// signStatuses signs the pre-signed responses for sts with up to workers
+// signatures at a time, in the order of sts; the first failure is returned.
+func (o *ocspSigner) signStatuses(r issuer.OCSPResponder, c *ca, sts []store.RevocationStatus, kind string, workers int) ([]store.OCSPResponse, error) {
+	out := make([]store.OCSPResponse, len(sts))
+	errs := make([]error, len(sts))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(max(workers, 1), len(sts)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				out[i], errs[i] = o.signStatus(r, c, sts[i], kind)
+			}
+		}()
+	}
+	for i := range sts {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
@@ -30,6 +32,7 @@ type Publisher struct {
 	signer  *ocspSigner
 	metrics *metrics
 	kick    chan struct{}
+	issued  chan store.RevocationStatus // see Issued
 
 	mu        sync.Mutex
 	onRevoked []func(issuerID, serial string)
@@ -53,6 +56,7 @@ func NewPublisher(d Deps, cfg Config) (*Publisher, error) {
 		cas:    newCASet(d.Store, d.Keys, d.Clock),
 		signer: newOCSPSigner(d, cfg, m),
 		kick:   make(chan struct{}, 1),
+		issued: make(chan store.RevocationStatus, presignQueue),
 	}, nil
 }
 
@@ -77,8 +81,15 @@ func (p *Publisher) revoked(issuerID, serial string) {
 }
 
 // Run calls RefreshOnce every Config.Tick and after each Kick until ctx is
-// done, logging failures; it returns ctx's error.
+// done, logging failures, and signs the first OCSP responses of what this
+// process issues (Issued); it returns ctx's error.
 func (p *Publisher) Run(ctx context.Context) error {
+	presigned := make(chan struct{})
+	defer func() { <-presigned }()
+	go func() {
+		defer close(presigned)
+		p.presignLoop(ctx)
+	}()
 	t := time.NewTicker(p.cfg.Tick)
 	defer t.Stop()
 	for {
@@ -225,19 +236,11 @@ func (p *Publisher) refreshOCSP(ctx context.Context, c *ca, now time.Time) (int,
 		if err != nil {
 			return signedN, fmt.Errorf("revoke: OCSP work of %q: %w", c.rec.ID, err)
 		}
-		for _, st := range work {
-			resp, err := p.signer.signStatus(r, c, st, "refresh")
+		for chunk := range slices.Chunk(work, ocspPutChunk) {
+			stored, conflicted, err := p.signAndStore(ctx, r, c, chunk, "refresh")
+			signedN, conflicts = signedN+stored, conflicts+conflicted
 			if err != nil {
 				return signedN, err
-			}
-			err = p.d.Store.PutOCSPResponse(ctx, resp)
-			switch {
-			case errors.Is(err, store.ErrConflict):
-				conflicts++ // revoked meanwhile: listed again with its new status
-			case err != nil:
-				return signedN, fmt.Errorf("revoke: storing OCSP response: %w", err)
-			default:
-				signedN++
 			}
 		}
 		if len(work) < p.cfg.OCSPBatch {
@@ -248,6 +251,36 @@ func (p *Publisher) refreshOCSP(ctx context.Context, c *ca, now time.Time) (int,
 		p.d.Log.InfoContext(ctx, "OCSP responses refreshed", "issuer", c.rec.ID, "signed", signedN, "responder", r.Record.Serial)
 	}
 	return signedN, nil
+}
+
+// ocspPutChunk is how many signed responses go to the store in one
+// transaction.
+const ocspPutChunk = 256
+
+// signAndStore signs the responses for sts (SignWorkers at a time) and
+// stores them in one transaction. A response refused because the
+// certificate was revoked meanwhile (or a newer one is stored) counts as a
+// conflict: the next tick lists it again with its new status.
+func (p *Publisher) signAndStore(ctx context.Context, r issuer.OCSPResponder, c *ca, sts []store.RevocationStatus, kind string) (stored, conflicts int, err error) {
+	resps, err := p.signer.signStatuses(r, c, sts, kind, p.cfg.SignWorkers)
+	if err != nil {
+		return 0, 0, err
+	}
+	errs, err := p.d.Store.PutOCSPResponses(ctx, resps)
+	if err != nil {
+		return 0, 0, fmt.Errorf("revoke: storing %d OCSP responses of %q: %w", len(resps), c.rec.ID, err)
+	}
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			stored++
+		case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrNotFound):
+			conflicts++
+		default:
+			return stored, conflicts, fmt.Errorf("revoke: storing the OCSP response for %s: %w", resps[i].Serial, err)
+		}
+	}
+	return stored, conflicts, nil
 }
 
 // updateMetrics sets the age gauges from the store (cheap reads), on every
