@@ -19,7 +19,7 @@ type GroupResult struct {
 // before its commit. It exists only in test builds, so that tests can form a
 // group deterministically.
 func (s *Store) CommitGroupForTest(ctx context.Context, certs []store.Certificate, entries []store.AuditEntry,
-	hook func(ctx context.Context, tx pgx.Tx, size int)) []GroupResult {
+	hook func(ctx context.Context, conn *pgx.Conn, size int)) []GroupResult {
 	g := &groupCommitter{s: s, beforeCommit: hook}
 	group := make([]*issuance, len(certs))
 	for i := range certs {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
@@ -59,7 +60,7 @@ type groupCommitter struct {
 	once    sync.Once
 	// beforeCommit, if set (tests only), runs inside each group transaction
 	// just before its commit.
-	beforeCommit func(ctx context.Context, tx pgx.Tx, size int)
+	beforeCommit func(ctx context.Context, conn *pgx.Conn, size int)
 }
 
 func newGroupCommitter(s *Store) *groupCommitter {
@@ -195,43 +196,68 @@ func certArgs(c store.Certificate) []any {
 // taken earlier in the group, is that caller's ErrConflict), then takes the
 // audit lock, chains the audit entries of the inserted ones in group order,
 // and commits once. Statement failures come back as *beforeCommitError.
-func (s *Store) recordGroup(ctx context.Context, group []*issuance, hook func(context.Context, pgx.Tx, int)) ([]issuanceResult, error) {
-	tx, err := s.pool.Begin(ctx)
+func (s *Store) recordGroup(ctx context.Context, group []*issuance, hook func(context.Context, *pgx.Conn, int)) (results []issuanceResult, err error) {
+	// Two round trips on one connection: BEGIN, the inserts, the audit lock
+	// and the audit head in one pipeline; the chained audit entries and
+	// COMMIT in a second. (pgx.Tx would add one for BEGIN, one for the
+	// lock, one for the head and one for COMMIT, each a wake-up of both
+	// processes, on the path of every issuance.)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: begin: %w", mapErr(err))
+		return nil, &beforeCommitError{fmt.Errorf("postgres: acquire: %w", mapErr(err))}
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	committing := false
+	defer func() {
+		// Unless COMMIT was sent, roll back. Release drops a connection
+		// that is still inside a transaction (a failed ROLLBACK included).
+		if !committing && conn.Conn().PgConn().TxStatus() != 'I' {
+			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+		conn.Release()
+	}()
 
 	b := &pgx.Batch{}
+	b.Queue("BEGIN")
 	for _, r := range group {
 		b.Queue(insertCertificateSQL+` ON CONFLICT (serial) DO NOTHING RETURNING serial`, certArgs(r.c)...)
 	}
-	results := make([]issuanceResult, len(group))
-	br := tx.SendBatch(ctx, b)
-	for i, r := range group {
-		var got string
-		err := br.QueryRow().Scan(&got)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			results[i].err = fmt.Errorf("postgres: record certificate %s: serial taken: %w", r.c.Serial, store.ErrConflict)
-		case err != nil:
-			_ = br.Close()
-			return nil, &beforeCommitError{fmt.Errorf("postgres: record certificate %s: %w", r.c.Serial, mapErr(err))}
-		}
-	}
-	if err := br.Close(); err != nil {
-		return nil, &beforeCommitError{fmt.Errorf("postgres: record certificates: %w", mapErr(err))}
-	}
-
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, AuditLockKey); err != nil {
-		return nil, &beforeCommitError{fmt.Errorf("postgres: lock audit log: %w", mapErr(err))}
-	}
+	b.Queue(`SELECT pg_advisory_xact_lock($1)`, AuditLockKey)
+	b.Queue(`SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`)
+	results = make([]issuanceResult, len(group))
 	var seq int64
 	var prev []byte
-	err = tx.QueryRow(ctx, `SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return nil, &beforeCommitError{fmt.Errorf("postgres: read audit head: %w", mapErr(err))}
+	err = func() error {
+		br := conn.SendBatch(ctx, b)
+		defer br.Close()
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("postgres: begin: %w", mapErr(err))
+		}
+		for i, r := range group {
+			var got string
+			err := br.QueryRow().Scan(&got)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				results[i].err = fmt.Errorf("postgres: record certificate %s: serial taken: %w", r.c.Serial, store.ErrConflict)
+			case err != nil:
+				return fmt.Errorf("postgres: record certificate %s: %w", r.c.Serial, mapErr(err))
+			}
+		}
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("postgres: lock audit log: %w", mapErr(err))
+		}
+		err := br.QueryRow().Scan(&seq, &prev)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("postgres: read audit head: %w", mapErr(err))
+		}
+		if err := br.Close(); err != nil {
+			return fmt.Errorf("postgres: record certificates: %w", mapErr(err))
+		}
+		return nil
+	}()
+	if err != nil {
+		return nil, &beforeCommitError{err}
 	}
+
 	ab := &pgx.Batch{}
 	for i, r := range group {
 		if results[i].err != nil {
@@ -248,15 +274,33 @@ func (s *Store) recordGroup(ctx context.Context, group []*issuance, hook func(co
 			e.PolicyVersion, e.RequestID, []byte(e.Details), e.PrevHash, e.Hash)
 		results[i].e = e
 	}
-	if ab.Len() > 0 {
-		if err := tx.SendBatch(ctx, ab).Close(); err != nil {
-			return nil, &beforeCommitError{fmt.Errorf("postgres: append audit entries: %w", mapErr(err))}
+	if hook != nil {
+		hook(ctx, conn.Conn(), len(group))
+	}
+	audits := ab.Len()
+	ab.Queue("COMMIT")
+	committing = true
+	br := conn.SendBatch(ctx, ab)
+	for range audits {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) {
+				// The server refused the statement, so it skipped the
+				// COMMIT behind it: the transaction is rolled back below.
+				committing = false
+				return nil, &beforeCommitError{fmt.Errorf("postgres: append audit entries: %w", mapErr(err))}
+			}
+			// The connection failed with COMMIT already sent: the outcome
+			// is unknown.
+			return nil, fmt.Errorf("postgres: append audit entries and commit: %w", mapErr(err))
 		}
 	}
-	if hook != nil {
-		hook(ctx, tx, len(group))
+	_, err = br.Exec()
+	if cerr := br.Close(); err == nil {
+		err = cerr
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("postgres: commit: %w", mapErr(err))
 	}
 	return results, nil

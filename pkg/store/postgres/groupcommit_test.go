@@ -81,9 +81,9 @@ func TestAGroupThatLosesItsConnectionBeforeCommitFailsEveryCallerAndRecordsNothi
 		t.Fatal(err)
 	}
 	defer admin.Close(ctx)
-	res := s.CommitGroupForTest(ctx, certs, entries, func(ctx context.Context, tx pgx.Tx, size int) {
+	res := s.CommitGroupForTest(ctx, certs, entries, func(ctx context.Context, conn *pgx.Conn, size int) {
 		var pid int
-		if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		if err := conn.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
 			t.Errorf("backend pid: %v", err)
 			return
 		}

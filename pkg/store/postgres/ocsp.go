@@ -87,25 +87,25 @@ func (s *Store) PutOCSPResponse(ctx context.Context, r store.OCSPResponse) error
 	return s.ocspNotStored(ctx, r.Serial)
 }
 
-// PutOCSPResponses stores rs in one transaction, its statements sent as one
-// pipelined batch.
+// PutOCSPResponses stores rs in one round trip: the statements go as one
+// pipeline with a single Sync, which Postgres runs as one implicit
+// transaction (a failing statement rolls back all of them).
 func (s *Store) PutOCSPResponses(ctx context.Context, rs []store.OCSPResponse) ([]error, error) {
 	errs := make([]error, len(rs))
 	if len(rs) == 0 {
 		return errs, nil
 	}
+	b := &pgx.Batch{}
+	for _, r := range rs {
+		b.Queue(putOCSPResponseSQL, putOCSPResponseArgs(r)...)
+	}
 	var missed []int
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		missed = missed[:0]
-		b := &pgx.Batch{}
-		for _, r := range rs {
-			b.Queue(putOCSPResponseSQL, putOCSPResponseArgs(r)...)
-		}
-		br := tx.SendBatch(ctx, b)
+	err := func() error {
+		br := s.pool.SendBatch(ctx, b)
+		defer br.Close()
 		for i := range rs {
 			tag, err := br.Exec()
 			if err != nil {
-				_ = br.Close()
 				return err
 			}
 			if tag.RowsAffected() != 1 {
@@ -113,7 +113,7 @@ func (s *Store) PutOCSPResponses(ctx context.Context, rs []store.OCSPResponse) (
 			}
 		}
 		return br.Close()
-	})
+	}()
 	if err != nil {
 		return nil, fmt.Errorf("postgres: put %d OCSP responses: %w", len(rs), mapErr(err))
 	}

@@ -255,6 +255,18 @@ func testOCSPResponseBatches(t *testing.T, s store.Store) {
 		t.Errorf("the refused response was stored: %v", err)
 	}
 
+	// A batch with a response the database refuses (no nextUpdate) stores
+	// none of them.
+	bad := resp(leaves[1], false, now, "valid-but-in-a-bad-batch")
+	broken := resp(leaves[1], false, now, "no-next-update")
+	broken.NextUpdate = time.Time{}
+	if errs, err := s.PutOCSPResponses(ctx, []store.OCSPResponse{bad, broken}); err == nil {
+		t.Errorf("PutOCSPResponses with a response lacking nextUpdate = %v, nil; want an error", errs)
+	}
+	if _, err := s.GetOCSPResponse(ctx, leaves[1].Serial); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a batch that failed stored its valid response: %v", err)
+	}
+
 	// A transaction that cannot run (its context is gone) stores nothing
 	// and says so as a whole.
 	gone, cancel := context.WithCancel(ctx)
