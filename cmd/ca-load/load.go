@@ -30,13 +30,15 @@ type result struct {
 	// DrainS is, for enroll runs, how long after the run the publisher took
 	// to pre-sign the OCSP responses of the certificates it issued;
 	// Sustained is successful requests / (duration + drain).
-	DrainS      float64 `json:"ocsp_drain_s,omitempty"`
-	Sustained   float64 `json:"sustained_per_s,omitempty"`
-	P50Ms       float64 `json:"p50_ms"`
-	P99Ms       float64 `json:"p99_ms"`
-	MaxMs       float64 `json:"max_ms"`
-	ServerCPUS  float64 `json:"server_cpu_s"`
-	ServerPeakM float64 `json:"server_peak_rss_mb"`
+	DrainS    float64 `json:"ocsp_drain_s,omitempty"`
+	Sustained float64 `json:"sustained_per_s,omitempty"`
+	// Breakdown is the server's own histograms over the run (issuing runs).
+	Breakdown   []breakdownRow `json:"server_breakdown,omitempty"`
+	P50Ms       float64        `json:"p50_ms"`
+	P99Ms       float64        `json:"p99_ms"`
+	MaxMs       float64        `json:"max_ms"`
+	ServerCPUS  float64        `json:"server_cpu_s"`
+	ServerPeakM float64        `json:"server_peak_rss_mb"`
 }
 
 // recorder collects latencies from many goroutines.
@@ -93,10 +95,13 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 func ms(d time.Duration) float64 { return math.Round(float64(d.Microseconds())/10) / 100 }
 
 // closedLoop runs conc workers that each issue requests back to back for d
-// (or until fn reports errExhausted).
+// (or until fn reports errExhausted). A request still in flight at the end
+// of d runs to its answer, and the run lasts until it has: cutting it off
+// would leave the server with work (a certificate recorded but never
+// delivered) that the run did not count.
 func closedLoop(ctx context.Context, conc int, d time.Duration, fn requestFunc) (*recorder, time.Duration) {
 	rec := &recorder{}
-	ctx, cancel := context.WithTimeout(ctx, d)
+	runCtx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -104,7 +109,7 @@ func closedLoop(ctx context.Context, conc int, d time.Duration, fn requestFunc) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ctx.Err() == nil {
+			for runCtx.Err() == nil {
 				t0 := time.Now()
 				err := fn(ctx)
 				if errors.Is(err, errExhausted) {
@@ -112,7 +117,7 @@ func closedLoop(ctx context.Context, conc int, d time.Duration, fn requestFunc) 
 					return
 				}
 				if ctx.Err() != nil && err != nil {
-					return // cut off by the end of the run, not an answer
+					return // interrupted, not an answer
 				}
 				rec.add(time.Since(t0), err)
 			}

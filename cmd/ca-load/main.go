@@ -150,7 +150,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer srv.stop()
 	logf("ca serve pid %d: api %s, public %s", srv.pid(), srv.apiURL, srv.publicURL)
 
-	b := &bench{o: o, srv: srv, ti: ti, rep: rep, logf: logf, dbURL: benchDBURL}
+	b := &bench{o: o, srv: srv, ti: ti, rep: rep, logf: logf, dbURL: benchDBURL, metricsClient: plainClient(1)}
 	if err := b.scenarios(ctx); err != nil {
 		return err
 	}
@@ -177,6 +177,8 @@ type bench struct {
 	logf func(string, ...any)
 	// dbURL is the server's database, read for the OCSP backlog.
 	dbURL string
+	// metricsClient scrapes the server's /metrics for the breakdowns.
+	metricsClient *http.Client
 }
 
 // measure runs one scenario while sampling the process pid's CPU time and
@@ -204,6 +206,10 @@ func (b *bench) measure(ctx context.Context, name string, conc int, rate float64
 			}
 		}
 	}()
+	var snapBefore histSnapshot
+	if drain {
+		snapBefore, _ = scrapeHistograms(b.metricsClient, b.srv.publicURL+"/metrics")
+	}
 	rec, elapsed := runIt()
 	var drained time.Duration
 	var drainErr error
@@ -223,6 +229,11 @@ func (b *bench) measure(ctx context.Context, name string, conc int, rate float64
 		return res, fmt.Errorf("%s: %w", name, drainErr)
 	}
 	sustained := ""
+	if drain && snapBefore != nil {
+		if after, err := scrapeHistograms(b.metricsClient, b.srv.publicURL+"/metrics"); err == nil {
+			res.Breakdown = breakdown(snapBefore, after, res.Requests)
+		}
+	}
 	if drain {
 		res.DrainS = drained.Seconds()
 		res.Sustained = float64(len(rec.lat)) / (elapsed + drained).Seconds()

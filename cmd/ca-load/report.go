@@ -182,6 +182,20 @@ func (r *report) markdown() string {
 			fmt.Fprintf(&b, "\nfirst error of %q (c=%d): `%s`\n", s.Scenario, s.Concurrency, s.FirstError)
 		}
 	}
+	for _, s := range r.Scenarios {
+		if len(s.Breakdown) == 0 {
+			continue
+		}
+		name := s.Scenario
+		if s.TargetRate > 0 {
+			name += fmt.Sprintf(" at %.0f/s", s.TargetRate)
+		}
+		fmt.Fprintf(&b, "\n### Inside the server: %s (c=%d)\n\nMeans of the server's own histograms over the run and its OCSP drain.\n\n"+
+			"| series | calls | per request | mean ms |\n|---|---|---|---|\n", name, s.Concurrency)
+		for _, row := range s.Breakdown {
+			fmt.Fprintf(&b, "| `%s` | %.0f | %.2f | %.3f |\n", row.Series, row.Calls, row.PerRequest, row.MeanMs)
+		}
+	}
 	if len(r.GoBench) > 0 {
 		b.WriteString("\n## Go benchmarks\n\n| package | benchmark | ns/op | more |\n|---|---|---|---|\n")
 		for _, l := range r.GoBench {
