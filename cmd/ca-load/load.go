@@ -33,12 +33,18 @@ type result struct {
 	DrainS    float64 `json:"ocsp_drain_s,omitempty"`
 	Sustained float64 `json:"sustained_per_s,omitempty"`
 	// Breakdown is the server's own histograms over the run (issuing runs).
-	Breakdown   []breakdownRow `json:"server_breakdown,omitempty"`
-	P50Ms       float64        `json:"p50_ms"`
-	P99Ms       float64        `json:"p99_ms"`
-	MaxMs       float64        `json:"max_ms"`
-	ServerCPUS  float64        `json:"server_cpu_s"`
-	ServerPeakM float64        `json:"server_peak_rss_mb"`
+	Breakdown  []breakdownRow `json:"server_breakdown,omitempty"`
+	P50Ms      float64        `json:"p50_ms"`
+	P99Ms      float64        `json:"p99_ms"`
+	MaxMs      float64        `json:"max_ms"`
+	ServerCPUS float64        `json:"server_cpu_s"`
+	// ClientCPUS, PostgresCPUS and MachineCPUS are the load client's, the
+	// postgres processes' and the whole machine's busy CPU seconds over the
+	// run (see cpuShares).
+	ClientCPUS   float64 `json:"client_cpu_s"`
+	PostgresCPUS float64 `json:"postgres_cpu_s"`
+	MachineCPUS  float64 `json:"machine_cpu_s"`
+	ServerPeakM  float64 `json:"server_peak_rss_mb"`
 }
 
 // recorder collects latencies from many goroutines.

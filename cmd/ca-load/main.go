@@ -188,6 +188,7 @@ func (b *bench) measure(ctx context.Context, name string, conc int, rate float64
 	res := result{Scenario: name, Concurrency: conc, TargetRate: rate}
 	resetOK := resetPeakRSS(pid) == nil
 	before, _ := readProc(pid)
+	sharesBefore := readCPUShares()
 	var peak int64
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -219,6 +220,8 @@ func (b *bench) measure(ctx context.Context, name string, conc int, rate float64
 	close(stop)
 	<-done
 	after, _ := readProc(pid)
+	shares := readCPUShares().minus(sharesBefore)
+	res.ClientCPUS, res.PostgresCPUS, res.MachineCPUS = shares.client, shares.postgres, shares.machine
 	if resetOK {
 		peak = max(peak, after.HWMBytes)
 	}
@@ -240,8 +243,9 @@ func (b *bench) measure(ctx context.Context, name string, conc int, rate float64
 		sustained = fmt.Sprintf(" (OCSP drain %.1fs: sustained %.1f/s)", res.DrainS, res.Sustained)
 	}
 	b.rep.Scenarios = append(b.rep.Scenarios, res)
-	b.logf("%-28s c=%-3d %7.1f/s p50 %6.2f ms p99 %6.2f ms max %7.2f ms err %d cpu %.1fs rss %.0f MB%s %s",
-		name, conc, res.Throughput, res.P50Ms, res.P99Ms, res.MaxMs, res.Errors, res.ServerCPUS, res.ServerPeakM, sustained, res.FirstError)
+	b.logf("%-28s c=%-3d %7.1f/s p50 %6.2f ms p99 %6.2f ms max %7.2f ms err %d cpu %.1fs (client %.1fs, postgres %.1fs, machine %.1fs) rss %.0f MB%s %s",
+		name, conc, res.Throughput, res.P50Ms, res.P99Ms, res.MaxMs, res.Errors, res.ServerCPUS, res.ClientCPUS, res.PostgresCPUS, res.MachineCPUS,
+		res.ServerPeakM, sustained, res.FirstError)
 	return res, nil
 }
 

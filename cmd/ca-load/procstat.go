@@ -81,3 +81,52 @@ func parseKB(v string) int64 {
 func resetPeakRSS(pid int) error {
 	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
 }
+
+// cpuShares is where the machine's CPU went during one run: this process
+// (the load client), every process named postgres (the database's
+// backends; one that exits during the run takes its time with it), and the
+// whole machine's busy time from /proc/stat.
+type cpuShares struct {
+	client, postgres, machine float64
+}
+
+func readCPUShares() cpuShares {
+	var c cpuShares
+	if s, err := readProc(os.Getpid()); err == nil {
+		c.client = s.CPUSeconds
+	}
+	if ents, err := os.ReadDir("/proc"); err == nil {
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+			if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
+				continue
+			}
+			if s, err := readProc(pid); err == nil {
+				c.postgres += s.CPUSeconds
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+		if len(f) > 5 && f[0] == "cpu" {
+			var busy int64
+			for i, v := range f[1:] {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				if i != 3 && i != 4 { // idle, iowait
+					busy += n
+				}
+			}
+			c.machine = float64(busy) / clockTicks
+		}
+	}
+	return c
+}
+
+func (c cpuShares) minus(o cpuShares) cpuShares {
+	return cpuShares{client: c.client - o.client, postgres: c.postgres - o.postgres, machine: c.machine - o.machine}
+}
