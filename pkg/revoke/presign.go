@@ -52,10 +52,19 @@ func (i presigning) Issue(ctx context.Context, r issuer.Request) (*issuer.Issued
 	return out, err
 }
 
+// presignLinger is how long a round waits for more certificates after the
+// first: at a moderate issuance rate this turns one commit per certificate
+// into one per few dozen, for a first response that is at most this much
+// later.
+const presignLinger = 25 * time.Millisecond
+
 // presignLoop signs and stores the first responses of what Issued noted
-// until ctx is done. Each round takes everything queued (up to
-// ocspPutChunk), so under load one transaction stores many responses.
+// until ctx is done. Each round takes what arrives within presignLinger of
+// its first certificate (up to ocspPutChunk), so one transaction stores many
+// responses.
 func (p *Publisher) presignLoop(ctx context.Context) {
+	linger := time.NewTimer(presignLinger)
+	linger.Stop()
 	for {
 		var batch []store.RevocationStatus
 		select {
@@ -64,15 +73,19 @@ func (p *Publisher) presignLoop(ctx context.Context) {
 		case st := <-p.issued:
 			batch = append(batch, st)
 		}
+		linger.Reset(presignLinger)
 	more:
 		for len(batch) < ocspPutChunk {
 			select {
 			case st := <-p.issued:
 				batch = append(batch, st)
-			default:
+			case <-linger.C:
 				break more
+			case <-ctx.Done():
+				return
 			}
 		}
+		linger.Stop()
 		p.presign(ctx, batch)
 	}
 }
