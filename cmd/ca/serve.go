@@ -166,7 +166,7 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		Operators:  ops,
 		Revocation: responder,
 		// OCSP/CRL/bundle lines at debug if so configured.
-		ArtifactLogLevel: cfg.ArtifactLogLevel(),
+		ArtifactLogLevel: cfg.ArtifactLogLevel(), ArtifactLogSample: cfg.Log.ArtifactSample,
 	})
 	if err != nil {
 		return err

@@ -142,6 +142,12 @@ type Log struct {
 	// parties poll OCSP at high rates; the ca_http_* metrics still count
 	// every request, and every other request is still logged at info.
 	ArtifactRequests string `yaml:"artifact_requests"`
+	// ArtifactSample logs one in this many successful artifact requests
+	// (default 100; 1 logs every one). A relying party polling OCSP makes
+	// most of a CA's requests, and a line per answer mostly costs CPU (a
+	// POST's line does not even name the serial); the ca_http_* metrics
+	// count every request, and failures are always logged.
+	ArtifactSample int `yaml:"artifact_sample"`
 }
 
 // Secret is a string that never prints: fmt, slog and JSON all see "[redacted]".
@@ -301,6 +307,8 @@ const (
 	DefaultPublicAddr  = "127.0.0.1:8080"
 	DefaultTrustDomain = "example.org"
 	DefaultBodyLimit   = 64 << 10
+	// DefaultArtifactSample is log.artifact_sample's default.
+	DefaultArtifactSample = 100
 )
 
 func (c *Config) applyDefaults() {
@@ -343,6 +351,9 @@ func (c *Config) applyDefaults() {
 	setDur(&c.Server.ReadyTimeout, 2*time.Second)
 	setStr(&c.Log.Level, "info")
 	setStr(&c.Log.ArtifactRequests, "info")
+	if c.Log.ArtifactSample == 0 {
+		c.Log.ArtifactSample = DefaultArtifactSample
+	}
 	setDur(&c.Enroll.JWKSMinRefreshInterval, time.Minute)
 }
 

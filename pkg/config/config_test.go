@@ -49,7 +49,8 @@ func TestLoadWithNothingGivesTheEmbeddedDevelopmentDefault(t *testing.T) {
 	if !c.DevelopmentMode() {
 		t.Error("default is not development mode")
 	}
-	if c.Server.BodyLimit != 64<<10 || c.Issuer.KeyType != "ecdsa-p256" || c.Server.CertLifetime != 24*time.Hour || c.Issuer.Backdate != 5*time.Minute {
+	if c.Server.BodyLimit != 64<<10 || c.Issuer.KeyType != "ecdsa-p256" || c.Server.CertLifetime != 24*time.Hour || c.Issuer.Backdate != 5*time.Minute ||
+		c.Log.ArtifactSample != 100 {
 		t.Errorf("unexpected defaults: %+v", c)
 	}
 	if err := Default().Validate(); err != nil {
@@ -174,6 +175,7 @@ func TestInvalidConfigurationNamesTheField(t *testing.T) {
 		{"a bad trust domain is refused", "", map[string]string{"CA_TRUST_DOMAIN": "Not A Domain"}, "trust_domain"},
 		{"an unknown log level is refused", "log:\n  level: loud\n", nil, "log.level"},
 		{"an artifact_requests level other than info or debug is refused", "log:\n  artifact_requests: warn\n", nil, "log.artifact_requests"},
+		{"a negative artifact_sample is refused", "log:\n  artifact_sample: -1\n", nil, "log.artifact_sample"},
 		{"a negative body limit is refused", "server:\n  body_limit: -1\n", nil, "server.body_limit"},
 		{"a server certificate outliving max_ttl is refused", "server:\n  cert_lifetime: 48h\n", nil, "server.cert_lifetime"},
 		{"equal listen addresses are refused", "api_addr: 127.0.0.1:1\npublic_addr: 127.0.0.1:1\n", nil, "public_addr"},

@@ -176,6 +176,9 @@ func (c *Config) validateLog() error {
 	default:
 		return fieldErr("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
 	}
+	if c.Log.ArtifactSample < 1 {
+		return fieldErr("log.artifact_sample", "%d is not a positive number (1 logs every request)", c.Log.ArtifactSample)
+	}
 	switch c.Log.ArtifactRequests {
 	case "debug", "info":
 		return nil

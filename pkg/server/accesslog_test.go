@@ -93,3 +93,66 @@ func TestArtifactLogLevelLowersOnlyThePublicListenersArtifactLines(t *testing.T)
 		})
 	}
 }
+
+func TestArtifactLinesAreSampledAndTheirFailuresAlwaysLoggedAtInfo(t *testing.T) {
+	f := newFixtureWith(t, func(_ *fixture, d *Deps) {
+		d.ArtifactLogLevel, d.ArtifactLogSample = slog.LevelDebug, 3
+	})
+	get := func(h http.Handler, path string, want int) {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Code != want {
+			t.Fatalf("GET %s: %d, want %d", path, rec.Code, want)
+		}
+	}
+	pub, api := f.routes.Public(), f.routes.API()
+	for range 7 {
+		get(pub, "/bundle.pem", http.StatusOK)
+		get(pub, "/healthz", http.StatusOK)
+	}
+	for range 2 {
+		get(api, "/bundle.pem", http.StatusOK)
+		get(pub, "/crl/nosuch.crl", http.StatusNotFound) // no revocation source: 404
+	}
+	counts := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(f.logs.String()), "\n") {
+		var line map[string]any
+		if err := json.Unmarshal([]byte(l), &line); err != nil {
+			t.Fatal(err)
+		}
+		if line["msg"] != "http request" {
+			continue
+		}
+		k := line["listener"].(string) + " " + line["path"].(string)
+		counts[k]++
+		switch k {
+		case "public /bundle.pem":
+			if line["level"] != "DEBUG" || line["sample_one_in"] != float64(3) {
+				t.Errorf("sampled artifact line %v; want DEBUG with sample_one_in 3", line)
+			}
+		case "public /crl/nosuch.crl":
+			if line["level"] != "INFO" || line["status"] != float64(404) || line["sample_one_in"] != nil {
+				t.Errorf("failed artifact line %v; want INFO, status 404, not sampled", line)
+			}
+		default:
+			if line["level"] != "INFO" || line["sample_one_in"] != nil {
+				t.Errorf("line %v; want INFO, not sampled", line)
+			}
+		}
+	}
+	want := map[string]int{
+		"public /bundle.pem": 3, // answers 1, 4 and 7
+		"public /healthz":    7, "api /bundle.pem": 2, "public /crl/nosuch.crl": 2,
+	}
+	for k, n := range want {
+		if counts[k] != n {
+			t.Errorf("%s: %d lines, want %d (all: %v)", k, counts[k], n, counts)
+		}
+	}
+	var m dto.Metric
+	c := f.routes.metrics.requests.WithLabelValues("public", "/bundle.pem", "GET", "200")
+	if err := c.Write(&m); err != nil || m.GetCounter().GetValue() != 7 {
+		t.Errorf("public /bundle.pem counted %v times (%v), want every one of 7", m.GetCounter().GetValue(), err)
+	}
+}

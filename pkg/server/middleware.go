@@ -102,16 +102,21 @@ type accessLog struct {
 	log      *slog.Logger // with the listener attribute already encoded
 	ids      *requestIDs
 	metrics  *metrics
-	// artifactLevel is the level of requests for the routes in artifacts.
-	artifactLevel slog.Level
-	artifacts     map[string]bool
-	routes        sync.Map // route pattern -> *routeStats
+	// artifactLevel is the level of successful requests for the routes in
+	// artifacts, of which one in artifactSample is logged (every one at 0
+	// or 1); their failures (status >= 400) are all logged, at info.
+	artifactLevel  slog.Level
+	artifactSample uint64
+	artifacts      map[string]bool
+	routes         sync.Map // route pattern -> *routeStats
 }
 
 // routeStats are one route's metric children, resolved once instead of
 // hashing the label values on every request.
 type routeStats struct {
 	level    slog.Level
+	artifact bool
+	answered atomic.Uint64 // successful answers, for the artifact sample
 	duration prometheus.Observer
 	counts   sync.Map // methodCode -> prometheus.Counter
 }
@@ -127,7 +132,7 @@ func (a *accessLog) route(pattern string) *routeStats {
 	}
 	s := &routeStats{level: slog.LevelInfo}
 	if a.artifacts[pattern] {
-		s.level = a.artifactLevel
+		s.level, s.artifact = a.artifactLevel, true
 	}
 	if a.metrics != nil {
 		s.duration = a.metrics.duration.WithLabelValues(a.listener, pattern)
@@ -175,8 +180,16 @@ func (a *accessLog) middleware(next http.Handler) http.Handler {
 			route = "unmatched"
 		}
 		rs := a.route(route)
-		if a.log.Enabled(ctx, rs.level) {
-			a.logLine(ctx, rs.level, r, id, status, ww.BytesWritten(), elapsed)
+		level, sample := rs.level, uint64(0)
+		switch {
+		case !rs.artifact:
+		case status >= http.StatusBadRequest:
+			level = slog.LevelInfo
+		case a.artifactSample > 1:
+			sample = a.artifactSample
+		}
+		if (sample == 0 || (rs.answered.Add(1)-1)%sample == 0) && a.log.Enabled(ctx, level) {
+			a.logLine(ctx, level, r, id, status, ww.BytesWritten(), elapsed, sample)
 		}
 		if a.metrics != nil {
 			a.count(rs, route, r.Method, status)
@@ -185,7 +198,9 @@ func (a *accessLog) middleware(next http.Handler) http.Handler {
 	})
 }
 
-func (a *accessLog) logLine(ctx context.Context, level slog.Level, r *http.Request, id string, status, bytes int, elapsed time.Duration) {
+// logLine writes one access-log line; sample > 1 marks a line that stands
+// for one in sample successful artifact answers.
+func (a *accessLog) logLine(ctx context.Context, level slog.Level, r *http.Request, id string, status, bytes int, elapsed time.Duration, sample uint64) {
 	const msg = "http request"
 	reqID := slog.String("request_id", id)
 	method := slog.String("method", r.Method)
@@ -196,6 +211,10 @@ func (a *accessLog) logLine(ctx context.Context, level slog.Level, r *http.Reque
 	remote := slog.String("remote", r.RemoteAddr)
 	if spiffeID := ClientSPIFFEID(r); spiffeID != "" {
 		a.log.LogAttrs(ctx, level, msg, reqID, method, path, st, n, dur, remote, slog.String("client_spiffe_id", spiffeID))
+		return
+	}
+	if sample > 1 {
+		a.log.LogAttrs(ctx, level, msg, reqID, method, path, st, n, dur, remote, slog.Uint64("sample_one_in", sample))
 		return
 	}
 	a.log.LogAttrs(ctx, level, msg, reqID, method, path, st, n, dur, remote)

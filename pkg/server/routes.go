@@ -73,6 +73,10 @@ type Deps struct {
 	// lines out of an info log, for OCSP at high request rates (the
 	// ca_http_* metrics still count every request).
 	ArtifactLogLevel slog.Level
+	// ArtifactLogSample logs one in this many successful artifact answers
+	// on the public listener, with "sample_one_in" on the line (0 or 1:
+	// every one). Failures (status >= 400) are always logged, at info.
+	ArtifactLogSample int
 }
 
 // Routes builds the two listeners' routers over shared dependencies. Add an
@@ -178,6 +182,7 @@ func (rt *Routes) base(listener string) *chi.Mux {
 	}
 	if listener == "public" {
 		access.artifactLevel, access.artifacts = rt.d.ArtifactLogLevel, artifactRoutes
+		access.artifactSample = uint64(max(rt.d.ArtifactLogSample, 0))
 	}
 	r.Use(access.middleware, recoverer(rt.edge), limitBody(rt.d.BodyLimit), middleware.GetHead)
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
