@@ -23,6 +23,7 @@ const (
 	DefaultOCSPBatch     = 2000
 	DefaultOCSPTickLimit = 20000
 	DefaultSignWorkers   = 4
+	DefaultOCSPScan      = time.Minute
 	DefaultUnknownRate   = 5.0 // signatures per second for never-issued serials
 	DefaultUnknownBurst  = 20
 	DefaultUnknownCache  = 10000
@@ -46,6 +47,11 @@ type Config struct {
 	// Tick is how often Run calls RefreshOnce (default 5s); a revocation in
 	// this process triggers one at once.
 	Tick time.Duration
+	// OCSPScanInterval is how often the leader scans each issuer's
+	// certificates for missing, due and contradicted OCSP responses (default
+	// 1m); a revocation (through any replica) or a Kick brings the scan
+	// forward to the next tick.
+	OCSPScanInterval time.Duration
 	// OCSPBatch is how many certificates one store query hands the refresher
 	// (default 2000); OCSPTickLimit caps signatures per tick per issuer
 	// (default 20000) so that one tick cannot hold leadership for long.
@@ -83,10 +89,12 @@ func (c *Config) Validate() error {
 	setDefault(&c.OCSPValidity, DefaultOCSPValidity)
 	setDefault(&c.OCSPMargin, c.OCSPValidity/2)
 	setDefault(&c.Tick, DefaultTick)
+	setDefault(&c.OCSPScanInterval, DefaultOCSPScan)
 	setDefault(&c.OCSPCacheRecheck, DefaultOCSPCacheRecheck)
 	for name, v := range map[string]time.Duration{
 		"CRLValidity": c.CRLValidity, "CRLMargin": c.CRLMargin,
 		"OCSPValidity": c.OCSPValidity, "OCSPMargin": c.OCSPMargin, "Tick": c.Tick, "OCSPCacheRecheck": c.OCSPCacheRecheck,
+		"OCSPScanInterval": c.OCSPScanInterval,
 	} {
 		if v < 0 {
 			return fmt.Errorf("%w: %s must not be negative", ErrInvalidConfig, name)
@@ -99,6 +107,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: OCSPMargin must be shorter than OCSPValidity", ErrInvalidConfig)
 	case c.Tick >= c.CRLMargin || c.Tick >= c.OCSPMargin:
 		return fmt.Errorf("%w: Tick must be shorter than both margins", ErrInvalidConfig)
+	case c.OCSPScanInterval >= c.OCSPMargin:
+		return fmt.Errorf("%w: OCSPScanInterval must be shorter than OCSPMargin", ErrInvalidConfig)
 	}
 	ints := []struct {
 		name string

@@ -130,3 +130,43 @@ func TestPreSigningWaitsForTheResponderAndNeverBlocksIssuance(t *testing.T) {
 		t.Errorf("queue holds %d notes, want its bound %d", n, presignQueue)
 	}
 }
+
+func TestTheLeaderScansForOCSPWorkOnItsIntervalAfterAKickOrARevocationElsewhere(t *testing.T) {
+	cfg := shortConfig()
+	cfg.OCSPScanInterval = 10 * time.Minute
+	f := newFixture(t, sqliteBackend, cfg)
+	p := f.publisher()
+	f.refresh(p) // first scan: the responder
+	elsewhere, err := NewRevoker(f.deps(), cfg, nil) // another replica's revoker
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name   string
+		before func()
+		want   int
+	}{
+		{"a tick within the interval does not scan", func() {}, 0},
+		{"a tick after the interval scans", func() { f.clk.Advance(10 * time.Minute) }, 2}, // this leaf and the last
+		{"a kick brings the scan forward", func() { p.Kick() }, 1},
+		{"so does a revocation through another replica", func() {
+			victim := f.leaf("victim", 2*time.Hour)
+			if _, _, err := elsewhere.Revoke(f.ctx, victim.Serial, "superseded", "test", "req"); err != nil {
+				t.Fatal(err)
+			}
+		}, 1}, // the new leaf; the victim's revoked response was stored by the revoker
+		{"and then the ticks are quiet again", func() {}, 0},
+	}
+	for i, s := range steps {
+		f.leaf(fmt.Sprintf("step-%d", i), 2*time.Hour) // issued without Issued: only a scan signs it
+		s.before()
+		if rep := f.refresh(p); rep.OCSPSigned != s.want {
+			t.Errorf("%s: the tick signed %d responses, want %d", s.name, rep.OCSPSigned, s.want)
+		}
+	}
+	// What the quiet tick left is signed by the next scan.
+	f.clk.Advance(10 * time.Minute)
+	if rep := f.refresh(p); rep.OCSPSigned != 1 {
+		t.Errorf("the scan after the quiet tick signed %d responses, want 1", rep.OCSPSigned)
+	}
+}

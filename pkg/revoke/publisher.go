@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/workload-ca/workload-ca/pkg/issuer"
@@ -33,8 +34,13 @@ type Publisher struct {
 	metrics *metrics
 	kick    chan struct{}
 	issued  chan store.RevocationStatus // see Issued
+	// kicked asks the next tick for a full OCSP scan (see RefreshOnce).
+	kicked atomic.Bool
+	// scans are, by issuer, the time and revocation counter of the last
+	// OCSP scan; only the leader's ticks use them.
+	scans map[string]ocspScan
 
-	mu        sync.Mutex
+	mu        sync.Mutex // guards onRevoked and scans
 	onRevoked []func(issuerID, serial string)
 }
 
@@ -57,12 +63,14 @@ func NewPublisher(d Deps, cfg Config) (*Publisher, error) {
 		signer: newOCSPSigner(d, cfg, m),
 		kick:   make(chan struct{}, 1),
 		issued: make(chan store.RevocationStatus, presignQueue),
+		scans:  map[string]ocspScan{},
 	}, nil
 }
 
 // Kick asks Run for a refresh now, without waiting for the tick; it never
 // blocks.
 func (p *Publisher) Kick() {
+	p.kicked.Store(true)
 	select {
 	case p.kick <- struct{}{}:
 	default:
@@ -123,12 +131,25 @@ type PublishedCRL struct {
 	Entries  int
 }
 
+// ocspScan is when the leader last scanned an issuer's OCSP work, and the
+// issuer's revocation counter then.
+type ocspScan struct {
+	at  time.Time
+	seq int64
+}
+
 // RefreshOnce is one tick: as leader, for every published CA, regenerate
 // its CRL if there is none, it is within CRLMargin of nextUpdate, or a
-// revocation happened since it was built; issue or renew the OCSP responder
-// certificate when due; sign missing, due and contradicted OCSP responses
-// (at most OCSPTickLimit per CA). Every replica then refreshes its metrics.
-// Errors of one CA do not stop the others; they are joined.
+// revocation happened since it was built; and, when a scan is due, issue or
+// renew the OCSP responder certificate when due and sign missing, due and
+// contradicted OCSP responses (at most OCSPTickLimit per CA). A scan is due
+// every OCSPScanInterval, after a Kick, and when the issuer's revocation
+// counter moved since the last one (a revocation through any replica): the
+// scan reads every unexpired certificate of the issuer, too much for every
+// tick once there are hundreds of thousands, and new certificates get their
+// responses from the issuing replica (Issued) anyway. Every replica then
+// refreshes its metrics. Errors of one CA do not stop the others; they are
+// joined.
 func (p *Publisher) RefreshOnce(ctx context.Context) (Report, error) {
 	var rep Report
 	release, ok, err := p.d.Store.TryLeadership(ctx, leadershipName)
@@ -145,22 +166,39 @@ func (p *Publisher) RefreshOnce(ctx context.Context) (Report, error) {
 				errs = append(errs, err)
 				return
 			}
+			kicked := p.kicked.Swap(false)
 			for _, c := range cas {
 				now := p.d.Clock.Now()
 				if !now.Before(c.cert.NotAfter) {
 					continue // its leaves have all expired
 				}
-				crl, err := p.refreshCRL(ctx, c, now)
+				id := c.rec.ID
+				seq, err := p.d.Store.RevocationSeq(ctx, id)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("revoke: revocations of %q: %w", id, err))
+					continue
+				}
+				crl, err := p.refreshCRL(ctx, c, now, seq)
 				if err != nil {
 					errs = append(errs, err)
 				} else if crl != nil {
 					rep.CRLs = append(rep.CRLs, *crl)
 				}
+				p.mu.Lock()
+				last, scanned := p.scans[id]
+				p.mu.Unlock()
+				if scanned && !kicked && last.seq == seq && now.Sub(last.at) < p.cfg.OCSPScanInterval {
+					continue
+				}
 				n, err := p.refreshOCSP(ctx, c, now)
 				rep.OCSPSigned += n
 				if err != nil {
 					errs = append(errs, err)
+					continue
 				}
+				p.mu.Lock()
+				p.scans[id] = ocspScan{at: now, seq: seq}
+				p.mu.Unlock()
 			}
 		}()
 	}
@@ -171,15 +209,11 @@ func (p *Publisher) RefreshOnce(ctx context.Context) (Report, error) {
 }
 
 // refreshCRL publishes a new CRL for c when due; nil when it was not.
-func (p *Publisher) refreshCRL(ctx context.Context, c *ca, now time.Time) (*PublishedCRL, error) {
+func (p *Publisher) refreshCRL(ctx context.Context, c *ca, now time.Time, seq int64) (*PublishedCRL, error) {
 	id := c.rec.ID
 	info, err := p.d.Store.CRLInfo(ctx, id)
 	missing := errors.Is(err, store.ErrNotFound)
 	if err != nil && !missing {
-		return nil, fmt.Errorf("revoke: CRL of %q: %w", id, err)
-	}
-	seq, err := p.d.Store.RevocationSeq(ctx, id)
-	if err != nil {
 		return nil, fmt.Errorf("revoke: CRL of %q: %w", id, err)
 	}
 	due := missing || !now.Before(info.NextUpdate.Add(-p.cfg.CRLMargin)) || info.RevocationSeq < seq

@@ -238,7 +238,12 @@ func TestConcurrentRegenerationWithoutTheLockNeverGoesBackwards(t *testing.T) {
 			defer wg.Done()
 			for range 5 {
 				later := f.clk.Now().Add(time.Duration(hours.Add(1)) * time.Hour) // always due
-				crl, err := p.refreshCRL(f.ctx, cas[0], later)
+				seq, err := r.b.RevocationSeq(f.ctx, f.interID)
+				if err != nil {
+					t.Errorf("RevocationSeq: %v", err)
+					return
+				}
+				crl, err := p.refreshCRL(f.ctx, cas[0], later, seq)
 				if err != nil {
 					t.Errorf("refreshCRL: %v", err)
 					return
