@@ -127,14 +127,12 @@ roles:
 
 	shots := artifactsDir(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()),
+		chromedp.ExecPath(chrome), chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true), chromedp.NoFirstRun, chromedp.Flag("disable-quic", true),
 		// The CA's API certificate and the test IdP's are not in the
 		// browser's trust store; only this test browser ignores that.
 		chromedp.Flag("ignore-certificate-errors", true), chromedp.WindowSize(1280, 900))
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
 	screenshot := func(ctx context.Context, name string) {
 		t.Helper()
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG, below: JPEG
@@ -165,6 +163,9 @@ roles:
 	signIn := func(sub string, groups ...any) (context.Context, context.CancelFunc) {
 		t.Helper()
 		idp.SetUser(map[string]any{"sub": sub, "groups": groups, "email": sub + "@example.org"})
+		// Its own profile directory: a browser started on the profile of
+		// one that is still shutting down joins that one, cookies and all.
+		allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(opts, chromedp.UserDataDir(t.TempDir()))...)
 		ctx, cancel := chromedp.NewContext(allocCtx)
 		ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
 		do(ctx, "sign-in as "+sub,
@@ -173,7 +174,7 @@ roles:
 			chromedp.Click(chromedp.ID("signin-idp")),
 			chromedp.WaitVisible(chromedp.ID("count-active")),
 		)
-		return ctx, func() { cancelT(); cancel() }
+		return ctx, func() { cancelT(); cancel(); cancelAlloc() }
 	}
 
 	ctx, done := signIn("rita", "pki-revokers")
