@@ -170,3 +170,18 @@ func TestTheLeaderScansForOCSPWorkOnItsIntervalAfterAKickOrARevocationElsewhere(
 		t.Errorf("the scan after the quiet tick signed %d responses, want 1", rep.OCSPSigned)
 	}
 }
+
+func TestABacklogBeyondTheTickLimitGoesOnAtTheNextTick(t *testing.T) {
+	cfg := shortConfig()
+	cfg.OCSPScanInterval, cfg.OCSPBatch, cfg.OCSPTickLimit = 10*time.Minute, 2, 3
+	f := newFixture(t, sqliteBackend, cfg)
+	p := f.publisher()
+	for i := range 7 {
+		f.leaf(fmt.Sprintf("backlog-%d", i), 2*time.Hour)
+	}
+	for i, want := range []int{4, 3, 0} { // two batches pass the limit of 3; then the rest; then nothing
+		if rep := f.refresh(p); rep.OCSPSigned != want {
+			t.Errorf("tick %d signed %d responses, want %d", i+1, rep.OCSPSigned, want)
+		}
+	}
+}

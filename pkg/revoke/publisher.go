@@ -190,11 +190,14 @@ func (p *Publisher) RefreshOnce(ctx context.Context) (Report, error) {
 				if scanned && !kicked && last.seq == seq && now.Sub(last.at) < p.cfg.OCSPScanInterval {
 					continue
 				}
-				n, err := p.refreshOCSP(ctx, c, now)
+				n, more, err := p.refreshOCSP(ctx, c, now)
 				rep.OCSPSigned += n
 				if err != nil {
 					errs = append(errs, err)
 					continue
+				}
+				if more {
+					continue // a backlog: the next tick goes on with it
 				}
 				p.mu.Lock()
 				p.scans[id] = ocspScan{at: now, seq: seq}
@@ -258,33 +261,35 @@ func (p *Publisher) refreshCRL(ctx context.Context, c *ca, now time.Time, seq in
 }
 
 // refreshOCSP makes sure c has a responder and signs the responses the
-// store reports as missing, due or contradicted.
-func (p *Publisher) refreshOCSP(ctx context.Context, c *ca, now time.Time) (int, error) {
+// store reports as missing, due or contradicted; more says it stopped at
+// OCSPTickLimit with work left.
+func (p *Publisher) refreshOCSP(ctx context.Context, c *ca, now time.Time) (signed int, more bool, err error) {
 	r, err := p.signer.ensureResponder(ctx, c)
 	if err != nil {
-		return 0, fmt.Errorf("revoke: OCSP responder of %q: %w", c.rec.ID, err)
+		return 0, false, fmt.Errorf("revoke: OCSP responder of %q: %w", c.rec.ID, err)
 	}
 	signedN, conflicts := 0, 0
 	for signedN+conflicts < p.cfg.OCSPTickLimit {
 		work, err := p.d.Store.OCSPWork(ctx, c.rec.ID, now, now.Add(p.cfg.OCSPMargin), p.cfg.OCSPBatch)
 		if err != nil {
-			return signedN, fmt.Errorf("revoke: OCSP work of %q: %w", c.rec.ID, err)
+			return signedN, false, fmt.Errorf("revoke: OCSP work of %q: %w", c.rec.ID, err)
 		}
 		for chunk := range slices.Chunk(work, ocspPutChunk) {
 			stored, conflicted, err := p.signAndStore(ctx, r, c, chunk, "refresh")
 			signedN, conflicts = signedN+stored, conflicts+conflicted
 			if err != nil {
-				return signedN, err
+				return signedN, false, err
 			}
 		}
 		if len(work) < p.cfg.OCSPBatch {
 			break
 		}
+		more = signedN+conflicts >= p.cfg.OCSPTickLimit
 	}
 	if signedN > 0 {
 		p.d.Log.InfoContext(ctx, "OCSP responses refreshed", "issuer", c.rec.ID, "signed", signedN, "responder", r.Record.Serial)
 	}
-	return signedN, nil
+	return signedN, more, nil
 }
 
 // ocspPutChunk is how many signed responses go to the store in one
