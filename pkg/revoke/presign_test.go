@@ -136,7 +136,7 @@ func TestTheLeaderScansForOCSPWorkOnItsIntervalAfterAKickOrARevocationElsewhere(
 	cfg.OCSPScanInterval = 10 * time.Minute
 	f := newFixture(t, sqliteBackend, cfg)
 	p := f.publisher()
-	f.refresh(p) // first scan: the responder
+	f.refresh(p)                                     // first scan: the responder
 	elsewhere, err := NewRevoker(f.deps(), cfg, nil) // another replica's revoker
 	if err != nil {
 		t.Fatal(err)
