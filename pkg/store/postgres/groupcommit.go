@@ -38,6 +38,11 @@ const maxGroup = 128
 // caller: a caller that gives up must not abort the others' commit.
 const groupTimeout = 30 * time.Second
 
+// rollbackTimeout bounds the ROLLBACK of a group that failed before its
+// commit; a connection that does not answer in time is closed, which rolls
+// back as well.
+const rollbackTimeout = 5 * time.Second
+
 // issuance is one queued RecordIssuance call.
 type issuance struct {
 	ctx  context.Context
@@ -211,7 +216,9 @@ func (s *Store) recordGroup(ctx context.Context, group []*issuance, hook func(co
 		// Unless COMMIT was sent, roll back. Release drops a connection
 		// that is still inside a transaction (a failed ROLLBACK included).
 		if !committing && conn.Conn().PgConn().TxStatus() != 'I' {
-			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+			_, _ = conn.Exec(rctx, "ROLLBACK")
+			cancel()
 		}
 		conn.Release()
 	}()
