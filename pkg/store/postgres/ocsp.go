@@ -71,20 +71,13 @@ const putOCSPResponseSQL = `
 	WHERE (excluded.revoked AND NOT ocsp_responses.revoked)
 		OR (excluded.revoked = ocsp_responses.revoked AND excluded.this_update >= ocsp_responses.this_update)`
 
-func putOCSPResponseArgs(r store.OCSPResponse) []any {
-	return []any{r.Serial, r.Revoked, ts(r.ThisUpdate), ts(r.NextUpdate), r.DER}
-}
-
 // PutOCSPResponse stores r under the conditions of store.Store.
 func (s *Store) PutOCSPResponse(ctx context.Context, r store.OCSPResponse) error {
-	tag, err := s.pool.Exec(ctx, putOCSPResponseSQL, putOCSPResponseArgs(r)...)
+	errs, err := s.PutOCSPResponses(ctx, []store.OCSPResponse{r})
 	if err != nil {
-		return fmt.Errorf("postgres: put OCSP response for %s: %w", r.Serial, mapErr(err))
+		return err
 	}
-	if tag.RowsAffected() == 1 {
-		return nil
-	}
-	return s.ocspNotStored(ctx, r.Serial)
+	return errs[0]
 }
 
 // PutOCSPResponses stores rs in one round trip: the statements go as one
@@ -97,25 +90,28 @@ func (s *Store) PutOCSPResponses(ctx context.Context, rs []store.OCSPResponse) (
 	}
 	b := &pgx.Batch{}
 	for _, r := range rs {
-		b.Queue(putOCSPResponseSQL, putOCSPResponseArgs(r)...)
+		b.Queue(putOCSPResponseSQL, r.Serial, r.Revoked, ts(r.ThisUpdate), ts(r.NextUpdate), r.DER)
 	}
 	var missed []int
 	err := func() error {
 		br := s.pool.SendBatch(ctx, b)
 		defer br.Close()
-		for i := range rs {
+		for i, r := range rs {
 			tag, err := br.Exec()
 			if err != nil {
-				return err
+				return fmt.Errorf("postgres: put OCSP response for %s: %w", r.Serial, mapErr(err))
 			}
 			if tag.RowsAffected() != 1 {
 				missed = append(missed, i)
 			}
 		}
-		return br.Close()
+		if err := br.Close(); err != nil {
+			return fmt.Errorf("postgres: put %d OCSP responses: %w", len(rs), mapErr(err))
+		}
+		return nil
 	}()
 	if err != nil {
-		return nil, fmt.Errorf("postgres: put %d OCSP responses: %w", len(rs), mapErr(err))
+		return nil, err
 	}
 	for _, i := range missed {
 		errs[i] = s.ocspNotStored(ctx, rs[i].Serial)

@@ -76,28 +76,13 @@ const putOCSPResponseSQL = `
 	WHERE (excluded.revoked AND NOT ocsp_responses.revoked)
 		OR (excluded.revoked = ocsp_responses.revoked AND excluded.this_update >= ocsp_responses.this_update)`
 
-// execer is what a put runs on: the writer or one of its transactions.
-type execer interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
-// putOCSPResponse runs one put on db and reports whether it stored r.
-func putOCSPResponse(ctx context.Context, db execer, r store.OCSPResponse) (bool, error) {
-	res, err := db.ExecContext(ctx, putOCSPResponseSQL, r.Serial, r.Revoked, us(r.ThisUpdate), us(r.NextUpdate), r.DER)
-	if err != nil {
-		return false, fmt.Errorf("sqlite: put OCSP response for %s: %w", r.Serial, mapErr(err))
-	}
-	n, err := res.RowsAffected()
-	return err == nil && n == 1, nil
-}
-
 // PutOCSPResponse stores r under the conditions of store.Store.
 func (s *Store) PutOCSPResponse(ctx context.Context, r store.OCSPResponse) error {
-	stored, err := putOCSPResponse(ctx, s.w, r)
-	if err != nil || stored {
+	errs, err := s.PutOCSPResponses(ctx, []store.OCSPResponse{r})
+	if err != nil {
 		return err
 	}
-	return s.ocspNotStored(ctx, r.Serial)
+	return errs[0]
 }
 
 // PutOCSPResponses stores rs in one write transaction.
@@ -110,11 +95,11 @@ func (s *Store) PutOCSPResponses(ctx context.Context, rs []store.OCSPResponse) (
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		missed = missed[:0]
 		for i, r := range rs {
-			stored, err := putOCSPResponse(ctx, tx, r)
+			res, err := tx.ExecContext(ctx, putOCSPResponseSQL, r.Serial, r.Revoked, us(r.ThisUpdate), us(r.NextUpdate), r.DER)
 			if err != nil {
-				return err
+				return fmt.Errorf("sqlite: put OCSP response for %s: %w", r.Serial, mapErr(err))
 			}
-			if !stored {
+			if n, err := res.RowsAffected(); err != nil || n != 1 {
 				missed = append(missed, i)
 			}
 		}
