@@ -11,13 +11,13 @@ import (
 
 // presignQueue bounds the certificates waiting for their first OCSP
 // response in one process. Beyond it Issued drops the note: the leader's
-// tick signs what is missing anyway.
+// OCSP scan signs what is missing anyway.
 const presignQueue = 4096
 
 // Issued notes that this process has just issued (and recorded) serial
 // under issuerID, valid until notAfter, so that its good OCSP response is
 // signed and stored within moments by this replica instead of waiting for
-// the leader's next tick or for a relying party's first request. It never
+// the leader's next OCSP scan or for a relying party's first request. It never
 // blocks. Any replica may store a first response: the store refuses one that
 // contradicts a committed revocation, as for the responder's lazy signing.
 func (p *Publisher) Issued(issuerID, serial string, notAfter time.Time) {
@@ -91,7 +91,7 @@ func (p *Publisher) presignLoop(ctx context.Context) {
 }
 
 // presign signs and stores the first responses of batch, by issuer.
-// Failures are logged, not retried: the leader's tick covers what is
+// Failures are logged, not retried: the leader's OCSP scan covers what is
 // missing.
 func (p *Publisher) presign(ctx context.Context, batch []store.RevocationStatus) {
 	byIssuer := map[string][]store.RevocationStatus{}
@@ -106,7 +106,7 @@ func (p *Publisher) presign(ctx context.Context, batch []store.RevocationStatus)
 		sts := byIssuer[id]
 		err := p.presignIssuer(ctx, id, sts)
 		if err != nil && ctx.Err() == nil {
-			p.d.Log.WarnContext(ctx, "pre-signing OCSP responses after issuance failed; the publisher's tick will sign them",
+			p.d.Log.WarnContext(ctx, "pre-signing OCSP responses after issuance failed; the leader's next OCSP scan will sign them",
 				"issuer", id, "certificates", len(sts), "err", err.Error())
 		}
 	}
