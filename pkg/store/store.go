@@ -263,6 +263,9 @@ type Store interface {
 	// JWTKeyStore keeps the JWT-SVID signing keys' lifecycle (jwtkeys.go).
 	JWTKeyStore
 
+	// SessionStore keeps dashboard sessions (session.go).
+	SessionStore
+
 	// Ping checks the database answers; readiness probes call it.
 	Ping(ctx context.Context) error
 	// Close releases the connections.

@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OCSP responders are recorded and the latest found", testOCSPResponders},
 		{"leadership has one holder at a time", testLeadership},
 		{"ping answers", testPing},
+		{"dashboard sessions expire, end on logout and are pruned", testSessions},
 	}
 	for _, sc := range suites {
 		t.Run(sc.name, func(t *testing.T) {
