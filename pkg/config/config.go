@@ -70,11 +70,14 @@ type Dashboard struct {
 	ClientID string `yaml:"client_id"`
 	// ClientSecretFile holds the client secret; "" = a public client.
 	ClientSecretFile string `yaml:"client_secret_file"`
-	// SessionKeyFile holds at least 32 bytes that sign session cookies, the
-	// same file on every replica; "" = a random key per process.
+	// SessionKeyFile holds at least 32 bytes that sign the sign-in state
+	// cookie, the same file on every replica; "" = a random key per process.
+	// Sessions themselves are kept in the database.
 	SessionKeyFile string `yaml:"session_key_file"`
-	// SessionLifetime is how long a sign-in lasts (default 8h).
+	// SessionLifetime is how long a sign-in lasts at most (default 8h).
 	SessionLifetime time.Duration `yaml:"session_lifetime"`
+	// SessionIdleTimeout ends a session unused for this long (default 30m).
+	SessionIdleTimeout time.Duration `yaml:"session_idle_timeout"`
 }
 
 // Enroll is how provenance tokens are verified.

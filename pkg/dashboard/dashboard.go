@@ -24,9 +24,11 @@ import (
 //go:embed web/templates/*.html web/static/*
 var webFiles embed.FS
 
-// Store is what the pages read, and where sign-ins are audited; the Postgres
-// and SQLite stores fit.
+// Store is what the pages read, where sign-ins are audited and sessions
+// kept; the Postgres and SQLite stores fit.
 type Store interface {
+	store.SessionStore
+
 	ListCertificates(ctx context.Context, f store.CertificateFilter) ([]store.Certificate, string, error)
 	GetCertificate(ctx context.Context, serial string) (store.Certificate, error)
 	AuditEntries(ctx context.Context, afterSeq int64, limit int) ([]store.AuditEntry, error)
@@ -68,12 +70,16 @@ type Config struct {
 	// DevLogin lets a browser on loopback sign in as a local admin without
 	// the IdP: the development setup only; every page then says so.
 	DevLogin bool
-	// SessionKey signs session cookies (at least 32 bytes; the same on every
-	// replica). Nil: a random key per process, so sessions end at restart and
-	// do not cross replicas.
+	// SessionKey signs the short-lived sign-in state cookie (at least 32
+	// bytes; the same on every replica, so that the IdP's redirect may come
+	// back to any). Nil: a random key per process. Sessions themselves live
+	// in the store (session.go) and need no key.
 	SessionKey []byte
-	// SessionLifetime is how long a sign-in lasts (default 8h).
+	// SessionLifetime is how long a sign-in lasts at most (default 8h).
 	SessionLifetime time.Duration
+	// SessionIdleTimeout ends a session not used for this long (default
+	// 30m, at most SessionLifetime).
+	SessionIdleTimeout time.Duration
 }
 
 // Deps are the dashboard's collaborators. All are required except Revoker
@@ -121,6 +127,10 @@ func New(cfg Config, d Deps) (*Dashboard, error) {
 	if cfg.SessionLifetime <= 0 {
 		cfg.SessionLifetime = 8 * time.Hour
 	}
+	if cfg.SessionIdleTimeout <= 0 {
+		cfg.SessionIdleTimeout = 30 * time.Minute
+	}
+	cfg.SessionIdleTimeout = min(cfg.SessionIdleTimeout, cfg.SessionLifetime)
 	key := cfg.SessionKey
 	if key == nil {
 		key = make([]byte, 32)
@@ -217,10 +227,14 @@ func securityHeaders(next http.Handler) http.Handler {
 type sessionKey struct{}
 
 // requireSession sends a browser without a valid session to sign in, and
-// refuses a session without any operator role.
+// refuses a session to which the current policy grants no operator role.
 func (db *Dashboard) requireSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s := db.sessionFrom(r)
+		s, err := db.sessionFrom(r)
+		if err != nil {
+			db.internal(w, r, "reading the session", err)
+			return
+		}
 		if s == nil {
 			http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 			return

@@ -96,7 +96,7 @@ func (e *errSignIn) Error() string { return e.reason + ": " + e.detail }
 // the PKCE verifier, ID token signature, audience, expiry and nonce; then
 // roles from the policy for the token's claims. Every outcome is audited.
 func (db *Dashboard) callback(w http.ResponseWriter, r *http.Request) {
-	actor, roles, err := db.finishLogin(w, r)
+	actor, roles, claims, err := db.finishLogin(w, r)
 	clearCookie(w, loginCookie)
 	var refused *errSignIn
 	switch {
@@ -110,7 +110,12 @@ func (db *Dashboard) callback(w http.ResponseWriter, r *http.Request) {
 		db.fail(w, r, nil, http.StatusBadGateway, "The identity provider's answer could not be used; try again.")
 		return
 	}
-	if err := db.startSession(w, actor, roles, false); err != nil {
+	if err := db.startSession(w, r, actor, db.cfg.IdP.TokenIssuer, claims, false); err != nil {
+		if errors.As(err, &refused) {
+			db.auditSignIn(r, actor, "deny", refused.reason, roles)
+			db.fail(w, r, nil, http.StatusForbidden, "Sign-in refused: "+refused.detail)
+			return
+		}
 		db.internal(w, r, "starting a session", err)
 		return
 	}
@@ -118,25 +123,25 @@ func (db *Dashboard) callback(w http.ResponseWriter, r *http.Request) {
 	db.signedIn(w, r)
 }
 
-func (db *Dashboard) finishLogin(w http.ResponseWriter, r *http.Request) (actor string, roles []policy.Role, err error) {
+func (db *Dashboard) finishLogin(w http.ResponseWriter, r *http.Request) (actor string, roles []policy.Role, claims map[string]any, err error) {
 	if db.cfg.IdP == nil {
-		return "", nil, &errSignIn{"not_configured", "sign-in through an IdP is not configured"}
+		return "", nil, nil, &errSignIn{"not_configured", "sign-in through an IdP is not configured"}
 	}
 	ck, cerr := r.Cookie(loginCookie)
 	var st loginState
 	if cerr != nil || db.seal.open(ck.Value, &st) != nil || db.clock.Now().Unix() >= st.Expires {
-		return "", nil, &errSignIn{"login_state_missing", "the sign-in took too long or did not start here; start again"}
+		return "", nil, nil, &errSignIn{"login_state_missing", "the sign-in took too long or did not start here; start again"}
 	}
 	q := r.URL.Query()
 	if e := q.Get("error"); e != "" {
-		return "", nil, &errSignIn{"idp_refused", "the identity provider said " + clipStr(e, 64)}
+		return "", nil, nil, &errSignIn{"idp_refused", "the identity provider said " + clipStr(e, 64)}
 	}
 	if q.Get("state") == "" || q.Get("state") != st.State {
-		return "", nil, &errSignIn{"login_state_mismatch", "the sign-in answer does not belong to this browser"}
+		return "", nil, nil, &errSignIn{"login_state_mismatch", "the sign-in answer does not belong to this browser"}
 	}
 	c, err := db.idp(r.Context())
 	if err != nil {
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	ctx := r.Context()
 	if db.cfg.IdP.HTTPClient != nil {
@@ -144,29 +149,28 @@ func (db *Dashboard) finishLogin(w http.ResponseWriter, r *http.Request) (actor 
 	}
 	tok, err := c.oauth.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(st.Verifier))
 	if err != nil {
-		return "", nil, fmt.Errorf("exchanging the code: %w", err)
+		return "", nil, nil, fmt.Errorf("exchanging the code: %w", err)
 	}
 	raw, ok := tok.Extra("id_token").(string)
 	if !ok {
-		return "", nil, &errSignIn{"id_token_missing", "the identity provider sent no ID token"}
+		return "", nil, nil, &errSignIn{"id_token_missing", "the identity provider sent no ID token"}
 	}
 	idt, err := c.verifier.Verify(oidc.ClientContext(r.Context(), db.cfg.IdP.HTTPClient), raw)
 	if err != nil {
-		return "", nil, &errSignIn{"id_token_invalid", "the ID token does not verify"}
+		return "", nil, nil, &errSignIn{"id_token_invalid", "the ID token does not verify"}
 	}
 	if idt.Nonce != st.Nonce {
-		return "", nil, &errSignIn{"id_token_nonce", "the ID token was not issued for this sign-in"}
+		return "", nil, nil, &errSignIn{"id_token_nonce", "the ID token was not issued for this sign-in"}
 	}
-	var claims map[string]any
 	if err := idt.Claims(&claims); err != nil {
-		return "", nil, &errSignIn{"id_token_invalid", "the ID token's claims cannot be read"}
+		return "", nil, nil, &errSignIn{"id_token_invalid", "the ID token's claims cannot be read"}
 	}
 	actor = c.issuer + ":" + idt.Subject
 	roles = db.d.Policy.Load().Roles(c.issuer, claims)
 	if !policy.HasRole(roles, policy.RoleAuditor) && !policy.HasRole(roles, policy.RoleRevoker) {
-		return actor, roles, &errSignIn{"forbidden", "the policy grants this account no operator role"}
+		return actor, roles, nil, &errSignIn{"forbidden", "the policy grants this account no operator role"}
 	}
-	return actor, roles, nil
+	return actor, roles, claims, nil
 }
 
 // signedIn answers the callback with a page that moves on to the overview:
@@ -189,19 +193,12 @@ func (db *Dashboard) devLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	roles := []policy.Role{policy.RoleAdmin, policy.RoleAuditor, policy.RoleRevoker}
-	if err := db.startSession(w, "local-admin", roles, true); err != nil {
+	if err := db.startSession(w, r, "local-admin", "", nil, true); err != nil {
 		db.internal(w, r, "starting a session", err)
 		return
 	}
 	db.auditSignIn(r, "local-admin", "allow", "", roles)
 	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
-}
-
-func (db *Dashboard) logout(w http.ResponseWriter, r *http.Request) {
-	if s := db.sessionFrom(r); s != nil && checkCSRF(r, s) {
-		clearCookie(w, sessionCookie)
-	}
-	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
 }
 
 func (db *Dashboard) auditSignIn(r *http.Request, actor, decision, reason string, roles []policy.Role) {

@@ -30,7 +30,7 @@ type DashboardSession struct {
 
 // SessionStore keeps dashboard sessions, shared by all replicas. A session
 // is valid at now while now is before both its ExpiresAt and its
-// IdleExpiresAt; an ended or expired session is never valid again.
+// IdleExpiresAt; an ended (deleted) session is never valid again.
 type SessionStore interface {
 	// CreateSession records s. IdleExpiresAt is stored capped at ExpiresAt.
 	// ErrConflict if s.IDHash is taken.
