@@ -12,7 +12,7 @@ import (
 func dashSession(hash string, created time.Time, lifetime, idle time.Duration) store.DashboardSession {
 	return store.DashboardSession{
 		IDHash: hash, Actor: "corp-idp:alice", TokenIssuer: "corp-idp",
-		Claims: json.RawMessage(`{"sub":"alice","groups":["pki-revokers"],"n":1.5}`),
+		Claims:    json.RawMessage(`{"sub":"alice","groups":["pki-revokers"],"n":1.5}`),
 		CreatedAt: created, ExpiresAt: created.Add(lifetime), IdleExpiresAt: created.Add(idle),
 	}
 }
@@ -76,7 +76,7 @@ func testSessions(t *testing.T, s store.Store) {
 	if err := s.TouchSession(ctx, b.IDHash, t0.Add(41*time.Minute), t0.Add(45*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := s.GetSession(ctx, b.IDHash, t0.Add(41*time.Minute)); !got.IdleExpiresAt.Equal(us(t0.Add(50*time.Minute))) {
+	if got, _ := s.GetSession(ctx, b.IDHash, t0.Add(41*time.Minute)); !got.IdleExpiresAt.Equal(us(t0.Add(50 * time.Minute))) {
 		t.Errorf("a touch with an earlier idle end moved it back to %v", got.IdleExpiresAt)
 	}
 	if err := s.TouchSession(ctx, b.IDHash, t0.Add(45*time.Minute), t0.Add(3*time.Hour)); err != nil {
