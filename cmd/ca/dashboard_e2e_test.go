@@ -213,6 +213,21 @@ roles:
 		t.Errorf("after revoking, status %q", status)
 	}
 	screenshot(ctx, "5-revoked")
+
+	// Sign out, then replay a copy of the session cookie taken before: the
+	// session is ended in the database, so the copy opens nothing.
+	copied := browserCookie(t, ctx, s.apiURL+"/ui/", "__Host-wca_session")
+	if code, _ := getWithCookie(t, api, s.apiURL+"/ui/", copied); code != http.StatusOK {
+		t.Fatalf("the copied session cookie does not work before logout: %d", code)
+	}
+	do(ctx, "sign out",
+		chromedp.Click(chromedp.CSS(`form.who button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.ID("signin-idp")),
+	)
+	screenshot(ctx, "5b-signed-out")
+	if code, loc := getWithCookie(t, api, s.apiURL+"/ui/", copied); code != http.StatusSeeOther || loc != "/ui/login" {
+		t.Errorf("the session cookie copied before logout still answers %d %q, want 303 to /ui/login", code, loc)
+	}
 	done()
 
 	ctx, done = signIn("audrey", "pki-auditors")
@@ -236,7 +251,7 @@ roles:
 
 	// The API agrees, and the sign-ins are audited.
 	st := s.stderr.String()
-	for _, want := range []string{`"msg":"dashboard sign-in"`, `"actor":"corp-idp:rita"`, `"actor":"corp-idp:audrey"`} {
+	for _, want := range []string{`"msg":"dashboard sign-in"`, `"actor":"corp-idp:rita"`, `"actor":"corp-idp:audrey"`, `"msg":"dashboard sign-out"`} {
 		if !strings.Contains(st, want) {
 			t.Errorf("log lacks %s", want)
 		}
@@ -245,4 +260,47 @@ roles:
 		t.Errorf("%d code exchanges, want 2", idp.Logins())
 	}
 	fmt.Fprintln(os.Stderr, "dashboard screenshots in", shots)
+}
+
+// browserCookie reads the cookie name the browser holds for url (HttpOnly
+// ones included, through the DevTools protocol).
+func browserCookie(t *testing.T, ctx context.Context, url, name string) string {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Action[string](func(ctx context.Context, tg *chromedp.Target) (string, error) {
+		var res struct { // the protocol's names; the DevTools decoder is case-sensitive
+			Cookies []struct {
+				Name  string `json:"name"`
+				Value string `json:"value"`
+			} `json:"cookies"`
+		}
+		if err := tg.Call(ctx, "Network.getCookies", map[string]any{"urls": []string{url}}, &res); err != nil {
+			return "", err
+		}
+		for _, c := range res.Cookies {
+			if c.Name == name {
+				return c.Value, nil
+			}
+		}
+		return "", fmt.Errorf("the browser holds no cookie %s for %s (it has %+v)", name, url, res)
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// getWithCookie GETs url with the session cookie, not following redirects,
+// and returns the status and Location.
+func getWithCookie(t *testing.T, c *http.Client, url, session string) (int, string) {
+	t.Helper()
+	nc := *c
+	nc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.AddCookie(&http.Cookie{Name: "__Host-wca_session", Value: session})
+	res, err := nc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode, res.Header.Get("Location")
 }
