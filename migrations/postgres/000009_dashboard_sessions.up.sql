@@ -6,7 +6,7 @@ CREATE TABLE dashboard_sessions (
     id_hash         text PRIMARY KEY,                 -- hex SHA-256 of the session ID
     actor           text NOT NULL,
     token_issuer    text NOT NULL DEFAULT '',         -- policy token issuer the roles derive from; '' for the local admin
-    claims          jsonb NOT NULL DEFAULT '{}',      -- the ID token's claims, to re-derive roles from the current policy
+    claims          text NOT NULL DEFAULT '{}',       -- the ID token's claims (JSON), to re-derive roles from the current policy
     dev             boolean NOT NULL DEFAULT false,   -- the development setup's local admin
     created_at      timestamptz NOT NULL,
     expires_at      timestamptz NOT NULL,             -- absolute end

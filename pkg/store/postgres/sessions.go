@@ -22,7 +22,7 @@ func (s *Store) CreateSession(ctx context.Context, ds store.DashboardSession) er
 	}
 	_, err := s.pool.Exec(ctx, `
 		INSERT INTO dashboard_sessions (id_hash, actor, token_issuer, claims, dev, created_at, expires_at, idle_expires_at)
-		VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, LEAST($8::timestamptz, $7::timestamptz))`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, LEAST($8::timestamptz, $7::timestamptz))`,
 		ds.IDHash, ds.Actor, ds.TokenIssuer, claims, ds.Dev, ts(ds.CreatedAt), ts(ds.ExpiresAt), ts(ds.IdleExpiresAt))
 	if err != nil {
 		return fmt.Errorf("postgres: create dashboard session: %w", mapErr(err))
@@ -36,7 +36,7 @@ func (s *Store) GetSession(ctx context.Context, idHash string, now time.Time) (s
 	var claims string
 	var created, expires, idle *time.Time
 	err := s.pool.QueryRow(ctx, `
-		SELECT id_hash, actor, token_issuer, claims::text, dev, created_at, expires_at, idle_expires_at
+		SELECT id_hash, actor, token_issuer, claims, dev, created_at, expires_at, idle_expires_at
 		FROM dashboard_sessions
 		WHERE id_hash = $1 AND expires_at > $2 AND idle_expires_at > $2`,
 		idHash, ts(now)).Scan(&ds.IDHash, &ds.Actor, &ds.TokenIssuer, &claims, &ds.Dev, &created, &expires, &idle)
