@@ -144,10 +144,18 @@ func (f *fixture) replica() http.Handler {
 	if !ok {
 		f.t.Fatalf("%T is not a dashboard.Store", f.st)
 	}
-	db, err := dashboard.New(dashboard.Config{
+	return f.replicaWith(ds, func(*dashboard.Config) {})
+}
+
+// replicaWith is a replica on ds whose configuration edit changed.
+func (f *fixture) replicaWith(ds dashboard.Store, edit func(*dashboard.Config)) http.Handler {
+	f.t.Helper()
+	cfg := dashboard.Config{
 		ExternalURL: caURL, DevLogin: true, SessionLifetime: 8 * time.Hour, SessionKey: f.key,
 		IdP: &dashboard.IdP{TokenIssuer: "corp-idp", ClientID: clientID, HTTPClient: f.idp.Client()},
-	}, dashboard.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Clock: f.clock, Store: ds, Revoker: f.revoker, Policy: f.pol})
+	}
+	edit(&cfg)
+	db, err := dashboard.New(cfg, dashboard.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Clock: f.clock, Store: ds, Revoker: f.revoker, Policy: f.pol})
 	if err != nil {
 		f.t.Fatal(err)
 	}
