@@ -3,5 +3,7 @@
 // inline scripts or styles under a strict Content-Security-Policy) for the
 // security team to see every certificate, its provenance and renewal chain,
 // what was denied and why, and the audit log, with OIDC sign-in (authorization
-// code with PKCE) and a CSRF-protected revoke action for revokers.
+// code with PKCE), sessions kept in the store (so that logout ends them on
+// every replica, and roles follow the current policy), and a CSRF-protected
+// revoke action for revokers.
 package dashboard
