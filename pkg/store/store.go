@@ -263,6 +263,10 @@ type Store interface {
 	// JWTKeyStore keeps the JWT-SVID signing keys' lifecycle (jwtkeys.go).
 	JWTKeyStore
 
+	// IssuerRotation records and abandons CA rotations atomically
+	// (rotation.go).
+	IssuerRotation
+
 	// Ping checks the database answers; readiness probes call it.
 	Ping(ctx context.Context) error
 	// Close releases the connections.
