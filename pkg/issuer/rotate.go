@@ -29,7 +29,9 @@ import (
 //     certificate, signed by the current root (or, with Root, by a new root
 //     that is itself prepared, plus a cross-certificate, see below), all in
 //     state prepared, then publishes the bundle, which carries every
-//     non-retired root, so a new root reaches relying parties now.
+//     non-retired root, so a new root reaches relying parties now. Rotate
+//     (and Abandon, which gives a prepared rotation up) run one at a time
+//     across replicas, and record a generation whole or not at all.
 //  2. Tick activates a prepared intermediate once its root has been in every
 //     published bundle version for at least Overlap (and the intermediate
 //     exists for as long): it and its prepared ancestors and
