@@ -6,7 +6,7 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/bundle"
 )
 
-// ReasonRollbackUnsafe: a bundle rollback would leave the active issuer's
+// ReasonRollbackUnsafe means a bundle rollback would leave the active issuer's
 // leaves without an anchor, drop an active or retiring JWT-SVID key, or
 // bring back a retired root or key (409; `"force": true` overrides).
 const ReasonRollbackUnsafe Reason = "rollback_unsafe"
