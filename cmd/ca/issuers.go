@@ -22,14 +22,17 @@ import (
 // init`); POST /v1/issuers/rotate does the same over the API.
 func cmdIssuers(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: ca issuers list | rotate [--root] | activate [--force] | tick", errUsage)
+		return fmt.Errorf("%w: ca issuers list | rotate [--root] | activate [--force] | abandon [--id ID] | tick", errUsage)
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("issuers "+sub, flag.ContinueOnError)
 	cfgPath := commonFlags(fs)
 	actor := fs.String("actor", "ca-cli", "who is acting, for the audit log")
 	var root, force *bool
+	var abandonID *string
 	switch sub {
+	case "abandon":
+		abandonID = fs.String("id", "", "abandon only if this issuer `ID` is among the prepared ones")
 	case "rotate":
 		root = fs.Bool("root", false, "rotate the root too (new root, cross-certificate signed by the old root)")
 	case "activate":
@@ -89,6 +92,16 @@ func cmdIssuers(ctx context.Context, args []string, getenv env, stdout, stderr i
 		}
 		fmt.Fprintf(stdout, "activated %s; retiring %s; bundle version %d\n",
 			strings.Join(res.Activated, ", "), strings.Join(res.Retiring, ", "), res.Bundle.Sequence)
+	case "abandon":
+		res, err := tr.rotator.Abandon(ctx, issuer.AbandonOptions{ID: *abandonID, Actor: *actor})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "abandoned %s (now retired); deleted keys [%s]; bundle version %d\n",
+			strings.Join(res.Abandoned, ", "), strings.Join(res.KeysDeleted, " "), res.Bundle.Sequence)
+		if len(res.KeysLeft) > 0 {
+			fmt.Fprintf(stderr, "could not delete keys [%s]: delete them from the key store by hand\n", strings.Join(res.KeysLeft, " "))
+		}
 	case "tick":
 		res, err := tr.rotator.Tick(ctx)
 		if err != nil {
@@ -104,7 +117,7 @@ func cmdIssuers(ctx context.Context, args []string, getenv env, stdout, stderr i
 // bundle versions, as a local operator tool.
 func cmdBundle(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: ca bundle versions | publish [--force] | rollback --to N", errUsage)
+		return fmt.Errorf("%w: ca bundle versions | publish [--force] | rollback --to N [--force]", errUsage)
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("bundle "+sub, flag.ContinueOnError)
@@ -117,6 +130,7 @@ func cmdBundle(ctx context.Context, args []string, getenv env, stdout, stderr io
 		force = fs.Bool("force", false, "publish the computed bundle even while a rollback is pinned")
 	case "rollback":
 		to = fs.Int64("to", 0, "the earlier bundle `SEQUENCE` whose content to republish")
+		force = fs.Bool("force", false, "roll back even when it is unsafe (drops the active issuer's anchor or a JWT key in use, or brings back a retired one)")
 	case "versions":
 	default:
 		return fmt.Errorf("%w: unknown bundle command %q", errUsage, sub)
@@ -164,7 +178,10 @@ func cmdBundle(ctx context.Context, args []string, getenv env, stdout, stderr io
 		}
 		fmt.Fprintf(stdout, "bundle version %d (new: %v, pinned rollback kept: %v)\n", res.Version.Sequence, res.Changed, res.Pinned)
 	case "rollback":
-		v, err := tr.publisher.Rollback(ctx, *to, *actor, "")
+		v, err := tr.publisher.Rollback(ctx, bundle.RollbackOptions{ToSequence: *to, Actor: *actor, Force: *force})
+		if errors.Is(err, bundle.ErrRollbackUnsafe) {
+			return fmt.Errorf("%w (refused and audited; --force to roll back anyway)", err)
+		}
 		if err != nil {
 			return err
 		}

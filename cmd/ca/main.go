@@ -38,8 +38,8 @@ commands:
   policy    test POLICY.yaml --cases CASES.yaml: run a policy's offline test cases
   dev-token --sub NAME [--claim k=v]: print a token of the development setup's
             local token issuer (development setup only)
-  issuers   list | rotate [--root] | activate [--force] | tick: CA rotation
-  bundle    versions | publish [--force] | rollback --to N: trust bundle versions
+  issuers   list | rotate [--root] | activate [--force] | abandon [--id ID] | tick: CA rotation
+  bundle    versions | publish [--force] | rollback --to N [--force]: trust bundle versions
   jwt       --audience AUD [--audience ...] [--ttl 5m]: get a JWT-SVID over mTLS
             with the workload's certificate and key; prints the token
   jwt-keys  list | rotate [--emergency] | tick: JWT-SVID signing keys

@@ -10,4 +10,9 @@
 // rollback in place (PublishResult.Pinned); the pin ends with the next issuer
 // state change (a rotation, activation or retirement changes the digest) or
 // with an operator's Publish with Force.
+//
+// Rollback safety: a rollback whose content would leave the active
+// intermediate's leaves without an anchor, drop a JWT-SVID key in use, or
+// bring back a retired root or key is refused (ErrRollbackUnsafe, audited as
+// a denial) unless forced; see Rollback and RollbackProblems.
 package bundle

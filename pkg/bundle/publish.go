@@ -23,6 +23,10 @@ type Store interface {
 	LatestBundleVersion(ctx context.Context) (store.BundleVersion, error)
 	GetBundleVersion(ctx context.Context, sequence int64) (store.BundleVersion, error)
 	ListBundleVersions(ctx context.Context, before int64, limit int) ([]store.BundleVersion, error)
+	// ListJWTKeys and AppendAudit serve rollback safety (rollback.go): the
+	// JWT keys' states, and the audit entry of a refused rollback.
+	ListJWTKeys(ctx context.Context) ([]store.JWTKey, error)
+	AppendAudit(ctx context.Context, e store.AuditEntry) (store.AuditEntry, error)
 }
 
 // JWTKeySource yields the JWT-SVID signing keys to publish. The JWT-SVID
@@ -135,7 +139,7 @@ func (p *Publisher) Publish(ctx context.Context, o PublishOptions) (PublishResul
 		v := store.BundleVersion{
 			CreatedAt: now, Content: content.Marshal(), Reason: o.Reason, Actor: o.Actor, SourceDigest: digest,
 		}
-		got, err := p.append(ctx, latest.Sequence, v, "publish", o.Actor, o.RequestID, content, 0)
+		got, err := p.append(ctx, latest.Sequence, v, "publish", o.Actor, o.RequestID, content, 0, nil)
 		if errors.Is(err, store.ErrConflict) {
 			p.log.DebugContext(ctx, "bundle published concurrently, recomputing", "attempt", attempt)
 			continue
@@ -149,60 +153,6 @@ func (p *Publisher) Publish(ctx context.Context, o PublishOptions) (PublishResul
 		return PublishResult{Version: got, Changed: true}, nil
 	}
 	return PublishResult{}, fmt.Errorf("bundle: publish: still racing after %d attempts: %w", publishAttempts, store.ErrConflict)
-}
-
-// Rollback republishes the content of the earlier version toSequence as a
-// new version with a higher sequence, RolledBackFrom set, and a "rollback"
-// audit entry. It changes no issuer state; the rollback stays pinned until
-// the issuers change or someone publishes with Force. ErrInvalidRollback if
-// toSequence is not an earlier stored version, ErrNoBundle if nothing was
-// ever published.
-func (p *Publisher) Rollback(ctx context.Context, toSequence int64, actor, requestID string) (store.BundleVersion, error) {
-	if actor == "" {
-		actor = "system"
-	}
-	for attempt := 1; attempt <= publishAttempts; attempt++ {
-		latest, err := p.st.LatestBundleVersion(ctx)
-		if errors.Is(err, store.ErrNotFound) {
-			return store.BundleVersion{}, fmt.Errorf("bundle: rollback: %w", ErrNoBundle)
-		}
-		if err != nil {
-			return store.BundleVersion{}, fmt.Errorf("bundle: rollback: reading latest version: %w", err)
-		}
-		if toSequence <= 0 || toSequence >= latest.Sequence {
-			return store.BundleVersion{}, fmt.Errorf("%w: %d is not earlier than the current version %d", ErrInvalidRollback, toSequence, latest.Sequence)
-		}
-		target, err := p.st.GetBundleVersion(ctx, toSequence)
-		if errors.Is(err, store.ErrNotFound) {
-			return store.BundleVersion{}, fmt.Errorf("%w: version %d does not exist", ErrInvalidRollback, toSequence)
-		}
-		if err != nil {
-			return store.BundleVersion{}, fmt.Errorf("bundle: rollback: reading version %d: %w", toSequence, err)
-		}
-		content, err := ParseContent(target.Content)
-		if err != nil {
-			return store.BundleVersion{}, fmt.Errorf("bundle: rollback: version %d: %w", toSequence, err)
-		}
-		_, digest, err := p.compute(ctx)
-		if err != nil {
-			return store.BundleVersion{}, err
-		}
-		v := store.BundleVersion{
-			CreatedAt: p.clock.Now(), Content: target.Content, Reason: "rollback", Actor: actor,
-			RolledBackFrom: toSequence, SourceDigest: digest,
-		}
-		got, err := p.append(ctx, latest.Sequence, v, "rollback", actor, requestID, content, toSequence)
-		if errors.Is(err, store.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return store.BundleVersion{}, err
-		}
-		p.log.WarnContext(ctx, "trust bundle rolled back", "sequence", got.Sequence, "rolled_back_from", toSequence,
-			"replaced", latest.Sequence, "actor", actor, "request_id", requestID)
-		return got, nil
-	}
-	return store.BundleVersion{}, fmt.Errorf("bundle: rollback: still racing after %d attempts: %w", publishAttempts, store.ErrConflict)
 }
 
 // AnchorPublishedSince tells since when the certificate der has been a trust
@@ -259,7 +209,8 @@ func (p *Publisher) compute(ctx context.Context) (Content, string, error) {
 }
 
 // append stores v after prev with its audit entry.
-func (p *Publisher) append(ctx context.Context, prev int64, v store.BundleVersion, action, actor, requestID string, c Content, from int64) (store.BundleVersion, error) {
+// extra is added to the audit details.
+func (p *Publisher) append(ctx context.Context, prev int64, v store.BundleVersion, action, actor, requestID string, c Content, from int64, extra map[string]any) (store.BundleVersion, error) {
 	fps := make([]string, 0, len(c.X509Authorities))
 	for _, der := range c.X509Authorities {
 		h := sha256.Sum256(der)
@@ -274,6 +225,9 @@ func (p *Publisher) append(ctx context.Context, prev int64, v store.BundleVersio
 	}
 	if from != 0 {
 		details["rolled_back_from"] = from
+	}
+	for k, x := range extra {
+		details[k] = x
 	}
 	dj, err := json.Marshal(details)
 	if err != nil {

@@ -100,7 +100,7 @@ func TestBadPushIsRolledBack(t *testing.T) {
 			clk := clock.NewFake(t0)
 			p := newPublisher(t, st, clk, nil)
 
-			if _, err := p.Rollback(ctx, 1, "admin", ""); !errors.Is(err, bundle.ErrNoBundle) {
+			if _, err := p.Rollback(ctx, bundle.RollbackOptions{ToSequence: 1, Actor: "admin"}); !errors.Is(err, bundle.ErrNoBundle) {
 				t.Errorf("Rollback with nothing published: %v, want ErrNoBundle", err)
 			}
 			good := selfSigned(t, "good root", t0, true)
@@ -117,12 +117,12 @@ func TestBadPushIsRolledBack(t *testing.T) {
 			}
 
 			for _, to := range []int64{0, -1, v2.Sequence, v2.Sequence + 5} {
-				if _, err := p.Rollback(ctx, to, "admin", ""); !errors.Is(err, bundle.ErrInvalidRollback) {
+				if _, err := p.Rollback(ctx, bundle.RollbackOptions{ToSequence: to, Actor: "admin"}); !errors.Is(err, bundle.ErrInvalidRollback) {
 					t.Errorf("Rollback(%d): %v, want ErrInvalidRollback", to, err)
 				}
 			}
 			clk.Advance(time.Minute)
-			v3, err := p.Rollback(ctx, v1.Sequence, "admin@example.org", "req-rb")
+			v3, err := p.Rollback(ctx, bundle.RollbackOptions{ToSequence: v1.Sequence, Actor: "admin@example.org", RequestID: "req-rb"})
 			if err != nil {
 				t.Fatalf("Rollback: %v", err)
 			}
@@ -140,7 +140,7 @@ func TestBadPushIsRolledBack(t *testing.T) {
 			if !forced.Changed || len(anchorsOf(t, forced.Version)) != 2 {
 				t.Errorf("forced Publish = %+v; want the computed bundle", forced)
 			}
-			v5, err := p.Rollback(ctx, v3.Sequence, "admin", "")
+			v5, err := p.Rollback(ctx, bundle.RollbackOptions{ToSequence: v3.Sequence, Actor: "admin"})
 			if err != nil || !bytes.Equal(v5.Content, v1.Content) {
 				t.Fatalf("second Rollback = %+v, %v", v5, err)
 			}
@@ -183,7 +183,7 @@ func TestAnchorPublishedSince(t *testing.T) {
 	insertRoot(t, st, "b", b, store.IssuerPrepared, clk.Now())
 	mustPublish(t, p, bundle.PublishOptions{}) // v2 {a, b} at t0+1h
 	clk.Advance(time.Hour)
-	if _, err := p.Rollback(ctx, 1, "admin", ""); err != nil { // v3 {a} at t0+2h
+	if _, err := p.Rollback(ctx, bundle.RollbackOptions{ToSequence: 1, Actor: "admin"}); err != nil { // v3 {a} at t0+2h
 		t.Fatal(err)
 	}
 	clk.Advance(time.Hour)

@@ -15,7 +15,9 @@
 //     0700 directory; URIs softkey:<name>.
 //
 // Key names are 1 to 128 characters of [A-Za-z0-9._-] starting with a letter
-// or digit, in both stores.
+// or digit, in both stores. Delete destroys a key (both halves on a token);
+// only rotation uses it, for the keys of a failed or abandoned rotation, and
+// KeyLabels lists the keys a store holds, so stray keys can be found.
 //
 // # Token failures
 //

@@ -68,6 +68,11 @@ type KeyStore interface {
 	// Find returns the key with the given URI (as returned by Generate), or
 	// ErrKeyNotFound.
 	Find(ctx context.Context, uri string) (Key, error)
+	// Delete destroys the key with the given URI (both halves of a key pair),
+	// or fails with ErrKeyNotFound. Signers handed out for it stop working (a
+	// software key's signer at Close). Only rotation calls it, for keys of a
+	// failed or abandoned rotation that no issuer in use names.
+	Delete(ctx context.Context, uri string) error
 	// Ping checks that the store can sign right now; readiness probes call it.
 	Ping(ctx context.Context) error
 	// Close releases sessions and handles. Signers handed out stop working.

@@ -54,3 +54,9 @@ func (*PKCS11Store) Ping(context.Context) error { return ErrPKCS11Unsupported }
 
 // Close does nothing.
 func (*PKCS11Store) Close() error { return nil }
+
+// Delete fails with ErrPKCS11Unsupported.
+func (*PKCS11Store) Delete(context.Context, string) error { return ErrPKCS11Unsupported }
+
+// KeyLabels fails with ErrPKCS11Unsupported.
+func (*PKCS11Store) KeyLabels(context.Context) ([]string, error) { return nil, ErrPKCS11Unsupported }

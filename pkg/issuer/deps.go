@@ -13,11 +13,13 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
-// KeyStore is what the issuer needs from a key store: generate CA keys and find
-// them again by URI. *hsm.PKCS11Store and *hsm.SoftwareStore satisfy it.
+// KeyStore is what the issuer needs from a key store: generate CA keys, find
+// them again by URI, and delete the keys of a failed or abandoned rotation.
+// *hsm.PKCS11Store and *hsm.SoftwareStore satisfy it.
 type KeyStore interface {
 	Generate(ctx context.Context, name string, kt hsm.KeyType) (hsm.Key, error)
 	Find(ctx context.Context, uri string) (hsm.Key, error)
+	Delete(ctx context.Context, uri string) error
 }
 
 // issuerRegistry is the part of the store that keeps CA certificates.

@@ -68,6 +68,17 @@ func (m *memKeys) Find(_ context.Context, uri string) (hsm.Key, error) {
 	return hsm.Key{URI: uri, Signer: &countingSigner{k, m}}, nil
 }
 
+func (m *memKeys) Delete(_ context.Context, uri string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	name := uri[len("mem:"):]
+	if _, ok := m.keys[name]; !ok {
+		return hsm.ErrKeyNotFound
+	}
+	delete(m.keys, name)
+	return nil
+}
+
 type countingSigner struct {
 	crypto.Signer
 	m *memKeys

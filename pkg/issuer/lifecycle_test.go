@@ -59,7 +59,7 @@ func TestRollbackOfANewRootHoldsBackActivation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.pub.Rollback(r.ctx, res.Bundle.Sequence-1, "admin", ""); err != nil {
+	if _, err := r.pub.Rollback(r.ctx, bundle.RollbackOptions{ToSequence: res.Bundle.Sequence - 1, Actor: "admin"}); err != nil {
 		t.Fatalf("Rollback: %v", err)
 	}
 	r.advance(2 * testOverlap)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/workload-ca/workload-ca/internal/clock"
 	"github.com/workload-ca/workload-ca/pkg/bundle"
+	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
@@ -28,7 +29,9 @@ import (
 //     certificate, signed by the current root (or, with Root, by a new root
 //     that is itself prepared, plus a cross-certificate, see below), all in
 //     state prepared, then publishes the bundle, which carries every
-//     non-retired root, so a new root reaches relying parties now.
+//     non-retired root, so a new root reaches relying parties now. Rotate
+//     (and Abandon, which gives a prepared rotation up) run one at a time
+//     across replicas, and record a generation whole or not at all.
 //  2. Tick activates a prepared intermediate once its root has been in every
 //     published bundle version for at least Overlap (and the intermediate
 //     exists for as long): it and its prepared ancestors and
@@ -54,8 +57,9 @@ import (
 
 // Errors of rotation, tested with errors.Is.
 var (
-	// ErrRotationInProgress means a prepared issuer already exists (or a
-	// concurrent Rotate took the same IDs): activate or finish it first.
+	// ErrRotationInProgress means a prepared issuer already exists (activate
+	// or abandon it first), or another Rotate or Abandon is running on some
+	// replica.
 	ErrRotationInProgress = errors.New("issuer: a rotation is already in progress")
 	// ErrOfflineRoot means the current root's key is not online, so a new
 	// intermediate cannot be signed here; use the offline-root CSR flow.
@@ -95,6 +99,8 @@ type BundlePublisher interface {
 type RotationStore interface {
 	Store
 	MaxLeafNotAfter(ctx context.Context, issuerID string) (time.Time, error)
+	TryLeadership(ctx context.Context, name string) (release func(), ok bool, err error)
+	store.IssuerRotation
 }
 
 // RotatorDeps are the Rotator's collaborators. Keys, Store and Bundles are
@@ -166,24 +172,44 @@ type RotateResult struct {
 	ActivateAfter time.Time
 }
 
+// rotationLock names the leadership (a Postgres advisory lock across
+// replicas) that Rotate and Abandon hold while they run, so that at most one
+// of them generates keys and records issuers at a time.
+const rotationLock = "issuer-rotation"
+
 // Rotate prepares a new intermediate (and with o.Root a new root and a
-// cross-certificate), records them in state prepared, appends a "rotate"
-// audit entry and publishes the bundle. ErrRotationInProgress if a prepared
-// issuer exists, ErrNotInitialized without an active intermediate,
-// ErrOfflineRoot if the signing root's key is not online. If publishing
-// fails the issuers stay prepared (the error says so) and the next Tick
-// publishes them.
-func (r *Rotator) Rotate(ctx context.Context, o RotateOptions) (RotateResult, error) {
+// cross-certificate), in state prepared, and publishes the bundle.
+//
+// It is atomic and serialised: it holds the rotation lock across replicas
+// while it runs (ErrRotationInProgress at once if another Rotate or Abandon
+// holds it), generates and signs everything first, and then records the
+// issuers and the "rotate" audit entry in one transaction
+// (store.IssuerRotation), which is refused if an issuer is prepared. If
+// anything fails before that transaction commits, nothing is recorded and
+// the keys this call generated are deleted from the key store again (a key
+// that cannot be deleted is logged, with its URI, at error level).
+//
+// ErrRotationInProgress if a prepared issuer exists, ErrNotInitialized
+// without an active intermediate, ErrOfflineRoot if the signing root's key
+// is not online. If publishing fails the issuers stay prepared (the error
+// says so) and the next Tick publishes them.
+func (r *Rotator) Rotate(ctx context.Context, o RotateOptions) (res RotateResult, err error) {
 	if o.Actor == "" {
 		o.Actor = "system"
 	}
+	release, err := r.lock(ctx)
+	if err != nil {
+		return RotateResult{}, err
+	}
+	defer release()
+
 	issuers, err := r.d.Store.ListIssuers(ctx)
 	if err != nil {
 		return RotateResult{}, fmt.Errorf("issuer: rotate: listing issuers: %w", err)
 	}
 	for _, is := range issuers {
 		if is.State == store.IssuerPrepared {
-			return RotateResult{}, fmt.Errorf("%w: issuer %q is prepared", ErrRotationInProgress, is.ID)
+			return RotateResult{}, fmt.Errorf("%w: issuer %q is prepared (activate it, or abandon it)", ErrRotationInProgress, is.ID)
 		}
 	}
 	cur, ok := signingIntermediate(issuers)
@@ -209,17 +235,28 @@ func (r *Rotator) Rotate(ctx context.Context, o RotateOptions) (RotateResult, er
 		return RotateResult{}, fmt.Errorf("issuer: rotate: key %s does not match root %q", oldRoot.KeyURI, oldRoot.ID)
 	}
 
+	// Keys generated from here on are deleted again unless the rotation is
+	// recorded.
+	var made []string
+	recorded := false
+	defer func() {
+		if !recorded {
+			r.discardKeys(context.WithoutCancel(ctx), made, "rotation failed")
+		}
+	}()
+
 	gen := nextGeneration(issuers)
 	now := r.d.Clock.Now()
-	res := RotateResult{}
 	parent, parentCert, parentSigner := oldRoot, oldRootCert, oldRootKey.Signer
+	var recs []store.Issuer
 
 	if o.Root {
-		rec, cert, signer, err := r.newRoot(ctx, gen, now)
+		rec, cert, signer, err := r.newRoot(ctx, gen, now, &made)
 		if err != nil {
 			return RotateResult{}, err
 		}
 		res.Root = &rec
+		recs = append(recs, rec)
 		parent, parentCert, parentSigner = rec, cert, signer
 	}
 
@@ -231,16 +268,15 @@ func (r *Rotator) Rotate(ctx context.Context, o RotateOptions) (RotateResult, er
 	if err != nil {
 		return RotateResult{}, fmt.Errorf("issuer: rotate: generating intermediate key: %w", err)
 	}
+	made = append(made, key.URI)
 	interCert, err := signIntermediate(r.cfg, gen, key.Signer.Public(), now, parentCert, parentSigner)
 	if err != nil {
 		return RotateResult{}, err
 	}
 	inter := issuerRecord(fmt.Sprintf("int-%d", gen), store.KindIntermediate, parent.ID, key.URI, interCert, now)
 	inter.State = store.IssuerPrepared
-	if err := r.insert(ctx, inter); err != nil {
-		return RotateResult{}, err
-	}
 	res.Intermediate = inter
+	recs = append(recs, inter)
 
 	if o.Root {
 		// The cross-certificate: the new intermediate's subject and key,
@@ -254,23 +290,29 @@ func (r *Rotator) Rotate(ctx context.Context, o RotateOptions) (RotateResult, er
 		}
 		rec := issuerRecord(fmt.Sprintf("xc-%d", gen), store.KindIntermediate, oldRoot.ID, "", xc, now)
 		rec.State = store.IssuerPrepared
-		if err := r.insert(ctx, rec); err != nil {
-			return RotateResult{}, err
-		}
 		res.CrossCertificate = &rec
+		recs = append(recs, rec)
 	}
 
 	details := map[string]any{
 		"root_rotation": o.Root, "new_intermediate": inter.ID, "old_intermediate": cur.ID,
-		"old_root": oldRoot.ID, "parent": parent.ID, "overlap": r.rc.Overlap.String(),
+		"old_root": oldRoot.ID, "parent": parent.ID, "overlap": r.rc.Overlap.String(), "keys": made,
 	}
 	if res.Root != nil {
 		details["new_root"] = res.Root.ID
 		details["cross_certificate"] = res.CrossCertificate.ID
 	}
-	if err := r.audit(ctx, "rotate", inter.ID, o.Actor, o.RequestID, details, now); err != nil {
+	e, err := auditEntry("rotate", inter.ID, o.Actor, o.RequestID, details, now)
+	if err != nil {
 		return RotateResult{}, err
 	}
+	if _, err := r.d.Store.RecordRotation(ctx, recs, e); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return RotateResult{}, fmt.Errorf("%w: another rotation was recorded concurrently: %w", ErrRotationInProgress, err)
+		}
+		return RotateResult{}, fmt.Errorf("issuer: rotate: recording %s: %w", inter.ID, err)
+	}
+	recorded = true
 	r.d.Log.InfoContext(ctx, "CA rotation prepared", "intermediate", inter.ID, "root_rotation", o.Root,
 		"parent", parent.ID, "actor", o.Actor, "request_id", o.RequestID)
 
@@ -285,8 +327,37 @@ func (r *Rotator) Rotate(ctx context.Context, o RotateOptions) (RotateResult, er
 	return res, nil
 }
 
-// newRoot generates, self-signs and records a prepared root of generation gen.
-func (r *Rotator) newRoot(ctx context.Context, gen int, now time.Time) (store.Issuer, *x509.Certificate, crypto.Signer, error) {
+// lock takes the rotation lock, or fails with ErrRotationInProgress if
+// another Rotate or Abandon, on any replica, holds it.
+func (r *Rotator) lock(ctx context.Context) (func(), error) {
+	release, ok, err := r.d.Store.TryLeadership(ctx, rotationLock)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: taking the rotation lock: %w", err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: another rotation or abandon is running", ErrRotationInProgress)
+	}
+	return release, nil
+}
+
+// discardKeys deletes keys no recorded issuer names. A key that cannot be
+// deleted is logged with its URI, so an operator can remove it by hand.
+func (r *Rotator) discardKeys(ctx context.Context, uris []string, why string) (left []string) {
+	for _, uri := range uris {
+		if err := r.d.Keys.Delete(ctx, uri); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
+			r.d.Log.ErrorContext(ctx, "could not delete an unused CA key; delete it from the key store by hand",
+				"key", uri, "why", why, "err", err)
+			left = append(left, uri)
+			continue
+		}
+		r.d.Log.InfoContext(ctx, "unused CA key deleted", "key", uri, "why", why)
+	}
+	return left
+}
+
+// newRoot generates and self-signs a root of generation gen, in state
+// prepared, appending its key's URI to made.
+func (r *Rotator) newRoot(ctx context.Context, gen int, now time.Time, made *[]string) (store.Issuer, *x509.Certificate, crypto.Signer, error) {
 	name, err := keyName("root", now)
 	if err != nil {
 		return store.Issuer{}, nil, nil, err
@@ -295,6 +366,7 @@ func (r *Rotator) newRoot(ctx context.Context, gen int, now time.Time) (store.Is
 	if err != nil {
 		return store.Issuer{}, nil, nil, fmt.Errorf("issuer: rotate: generating root key: %w", err)
 	}
+	*made = append(*made, key.URI)
 	tmpl, err := caTemplate(r.cfg, fmt.Sprintf("%s Root CA %d", r.cfg.TrustDomain, gen), key.Signer.Public(), now, r.cfg.RootLifetime)
 	if err != nil {
 		return store.Issuer{}, nil, nil, err
@@ -310,9 +382,6 @@ func (r *Rotator) newRoot(ctx context.Context, gen int, now time.Time) (store.Is
 	}
 	rec := issuerRecord(fmt.Sprintf("root-%d", gen), store.KindRoot, "", key.URI, cert, now)
 	rec.State = store.IssuerPrepared
-	if err := r.insert(ctx, rec); err != nil {
-		return store.Issuer{}, nil, nil, err
-	}
 	return rec, cert, key.Signer, nil
 }
 
@@ -328,17 +397,6 @@ func signIntermediate(cfg Config, gen int, pub crypto.PublicKey, now time.Time, 
 		return nil, fmt.Errorf("issuer: rotate: signing intermediate under %q: %w", parent.Subject.CommonName, err)
 	}
 	return lintCA(der)
-}
-
-func (r *Rotator) insert(ctx context.Context, rec store.Issuer) error {
-	err := r.d.Store.InsertIssuer(ctx, rec)
-	if errors.Is(err, store.ErrConflict) {
-		return fmt.Errorf("%w: issuer ID %q taken concurrently", ErrRotationInProgress, rec.ID)
-	}
-	if err != nil {
-		return fmt.Errorf("issuer: rotate: recording %q: %w", rec.ID, err)
-	}
-	return nil
 }
 
 var generationID = regexp.MustCompile(`^(?:root|int|xc)-(\d+)$`)
@@ -365,16 +423,25 @@ func nextGeneration(issuers []store.Issuer) int {
 }
 
 func (r *Rotator) audit(ctx context.Context, action, target, actor, requestID string, details map[string]any, now time.Time) error {
-	dj, err := json.Marshal(details)
+	e, err := auditEntry(action, target, actor, requestID, details, now)
 	if err != nil {
-		return fmt.Errorf("issuer: encoding audit details: %w", err)
+		return err
 	}
-	if _, err := r.d.Store.AppendAudit(ctx, store.AuditEntry{
-		Time: now, Actor: actor, Action: action, Target: target, Decision: "allow", RequestID: requestID, Details: dj,
-	}); err != nil {
+	if _, err := r.d.Store.AppendAudit(ctx, e); err != nil {
 		return fmt.Errorf("issuer: %s %s done, but the audit append failed: %w", action, target, err)
 	}
 	return nil
+}
+
+// auditEntry builds an allowed lifecycle decision's audit entry.
+func auditEntry(action, target, actor, requestID string, details map[string]any, now time.Time) (store.AuditEntry, error) {
+	dj, err := json.Marshal(details)
+	if err != nil {
+		return store.AuditEntry{}, fmt.Errorf("issuer: encoding audit details: %w", err)
+	}
+	return store.AuditEntry{
+		Time: now, Actor: actor, Action: action, Target: target, Decision: "allow", RequestID: requestID, Details: dj,
+	}, nil
 }
 
 // crossCertificates returns the DER of the non-retired certificates that

@@ -47,7 +47,7 @@ type TrustDeps struct {
 
 // BundleVersions is what the bundle administration routes need.
 type BundleVersions interface {
-	Rollback(ctx context.Context, toSequence int64, actor, requestID string) (store.BundleVersion, error)
+	Rollback(ctx context.Context, o bundle.RollbackOptions) (store.BundleVersion, error)
 	ListBundleVersions(ctx context.Context, before int64, limit int) ([]store.BundleVersion, error)
 }
 
@@ -55,6 +55,7 @@ type BundleVersions interface {
 type RotationService interface {
 	Rotate(ctx context.Context, o issuer.RotateOptions) (issuer.RotateResult, error)
 	Activate(ctx context.Context, o issuer.ActivateOptions) (issuer.TickResult, error)
+	Abandon(ctx context.Context, o issuer.AbandonOptions) (issuer.AbandonResult, error)
 }
 
 // IssuerLister lists the CA hierarchy; store.Store fits.
@@ -71,6 +72,7 @@ func (rt *Routes) mountTrust(r chi.Router) {
 	r.Method(http.MethodGet, "/v1/issuers", rt.edge.handle(rt.operator(policy.RoleAuditor, rt.listIssuers)))
 	r.Method(http.MethodPost, "/v1/issuers/rotate", rt.edge.handle(rt.operator(policy.RoleAdmin, rt.rotateIssuers)))
 	r.Method(http.MethodPost, "/v1/issuers/activate", rt.edge.handle(rt.operator(policy.RoleAdmin, rt.activateIssuers)))
+	r.Method(http.MethodPost, "/v1/issuers/abandon", rt.edge.handle(rt.operator(policy.RoleAdmin, rt.abandonIssuers)))
 	r.Method(http.MethodGet, "/v1/bundle/versions", rt.edge.handle(rt.operator(policy.RoleAuditor, rt.listBundleVersions)))
 	r.Method(http.MethodPost, "/v1/bundle/rollback", rt.edge.handle(rt.operator(policy.RoleAdmin, rt.rollbackBundle)))
 }
@@ -290,6 +292,8 @@ func (rt *Routes) listBundleVersions(w http.ResponseWriter, r *http.Request) err
 type RollbackRequest struct {
 	// ToSequence is the earlier version whose content is republished.
 	ToSequence int64 `json:"to_sequence"`
+	// Force republishes it even when it is unsafe (rollback_unsafe).
+	Force bool `json:"force"`
 }
 
 func (rt *Routes) rollbackBundle(w http.ResponseWriter, r *http.Request) error {
@@ -297,7 +301,9 @@ func (rt *Routes) rollbackBundle(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	v, err := rt.d.Trust.Versions.Rollback(r.Context(), req.ToSequence, actorFrom(r.Context()), RequestID(r.Context()))
+	v, err := rt.d.Trust.Versions.Rollback(r.Context(), bundle.RollbackOptions{
+		ToSequence: req.ToSequence, Force: req.Force, Actor: actorFrom(r.Context()), RequestID: RequestID(r.Context()),
+	})
 	if err != nil {
 		return fmt.Errorf("rollback: %w", err)
 	}

@@ -61,6 +61,7 @@ func classify(err error) (status int, reason Reason, detail string) {
 	var e *Error
 	var tooLarge *http.MaxBytesError
 	var enrollErr *enroll.Error
+	var unsafeRollback *bundle.UnsafeRollbackError
 	switch {
 	case errors.As(err, &e):
 		return e.Status, e.Reason, e.Detail
@@ -78,6 +79,10 @@ func classify(err error) (status int, reason Reason, detail string) {
 		return http.StatusNotFound, ReasonNotFound, "no such resource"
 	case errors.Is(err, bundle.ErrNoBundle):
 		return http.StatusServiceUnavailable, ReasonBundleUnavailable, "no trust bundle has been published yet; retry later"
+	case errors.As(err, &unsafeRollback):
+		return http.StatusConflict, ReasonRollbackUnsafe, rollbackUnsafeDetail(unsafeRollback)
+	case errors.Is(err, issuer.ErrNothingPrepared):
+		return http.StatusNotFound, ReasonNotFound, "no prepared issuer to abandon (or the id named is not prepared)"
 	case errors.Is(err, bundle.ErrInvalidRollback):
 		return http.StatusBadRequest, ReasonRollbackInvalid, "to_sequence must name an earlier bundle version"
 	case errors.Is(err, issuer.ErrRotationInProgress):

@@ -33,7 +33,7 @@ func (b fixtureBundles) Current(ctx context.Context) (*bundle.Published, error) 
 
 type fixtureVersions struct{}
 
-func (fixtureVersions) Rollback(context.Context, int64, string, string) (store.BundleVersion, error) {
+func (fixtureVersions) Rollback(context.Context, bundle.RollbackOptions) (store.BundleVersion, error) {
 	return store.BundleVersion{}, bundle.ErrInvalidRollback
 }
 
@@ -49,6 +49,10 @@ func (fixtureRotation) Rotate(context.Context, issuer.RotateOptions) (issuer.Rot
 
 func (fixtureRotation) Activate(context.Context, issuer.ActivateOptions) (issuer.TickResult, error) {
 	return issuer.TickResult{}, issuer.ErrNotReady
+}
+
+func (fixtureRotation) Abandon(context.Context, issuer.AbandonOptions) (issuer.AbandonResult, error) {
+	return issuer.AbandonResult{}, issuer.ErrNothingPrepared
 }
 
 type fixtureIssuers struct{ ca *testCA }

@@ -30,6 +30,7 @@ import (
 // header (admin implies auditor), standing in for operator authorization.
 type trustServer struct {
 	f      *fixture
+	st     store.Store
 	pub    *bundle.Publisher
 	api    *httptest.Server
 	public *httptest.Server
@@ -79,7 +80,7 @@ func newTrustServer(t *testing.T) *trustServer {
 			return "operator:" + string(got), nil
 		},
 	}
-	ts := &trustServer{f: f, pub: pub, api: httptest.NewServer(f.routes.API()), public: httptest.NewServer(f.routes.Public())}
+	ts := &trustServer{f: f, st: st, pub: pub, api: httptest.NewServer(f.routes.API()), public: httptest.NewServer(f.routes.Public())}
 	t.Cleanup(ts.api.Close)
 	t.Cleanup(ts.public.Close)
 	return ts

@@ -265,6 +265,9 @@ type Store interface {
 
 	// SessionStore keeps dashboard sessions (session.go).
 	SessionStore
+	// IssuerRotation records and abandons CA rotations atomically
+	// (rotation.go).
+	IssuerRotation
 
 	// Ping checks the database answers; readiness probes call it.
 	Ping(ctx context.Context) error

@@ -59,6 +59,9 @@ func (k *KeyStore) Find(ctx context.Context, uri string) (hsm.Key, error) {
 	return k.wrap(key), nil
 }
 
+// Delete implements hsm.KeyStore.
+func (k *KeyStore) Delete(ctx context.Context, uri string) error { return k.inner.Delete(ctx, uri) }
+
 // Ping implements hsm.KeyStore.
 func (k *KeyStore) Ping(ctx context.Context) error { return k.inner.Ping(ctx) }
 
