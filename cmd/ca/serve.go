@@ -225,6 +225,8 @@ func issueServerCert(iss server.LeafIssuer) server.IssueFunc {
 			TTL:         req.TTL,
 			Actor:       req.SPIFFEID,
 			Provenance:  []byte(`{"kind":"ca_server_certificate"}`),
+			// The one path that may carry the CA's reserved names.
+			CAServer: true,
 		})
 		if err != nil {
 			return nil, nil, err
