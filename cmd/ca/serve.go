@@ -98,7 +98,8 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	reloader := &policyReloader{setup: pol, trustDomain: cfg.TrustDomain, audit: b.store, clock: clock.Real{}, log: log}
+	caHosts, _ := cfg.CAHostNames()
+	reloader := &policyReloader{setup: pol, trustDomain: cfg.TrustDomain, caHosts: caHosts, audit: b.store, clock: clock.Real{}, log: log}
 	reloader.recordLoad(ctx)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -264,3 +264,14 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestCAHostNamesCoverTheURLsListenersAndServerCertificate(t *testing.T) {
+	c := &Config{APIURL: "https://CA.Example.org:8443", PublicURL: "http://pub.example.org", APIAddr: "0.0.0.0:8443", PublicAddr: "10.0.0.5:8080"}
+	names, ips := c.CAHostNames()
+	if strings.Join(names, ",") != "ca.example.org,pub.example.org,localhost" {
+		t.Errorf("names = %v", names)
+	}
+	if len(ips) != 2 || ips[0].String() != "10.0.0.5" || ips[1].String() != "127.0.0.1" {
+		t.Errorf("ips = %v (0.0.0.0 must be left out)", ips)
+	}
+}
