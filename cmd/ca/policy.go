@@ -119,9 +119,9 @@ type policyReloader struct {
 	// caHosts are the CA's own host names (config.CAHostNames): a policy
 	// whose rules grant one is refused.
 	caHosts []string
-	audit       auditAppender
-	clock       clock.Clock
-	log         *slog.Logger
+	audit   auditAppender
+	clock   clock.Clock
+	log     *slog.Logger
 
 	mu sync.Mutex // one reload at a time
 }
