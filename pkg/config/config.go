@@ -75,6 +75,11 @@ type Dashboard struct {
 	SessionKeyFile string `yaml:"session_key_file"`
 	// SessionLifetime is how long a sign-in lasts (default 8h).
 	SessionLifetime time.Duration `yaml:"session_lifetime"`
+	// LocalAdmin enables the "Sign in as local admin" button for browsers on
+	// loopback. It takes effect only with the development policy (see
+	// LocalAdminAllowed); off by default, CA_DASHBOARD_LOCAL_ADMIN=true
+	// overrides it.
+	LocalAdmin bool `yaml:"local_admin"`
 }
 
 // Enroll is how provenance tokens are verified.
@@ -219,6 +224,9 @@ func Load(path string, env Env) (*Config, error) {
 		}
 	}
 	c.applyEnv(env)
+	if err := c.applyLocalAdminEnv(env); err != nil {
+		return nil, err
+	}
 	if err := c.resolvePIN(); err != nil {
 		return nil, err
 	}
