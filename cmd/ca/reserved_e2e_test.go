@@ -74,9 +74,11 @@ rules:
 		return e.post(t, e.client, "/v1/enroll", oidc.GitHubToken(t, claims),
 			server.CertRequest{CSR: string(newCSR(t, p256(t), nil))})
 	}
-	if a := enroll(map[string]any{"a": "svc", "b": "web", "host": "web"}); a.status != http.StatusCreated ||
-		a.cert.SPIFFEID != "spiffe://example.org/svc/web" {
-		t.Fatalf("an ordinary identity: %d %+v", a.status, a.problem)
+	webKey := p256(t)
+	web := e.post(t, e.client, "/v1/enroll", oidc.GitHubToken(t, map[string]any{"a": "svc", "b": "web", "host": "web"}),
+		server.CertRequest{CSR: string(newCSR(t, webKey, nil))})
+	if web.status != http.StatusCreated || web.cert.SPIFFEID != "spiffe://example.org/svc/web" {
+		t.Fatalf("an ordinary identity: %d %+v", web.status, web.problem)
 	}
 	tests := []struct {
 		name   string
@@ -103,4 +105,26 @@ rules:
 			}
 		})
 	}
+
+	// The CA moves its public URL to the name the workload holds: renewing
+	// that certificate would hand the CA's host name to a workload.
+	t.Run("a renewal carrying a name the CA now uses is refused", func(t *testing.T) {
+		e.s.stop(t)
+		vars["CA_PUBLIC_URL"] = "http://web.ca.internal:8080"
+		e.s = startServe(t, vars)
+		doc.Servers = openapi3.Servers{{URL: e.s.apiURL}}
+		if e.openapi, err = gorillamux.NewRouter(doc); err != nil {
+			t.Fatal(err)
+		}
+		a := e.post(t, e.mtlsClient(tlsPair(t, web, webKey)), "/v1/renew", "", server.CertRequest{CSR: string(newCSR(t, p256(t), nil))})
+		if a.status != http.StatusForbidden || a.problem.Reason != server.ReasonPolicyDenied {
+			t.Fatalf("renewal: %d %+v, want 403 policy_denied", a.status, a.problem)
+		}
+		en, ok := e.denial(t, a.requestID)
+		var details map[string]string
+		_ = json.Unmarshal(en.Details, &details)
+		if !ok || en.Action != "renew" || details["check"] != "ca_reserved_dns_name" || details["reserved_name"] != "web.ca.internal" {
+			t.Errorf("audit entry %+v details %v", en, details)
+		}
+	})
 }
