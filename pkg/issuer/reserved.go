@@ -49,8 +49,12 @@ func (e *ReservedNameError) Error() string {
 	return fmt.Sprintf("the DNS name %q is the CA's own host name, which no workload may hold", e.Name)
 }
 
-// Is makes errors.Is(err, ErrReservedName) true.
-func (e *ReservedNameError) Is(target error) bool { return target == ErrReservedName }
+// Is makes errors.Is(err, ErrReservedName) true, and errors.Is(err,
+// ErrInvalidRequest): nothing was signed, and logs and metrics count it as
+// a refused request.
+func (e *ReservedNameError) Is(target error) bool {
+	return target == ErrReservedName || target == ErrInvalidRequest
+}
 
 // ServerSPIFFEID is the SPIFFE ID of the CA's API server in trust domain
 // td: spiffe://<td>/ca/server. `ca` clients require it of the API listener.

@@ -40,7 +40,7 @@ func TestTheCAsOwnNamesAreRefusedToWorkloads(t *testing.T) {
 			before := len(u.store.certs)
 			got, err := u.iss.Issue(context.Background(), tt.req)
 			var re *ReservedNameError
-			if got != nil || !errors.Is(err, ErrReservedName) || !errors.As(err, &re) {
+			if got != nil || !errors.Is(err, ErrReservedName) || !errors.Is(err, ErrInvalidRequest) || !errors.As(err, &re) {
 				t.Fatalf("Issue = %v, %v; want a *ReservedNameError", got, err)
 			}
 			if re.Check != tt.check {
