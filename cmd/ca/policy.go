@@ -229,7 +229,7 @@ func cmdPolicy(args []string, getenv env, stdout, stderr io.Writer) error {
 	if len(caHosts) == 0 {
 		cfg, err := loadConfig(*cfgPath, getenv)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w (the CA's host names come from the configuration; name them with --ca-host instead)", err)
 		}
 		caHosts, _ = cfg.CAHostNames()
 	}
