@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,14 +110,14 @@ rules:
 
 	// The CA moves its public URL to the name the workload holds: renewing
 	// that certificate would hand the CA's host name to a workload.
+	e.s.stop(t)
+	vars["CA_PUBLIC_URL"] = "http://web.ca.internal:8080"
+	e.s = startServe(t, vars)
+	doc.Servers = openapi3.Servers{{URL: e.s.apiURL}}
+	if e.openapi, err = gorillamux.NewRouter(doc); err != nil {
+		t.Fatal(err)
+	}
 	t.Run("a renewal carrying a name the CA now uses is refused", func(t *testing.T) {
-		e.s.stop(t)
-		vars["CA_PUBLIC_URL"] = "http://web.ca.internal:8080"
-		e.s = startServe(t, vars)
-		doc.Servers = openapi3.Servers{{URL: e.s.apiURL}}
-		if e.openapi, err = gorillamux.NewRouter(doc); err != nil {
-			t.Fatal(err)
-		}
 		a := e.post(t, e.mtlsClient(tlsPair(t, web, webKey)), "/v1/renew", "", server.CertRequest{CSR: string(newCSR(t, p256(t), nil))})
 		if a.status != http.StatusForbidden || a.problem.Reason != server.ReasonPolicyDenied {
 			t.Fatalf("renewal: %d %+v, want 403 policy_denied", a.status, a.problem)
@@ -125,6 +127,44 @@ rules:
 		_ = json.Unmarshal(en.Details, &details)
 		if !ok || en.Action != "renew" || details["check"] != "ca_reserved_dns_name" || details["reserved_name"] != "web.ca.internal" {
 			t.Errorf("audit entry %+v details %v", en, details)
+		}
+	})
+	// A reload whose rule shows the CA's (new) public host name is refused
+	// by the running server; the old policy stays and still enrolls.
+	t.Run("a SIGHUP reload granting the CA's host name is refused and the old policy stays", func(t *testing.T) {
+		writeFile(t, policyPath, `trust_domain: example.org
+permitted_dns_domains: ['*.ca.internal']
+token_issuers:
+  - name: ci
+    issuer: `+oidc.URL+`
+    audience: `+testkit.DefaultOIDCAudience+`
+rules:
+  - name: grabs-the-ca
+    issuer: ci
+    when: "true"
+    spiffe_id: spiffe://example.org/svc/grab
+    dns_names: [WEB.ca.internal]
+    max_ttl: 1h
+`, 0o644)
+		if err := e.s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		e.waitAudit(t, "policy_reload", "deny")
+		entries, err := e.st.AuditEntries(context.Background(), 0, 10000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var saysWhy bool
+		for _, en := range entries {
+			saysWhy = saysWhy || (en.Action == "policy_reload" && en.Decision == "deny" &&
+				strings.Contains(string(en.Details), "one of the CA's own host names"))
+		}
+		if !saysWhy {
+			t.Error("the refused reload's audit entry does not say why")
+		}
+		a := enroll(map[string]any{"a": "svc", "b": "api", "host": "api"})
+		if a.status != http.StatusCreated || a.cert.SPIFFEID != "spiffe://example.org/svc/api" {
+			t.Fatalf("the old policy after the refused reload: %d %+v", a.status, a.problem)
 		}
 	})
 }
