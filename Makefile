@@ -19,9 +19,11 @@ all: lint test build
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/ca
 
-# The embedded default: SQLite and software keys in ./ca-data, loopback only.
+# The embedded default: SQLite and software keys in ./ca-data, loopback only,
+# with the dashboard's local-admin sign-in (it takes effect only with the
+# development policy: not when CA_POLICY_FILE is set).
 run:
-	$(GO) run ./cmd/ca serve
+	CA_DASHBOARD_LOCAL_ADMIN=true $(GO) run ./cmd/ca serve
 
 # Every package except the fault drills (internal/drills), which `make
 # drills` runs once, after this, in CI.

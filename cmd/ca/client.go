@@ -196,7 +196,16 @@ var errPinMismatch = errors.New("the CA's trust bundle holds no pinned root")
 // certificate chain, captured on the same connection, must verify against
 // the trusted roots for its host name, so the bundle is known to come from
 // the CA and not from someone in between.
+//
+//lint:ignore U1000 kept for client commands that need no --trust-domain; the server identity is still checked
 func pinnedTrust(ctx context.Context, apiURL string, pins []string) (pool *x509.CertPool, bundle []byte, newPins []string, err error) {
+	return pinnedTrustFor(ctx, apiURL, pins, "")
+}
+
+// pinnedTrustFor is pinnedTrust that also requires the API listener's
+// certificate to carry the CA's server identity in trustDomain ("" = the
+// trust domain its chain is constrained to), see checkServerIdentity.
+func pinnedTrustFor(ctx context.Context, apiURL string, pins []string, trustDomain string) (pool *x509.CertPool, bundle []byte, newPins []string, err error) {
 	u, err := url.Parse(apiURL)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, nil, nil, fmt.Errorf("%w: --server must be an https:// URL", errUsage)
@@ -252,8 +261,12 @@ func pinnedTrust(ctx context.Context, apiURL string, pins []string) (pool *x509.
 	for _, c := range peer[1:] {
 		inter.AddCert(c)
 	}
-	if _, err := peer[0].Verify(x509.VerifyOptions{DNSName: u.Hostname(), Roots: pool, Intermediates: inter}); err != nil {
+	chains, err := peer[0].Verify(x509.VerifyOptions{DNSName: u.Hostname(), Roots: pool, Intermediates: inter})
+	if err != nil {
 		return nil, nil, nil, fmt.Errorf("the API listener's certificate does not verify against the pinned roots: %w", err)
+	}
+	if err := checkServerIdentity(chains, trustDomain); err != nil {
+		return nil, nil, nil, err
 	}
 	return pool, bundle, newPins, nil
 }
@@ -281,9 +294,11 @@ func readPins(path string) ([]string, error) {
 	return pins, nil
 }
 
-// tlsClient is an HTTPS client trusting roots, presenting certs.
+// tlsClient is an HTTPS client of the CA's API trusting roots, presenting
+// certs; the server must be the CA (tlsClientFor with the trust domain read
+// from the chain).
+//
+//lint:ignore U1000 kept for client commands that need no --trust-domain; the server identity is still checked
 func tlsClient(roots *x509.CertPool, certs ...tls.Certificate) *http.Client {
-	return &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		MinVersion: tls.VersionTLS12, RootCAs: roots, Certificates: certs,
-	}}}
+	return tlsClientFor(roots, "", certs...)
 }

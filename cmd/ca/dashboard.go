@@ -28,7 +28,7 @@ func mountDashboard(api chi.Router, cfg *config.Config, b *backends, pol *policy
 	if !ok {
 		return fmt.Errorf("the store %T cannot serve the dashboard", b.store)
 	}
-	dc := dashboard.Config{ExternalURL: cfg.APIURL, DevLogin: cfg.DevelopmentMode(), SessionLifetime: cfg.Dashboard.SessionLifetime,
+	dc := dashboard.Config{ExternalURL: cfg.APIURL, DevLogin: localAdminSignIn(cfg, log), SessionLifetime: cfg.Dashboard.SessionLifetime,
 		SessionIdleTimeout: cfg.Dashboard.SessionIdleTimeout}
 	if f := cfg.Dashboard.SessionKeyFile; f != "" {
 		key, err := os.ReadFile(f)

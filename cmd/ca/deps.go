@@ -87,6 +87,8 @@ func openKeys(cfg *config.Config, log *slog.Logger) (hsm.KeyStore, error) {
 
 // issuerConfig maps the issuer settings to pkg/issuer's Config.
 func issuerConfig(cfg *config.Config) issuer.Config {
+	// The CA's own host names: no workload certificate may carry them.
+	names, ips := cfg.CAHostNames()
 	return issuer.Config{
 		TrustDomain:          cfg.TrustDomain,
 		PublicURL:            cfg.PublicURL,
@@ -97,6 +99,8 @@ func issuerConfig(cfg *config.Config) issuer.Config {
 		DefaultTTL:           cfg.Issuer.DefaultTTL,
 		MaxTTL:               cfg.Issuer.MaxTTL,
 		Organization:         cfg.Issuer.Organization,
+		ReservedDNSNames:     names,
+		ReservedIPs:          ips,
 	}
 }
 

@@ -35,6 +35,7 @@ func cmdEnroll(ctx context.Context, args []string, getenv env, stdout, stderr io
 	bundleOut := fs.String("bundle", "bundle.pem", "write the trust bundle (roots) to `FILE`")
 	caFP := fs.String("ca-fingerprint", "", "pin the CA root: `sha256:HEX` (default: the pin file, else trust on first use)")
 	pinFile := fs.String("pin-file", "", "pinned root fingerprints (default: ca-pin next to --cert)")
+	trustDomain := fs.String("trust-domain", envOr(getenv, "CA_TRUST_DOMAIN", ""), trustDomainUsage)
 	if err := parseFlagsOnly(fs, args, stderr); err != nil {
 		return err
 	}
@@ -60,7 +61,7 @@ func cmdEnroll(ctx context.Context, args []string, getenv env, stdout, stderr io
 		}
 		pins = []string{fp}
 	}
-	pool, bundle, trusted, err := pinnedTrust(ctx, *srv, pins)
+	pool, bundle, trusted, err := pinnedTrustFor(ctx, *srv, pins, *trustDomain)
 	if err != nil {
 		return err
 	}
@@ -78,7 +79,7 @@ func cmdEnroll(ctx context.Context, args []string, getenv env, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	cr, err := requestCert(ctx, tlsClient(pool), strings.TrimSuffix(*srv, "/")+"/v1/enroll", tok, csr, *ttl)
+	cr, err := requestCert(ctx, tlsClientFor(pool, *trustDomain), strings.TrimSuffix(*srv, "/")+"/v1/enroll", tok, csr, *ttl)
 	if err != nil {
 		return err
 	}

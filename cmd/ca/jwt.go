@@ -83,6 +83,7 @@ func cmdJWT(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	var audience stringsFlag
 	fs.Var(&audience, "audience", "an `AUDIENCE` of the token (repeat for more; at least one)")
 	ttl := fs.Duration("ttl", 0, "requested lifetime (default: the policy's jwt.ttl)")
+	trustDomain := fs.String("trust-domain", envOr(getenv, "CA_TRUST_DOMAIN", ""), trustDomainUsage)
 	asJSON := fs.Bool("json", false, "print the whole answer (token, spiffe_id, audience, kid, expires_at) as JSON")
 	if err := parseFlagsOnly(fs, args, stderr); err != nil {
 		return err
@@ -107,7 +108,7 @@ func cmdJWT(ctx context.Context, args []string, getenv env, stdout, stderr io.Wr
 	if !roots.AppendCertsFromPEM(bundle) {
 		return fmt.Errorf("%s holds no certificate", *bundleFile)
 	}
-	c := tlsClient(roots, pair)
+	c := tlsClientFor(roots, *trustDomain, pair)
 	defer c.CloseIdleConnections()
 	res, raw, err := requestJWT(ctx, c, strings.TrimSuffix(*srv, "/")+"/v1/jwt", audience, *ttl)
 	if err != nil {

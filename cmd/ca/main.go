@@ -90,7 +90,7 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 	case "renew":
 		err = cmdRenew(ctx, args[1:], getenv, stdout, stderr)
 	case "policy":
-		err = cmdPolicy(args[1:], stdout, stderr)
+		err = cmdPolicy(args[1:], getenv, stdout, stderr)
 	case "issuers":
 		err = cmdIssuers(ctx, args[1:], getenv, stdout, stderr)
 	case "bundle":

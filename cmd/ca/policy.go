@@ -85,6 +85,9 @@ func loadPolicy(cfg *config.Config, log *slog.Logger, stderr io.Writer) (*policy
 	if err := checkPolicyTrustDomain(p, cfg.TrustDomain); err != nil {
 		return nil, fmt.Errorf("policy_file %s: %w", ps.path, err)
 	}
+	if err := checkPolicyReservedNames(p, cfg); err != nil {
+		return nil, fmt.Errorf("policy_file %s: %w", ps.path, err)
+	}
 	ps.holder = policy.NewHolder(p)
 	log.Info("policy loaded", "policy_file", ps.path, "policy_version", p.Version(), "development", ps.dev,
 		"token_issuers", len(p.TokenIssuers()))
@@ -99,15 +102,26 @@ func checkPolicyTrustDomain(p *policy.Policy, td string) error {
 	return nil
 }
 
+// checkPolicyReservedNames refuses a policy whose rules grant one of the
+// CA's own host names as a literal dns_names entry (spiffe_id templates under
+// /ca/ are refused by the policy parser itself).
+func checkPolicyReservedNames(p *policy.Policy, cfg *config.Config) error {
+	names, _ := cfg.CAHostNames()
+	return p.CheckReservedDNSNames(names)
+}
+
 // policyReloader reloads the policy file on SIGHUP and records every outcome
 // in the audit log. A file that does not load, does not compile, or names
 // another trust domain is refused and the current policy stays.
 type policyReloader struct {
 	setup       *policySetup
 	trustDomain string
-	audit       auditAppender
-	clock       clock.Clock
-	log         *slog.Logger
+	// caHosts are the CA's own host names (config.CAHostNames): a policy
+	// whose rules grant one is refused.
+	caHosts []string
+	audit   auditAppender
+	clock   clock.Clock
+	log     *slog.Logger
 
 	mu sync.Mutex // one reload at a time
 }
@@ -125,6 +139,9 @@ func (r *policyReloader) reload(ctx context.Context) error {
 	p, err := policy.LoadFile(r.setup.path)
 	if err == nil {
 		err = checkPolicyTrustDomain(p, r.trustDomain)
+	}
+	if err == nil {
+		err = p.CheckReservedDNSNames(r.caHosts)
 	}
 	if err != nil {
 		r.log.Error("policy reload refused; the current policy stays", "policy_file", r.setup.path,
@@ -179,12 +196,15 @@ func truncate(s string, n int) string {
 
 // cmdPolicy runs `ca policy test FILE --cases CASES`: the policy's offline
 // test cases, no network, token or database. Exit 1 on any failure.
-func cmdPolicy(args []string, stdout, stderr io.Writer) error {
+func cmdPolicy(args []string, getenv env, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "test" {
 		return fmt.Errorf("%w: ca policy test POLICY.yaml --cases CASES.yaml", errUsage)
 	}
 	fs := flag.NewFlagSet("policy test", flag.ContinueOnError)
 	cases := fs.String("cases", "", "the test cases `FILE` (YAML: cases: [{name, issuer, claims, expect}])")
+	cfgPath := commonFlags(fs)
+	var caHosts stringsFlag
+	fs.Var(&caHosts, "ca-host", "a `NAME` of the CA's own (repeat for more) that no rule may grant; default: the host names of the configuration ($CA_CONFIG, $CA_API_URL, $CA_PUBLIC_URL, listen addresses, localhost)")
 	// Accept the policy file before or after the flags.
 	rest := args[1:]
 	var file string
@@ -205,6 +225,16 @@ func cmdPolicy(args []string, stdout, stderr io.Writer) error {
 	p, err := policy.LoadFile(file)
 	if err != nil {
 		return err
+	}
+	if len(caHosts) == 0 {
+		cfg, err := loadConfig(*cfgPath, getenv)
+		if err != nil {
+			return fmt.Errorf("%w (the CA's host names come from the configuration; name them with --ca-host instead)", err)
+		}
+		caHosts, _ = cfg.CAHostNames()
+	}
+	if err := p.CheckReservedDNSNames(caHosts); err != nil {
+		return fmt.Errorf("policy %s: %w", file, err)
 	}
 	raw, err := os.ReadFile(*cases)
 	if err != nil {

@@ -34,6 +34,7 @@ func cmdRenew(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	execCmd := fs.String("exec", "", "after each renewal, run `COMMAND` with sh -c (e.g. to reload a server)")
 	sigName := fs.String("signal", "", "after each renewal, send `SIG` (HUP, USR1, USR2, TERM) to --pid")
 	pid := fs.Int("pid", 0, "process to signal after each renewal")
+	trustDomain := fs.String("trust-domain", envOr(getenv, "CA_TRUST_DOMAIN", ""), trustDomainUsage)
 	if err := parseFlagsOnly(fs, args, stderr); err != nil {
 		return err
 	}
@@ -45,6 +46,7 @@ func cmdRenew(ctx context.Context, args []string, getenv env, stdout, stderr io.
 		server: strings.TrimSuffix(*srv, "/"), keyType: *keyType, ttl: *ttl,
 		out:  outputs{key: *keyFile, cert: *certFile, chain: *chainFile, bundle: *bundleFile},
 		exec: *execCmd, sig: sig, pid: *pid, stdout: stdout, stderr: stderr,
+		trustDomain: *trustDomain,
 	}
 	if !*daemon {
 		_, err := r.renewOnce(ctx)
@@ -61,6 +63,8 @@ type renewer struct {
 	sig             syscall.Signal
 	pid             int
 	stdout, stderr  io.Writer
+	// trustDomain is the CA's, for its server identity ("" = from the chain).
+	trustDomain string
 }
 
 // renewOnce renews with the files as they are and returns the new leaf.
@@ -82,7 +86,7 @@ func (r *renewer) renewOnce(ctx context.Context) (*x509.Certificate, error) {
 	if !roots.AppendCertsFromPEM(bundle) {
 		return nil, fmt.Errorf("%s holds no certificate", r.out.bundle)
 	}
-	c := tlsClient(roots, pair)
+	c := tlsClientFor(roots, r.trustDomain, pair)
 	defer c.CloseIdleConnections()
 	_, keyPEM, csr, err := newKeyAndCSR(r.keyType)
 	if err != nil {

@@ -43,6 +43,7 @@ type revokeOptions struct {
 	serial, reason, caURL            string
 	tokenFile, clientCert, clientKey string
 	caBundle, caFingerprint          string
+	trustDomain                      string
 	json                             bool
 }
 
@@ -62,6 +63,7 @@ func parseRevokeFlags(args []string, stderr io.Writer) (revokeOptions, error) {
 	fs.StringVar(&o.caBundle, "ca-bundle", "", "PEM file of the CA roots to verify the API with")
 	fs.StringVar(&o.caFingerprint, "ca-fingerprint", "", "SHA-256 fingerprint of the CA root to verify the API with")
 	fs.BoolVar(&o.json, "json", false, "print the CA's JSON answer")
+	fs.StringVar(&o.trustDomain, "trust-domain", "", trustDomainUsage)
 	// The serial may come before the flags (ca revoke SERIAL --reason ...).
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		o.serial, args = args[0], args[1:]
@@ -127,7 +129,7 @@ func cmdRevoke(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if err != nil {
 		return err
 	}
-	client := tlsClient(roots, certs...)
+	client := tlsClientFor(roots, o.trustDomain, certs...)
 	defer client.CloseIdleConnections()
 
 	res, raw, err := postRevoke(ctx, client, o, token)
@@ -195,7 +197,7 @@ func apiRoots(ctx context.Context, o revokeOptions) (*x509.CertPool, error) {
 	if err != nil {
 		return nil, err
 	}
-	pool, _, _, err := pinnedTrust(ctx, o.caURL, []string{fp})
+	pool, _, _, err := pinnedTrustFor(ctx, o.caURL, []string{fp}, o.trustDomain)
 	return pool, err
 }
 

@@ -98,7 +98,8 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	reloader := &policyReloader{setup: pol, trustDomain: cfg.TrustDomain, audit: b.store, clock: clock.Real{}, log: log}
+	caHosts, _ := cfg.CAHostNames()
+	reloader := &policyReloader{setup: pol, trustDomain: cfg.TrustDomain, caHosts: caHosts, audit: b.store, clock: clock.Real{}, log: log}
 	reloader.recordLoad(ctx)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -225,6 +226,8 @@ func issueServerCert(iss server.LeafIssuer) server.IssueFunc {
 			TTL:         req.TTL,
 			Actor:       req.SPIFFEID,
 			Provenance:  []byte(`{"kind":"ca_server_certificate"}`),
+			// The one path that may carry the CA's reserved names.
+			CAServer: true,
 		})
 		if err != nil {
 			return nil, nil, err

@@ -78,6 +78,11 @@ type Dashboard struct {
 	SessionLifetime time.Duration `yaml:"session_lifetime"`
 	// SessionIdleTimeout ends a session unused for this long (default 30m).
 	SessionIdleTimeout time.Duration `yaml:"session_idle_timeout"`
+	// LocalAdmin enables the "Sign in as local admin" button for browsers on
+	// loopback. It takes effect only with the development policy (see
+	// LocalAdminAllowed); off by default, CA_DASHBOARD_LOCAL_ADMIN=true
+	// overrides it.
+	LocalAdmin bool `yaml:"local_admin"`
 }
 
 // Enroll is how provenance tokens are verified.
@@ -222,6 +227,9 @@ func Load(path string, env Env) (*Config, error) {
 		}
 	}
 	c.applyEnv(env)
+	if err := c.applyLocalAdminEnv(env); err != nil {
+		return nil, err
+	}
 	if err := c.resolvePIN(); err != nil {
 		return nil, err
 	}

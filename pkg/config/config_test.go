@@ -264,3 +264,55 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestCAHostNamesCoverTheURLsListenersAndServerCertificate(t *testing.T) {
+	c := &Config{APIURL: "https://CA.Example.org:8443", PublicURL: "http://pub.example.org", APIAddr: "0.0.0.0:8443", PublicAddr: "10.0.0.5:8080"}
+	names, ips := c.CAHostNames()
+	if strings.Join(names, ",") != "ca.example.org,pub.example.org,localhost" {
+		t.Errorf("names = %v", names)
+	}
+	if len(ips) != 2 || ips[0].String() != "10.0.0.5" || ips[1].String() != "127.0.0.1" {
+		t.Errorf("ips = %v (0.0.0.0 must be left out)", ips)
+	}
+}
+
+func TestTheLocalAdminSignInNeedsTheSettingAndTheDevelopmentPolicy(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		yaml string
+		want bool
+	}{
+		{"the development setup alone does not enable it", nil, "", false},
+		{"the setting enables it with the development policy", nil, "dashboard:\n  local_admin: true\n", true},
+		{"the environment enables it with the development policy", map[string]string{"CA_DASHBOARD_LOCAL_ADMIN": "true"}, "", true},
+		{"a real policy file turns it off", map[string]string{"CA_POLICY_FILE": "/etc/ca/policy.yaml"}, "dashboard:\n  local_admin: true\n", false},
+		{"Postgres turns it off", map[string]string{"CA_DATABASE_URL": "postgres://db/ca"}, "dashboard:\n  local_admin: true\n", false},
+		{"the environment can turn it off", map[string]string{"CA_DASHBOARD_LOCAL_ADMIN": "false"}, "dashboard:\n  local_admin: true\n", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"CA_DATA_DIR": t.TempDir()}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			if tt.yaml != "" {
+				p := filepath.Join(t.TempDir(), "ca.yaml")
+				if err := os.WriteFile(p, []byte(tt.yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				env["CA_CONFIG"] = p
+			}
+			c, err := Load("", MapEnv(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.LocalAdminAllowed(); got != tt.want {
+				t.Errorf("LocalAdminAllowed = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if _, err := Load("", MapEnv(map[string]string{"CA_DASHBOARD_LOCAL_ADMIN": "yes please"})); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a bad CA_DASHBOARD_LOCAL_ADMIN: %v", err)
+	}
+}

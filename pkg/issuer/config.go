@@ -3,6 +3,7 @@ package issuer
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -63,6 +64,13 @@ type Config struct {
 	MaxTTL time.Duration
 	// Organization is the optional subject O of CA certificates.
 	Organization string
+	// ReservedDNSNames are the CA's own host names (its API and public URLs,
+	// listen addresses and server certificate names). No leaf but the CA's
+	// server certificate (Request.CAServer) may carry them; matching is
+	// case-insensitive. ReservedIPs are the same for IP addresses (loopback
+	// and unspecified addresses are always refused to workloads).
+	ReservedDNSNames []string
+	ReservedIPs      []net.IP
 }
 
 // Validate fills defaults into zero fields and checks every field. The error
@@ -87,6 +95,7 @@ func (c *Config) Validate() error {
 		return bad("PublicURL", "must be a plain http(s)://host[:port][/path] base URL")
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	normalizeReserved(c)
 
 	if c.KeyType == "" {
 		c.KeyType = hsm.ECDSAP256

@@ -2,6 +2,7 @@ package issuer
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -18,7 +19,7 @@ func TestConfigValidateFillsDefaults(t *testing.T) {
 		RootLifetime: DefaultRootLifetime, IntermediateLifetime: DefaultIntermediateLifetime,
 		Backdate: 5 * time.Minute, DefaultTTL: time.Hour, MaxTTL: 24 * time.Hour,
 	}
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Validate gave %+v, want %+v", c, want)
 	}
 }

@@ -435,8 +435,9 @@ func TestRenewalIsAuditedAsRenew(t *testing.T) {
 func TestIPAddressesForTheAPIServerCertificate(t *testing.T) {
 	u := newUnitCA(t, Config{})
 	got, err := u.iss.Issue(context.Background(), Request{
-		PublicKey: newP256(t).Public(), SPIFFEID: "spiffe://example.org/ca/api",
+		PublicKey: newP256(t).Public(), SPIFFEID: "spiffe://example.org/ca/server",
 		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
+		CAServer: true,
 	})
 	if err != nil {
 		t.Fatalf("Issue: %v", err)

@@ -43,6 +43,11 @@ type Request struct {
 	// Action is the audit action: "issue" when empty, or "renew" when empty
 	// and RenewedFrom is set.
 	Action string
+	// CAServer marks the CA's own API server certificate: only it may carry
+	// the CA's reserved names (Config.ReservedDNSNames, ReservedIPs and
+	// spiffe://<td>/ca/), and its SPIFFE ID must be ServerSPIFFEID. Every
+	// other request naming one of them is refused with a *ReservedNameError.
+	CAServer bool
 }
 
 // Limits on request fields.
@@ -126,6 +131,9 @@ func (i *Issuer) validate(r Request, now time.Time) (validRequest, error) {
 			ip = ip4
 		}
 		v.IPAddresses = append(v.IPAddresses, ip)
+	}
+	if err := i.checkReserved(v); err != nil {
+		return v, err
 	}
 	if len(r.Provenance) > 0 && !json.Valid(r.Provenance) {
 		return v, invalidf("provenance is not valid JSON")

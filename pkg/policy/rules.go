@@ -99,6 +99,9 @@ func compileRule(env *cel.Env, p *Policy, f ruleFile) (*rule, error) {
 	if first := r.spiffeID.parts[0]; first.path != nil || !strings.HasPrefix(first.literal, prefix) {
 		return nil, fmt.Errorf("spiffe_id %q must start with the literal %q", f.SPIFFEID, prefix)
 	}
+	if err := checkReservedSPIFFEID(r.spiffeID, p.trustDomain.Name()); err != nil {
+		return nil, err
+	}
 	for _, d := range f.DNSNames {
 		t, err := parseTemplate(d)
 		if err != nil {

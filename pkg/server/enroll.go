@@ -295,6 +295,7 @@ func (e *enrollment) done(r *http.Request, action string, info *decisionInfo, er
 		return
 	}
 	status, reason, detail := classify(err)
+	noteReservedName(info, err)
 	e.decisions.WithLabelValues(action, line.rule, "deny", string(reason)).Inc()
 	e.duration.WithLabelValues(action, "deny").Observe(time.Since(info.start).Seconds())
 	line.decision, line.status, line.reason, line.detail = "deny", status, string(reason), detail

@@ -177,7 +177,7 @@ func (o *operatorServer) start(log *slog.Logger) {
 	m, err := NewCertManager(CertManagerConfig{
 		Issue: func(ctx context.Context, req ServerCertRequest) ([]byte, [][]byte, error) {
 			got, err := o.iss.Issue(ctx, issuer.Request{PublicKey: req.PublicKey, SPIFFEID: req.SPIFFEID,
-				DNSNames: req.DNSNames, IPAddresses: req.IPAddresses, TTL: req.TTL, Actor: req.SPIFFEID})
+				DNSNames: req.DNSNames, IPAddresses: req.IPAddresses, TTL: req.TTL, Actor: req.SPIFFEID, CAServer: true})
 			if err != nil {
 				return nil, nil, err
 			}

@@ -67,6 +67,8 @@ func classify(err error) (status int, reason Reason, detail string) {
 		return e.Status, e.Reason, e.Detail
 	case errors.As(err, &enrollErr):
 		return enrollProblem(enrollErr)
+	case errors.Is(err, issuer.ErrReservedName):
+		return reservedNameProblem(err)
 	case isJWTProblem(err):
 		return jwtProblem(err)
 	case errors.As(err, &tooLarge):
