@@ -263,6 +263,9 @@ type Store interface {
 	// JWTKeyStore keeps the JWT-SVID signing keys' lifecycle (jwtkeys.go).
 	JWTKeyStore
 
+	// AuditCheckpointStore keeps the signed audit checkpoints (checkpoints.go).
+	AuditCheckpointStore
+
 	// Ping checks the database answers; readiness probes call it.
 	Ping(ctx context.Context) error
 	// Close releases the connections.

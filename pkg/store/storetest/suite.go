@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"leadership has one holder at a time", testLeadership},
 		{"ping answers", testPing},
 	}
+	suites = append(suites, checkpointSuites...)
 	for _, sc := range suites {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
