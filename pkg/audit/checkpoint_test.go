@@ -54,12 +54,15 @@ func TestCheckpointSignaturesCoverEveryField(t *testing.T) {
 				t.Fatalf("a fresh checkpoint does not verify: %v", err)
 			}
 			changes := map[string]func(c *store.AuditCheckpoint){
-				"another seq":       func(c *store.AuditCheckpoint) { c.Seq++ },
-				"another hash":      func(c *store.AuditCheckpoint) { c.Hash = []byte{1, 2, 4} },
-				"another time":      func(c *store.AuditCheckpoint) { c.Time = c.Time.Add(time.Microsecond) },
-				"another kind":      func(c *store.AuditCheckpoint) { c.Kind = store.CheckpointShutdown },
-				"another key id":    func(c *store.AuditCheckpoint) { c.KeyID = strings.Repeat("0", 64) },
-				"a flipped sig bit": func(c *store.AuditCheckpoint) { c.Signature = bytes.Clone(c.Signature); c.Signature[len(c.Signature)-1] ^= 1 },
+				"another seq":    func(c *store.AuditCheckpoint) { c.Seq++ },
+				"another hash":   func(c *store.AuditCheckpoint) { c.Hash = []byte{1, 2, 4} },
+				"another time":   func(c *store.AuditCheckpoint) { c.Time = c.Time.Add(time.Microsecond) },
+				"another kind":   func(c *store.AuditCheckpoint) { c.Kind = store.CheckpointShutdown },
+				"another key id": func(c *store.AuditCheckpoint) { c.KeyID = strings.Repeat("0", 64) },
+				"a flipped sig bit": func(c *store.AuditCheckpoint) {
+					c.Signature = bytes.Clone(c.Signature)
+					c.Signature[len(c.Signature)-1] ^= 1
+				},
 			}
 			for name, change := range changes {
 				bad := c
