@@ -218,11 +218,22 @@ func TestCheckpointerSignsOncePerIntervalAsLeader(t *testing.T) {
 			step("while a third holds the leadership", 2*time.Minute, cp, false)
 			release()
 			step("after it let go", 0, cp, true)
+			// A forged row stamped far in the future does not hold the real
+			// checkpoints back.
+			forged, err := audit.SignCheckpoint(ecKey(t), store.AuditCheckpoint{Seq: head.Seq, Hash: head.Hash, Time: clk.Now().Add(24 * time.Hour), Kind: store.CheckpointPeriodic})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.InsertAuditCheckpoint(ctx, forged); err != nil {
+				t.Fatal(err)
+			}
+			step("with a forged future checkpoint stored", time.Second, cp, true)
 
 			list, err := st.AuditCheckpoints(ctx, 0, 0)
-			if err != nil || len(list) != 4 {
-				t.Fatalf("%d checkpoints (%v), want 4", len(list), err)
+			if err != nil || len(list) != 6 {
+				t.Fatalf("%d checkpoints (%v), want 6", len(list), err)
 			}
+			list = append(list[:4], list[5]) // without the forged one
 			if list[0].Seq != 0 || list[0].Kind != store.CheckpointStartup {
 				t.Errorf("first checkpoint %+v, want the startup one of the empty log", list[0])
 			}
