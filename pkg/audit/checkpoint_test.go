@@ -271,14 +271,21 @@ func TestCheckpointerRefusesToSignOverATruncatedLog(t *testing.T) {
 			if _, err := cp.Once(ctx); !errors.Is(err, audit.ErrChainTampered) {
 				t.Fatalf("Once over a truncated log: %v, want ErrChainTampered", err)
 			}
-			// A fresh replica (nothing in memory) finds the stored checkpoint.
-			tamper(t, "DELETE FROM audit_log WHERE seq > 6")
-			fresh := newCheckpointer(t, st, ecKey(t), clk, &logs)
+			// A replica started after the truncation has nothing to compare
+			// with (the checkpoint is gone too): it signs the truncated head;
+			// `ca audit verify` reports the gap.
+			freshKey := ecKey(t)
+			fresh := newCheckpointer(t, st, freshKey, clk, &logs)
 			if _, err := fresh.Write(ctx, store.CheckpointStartup); err != nil {
-				t.Fatal(err) // nothing stored to compare with: it signs
+				t.Fatal(err)
 			}
 			appendEntries(t, st, 2)
 			tamper(t, fmt.Sprintf("UPDATE audit_log SET hash = %s WHERE seq = 6", b.blob([]byte("rewritten"))))
+			// Another replica with the same key and nothing in memory finds
+			// the stored checkpoint over entry 6 and refuses.
+			if _, err := newCheckpointer(t, st, freshKey, clk, &logs).Write(ctx, store.CheckpointStartup); !errors.Is(err, audit.ErrChainTampered) {
+				t.Fatalf("a new replica over a rewritten entry: %v, want ErrChainTampered", err)
+			}
 			// A replica with another key: the stored checkpoint does not
 			// verify with it and proves nothing, so it signs (and says so).
 			again := newCheckpointer(t, st, ecKey(t), clk, &logs)
