@@ -68,6 +68,11 @@ func cmdInit(ctx context.Context, args []string, getenv env, stdout, stderr io.W
 			verb = "initialised"
 		}
 		fmt.Fprintf(stdout, "CA %s: root %s, intermediate %s\n", verb, res.Root.ID, res.Intermediate.ID)
+		// The audit checkpoint key, here once rather than by replicas racing
+		// on their first start.
+		if _, err := ensureCheckpointKey(ctx, b.keys, cfg, log); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -48,8 +48,10 @@ commands:
             --ca-fingerprint)
   probe     HOST:PORT --bundle-url URL [--client-cert F --client-key F] [--expect-id ID]
             [--json]: debug an mTLS endpoint (reasons as in pkg/mtls); exit 1 on failure
-  audit     verify [--anchor SEQ:HASH]: walk the audit log's hash chain; name the
-            first entry altered, removed or reordered (exit 1)
+  audit     verify [--checkpoint-key F] [--anchor SEQ:HASH]: check the audit log's
+            hash chain against its signed checkpoints (read-only); name the first
+            entry altered, removed or reordered, or checkpoints missing or invalid
+            (exit 1) | checkpoint-key: print the checkpoint public key to pin
   gendata   --count N: fill a Postgres database with N synthetic certificate rows
             (test data for measuring the inventory; never in production)
   testkit   --out DIR: a throwaway test CA's bad credentials for negative tests

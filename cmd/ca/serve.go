@@ -61,6 +61,14 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	// Signed checkpoints of the audit head: at startup, every
+	// audit.checkpoint_interval, and after the listeners closed (deferred
+	// before the store closes).
+	endCheckpoints, err := startCheckpoints(ctx, cfg, b, log)
+	if err != nil {
+		return err
+	}
+	defer endCheckpoints()
 	counted, err := telemetry.InstrumentIssuer(iss, reg)
 	if err != nil {
 		return err

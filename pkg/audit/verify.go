@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
@@ -29,6 +30,12 @@ const (
 	// KindReordered: an intact entry sits at another position than the one
 	// it was appended at.
 	KindReordered Kind = "reordered"
+	// KindCheckpointInvalid: a stored checkpoint does not verify with the
+	// trusted checkpoint key (forged, altered, or signed by another key).
+	KindCheckpointInvalid Kind = "checkpoint invalid"
+	// KindCheckpointsMissing: no checkpoint was signed for longer than
+	// allowed while the CA ran (checkpoints removed, or an unclean stop).
+	KindCheckpointsMissing Kind = "checkpoints missing"
 )
 
 // Finding names the first place where the chain is broken.
@@ -73,6 +80,10 @@ type Options struct {
 	Anchor Anchor
 	// Progress, when set, is called after each page with the last Seq read.
 	Progress func(lastSeq int64)
+	// Checkpoints, already checked to be validly signed, must each be in
+	// the chain: the entry at their Seq has their Hash (Seq 0 names the
+	// empty log and is always reached).
+	Checkpoints []store.AuditCheckpoint
 }
 
 // DefaultPageSize is the page size of Verify.
@@ -89,6 +100,12 @@ type Report struct {
 	// Head is the last entry's Seq and Hash (zero for an empty log): keep it
 	// to pass as an Anchor next time.
 	Head Anchor
+	// FirstTime is the first entry's Time (zero for an empty log).
+	FirstTime time.Time
+	// Checkpoints is how many signed checkpoints were checked
+	// (VerifyCheckpointed), and Latest the latest of them by Time.
+	Checkpoints int
+	Latest      store.AuditCheckpoint
 }
 
 // Verify walks the whole audit log from Seq 1 in pages and checks that Seqs
@@ -105,6 +122,12 @@ func Verify(ctx context.Context, src Source, opts Options) (Report, error) {
 	var rep Report
 	var prev []byte
 	expect := int64(1)
+	bySeq := map[int64][]store.AuditCheckpoint{}
+	for _, c := range opts.Checkpoints {
+		if c.Seq > 0 {
+			bySeq[c.Seq] = append(bySeq[c.Seq], c)
+		}
+	}
 	for {
 		page, err := src.AuditEntries(ctx, expect-1, size)
 		if err != nil {
@@ -118,6 +141,16 @@ func Verify(ctx context.Context, src Source, opts Options) (Report, error) {
 			if a := opts.Anchor; a.Seq == e.Seq && !bytes.Equal(a.Hash, e.Hash) {
 				return rep, &BrokenError{Finding: Finding{Seq: e.Seq, Kind: KindAltered,
 					Detail: fmt.Sprintf("the chain was rewritten up to here: hash %s, the anchor says %s", short(e.Hash), short(a.Hash))}}
+			}
+			for _, c := range bySeq[e.Seq] {
+				if !bytes.Equal(c.Hash, e.Hash) {
+					return rep, &BrokenError{Finding: Finding{Seq: e.Seq, Kind: KindAltered,
+						Detail: fmt.Sprintf("the chain was rewritten up to here: hash %s, checkpoint %d signed %s at %s",
+							short(e.Hash), c.ID, short(c.Hash), c.Time.Format(time.RFC3339))}}
+				}
+			}
+			if e.Seq == 1 {
+				rep.FirstTime = e.Time
 			}
 			prev = e.Hash
 			expect = e.Seq + 1
@@ -134,6 +167,17 @@ func Verify(ctx context.Context, src Source, opts Options) (Report, error) {
 	if a := opts.Anchor; a.Seq > rep.Head.Seq {
 		return rep, &BrokenError{Finding: Finding{Seq: rep.Head.Seq + 1, Kind: KindRemoved,
 			Detail: fmt.Sprintf("the log ends at entry %d but the anchor names entry %d", rep.Head.Seq, a.Seq)}}
+	}
+	var beyond *store.AuditCheckpoint
+	for i, c := range opts.Checkpoints {
+		if c.Seq > rep.Head.Seq && (beyond == nil || c.Seq > beyond.Seq) {
+			beyond = &opts.Checkpoints[i]
+		}
+	}
+	if beyond != nil {
+		return rep, &BrokenError{Finding: Finding{Seq: rep.Head.Seq + 1, Kind: KindRemoved,
+			Detail: fmt.Sprintf("the log ends at entry %d but checkpoint %d signed entry %d at %s",
+				rep.Head.Seq, beyond.ID, beyond.Seq, beyond.Time.Format(time.RFC3339))}}
 	}
 	return rep, nil
 }

@@ -55,6 +55,17 @@ type Config struct {
 	Enroll Enroll `yaml:"enroll"`
 	// Dashboard holds the inventory dashboard's sign-in settings.
 	Dashboard Dashboard `yaml:"dashboard"`
+	// Audit holds the audit log's checkpoint settings.
+	Audit Audit `yaml:"audit"`
+}
+
+// Audit is how the audit log's head is checkpointed.
+type Audit struct {
+	// CheckpointInterval is how often one replica signs a checkpoint of the
+	// audit head with the checkpoint key (default 1m, 1s to 1h). `ca audit
+	// verify` reports checkpoints missing after a gap of twice this plus a
+	// minute.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 }
 
 // Dashboard is how the inventory dashboard (/ui on the API listener) signs
@@ -366,6 +377,7 @@ func (c *Config) applyDefaults() {
 		c.Log.ArtifactSample = DefaultArtifactSample
 	}
 	setDur(&c.Enroll.JWKSMinRefreshInterval, time.Minute)
+	setDur(&c.Audit.CheckpointInterval, time.Minute)
 }
 
 // DevelopmentMode reports whether this is the embedded development setup: no

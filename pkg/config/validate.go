@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
@@ -22,6 +23,7 @@ func (c *Config) Validate() error {
 		c.validateServer,
 		c.validateLog,
 		c.validateEnroll,
+		c.validateAudit,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {
@@ -189,6 +191,13 @@ func (c *Config) validateLog() error {
 func (c *Config) validateEnroll() error {
 	if c.Enroll.JWKSMinRefreshInterval <= 0 {
 		return fieldErr("enroll.jwks_min_refresh_interval", "must be positive")
+	}
+	return nil
+}
+
+func (c *Config) validateAudit() error {
+	if d := c.Audit.CheckpointInterval; d < time.Second || d > time.Hour {
+		return fieldErr("audit.checkpoint_interval", "%s is outside 1s..1h", d)
 	}
 	return nil
 }

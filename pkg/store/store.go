@@ -268,6 +268,8 @@ type Store interface {
 	// IssuerRotation records and abandons CA rotations atomically
 	// (rotation.go).
 	IssuerRotation
+	// AuditCheckpointStore keeps the signed audit checkpoints (checkpoints.go).
+	AuditCheckpointStore
 
 	// Ping checks the database answers; readiness probes call it.
 	Ping(ctx context.Context) error

@@ -95,6 +95,37 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
+// OpenReadOnly opens an existing database file for tools that only read
+// (`ca audit verify`): it creates nothing (a missing file is an error
+// wrapping os.ErrNotExist), changes no setting of the file, and every
+// connection is query_only, so SQLite refuses any write. The schema must be
+// exactly migrations.Version, as for Open.
+func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
+	if path == "" || strings.ContainsAny(path, "?#") || path == ":memory:" || strings.HasPrefix(path, "file:") {
+		return nil, fmt.Errorf("sqlite: unusable database path %q (a file path without ? or #)", path)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: no database file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("sqlite: database %s is not a regular file", path)
+	}
+	dsn := path + fmt.Sprintf("?_pragma=busy_timeout(%d)", busyTimeout.Milliseconds()) + "&_pragma=query_only(1)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	db.SetMaxOpenConns(readConns)
+	db.SetMaxIdleConns(readConns)
+	s := &Store{w: db, r: db}
+	if err := s.checkSchema(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
 // checkSchema reads golang-migrate's schema_migrations table.
 func (s *Store) checkSchema(ctx context.Context) error {
 	var tables int
@@ -134,6 +165,9 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes both connection pools.
 func (s *Store) Close() error {
+	if s.r == s.w {
+		return s.r.Close()
+	}
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 

@@ -34,3 +34,30 @@ func Open(ctx context.Context, rawURL string) (store.Store, error) {
 		return s, nil
 	}
 }
+
+// OpenReadOnly is Open for tools that must not change the database (`ca
+// audit verify`): it never creates a SQLite file (a missing one is an
+// error wrapping os.ErrNotExist) and never migrates, and the database
+// refuses writes through the store (SQLite query_only, Postgres
+// default_transaction_read_only). A schema that is not exactly
+// migrations.Version is store.ErrSchemaMismatch, as for Open.
+func OpenReadOnly(ctx context.Context, rawURL string) (store.Store, error) {
+	t, err := parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	switch t.kind {
+	case Postgres:
+		s, err := postgres.OpenReadOnly(ctx, t.dsn)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	default:
+		s, err := sqlite.OpenReadOnly(ctx, t.dsn)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+}

@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ping answers", testPing},
 		{"dashboard sessions expire, end on logout and are pruned", testSessions},
 	}
+	suites = append(suites, checkpointSuites...)
 	for _, sc := range suites {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
