@@ -55,5 +55,6 @@ func AllReasons() []Reason {
 		ReasonRevocationReasonInvalid,
 		ReasonTokenIssuerUnavailable, ReasonTTLInvalid, ReasonKeyReused,
 		ReasonJWTKeyUnavailable,
+		ReasonIdentityOnHold, ReasonSPIFFEIDInvalid, ReasonHoldInvalid, ReasonIdentityNotOnHold,
 	}
 }

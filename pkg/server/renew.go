@@ -40,6 +40,9 @@ func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *dec
 	}
 	info.details["rule"] = rec.PolicyRule
 	info.details["renewed_from"] = serial
+	if err := checkHold(r.Context(), e.d.Identities.Holds, rec.SPIFFEID); err != nil {
+		return err
+	}
 
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
