@@ -306,7 +306,6 @@ func TestIdentityHoldRefusesEnrollmentRenewalAndJWTUntilReleased(t *testing.T) {
 	}
 }
 
-
 func TestRevokingAnIdentityRevokesItsCertificatesAndHoldsIt(t *testing.T) {
 	hs := newHoldServer(t)
 	res, raw, cur := hs.enroll(t, "acme/payments", "")
