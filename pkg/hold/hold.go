@@ -43,6 +43,8 @@ var (
 type OnHoldError struct {
 	SPIFFEID string
 	Until    time.Time
+	// Reason is the RFC 5280 reason name the hold was placed with.
+	Reason string
 }
 
 func (e *OnHoldError) Error() string {
@@ -126,7 +128,7 @@ func (h *Holds) Check(ctx context.Context, spiffeID string) error {
 		return fmt.Errorf("hold: checking %s: %w", spiffeID, err)
 	}
 	h.refused.Inc()
-	return &OnHoldError{SPIFFEID: spiffeID, Until: hd.Until}
+	return &OnHoldError{SPIFFEID: spiffeID, Until: hd.Until, Reason: hd.Reason}
 }
 
 // Request is one hold to place.

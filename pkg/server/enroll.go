@@ -252,6 +252,9 @@ func (e *enrollment) enrollOnce(w http.ResponseWriter, r *http.Request, info *de
 		return err
 	}
 	info.serial, info.issuer = issued.Serial, issued.IssuerID
+	if err := recheckHold(r.Context(), e.d, issued.Serial, dec.SPIFFEID); err != nil {
+		return err
+	}
 	return writeIssued(w, issued, dec.SPIFFEID)
 }
 

@@ -82,6 +82,40 @@ func checkHold(ctx context.Context, h HoldKeeper, spiffeID string) error {
 	return err
 }
 
+// recheckHold closes the race between a hold and an issuance that passed
+// checkHold just before the hold committed: called after the certificate is
+// recorded and before it is returned, it refuses (403 identity_on_hold) and
+// revokes the new certificate (actor "ca:identity-hold", the hold's reason)
+// when a hold is now in force. Any issuance recorded before the hold's
+// identity revocation ran is revoked by it; any recorded after is seen here,
+// because the hold committed first. A certificate whose revocation fails is
+// still not returned; the failure is logged and the error answers 500.
+func recheckHold(ctx context.Context, d Deps, serial, spiffeID string) error {
+	err := checkHold(ctx, d.Identities.Holds, spiffeID)
+	var pe *Error
+	if err == nil || !errors.As(err, &pe) || pe.Reason != ReasonIdentityOnHold {
+		return err
+	}
+	reason := "privilegeWithdrawn"
+	var oh *hold.OnHoldError
+	if errors.As(err, &oh) && oh.Reason != "" {
+		reason = oh.Reason
+	}
+	if d.Operators.Revoker == nil {
+		return errors.Join(err, errOperatorsNotConfigured)
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, _, rerr := d.Operators.Revoker.Revoke(rctx, serial, reason, "ca:identity-hold", RequestID(ctx)); rerr != nil {
+		d.Log.ErrorContext(ctx, "revoking a certificate issued while its identity was put on hold failed",
+			"serial", serial, "spiffe_id", spiffeID, "request_id", RequestID(ctx), "err", rerr)
+		return fmt.Errorf("revoking %s issued during a hold: %w", serial, rerr)
+	}
+	d.Log.WarnContext(ctx, "a certificate issued while its identity was put on hold was revoked and not returned",
+		"serial", serial, "spiffe_id", spiffeID, "request_id", RequestID(ctx))
+	return err
+}
+
 // IdentityRequest is the body of POST /v1/identities/revoke, /hold and
 // /release.
 type IdentityRequest struct {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,6 +47,12 @@ type holdServer struct {
 }
 
 func newHoldServer(t *testing.T) *holdServer {
+	t.Helper()
+	return newHoldServerWith(t, nil)
+}
+
+// newHoldServerWith lets a test wrap the hold keeper the routes use.
+func newHoldServerWith(t *testing.T, wrap func(HoldKeeper) HoldKeeper) *holdServer {
 	t.Helper()
 	keys := softwareKeys(t)
 	hs := &holdServer{}
@@ -105,6 +112,9 @@ roles:
 			t.Fatal(err)
 		}
 		d.Identities = IdentityDeps{Revoker: rv, Holds: h}
+		if wrap != nil {
+			d.Identities.Holds = wrap(h)
+		}
 		hs.reg = d.Metrics
 	})
 	if _, err := mgr.Tick(context.Background()); err != nil {
@@ -438,4 +448,73 @@ func TestIdentityRequestsAreValidated(t *testing.T) {
 	}
 	res, raw := hs.call(creds{}, http.MethodGet, "/v1/identities/holds", "", "")
 	wantProblem(t, "listing holds anonymously", res, raw, http.StatusUnauthorized, ReasonUnauthorized)
+}
+
+// holdDuringIssuance is a HoldKeeper whose first Check passes and then
+// places a real hold, as an operator's hold committing between the
+// handler's check and the certificate's record would.
+type holdDuringIssuance struct {
+	HoldKeeper
+	mu     sync.Mutex
+	placed bool
+}
+
+func (h *holdDuringIssuance) Check(ctx context.Context, id string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.placed {
+		return h.HoldKeeper.Check(ctx, id)
+	}
+	h.placed = true
+	_, err := h.Place(ctx, hold.Request{SPIFFEID: id, Duration: time.Hour, Reason: "keyCompromise", Actor: "corp-idp:rita"})
+	return err
+}
+
+func TestACertificateIssuedWhileTheHoldCommitsIsRevokedAndNotReturned(t *testing.T) {
+	for _, action := range []string{"enroll", "renew"} {
+		t.Run(action, func(t *testing.T) {
+			var racing *holdDuringIssuance
+			hs := newHoldServerWith(t, func(h HoldKeeper) HoldKeeper {
+				racing = &holdDuringIssuance{HoldKeeper: h}
+				if action == "renew" {
+					racing.placed = true // armed after the first enrollment
+				}
+				return racing
+			})
+			var res *http.Response
+			var raw []byte
+			if action == "enroll" {
+				res, raw, _ = hs.enroll(t, "acme/payments", "racing")
+			} else {
+				var cur tls.Certificate
+				res, raw, cur = hs.enroll(t, "acme/payments", "")
+				if res.StatusCode != http.StatusCreated {
+					t.Fatalf("enroll: %d %s", res.StatusCode, raw)
+				}
+				racing.mu.Lock()
+				racing.placed = false
+				racing.mu.Unlock()
+				res, raw, _ = hs.renew(t, cur, "racing")
+			}
+			wantProblem(t, action+" racing a hold", res, raw, http.StatusForbidden, ReasonIdentityOnHold)
+			// The certificate was recorded (issue or renew entry), then revoked.
+			var issuedSerial string
+			for _, e := range hs.auditByRequestID()["racing"] {
+				if e.Decision == "allow" && (e.Action == "issue" || e.Action == "renew") {
+					issuedSerial = e.Target
+				}
+			}
+			if issuedSerial == "" {
+				t.Fatalf("no issuance entry for the racing request: %v", auditActions(hs.auditByRequestID()["racing"]))
+			}
+			c, err := hs.st.GetCertificate(hs.ctx, issuedSerial)
+			if err != nil || c.Status != store.CertRevoked || c.RevocationReason != "keyCompromise" {
+				t.Fatalf("the certificate issued during the hold = %+v, %v; want revoked for the hold's reason", c.Status, err)
+			}
+			if got := auditActions(hs.auditByRequestID()["racing"]); !strings.Contains(strings.Join(got, " "), "revoke/allow/") ||
+				!strings.HasSuffix(got[len(got)-1], "/deny/identity_on_hold") {
+				t.Errorf("audit of the racing request = %v; want the issuance, its revocation and the denial", got)
+			}
+		})
+	}
 }

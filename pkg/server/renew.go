@@ -77,6 +77,9 @@ func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *dec
 		return err
 	}
 	info.serial, info.issuer = issued.Serial, issued.IssuerID
+	if err := recheckHold(r.Context(), e.d, issued.Serial, dec.SPIFFEID); err != nil {
+		return err
+	}
 	return writeIssued(w, issued, dec.SPIFFEID)
 }
 
