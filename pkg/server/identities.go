@@ -62,13 +62,10 @@ type IdentityDeps struct {
 var errIdentitiesNotConfigured = errors.New("server: identity endpoints are not configured (Deps.Identities)")
 
 // checkHold refuses spiffeID with 403 identity_on_hold when a hold is in
-// force. A store failure is returned as is (503 store_unavailable): a hold
-// that cannot be checked is not assumed absent. It is the one call
-// enrollment, renewal and JWT minting make.
-func (rt *Routes) checkHold(ctx context.Context, spiffeID string) error {
-	return checkHold(ctx, rt.d.Identities.Holds, spiffeID)
-}
-
+// force (h nil: never). A store failure is returned as is (503
+// store_unavailable): a hold that cannot be checked is not assumed absent.
+// It is the one call enrollment, renewal and JWT minting make before
+// issuing.
 func checkHold(ctx context.Context, h HoldKeeper, spiffeID string) error {
 	if h == nil {
 		return nil
