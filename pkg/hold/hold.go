@@ -163,7 +163,7 @@ func (h *Holds) Place(ctx context.Context, r Request) (store.Hold, error) {
 		SPIFFEID: r.SPIFFEID, Reason: r.Reason, PlacedBy: r.Actor, PlacedAt: now, Until: until,
 	}, store.AuditEntry{
 		Time: now, Actor: r.Actor, Action: ActionHold, Target: r.SPIFFEID, Decision: "allow",
-		Reason: r.Reason, PolicyVersion: r.PolicyVersion, RequestID: r.RequestID, Details: raw,
+		PolicyVersion: r.PolicyVersion, RequestID: r.RequestID, Details: raw,
 	})
 	if err != nil {
 		return store.Hold{}, fmt.Errorf("hold: placing on %s: %w", r.SPIFFEID, err)

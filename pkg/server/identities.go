@@ -321,7 +321,7 @@ func (rt *Routes) revokeIdentity(w http.ResponseWriter, r *http.Request) error {
 	}
 	resp.Revoked = len(certs)
 	line.detail += fmt.Sprintf(", %d certificates revoked", len(certs))
-	rt.appendIdentityAudit(r, op, "identity_revoke", req.SPIFFEID, req.Reason, map[string]any{
+	rt.appendIdentityAudit(r, op, "identity_revoke", req.SPIFFEID, map[string]any{
 		"reason": req.Reason, "revoked": len(certs), "serials": clipSerials(resp.Serials), "hold": req.Hold,
 	})
 	line.decision, line.status = "allow", http.StatusOK
@@ -417,7 +417,7 @@ func (rt *Routes) identityDenied(r *http.Request, line decisionLine, err error) 
 // appendIdentityAudit appends the summary entry of an identity decision; a
 // failure is logged (the revocations themselves are already recorded, each
 // with its own entry).
-func (rt *Routes) appendIdentityAudit(r *http.Request, op *Operator, action, target, reason string, details map[string]any) {
+func (rt *Routes) appendIdentityAudit(r *http.Request, op *Operator, action, target string, details map[string]any) {
 	if rt.d.Operators.Store == nil {
 		return
 	}
@@ -426,7 +426,7 @@ func (rt *Routes) appendIdentityAudit(r *http.Request, op *Operator, action, tar
 	defer cancel()
 	_, err := rt.d.Operators.Store.AppendAudit(ctx, store.AuditEntry{
 		Time: rt.d.Clock.Now(), Actor: op.Actor, Action: action, Target: target, Decision: "allow",
-		Reason: reason, PolicyVersion: op.PolicyVersion, RequestID: RequestID(r.Context()), Details: raw,
+		PolicyVersion: op.PolicyVersion, RequestID: RequestID(r.Context()), Details: raw,
 	})
 	if err != nil {
 		rt.d.Log.ErrorContext(r.Context(), "recording an identity decision failed", "request_id", RequestID(r.Context()), "err", err)

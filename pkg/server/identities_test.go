@@ -255,8 +255,9 @@ func TestIdentityHoldRefusesEnrollmentRenewalAndJWTUntilReleased(t *testing.T) {
 			t.Errorf("audit of %s = %v, want one denial with reason identity_on_hold", rid, got)
 		}
 	}
-	if got := auditActions(audit["hold-1"]); len(got) != 1 || got[0] != "identity_hold/allow/keyCompromise" {
-		t.Errorf("audit of the hold = %v", got)
+	if got := auditActions(audit["hold-1"]); len(got) != 1 || got[0] != "identity_hold/allow/" ||
+		!strings.Contains(string(audit["hold-1"][0].Details), `"reason":"keyCompromise"`) || audit["hold-1"][0].Target != ciID {
+		t.Errorf("audit of the hold = %v %s", got, audit["hold-1"][0].Details)
 	}
 
 	// The list shows it to auditors.
@@ -358,7 +359,7 @@ func TestRevokingAnIdentityRevokesItsCertificatesAndHoldsIt(t *testing.T) {
 	// The audit log has the hold, each revocation and the decision, in that order.
 	entries := hs.auditByRequestID()["contain-1"]
 	acts := auditActions(entries)
-	wantActs := []string{"identity_hold/allow/keyCompromise", "revoke/allow/", "revoke/allow/", "revoke/allow/", "identity_revoke/allow/keyCompromise"}
+	wantActs := []string{"identity_hold/allow/", "revoke/allow/", "revoke/allow/", "revoke/allow/", "identity_revoke/allow/"}
 	if strings.Join(acts, " ") != strings.Join(wantActs, " ") {
 		t.Fatalf("audit = %v, want %v", acts, wantActs)
 	}
