@@ -46,6 +46,8 @@ commands:
   revoke    SERIAL --reason R --server URL: revoke a certificate as an operator
             (--token-file or --client-cert/--client-key; --ca-bundle or
             --ca-fingerprint)
+  identity  revoke ID --reason R [--hold 24h] | hold ID --for 24h | release ID |
+            list: contain a compromised workload (same flags as revoke)
   probe     HOST:PORT --bundle-url URL [--client-cert F --client-key F] [--expect-id ID]
             [--json]: debug an mTLS endpoint (reasons as in pkg/mtls); exit 1 on failure
   audit     verify [--checkpoint-key F] [--anchor SEQ:HASH]: check the audit log's
@@ -103,6 +105,8 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		err = cmdJWTKeys(ctx, args[1:], getenv, stdout, stderr)
 	case "revoke":
 		err = cmdRevoke(ctx, args[1:], os.Stdin, stdout, stderr)
+	case "identity":
+		err = cmdIdentity(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "probe":
 		err = cmdProbe(ctx, args[1:], stdout, stderr)
 	case "testkit":

@@ -165,6 +165,10 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	ids, holds, err := identityDeps(b, ops, reg, log)
+	if err != nil {
+		return err
+	}
 	routes, err := server.NewRoutes(server.Deps{
 		Log: log, Clock: clock.Real{}, Store: b.store, Keys: b.keys, Anchors: iss,
 		Metrics: reg, BodyLimit: cfg.Server.BodyLimit, ReadyTimeout: cfg.Server.ReadyTimeout,
@@ -173,6 +177,7 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		Enroll:     server.EnrollDeps{Issuer: leaves, Records: b.store},
 		JWT:        server.JWTDeps{Signer: jwtSigner, Records: b.store},
 		Operators:  ops,
+		Identities: ids,
 		Revocation: responder,
 		// OCSP/CRL/bundle lines at debug if so configured.
 		ArtifactLogLevel: cfg.ArtifactLogLevel(), ArtifactLogSample: cfg.Log.ArtifactSample,
@@ -181,7 +186,7 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		return err
 	}
 	api := routes.API()
-	if err := mountDashboard(api, cfg, b, pol.holder, ops, log); err != nil {
+	if err := mountDashboard(api, cfg, b, pol.holder, ops, holds, log); err != nil {
 		return err
 	}
 	srv := server.New(server.Config{

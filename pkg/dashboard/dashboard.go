@@ -90,6 +90,8 @@ type Deps struct {
 	Store   Store
 	Revoker Revoker
 	Policy  *policy.Holder
+	// Holds, optional, lists the identity holds (/ui/holds).
+	Holds HoldLister
 	// RequestID returns the request id the HTTP edge assigned.
 	RequestID func(ctx context.Context) string
 }
@@ -197,6 +199,7 @@ func (db *Dashboard) Mount(r chi.Router) {
 			r.Post("/certificates/{serial}/revoke", db.revoke)
 			r.Get("/denials", db.denials)
 			r.Get("/audit", db.audit)
+			r.Get("/holds", db.holds)
 		})
 	})
 	r.Get("/", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusFound) })

@@ -240,6 +240,9 @@ func (e *enrollment) enrollOnce(w http.ResponseWriter, r *http.Request, info *de
 	}
 	info.details["token_issuer"], info.details["subject"], info.details["rule"] = dec.TokenIssuer, dec.Subject, dec.Rule
 	info.target = dec.SPIFFEID
+	if err := checkHold(r.Context(), e.d.Identities.Holds, dec.SPIFFEID); err != nil {
+		return err
+	}
 	issued, err := e.d.Enroll.Issuer.Issue(r.Context(), issuer.Request{
 		PublicKey: dec.PublicKey, SPIFFEID: dec.SPIFFEID, DNSNames: dec.DNSNames, TTL: dec.TTL,
 		Provenance: dec.Provenance, PolicyRule: dec.Rule, PolicyVersion: dec.PolicyVersion,
@@ -249,6 +252,9 @@ func (e *enrollment) enrollOnce(w http.ResponseWriter, r *http.Request, info *de
 		return err
 	}
 	info.serial, info.issuer = issued.Serial, issued.IssuerID
+	if err := recheckHold(r.Context(), e.d, issued.Serial, dec.SPIFFEID); err != nil {
+		return err
+	}
 	return writeIssued(w, issued, dec.SPIFFEID)
 }
 

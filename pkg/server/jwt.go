@@ -164,6 +164,9 @@ func (j *jwtMinting) mintOnce(w http.ResponseWriter, r *http.Request, info *deci
 			Detail: "the client certificate carries no SPIFFE ID of its record"}
 	}
 	info.actor = rec.SPIFFEID
+	if err := checkHold(r.Context(), j.d.Identities.Holds, rec.SPIFFEID); err != nil {
+		return err
+	}
 
 	body, err := io.ReadAll(r.Body)
 	if err != nil {

@@ -73,6 +73,13 @@ type operatorServer struct {
 
 func newOperatorServer(t testing.TB, keys hsm.KeyStore) *operatorServer {
 	t.Helper()
+	return newOperatorServerWith(t, keys, nil)
+}
+
+// newOperatorServerWith lets a test add dependencies (enrollment, JWT-SVIDs,
+// identity holds) before the routes are built.
+func newOperatorServerWith(t testing.TB, keys hsm.KeyStore, adjust func(o *operatorServer, d *Deps, rv *revoke.Revoker)) *operatorServer {
+	t.Helper()
 	ctx := context.Background()
 	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
 	o := &operatorServer{t: t, ctx: ctx, clk: clk, st: testkit.Postgres(t), logs: &syncBuffer{}}
@@ -140,7 +147,7 @@ roles:
 	// httptest servers share one certificate, so the IdP's client trusts both.
 	verifier := enroll.NewVerifier(clk, enroll.WithHTTPClient(o.idp.Client()), enroll.WithLogger(log))
 
-	o.routes, err = NewRoutes(Deps{
+	deps := Deps{
 		Log: log, Clock: clk, Store: o.st, Keys: keys, Anchors: iss,
 		Metrics: prometheus.NewRegistry(), BodyLimit: 64 << 10, ReadyTimeout: time.Second,
 		Policy: policy.NewHolder(pol), Verifier: verifier,
@@ -154,7 +161,11 @@ roles:
 			Rotation: rot,
 			Issuers:  o.st,
 		},
-	})
+	}
+	if adjust != nil {
+		adjust(o, &deps, rv)
+	}
+	o.routes, err = NewRoutes(deps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,5 +56,6 @@ func AllReasons() []Reason {
 		ReasonTokenIssuerUnavailable, ReasonTTLInvalid, ReasonKeyReused,
 		ReasonJWTKeyUnavailable,
 		ReasonRollbackUnsafe,
+		ReasonIdentityOnHold, ReasonSPIFFEIDInvalid, ReasonHoldInvalid, ReasonIdentityNotOnHold,
 	}
 }

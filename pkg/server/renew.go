@@ -40,6 +40,9 @@ func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *dec
 	}
 	info.details["rule"] = rec.PolicyRule
 	info.details["renewed_from"] = serial
+	if err := checkHold(r.Context(), e.d.Identities.Holds, rec.SPIFFEID); err != nil {
+		return err
+	}
 
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -74,6 +77,9 @@ func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *dec
 		return err
 	}
 	info.serial, info.issuer = issued.Serial, issued.IssuerID
+	if err := recheckHold(r.Context(), e.d, issued.Serial, dec.SPIFFEID); err != nil {
+		return err
+	}
 	return writeIssued(w, issued, dec.SPIFFEID)
 }
 

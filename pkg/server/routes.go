@@ -67,6 +67,9 @@ type Deps struct {
 	Revocation RevocationSource
 	// JWT, when its fields are set, serves POST /v1/jwt (pkg/server/jwt.go).
 	JWT JWTDeps
+	// Identities serves /v1/identities/* and holds identities on hold
+	// (pkg/server/identities.go); optional.
+	Identities IdentityDeps
 	// ArtifactLogLevel is the level of the public listener's access-log
 	// lines for signed artifacts (OCSP, CRLs, the trust bundle); every other
 	// request is logged at info. The zero value is info; debug keeps the
@@ -149,6 +152,7 @@ func (rt *Routes) API() chi.Router {
 	rt.mountEnroll(r)
 	rt.mountJWT(r)
 	rt.mountOperator(r)
+	rt.mountIdentities(r)
 	return r
 }
 

@@ -151,6 +151,13 @@ type Store interface {
 	// ErrConflict; the earlier revocation is not changed and nothing is
 	// appended. Revoking an expired certificate is allowed.
 	RevokeCertificate(ctx context.Context, serial string, at time.Time, reason string, e AuditEntry) (Certificate, AuditEntry, error)
+	// RevokeMany revokes every active certificate the scope selects and appends one audit
+	// entry per revoked certificate (built from e with Target set to its serial) in one
+	// transaction. With scope.SPIFFEID it selects the identity's active
+	// certificates with NotAfter > at, and returns them, as revoked, ordered
+	// by serial, with their entries in the same order; none selected is not an
+	// error. ErrInvalidQuery for an empty scope or one that sets both parts.
+	RevokeMany(ctx context.Context, scope RevokeScope, at time.Time, reason string, e AuditEntry) ([]Certificate, []AuditEntry, error)
 	// RevokedCertificates returns the revoked certificates of one issuer that
 	// have not yet expired at now (NotAfter > now), ordered by serial: the
 	// entries of its next CRL.
@@ -270,6 +277,8 @@ type Store interface {
 	IssuerRotation
 	// AuditCheckpointStore keeps the signed audit checkpoints (checkpoints.go).
 	AuditCheckpointStore
+	// HoldStore keeps identity holds (holds.go).
+	HoldStore
 
 	// Ping checks the database answers; readiness probes call it.
 	Ping(ctx context.Context) error

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/workload-ca/workload-ca/pkg/revoke"
+	"github.com/workload-ca/workload-ca/pkg/server"
+)
+
+const identityUsage = `usage: ca identity revoke SPIFFE_ID --reason REASON [--hold 24h]
+       ca identity hold SPIFFE_ID --for 24h [--reason REASON]
+       ca identity release SPIFFE_ID
+       ca identity list
+     each with --server https://HOST:PORT
+         (--token-file FILE | --client-cert FILE --client-key FILE)
+         (--ca-bundle FILE | --ca-fingerprint sha256:HEX) [--json]
+
+Contains a compromised workload through the CA's API, as an operator.
+
+  revoke   (revoker) revokes every unexpired certificate of SPIFFE_ID for
+           REASON and, with --hold, refuses new certificates, renewals and
+           JWT-SVIDs for it until the hold ends (403 identity_on_hold).
+  hold     (revoker) the hold alone: current certificates stay valid until
+           they expire, but cannot renew or mint JWT-SVIDs, and nothing new
+           is issued. REASON defaults to unspecified.
+  release  (admin) lifts every hold of SPIFFE_ID now.
+  list     (auditor) the holds in force.
+
+A hold lasts from 1m to 720h (30 days). REASON is an RFC 5280 reason name:
+%s.
+The API's TLS certificate and your credentials are checked as for ca revoke.
+`
+
+// identityOptions are the parsed flags of `ca identity`.
+type identityOptions struct {
+	verb, spiffeID, reason, hold string
+	conn                         revokeOptions // server, credentials, roots, --json
+}
+
+func parseIdentityFlags(args []string, stderr io.Writer) (identityOptions, error) {
+	var o identityOptions
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			fmt.Fprintf(stderr, identityUsage, strings.Join(revoke.ReasonNames(), ", "))
+			return o, errFlagHelp
+		}
+		return o, fmt.Errorf("%w: ca identity revoke | hold | release | list", errUsage)
+	}
+	o.verb, args = args[0], args[1:]
+	switch o.verb {
+	case "revoke", "hold", "release", "list":
+	default:
+		return o, fmt.Errorf("%w: unknown ca identity command %q (revoke, hold, release, list)", errUsage, o.verb)
+	}
+	fs := flag.NewFlagSet("identity "+o.verb, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), identityUsage, strings.Join(revoke.ReasonNames(), ", "))
+		fs.PrintDefaults()
+	}
+	c := &o.conn
+	switch o.verb {
+	case "revoke":
+		fs.StringVar(&o.reason, "reason", "", "RFC 5280 revocation reason name (required)")
+		fs.StringVar(&o.hold, "hold", "", "also hold the identity for this long (1m to 720h), such as 24h")
+	case "hold":
+		fs.StringVar(&o.reason, "reason", "unspecified", "RFC 5280 reason name recorded with the hold")
+		fs.StringVar(&o.hold, "for", "", "how long the hold lasts (1m to 720h), such as 24h (required)")
+	}
+	fs.StringVar(&c.caURL, "server", "", "the CA's API `URL`, https://host:port (required)")
+	fs.StringVar(&c.tokenFile, "token-file", "", `file holding an operator bearer token ("-" reads stdin)`)
+	fs.StringVar(&c.clientCert, "client-cert", "", "PEM client certificate (and chain) for mTLS")
+	fs.StringVar(&c.clientKey, "client-key", "", "PEM private key of --client-cert")
+	fs.StringVar(&c.caBundle, "ca-bundle", "", "PEM file of the CA roots to verify the API with")
+	fs.StringVar(&c.caFingerprint, "ca-fingerprint", "", "SHA-256 fingerprint of the CA root to verify the API with")
+	fs.BoolVar(&c.json, "json", false, "print the CA's JSON answer")
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		o.spiffeID, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return o, err
+	}
+	rest := fs.Args()
+	if o.spiffeID == "" && len(rest) > 0 && o.verb != "list" {
+		o.spiffeID, rest = rest[0], rest[1:]
+	}
+	switch {
+	case len(rest) > 0:
+		return o, fmt.Errorf("%w: unexpected arguments %q", errUsage, rest)
+	case o.verb == "list" && o.spiffeID != "":
+		return o, fmt.Errorf("%w: ca identity list takes no SPIFFE ID", errUsage)
+	case o.verb != "list" && !strings.HasPrefix(o.spiffeID, "spiffe://"):
+		return o, fmt.Errorf("%w: a SPIFFE ID (spiffe://trust-domain/path) is required", errUsage)
+	case o.verb == "revoke" && o.reason == "":
+		return o, fmt.Errorf("%w: --reason is required (one of %s)", errUsage, strings.Join(revoke.ReasonNames(), ", "))
+	case o.verb == "hold" && o.hold == "":
+		return o, fmt.Errorf("%w: --for is required, such as --for 24h", errUsage)
+	case c.caURL == "":
+		return o, fmt.Errorf("%w: --server is required", errUsage)
+	case (c.tokenFile == "") == (c.clientCert == "" && c.clientKey == ""):
+		return o, fmt.Errorf("%w: give either --token-file or --client-cert with --client-key", errUsage)
+	case (c.clientCert == "") != (c.clientKey == ""):
+		return o, fmt.Errorf("%w: --client-cert and --client-key go together", errUsage)
+	case (c.caBundle == "") == (c.caFingerprint == ""):
+		return o, fmt.Errorf("%w: give either --ca-bundle or --ca-fingerprint", errUsage)
+	}
+	if o.reason != "" {
+		if _, err := revoke.ReasonCode(o.reason); err != nil {
+			return o, fmt.Errorf("%w: --reason must be one of %s", errUsage, strings.Join(revoke.ReasonNames(), ", "))
+		}
+	}
+	if o.hold != "" {
+		if d, err := time.ParseDuration(o.hold); err != nil || d <= 0 {
+			return o, fmt.Errorf("%w: the hold must be a positive duration such as 24h", errUsage)
+		}
+	}
+	u, err := url.Parse(c.caURL)
+	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return o, fmt.Errorf("%w: --server must be https://host[:port]", errUsage)
+	}
+	c.caURL = strings.TrimSuffix(c.caURL, "/")
+	return o, nil
+}
+
+// cmdIdentity is `ca identity`, the operator's command-line client of
+// /v1/identities/*.
+func cmdIdentity(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	o, err := parseIdentityFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	var certs []tls.Certificate
+	var token string
+	if o.conn.clientCert != "" {
+		kp, err := tls.LoadX509KeyPair(o.conn.clientCert, o.conn.clientKey)
+		if err != nil {
+			return fmt.Errorf("%w: loading the client certificate: %v", errUsage, err)
+		}
+		certs = append(certs, kp)
+	} else if token, err = readToken(o.conn.tokenFile, stdin); err != nil {
+		return err
+	}
+	roots, err := apiRoots(ctx, o.conn)
+	if err != nil {
+		return err
+	}
+	client := tlsClient(roots, certs...)
+	defer client.CloseIdleConnections()
+
+	method, path := http.MethodPost, "/v1/identities/"+o.verb
+	var body any
+	switch o.verb {
+	case "revoke", "hold":
+		body = server.IdentityRequest{SPIFFEID: o.spiffeID, Reason: o.reason, Hold: o.hold}
+	case "release":
+		body = server.IdentityRequest{SPIFFEID: o.spiffeID}
+	case "list":
+		method, path = http.MethodGet, "/v1/identities/holds"
+	}
+	raw, err := operatorCall(ctx, client, method, o.conn.caURL+path, token, body)
+	if err != nil {
+		return err
+	}
+	if o.conn.json {
+		_, err := fmt.Fprintln(stdout, strings.TrimSpace(string(raw)))
+		return err
+	}
+	return printIdentityAnswer(stdout, o.verb, raw)
+}
+
+func printIdentityAnswer(w io.Writer, verb string, raw []byte) error {
+	bad := func(err error) error { return fmt.Errorf("the CA's answer does not decode: %w", err) }
+	ts := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	switch verb {
+	case "revoke":
+		var a server.IdentityRevokeResponse
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return bad(err)
+		}
+		fmt.Fprintf(w, "revoked %d certificates of %s\n", a.Revoked, a.SPIFFEID)
+		for _, sn := range a.Serials {
+			fmt.Fprintf(w, "  %s\n", sn)
+		}
+		if a.Hold != nil {
+			fmt.Fprintf(w, "on hold until %s: no new certificates, renewals or JWT-SVIDs\n", ts(a.Hold.Until))
+		}
+	case "hold":
+		var a server.HoldResponse
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return bad(err)
+		}
+		fmt.Fprintf(w, "%s on hold until %s: no new certificates, renewals or JWT-SVIDs\n", a.Hold.SPIFFEID, ts(a.Hold.Until))
+	case "release":
+		var a server.ReleaseResponse
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return bad(err)
+		}
+		fmt.Fprintf(w, "released %d holds of %s\n", len(a.Released), a.SPIFFEID)
+	case "list":
+		var a server.HoldList
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return bad(err)
+		}
+		if len(a.Items) == 0 {
+			fmt.Fprintln(w, "no identity is on hold")
+		}
+		for _, h := range a.Items {
+			fmt.Fprintf(w, "%s\tuntil %s\t%s\tby %s\n", h.SPIFFEID, ts(h.Until), h.Reason, h.PlacedBy)
+		}
+	}
+	return nil
+}
+
+// operatorCall sends one operator request (a JSON body unless body is nil)
+// and returns the 200 answer; a refusal is a *problemError.
+func operatorCall(ctx context.Context, c *http.Client, method, u, token string, body any) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, u, err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(res.Body, maxAnswerBytes))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, u, err)
+	}
+	if res.StatusCode != http.StatusOK {
+		var p server.Problem
+		if json.Unmarshal(raw, &p) != nil || p.Reason == "" {
+			return nil, &problemError{Status: res.StatusCode, Reason: "unknown", Detail: http.StatusText(res.StatusCode)}
+		}
+		return nil, &problemError{Status: res.StatusCode, Reason: string(p.Reason), Detail: p.Detail}
+	}
+	return raw, nil
+}
