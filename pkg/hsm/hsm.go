@@ -68,7 +68,8 @@ type KeyStore interface {
 	// Find returns the key with the given URI (as returned by Generate), or
 	// ErrKeyNotFound.
 	Find(ctx context.Context, uri string) (Key, error)
-	// Ping checks that the store can sign right now; readiness probes call it.
+	// Ping checks that the store answers and still holds its keys, without
+	// signing anything with a key (readiness probes call it, for anyone).
 	Ping(ctx context.Context) error
 	// Close releases sessions and handles. Signers handed out stop working.
 	Close() error
