@@ -129,6 +129,16 @@ func NewRoutes(d Deps) (*Routes, error) {
 	if err != nil {
 		return nil, err
 	}
+	da, err := newDenialAudit(d.Metrics, ops.limiter, d.Clock)
+	if err != nil {
+		return nil, err
+	}
+	if enr != nil {
+		enr.denials = da
+	}
+	if jm != nil {
+		jm.denials = da
+	}
 	return &Routes{d: d, edge: edge{log: d.Log}, metrics: m, ids: newRequestIDs(), ops: ops, enroll: enr, jwt: jm, ready: newReadiness(d)}, nil
 }
 
