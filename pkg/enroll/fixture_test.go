@@ -46,6 +46,7 @@ token_issuers:
   - name: gitlab
     issuer: %s
     audience: https://ca.example.org
+    require_jti: true
   - name: k8s
     issuer: %s
     audience: https://ca.example.org

@@ -15,6 +15,7 @@
 //	    # key source: OIDC discovery by default, or jwks_url, or jwks_file
 //	    # (relative to the policy file); optional leeway (<= 5m) and
 //	    # max_token_age (<= 48h) override the verifier's defaults.
+//	    require_jti: true                # optional: refuse tokens without jti (token_malformed)
 //	rules:                               # first match wins; no match is a denial
 //	  - name: any-repo-ci
 //	    issuer: github
