@@ -20,7 +20,7 @@
 //	  - name: any-repo-ci
 //	    issuer: github
 //	    when: claims.repository_owner == "acme"          # CEL over claims, must be bool
-//	    spiffe_id: spiffe://example.org/ci/{{claims.repository}}
+//	    spiffe_id: spiffe://example.org/ci/{{claims.repository|path}}  # "acme/payments": |path spans segments
 //	    dns_names: ['{{claims.job}}.prod.internal']       # optional
 //	    max_ttl: 15m                     # required, <= 720h
 //	    ttl: 10m                         # default TTL, <= max_ttl; defaults to max_ttl
@@ -37,10 +37,14 @@
 //
 // Templates accept only literal text and {{claims.<path>}} placeholders (a key
 // that is not an identifier is written claims["kubernetes.io"].namespace). A
-// value spliced into a SPIFFE ID may span segments ("acme/payments") but every
-// segment must be non-empty, not "." or "..", and of [a-zA-Z0-9._-]; a value
-// spliced into a DNS name must be exactly one label of [a-zA-Z0-9-] and is
-// lower-cased.
+// value spliced into a SPIFFE ID is exactly one path segment: a value with
+// '/', or "." or "..", is denied (policy_denied, check spiffe_id_segment), so
+// that two placeholders cannot splice one identity out of different claims.
+// A placeholder written {{claims.<path>|path}} may span segments
+// ("acme/payments"); a spiffe_id may have one such placeholder. Either way
+// every segment must be non-empty, not "." or "..", and of [a-zA-Z0-9._-]. A
+// value spliced into a DNS name must be exactly one label of [a-zA-Z0-9-] and
+// is lower-cased (|path is refused there).
 //
 // Under every rule sits a hard name guard (smallstep's X.509 name-policy
 // engine): the SPIFFE ID's trust domain must be trust_domain and every DNS
