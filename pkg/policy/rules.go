@@ -24,8 +24,9 @@ const (
 	CheckRuleRemoved   = "rule_removed"    // a renewal names a rule the current policy no longer has (set by enroll)
 )
 
-// CheckSPIFFEIDSegment: a placeholder that is one SPIFFE ID path segment got
-// a value with '/', or "." or ".." (mark it |path to allow several).
+// CheckSPIFFEIDSegment is the check of a denial where a placeholder that is
+// one SPIFFE ID path segment got a value with '/', or "." or ".." (mark it
+// |path to allow several).
 const CheckSPIFFEIDSegment = "spiffe_id_segment"
 
 // DenyError is a policy denial: no rule matched, or the matched rule could not
