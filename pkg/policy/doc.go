@@ -41,7 +41,9 @@
 // '/', or "." or "..", is denied (policy_denied, check spiffe_id_segment), so
 // that two placeholders cannot splice one identity out of different claims.
 // A placeholder written {{claims.<path>|path}} may span segments
-// ("acme/payments"); a spiffe_id may have one such placeholder. Either way
+// ("acme/payments"); a spiffe_id may have one such placeholder, and no two
+// placeholders may share a path segment ("{{claims.a}}-{{claims.b}}" is
+// refused at load: "a-b"+"c" and "a"+"b-c" would be one identity). Either way
 // every segment must be non-empty, not "." or "..", and of [a-zA-Z0-9._-]. A
 // value spliced into a DNS name must be exactly one label of [a-zA-Z0-9-] and
 // is lower-cased (|path is refused there).

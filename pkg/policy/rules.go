@@ -103,6 +103,9 @@ func compileRule(env *cel.Env, p *Policy, f ruleFile) (*rule, error) {
 	if r.spiffeID.multiSegment() > 1 {
 		return nil, fmt.Errorf("spiffe_id %q: at most one placeholder may be marked |path (two could splice one identity out of different claims)", f.SPIFFEID)
 	}
+	if r.spiffeID.sharedSegment() {
+		return nil, fmt.Errorf("spiffe_id %q: two placeholders share a path segment (they could splice one identity out of different claims); separate them with '/'", f.SPIFFEID)
+	}
 	prefix := "spiffe://" + p.trustDomain.Name() + "/"
 	if first := r.spiffeID.parts[0]; first.path != nil || !strings.HasPrefix(first.literal, prefix) {
 		return nil, fmt.Errorf("spiffe_id %q must start with the literal %q", f.SPIFFEID, prefix)

@@ -14,7 +14,8 @@ package policy
 // owner "a" + repo "b/c"). A placeholder may span segments only when the
 // rule says so with the one modifier there is, `|path`:
 // `{{claims.repository|path}}` takes "acme/payments" as two segments. A
-// spiffe_id has at most one such placeholder, and DNS names none.
+// spiffe_id has at most one such placeholder, and DNS names none; and no two
+// placeholders of a spiffe_id may share a path segment.
 
 import (
 	"errors"
@@ -132,6 +133,27 @@ func isIdentByte(c byte, first bool) bool {
 		return true
 	}
 	return !first && c >= '0' && c <= '9'
+}
+
+// sharedSegment reports whether two placeholders share one path segment of
+// the template (no literal '/' between them): their values could then be
+// split differently and splice one name out of different claims ("a-b" +
+// "c" or "a" + "b-c" around a literal '-'), whatever each may contain.
+func (t *template) sharedSegment() bool {
+	inSegment := false
+	for _, p := range t.parts {
+		if p.path == nil {
+			if strings.Contains(p.literal, "/") {
+				inSegment = false
+			}
+			continue
+		}
+		if inSegment {
+			return true
+		}
+		inSegment = true
+	}
+	return false
 }
 
 // multiSegment counts the placeholders marked |path.

@@ -85,6 +85,18 @@ func TestAPlaceholderIsOneSegmentUnlessMarkedPath(t *testing.T) {
 	}
 }
 
+func TestPlaceholdersInSeparateSegmentsLoad(t *testing.T) {
+	for _, id := range []string{
+		"spiffe://example.org/ns/{{claims.ns}}/sa/{{claims.sa}}",
+		"spiffe://example.org/ci-{{claims.a}}/{{claims.b|path}}/x",
+		"spiffe://example.org/{{claims.a}}/{{claims.b}}",
+	} {
+		if _, err := segmentPolicy(t, id); err != nil {
+			t.Errorf("%s: %v", id, err)
+		}
+	}
+}
+
 func TestPathMarkerIsCheckedAtLoad(t *testing.T) {
 	for _, tc := range []struct {
 		name, spiffeID string
@@ -93,6 +105,8 @@ func TestPathMarkerIsCheckedAtLoad(t *testing.T) {
 	}{
 		{"two |path placeholders in one spiffe_id are refused", "spiffe://example.org/{{claims.a|path}}/{{claims.b|path}}", nil, "at most one placeholder"},
 		{"|path in a DNS name is refused", "spiffe://example.org/x", []string{"{{claims.a|path}}.prod.internal"}, "only for spiffe_id"},
+		{"two placeholders in one segment are refused", "spiffe://example.org/ci/{{claims.a}}-{{claims.b}}", nil, "share a path segment"},
+		{"a |path placeholder sharing a segment is refused", "spiffe://example.org/ci/{{claims.a|path}}x{{claims.b}}", nil, "share a path segment"},
 		{"another modifier is refused", "spiffe://example.org/{{claims.a|upper}}", nil, "modifier"},
 		{"an empty modifier is refused", "spiffe://example.org/{{claims.a|}}", nil, "modifier"},
 	} {
