@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -96,13 +97,20 @@ func (rd *readiness) get(ctx context.Context) *readyResult {
 	done := make(chan struct{})
 	rd.running = done
 	rd.mu.Unlock()
-	res := rd.run(context.WithoutCancel(ctx))
-	rd.mu.Lock()
-	rd.last, rd.running = res, nil
-	rd.mu.Unlock()
-	close(done)
+	// Should a check panic, the waiters get a failed result instead of
+	// waiting for ever (and the recoverer answers the caller).
+	res := &readyResult{at: rd.clock.Now(), failed: &rd.checks[len(rd.checks)-1], err: errReadinessPanicked}
+	defer func() {
+		rd.mu.Lock()
+		rd.last, rd.running = res, nil
+		rd.mu.Unlock()
+		close(done)
+	}()
+	res = rd.run(context.WithoutCancel(ctx))
 	return res
 }
+
+var errReadinessPanicked = errors.New("server: a readiness check panicked")
 
 func (rd *readiness) run(ctx context.Context) *readyResult {
 	res := &readyResult{at: rd.clock.Now()}
