@@ -79,7 +79,7 @@ rules:
   - name: github-acme
     issuer: ci
     when: claims.repository_owner == "acme"
-    spiffe_id: spiffe://`+e2eTrustDomain+`/gh/{{claims.repository}}
+    spiffe_id: spiffe://`+e2eTrustDomain+`/gh/{{claims.repository|path}}
     max_ttl: 1h
 roles:
   - role: auditor

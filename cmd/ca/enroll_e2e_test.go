@@ -50,13 +50,13 @@ rules:
   - name: github-acme
     issuer: ci
     when: has(claims.job_workflow_ref) && claims.repository_owner == "acme"
-    spiffe_id: spiffe://` + e2eTrustDomain + `/gh/{{claims.repository}}
+    spiffe_id: spiffe://` + e2eTrustDomain + `/gh/{{claims.repository|path}}
     max_ttl: 1h
     ttl: 15m
   - name: gitlab-platform
     issuer: ci
     when: has(claims.project_path) && claims.project_path.startsWith("platform/")
-    spiffe_id: spiffe://` + e2eTrustDomain + `/gitlab/{{claims.project_path}}
+    spiffe_id: spiffe://` + e2eTrustDomain + `/gitlab/{{claims.project_path|path}}
     max_ttl: 1h
   - name: k8s-payments
     issuer: ci

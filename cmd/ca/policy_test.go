@@ -37,6 +37,28 @@ func TestPolicyTestRunsTheCasesAndFailsOnAnyFailure(t *testing.T) {
 	}
 }
 
+func TestPolicyTestShowsAOneSegmentPlaceholderRefusingASlash(t *testing.T) {
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy.yaml")
+	cases := filepath.Join(dir, "cases.yaml")
+	if err := os.WriteFile(pol, []byte(`trust_domain: example.org
+token_issuers:
+  - {name: github, issuer: "https://token.actions.githubusercontent.com", audience: "https://ca.example.org"}
+rules:
+  - {name: ci, issuer: github, when: "true", spiffe_id: "spiffe://example.org/ci/{{claims.repository}}", max_ttl: 15m}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cases, []byte("cases:\n  - name: owner/repo\n    issuer: github\n    claims: {repository: acme/payments}\n    expect: {spiffe_id: spiffe://example.org/ci/acme/payments}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"policy", "test", pol, "--cases", cases}, config.MapEnv(nil), &out, &errOut)
+	if code != exitError || !strings.Contains(out.String(), "FAIL owner/repo") || !strings.Contains(out.String(), "spiffe_id_segment") || !strings.Contains(out.String(), "|path}}") {
+		t.Fatalf("exit %d; want the case to fail naming the spiffe_id_segment check and the |path marker:\n%s%s", code, &out, &errOut)
+	}
+}
+
 func TestDevTokensEnrollUnderTheGeneratedDevelopmentPolicy(t *testing.T) {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()

@@ -46,6 +46,7 @@ token_issuers:
   - name: gitlab
     issuer: %s
     audience: https://ca.example.org
+    require_jti: true
   - name: k8s
     issuer: %s
     audience: https://ca.example.org
@@ -61,13 +62,13 @@ rules:
   - name: any-repo-ci
     issuer: github
     when: claims.repository_owner == "acme"
-    spiffe_id: spiffe://example.org/ci/{{claims.repository}}
+    spiffe_id: spiffe://example.org/ci/{{claims.repository|path}}
     max_ttl: 15m
     key_types: [ecdsa-p256]
   - name: gitlab-deploy
     issuer: gitlab
     when: claims.project_path.startsWith("platform/") && claims.environment == "production"
-    spiffe_id: spiffe://example.org/gitlab/{{claims.project_path}}
+    spiffe_id: spiffe://example.org/gitlab/{{claims.project_path|path}}
     max_ttl: 1h
   - name: k8s-workloads
     issuer: k8s

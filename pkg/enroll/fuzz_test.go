@@ -17,6 +17,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/workload-ca/workload-ca/internal/clock"
+	"github.com/workload-ca/workload-ca/internal/testkit"
 	"github.com/workload-ca/workload-ca/pkg/policy"
 )
 
@@ -78,6 +79,10 @@ func fuzzToken(t testing.TB, claims map[string]any, alg jose.SignatureAlgorithm)
 	}
 	base := map[string]any{"iss": fuzzIssuer, "aud": "ca", "sub": "s", "iat": fuzzNow.Unix(), "exp": fuzzNow.Add(time.Hour).Unix(), "jti": "j"}
 	for k, v := range claims {
+		if v == nil {
+			delete(base, k)
+			continue
+		}
 		base[k] = v
 	}
 	tok, err := jwt.Signed(s).Claims(base).Serialize()
@@ -89,12 +94,21 @@ func fuzzToken(t testing.TB, claims map[string]any, alg jose.SignatureAlgorithm)
 
 func FuzzVerifyToken(f *testing.F) {
 	v, pol := fuzzVerifier(f)
+	v2, _ := fuzzVerifier(f)
 	f.Add(fuzzToken(f, nil, jose.ES256))
+	f.Add(fuzzToken(f, map[string]any{"jti": nil}, jose.ES256))
 	f.Fuzz(func(t *testing.T, raw string) {
 		tok, err := v.Verify(context.Background(), pol, raw)
 		if err == nil {
 			if tok.Issuer != fuzzIssuer || tok.Claims == nil || tok.ReplayKey == "" {
 				t.Fatalf("accepted token is incomplete: %+v", tok)
+			}
+			// Whatever re-encoding of an accepted token also verifies is
+			// the same token to replay protection.
+			for _, v := range reencodings(raw) {
+				if again, err := v2.Verify(context.Background(), pol, v); err == nil && again.ReplayKey != tok.ReplayKey {
+					t.Fatalf("a re-encoding of an accepted token has another replay key:\n%s\n%s", raw, v)
+				}
 			}
 			return
 		}
@@ -146,16 +160,20 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		}
 	}
 	q := strconv.Quote
+	noJTI := fuzzToken(t, map[string]any{"jti": nil}, jose.ES256)
 	tokens := map[string]string{
-		"valid-es256":    fuzzToken(t, nil, jose.ES256),
-		"expired":        fuzzToken(t, map[string]any{"exp": fuzzNow.Add(-time.Hour).Unix()}, jose.ES256),
-		"wrong-audience": fuzzToken(t, map[string]any{"aud": []string{"x", "y"}}, jose.ES256),
-		"nested-claims":  fuzzToken(t, map[string]any{"kubernetes.io": map[string]any{"namespace": "a", "pod": map[string]any{"name": "p"}}}, jose.ES256),
-		"string-exp":     fuzzToken(t, map[string]any{"exp": "soon"}, jose.ES256),
-		"alg-none":       "eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2Z1enouZXhhbXBsZS5vcmcifQ.",
-		"garbage":        "a.b.c",
-		"empty":          "",
-		"json":           `{"payload":"x","signatures":[]}`,
+		"valid-es256":     fuzzToken(t, nil, jose.ES256),
+		"expired":         fuzzToken(t, map[string]any{"exp": fuzzNow.Add(-time.Hour).Unix()}, jose.ES256),
+		"wrong-audience":  fuzzToken(t, map[string]any{"aud": []string{"x", "y"}}, jose.ES256),
+		"nested-claims":   fuzzToken(t, map[string]any{"kubernetes.io": map[string]any{"namespace": "a", "pod": map[string]any{"name": "p"}}}, jose.ES256),
+		"string-exp":      fuzzToken(t, map[string]any{"exp": "soon"}, jose.ES256),
+		"alg-none":        "eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwczovL2Z1enouZXhhbXBsZS5vcmcifQ.",
+		"garbage":         "a.b.c",
+		"no-jti":          noJTI,
+		"no-jti-high-s":   mustReencode(t, noJTI, testkit.HighS),
+		"no-jti-sig-bits": mustReencode(t, noJTI, func(tok string) (string, bool) { return testkit.OtherUnusedBits(tok, 2) }),
+		"empty":           "",
+		"json":            `{"payload":"x","signatures":[]}`,
 	}
 	for name, tok := range tokens {
 		write("FuzzVerifyToken", name, "string", q(tok))
@@ -173,6 +191,30 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	for name, c := range csrs {
 		write("FuzzParseCSR", name, "[]byte", q(string(c)))
 	}
+}
+
+// reencodings are the re-encodings of raw that testkit knows, which may
+// verify as well as raw does.
+func reencodings(raw string) []string {
+	var out []string
+	if v, ok := testkit.HighS(raw); ok {
+		out = append(out, v)
+	}
+	for i := range 3 {
+		if v, ok := testkit.OtherUnusedBits(raw, i); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func mustReencode(t *testing.T, tok string, re func(string) (string, bool)) string {
+	t.Helper()
+	v, ok := re(tok)
+	if !ok {
+		t.Fatal("cannot re-encode the seed token")
+	}
+	return v
 }
 
 func TestFuzzFixtureAcceptsTheValidSeed(t *testing.T) {

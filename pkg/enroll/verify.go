@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -105,7 +106,9 @@ type Token struct {
 	// float64), for policy evaluation and provenance.
 	Claims map[string]any
 	// ReplayKey identifies the token for replay protection: a hash of the
-	// issuer and jti, or of the issuer and the whole token when it has no jti.
+	// issuer and jti, or, when it has no jti, of the issuer and the decoded
+	// header and payload the signature covers (so that re-encoding the token
+	// does not make it new; see replayKey).
 	ReplayKey string
 	// ReplayUntil is how long the replay record must be kept: exp plus leeway.
 	ReplayUntil time.Time
@@ -276,6 +279,9 @@ func (v *Verifier) Verify(ctx context.Context, pol *policy.Policy, raw string) (
 	if !slices.Contains([]string(reg.Audience), is.Audience) {
 		return failV(ReasonTokenWrongAudience, "token audience does not include %s", quote(is.Audience))
 	}
+	if is.RequireJTI && reg.ID == "" {
+		return failV(ReasonTokenMalformed, "token has no jti, which token issuer %q requires", is.Name)
+	}
 	t.ReplayKey = replayKey(reg.Issuer, reg.ID, raw)
 	t.ReplayUntil = t.Expiry.Add(leeway)
 	return t, nil
@@ -303,14 +309,35 @@ func headerAlg(raw string) (string, bool) {
 }
 
 // replayKey namespaces the token's identity by issuer: the jti when there is
-// one, else the whole token. It is a fixed-length hex SHA-256 so that no token
-// content is stored.
+// one, else what the issuer signed. It is a fixed-length hex SHA-256 so that
+// no token content is stored.
+//
+// Without a jti the key is not the token's text: one signed token has many
+// encodings that verify -- another valid signature over the same input
+// (ECDSA's (r, n-s)), other values of the unused low bits of a base64url
+// segment's last character (the decoder ignores them, and go-jose verifies
+// over its own re-encoding of the header and payload) -- and each would
+// otherwise be a fresh token. The key is the decoded protected header and
+// payload instead, which every such encoding shares and no re-encoding can
+// change without a new signature from the issuer.
 func replayKey(iss, jti, raw string) string {
 	h := sha256.New()
 	if jti != "" {
 		h.Write([]byte("jti\x00" + iss + "\x00" + jti))
-	} else {
-		h.Write([]byte("token\x00" + iss + "\x00" + raw))
+		return hex.EncodeToString(h.Sum(nil))
+	}
+	h.Write([]byte("signed\x00" + iss + "\x00"))
+	header, rest, _ := strings.Cut(raw, ".")
+	payload, _, _ := strings.Cut(rest, ".")
+	for _, seg := range []string{header, payload} {
+		b, err := base64.RawURLEncoding.DecodeString(seg)
+		if err != nil {
+			b = []byte(seg) // not for a token go-jose accepted; kept total anyway
+		}
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -3,6 +3,7 @@ package enroll
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -156,5 +157,58 @@ func BenchmarkVerifyWarmCacheRS256(b *testing.B) {
 		if _, err := f.v.Verify(ctx, f.pol, tok); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestReencodedTokensWithoutJTIKeepTheirReplayKey(t *testing.T) {
+	f := newFixture(t)
+	tok := f.gh.GitHubToken(t, map[string]any{"jti": nil})
+	orig, err := f.v.Verify(context.Background(), f.pol, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	variants := map[string]string{}
+	if v, ok := testkit.HighS(tok); ok {
+		variants["ECDSA signature (r, n-s)"] = v
+	}
+	for i, name := range []string{"header", "payload", "signature"} {
+		if v, ok := testkit.OtherUnusedBits(tok, i); ok {
+			variants["other unused bits in the "+name] = v
+		}
+	}
+	if variants["ECDSA signature (r, n-s)"] == "" || variants["other unused bits in the signature"] == "" {
+		t.Fatalf("could not build both signature re-encodings: %v", variants)
+	}
+	for name, v := range variants {
+		if v == tok {
+			t.Fatalf("%s: not a different text", name)
+		}
+		got, err := f.v.Verify(context.Background(), f.pol, v)
+		if err != nil {
+			// Refusing a re-encoding outright is also safe; it is not what
+			// go-jose does today, so say so if it changes.
+			t.Logf("%s: refused (%v)", name, err)
+			continue
+		}
+		if got.ReplayKey != orig.ReplayKey {
+			t.Errorf("%s verifies with another replay key: a replay of the same token", name)
+		}
+	}
+}
+
+func TestRequireJTIRefusesTokensWithoutOne(t *testing.T) {
+	f := newFixture(t)
+	// gitlab has require_jti: true in the fixture policy.
+	_, err := f.v.Verify(context.Background(), f.pol, f.gl.GitLabToken(t, map[string]any{"jti": nil}))
+	var e *Error
+	if !errors.As(err, &e) || e.Reason != ReasonTokenMalformed || !strings.Contains(e.Detail, "jti") || e.Issuer != "gitlab" {
+		t.Fatalf("Verify = %v, want token_malformed naming the missing jti", err)
+	}
+	if _, err := f.v.Verify(context.Background(), f.pol, f.gl.GitLabToken(t, nil)); err != nil {
+		t.Fatalf("a gitlab token with jti: %v", err)
+	}
+	// Issuers without the setting still accept tokens without jti.
+	if _, err := f.v.Verify(context.Background(), f.pol, f.gh.GitHubToken(t, map[string]any{"jti": nil})); err != nil {
+		t.Fatalf("a github token without jti: %v", err)
 	}
 }

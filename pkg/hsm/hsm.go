@@ -73,7 +73,8 @@ type KeyStore interface {
 	// software key's signer at Close). Only rotation calls it, for keys of a
 	// failed or abandoned rotation that no issuer in use names.
 	Delete(ctx context.Context, uri string) error
-	// Ping checks that the store can sign right now; readiness probes call it.
+	// Ping checks that the store answers and still holds its keys, without
+	// signing anything with a key (readiness probes call it, for anyone).
 	Ping(ctx context.Context) error
 	// Close releases sessions and handles. Signers handed out stop working.
 	Close() error

@@ -5,15 +5,14 @@ package hsm
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThalesGroup/crypto11"
@@ -56,6 +55,8 @@ type PKCS11Store struct {
 	nextAttempt time.Time
 	lastErr     error
 	signers     map[string]*p11Signer // by hex CKA_ID
+
+	signatures atomic.Uint64 // signatures asked of the token, for tests (Ping must not sign)
 }
 
 var _ KeyStore = (*PKCS11Store)(nil)
@@ -301,13 +302,14 @@ func (s *PKCS11Store) Attributes(ctx context.Context, uri string) (KeyAttributes
 	}, nil
 }
 
-// pingDigest is what Ping signs: a fixed SHA-256-sized value, never a
-// certificate or token.
-var pingDigest = bytes.Repeat([]byte{0x5a}, 32)
-
-// Ping checks that the token can sign now: it signs a fixed digest with a key
-// this store has handed out, or, before any key was handed out, reads random
-// bytes from the token through a session. While the token is unavailable it
+// Ping checks that the token answers and still holds this store's keys,
+// without signing: readiness probes call it, anonymous clients can make them
+// call it, and a CA key must not sign for them. With a key handed out it
+// finds that key pair on the token again by CKA_ID and label (a session and an
+// object search on the token) and checks its public key; before any key was
+// handed out it reads random bytes from the token through a session. A token
+// that no longer holds the key is retired like a lost one, so that the next
+// call reconnects (after the backoff). While the token is unavailable Ping
 // returns ErrUnavailable (after one bounded reconnect attempt, if the backoff
 // allows one).
 func (s *PKCS11Store) Ping(ctx context.Context) error {
@@ -323,22 +325,31 @@ func (s *PKCS11Store) Ping(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
-	if k != nil {
-		var opts crypto.SignerOpts = crypto.SHA256
-		if pub, ok := k.pub.(*rsa.PublicKey); ok {
-			opts = explicitPSSSalt(pub, &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: rsa.PSSSaltLengthEqualsHash})
-		}
-		_, err := k.sign(ctx, pingDigest, opts)
-		return err
-	}
-	return s.do(ctx, c, s.cfg.OpTimeout, func(cx *crypto11.Context) error {
-		r, err := cx.NewRandomReader()
-		if err != nil {
+	if k == nil {
+		return s.do(ctx, c, s.cfg.OpTimeout, func(cx *crypto11.Context) error {
+			r, err := cx.NewRandomReader()
+			if err != nil {
+				return err
+			}
+			_, err = r.Read(make([]byte, 8))
 			return err
-		}
-		_, err = r.Read(make([]byte, 8))
+		})
+	}
+	var found []crypto11.Signer
+	err = s.do(ctx, c, s.cfg.OpTimeout, func(cx *crypto11.Context) error {
+		var err error
+		found, err = cx.FindKeyPairs(k.id, []byte(k.label))
 		return err
 	})
+	if err != nil {
+		return fmt.Errorf("hsm: ping: find %q: %w", k.label, err)
+	}
+	if len(found) != 1 || !samePublicKey(found[0].Public(), k.pub) {
+		cause := fmt.Errorf("%w: the token no longer holds %q (%d key pairs carry its id and label)", ErrKeyNotFound, k.label, len(found))
+		s.markBroken(c, cause)
+		return fmt.Errorf("hsm: ping: %w: %w", ErrUnavailable, cause)
+	}
+	return nil
 }
 
 // Close closes the crypto11 context (which finalizes the module when it is

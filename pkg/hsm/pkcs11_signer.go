@@ -56,6 +56,7 @@ func (k *p11Signer) sign(ctx context.Context, digest []byte, opts crypto.SignerO
 		return nil, err
 	}
 	var sig []byte
+	k.store.signatures.Add(1)
 	err = k.store.do(ctx, c, k.store.cfg.OpTimeout, func(*crypto11.Context) error {
 		var err error
 		sig, err = inner.Sign(rand.Reader, digest, opts)

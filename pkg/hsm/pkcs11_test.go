@@ -155,6 +155,83 @@ func TestPINFromFile(t *testing.T) {
 	}
 }
 
+// TestPKCS11PingFindsTheKeysWithoutSigning: readiness probes (anyone may
+// make /readyz call Ping) must not make a CA key sign.
+func TestPKCS11PingFindsTheKeysWithoutSigning(t *testing.T) {
+	t.Parallel()
+	tok := testkit.NewSoftHSMToken(t)
+	s, err := hsm.OpenPKCS11(tok.Config, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("OpenPKCS11: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	ctx := context.Background()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping before any key: %v", err)
+	}
+	for _, kt := range []hsm.KeyType{hsm.ECDSAP256, hsm.RSA3072} {
+		if _, err := s.Generate(ctx, "ca-"+string(kt), kt); err != nil {
+			t.Fatalf("Generate %s: %v", kt, err)
+		}
+	}
+	for range 5 {
+		if err := s.Ping(ctx); err != nil {
+			t.Fatalf("Ping with keys: %v", err)
+		}
+	}
+	if n := hsm.Signatures(s); n != 0 {
+		t.Errorf("5 Pings asked the token for %d signatures, want none", n)
+	}
+}
+
+// TestPKCS11PingAloneNoticesALostTokenAndItsReturn: with nothing signing,
+// Ping is the first to meet the outage (its key search finds nothing) and,
+// after the backoff, the token's return. Not parallel, like the outage test
+// below (a token taken away needs the module re-initialised).
+func TestPKCS11PingAloneNoticesALostTokenAndItsReturn(t *testing.T) {
+	tok := testkit.NewSoftHSMToken(t)
+	clk := clock.NewFake(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	cfg := tok.Config
+	cfg.MinBackoff, cfg.MaxBackoff = time.Second, 4*time.Second
+	s, err := hsm.OpenPKCS11(cfg, slog.New(slog.DiscardHandler), hsm.WithClock(clk))
+	if err != nil {
+		t.Fatalf("OpenPKCS11: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	ctx := context.Background()
+	if _, err := s.Generate(ctx, "issuing-ca", hsm.ECDSAP256); err != nil {
+		t.Fatalf("Generate: %v", err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping before the outage: %v", err)
+	}
+	away := filepath.Join(filepath.Dir(filepath.Dir(tok.Dir)), "away-"+filepath.Base(tok.Dir))
+	if err := os.Rename(tok.Dir, away); err != nil {
+		t.Fatalf("move token directory away: %v", err)
+	}
+	restored := false
+	restore := func() {
+		if !restored {
+			if err := os.Rename(away, tok.Dir); err != nil {
+				t.Fatalf("restore token directory: %v", err)
+			}
+			restored = true
+		}
+	}
+	t.Cleanup(restore)
+	if err := s.Ping(ctx); !errors.Is(err, hsm.ErrUnavailable) {
+		t.Fatalf("Ping with the token away: err = %v, want ErrUnavailable", err)
+	}
+	restore()
+	clk.Advance(cfg.MaxBackoff)
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping after the token returned and the backoff passed: %v", err)
+	}
+	if n := hsm.Signatures(s); n != 0 {
+		t.Errorf("Pings asked the token for %d signatures, want none", n)
+	}
+}
+
 // TestPKCS11TokenOutageAndRecovery takes the token away underneath a running
 // store and brings it back.
 //
@@ -212,10 +289,14 @@ func TestPKCS11TokenOutageAndRecovery(t *testing.T) {
 	} else {
 		t.Logf("Sign during the outage failed after %v: %v", time.Since(start), err)
 	}
+	signed := hsm.Signatures(s)
 	if err := s.Ping(ctx); !errors.Is(err, hsm.ErrUnavailable) {
 		t.Fatalf("Ping during the outage: err = %v, want ErrUnavailable", err)
 	} else {
 		t.Logf("Ping during the outage (one reconnect attempt): %v", err)
+	}
+	if n := hsm.Signatures(s) - signed; n != 0 {
+		t.Errorf("Ping during the outage asked the token for %d signatures, want none", n)
 	}
 	// Within the backoff, calls fail without trying the token again, from
 	// many goroutines at once.
@@ -243,8 +324,12 @@ func TestPKCS11TokenOutageAndRecovery(t *testing.T) {
 		wg.Go(func() { mustSign(t, signer, "concurrently after recovery") })
 	}
 	wg.Wait()
+	signed = hsm.Signatures(s)
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("Ping after recovery: %v", err)
+	}
+	if n := hsm.Signatures(s) - signed; n != 0 {
+		t.Errorf("Ping after recovery asked the token for %d signatures, want none", n)
 	}
 	if !strings.Contains(logs.String(), "PKCS#11 token reconnected") {
 		t.Errorf("no reconnect logged:\n%s", logs.String())

@@ -245,7 +245,8 @@ func loadKeyFile(path string) (crypto.Signer, error) {
 	return nil, fmt.Errorf("hsm: %s: unsupported key algorithm %T", path, key)
 }
 
-// Ping checks the key directory is still there and accessible.
+// Ping checks, without signing, that the key directory and the files of the
+// keys this store has handed out are still there.
 func (s *SoftwareStore) Ping(ctx context.Context) error {
 	if s.closed.Load() {
 		return ErrClosed
@@ -259,6 +260,17 @@ func (s *SoftwareStore) Ping(ctx context.Context) error {
 	}
 	if !fi.IsDir() {
 		return fmt.Errorf("%w: key directory %s is not a directory", ErrUnavailable, s.dir)
+	}
+	s.mu.Lock()
+	names := make([]string, 0, len(s.signers))
+	for name := range s.signers {
+		names = append(names, name)
+	}
+	s.mu.Unlock()
+	for _, name := range names {
+		if _, err := os.Stat(s.path(name)); err != nil {
+			return fmt.Errorf("%w: key file of %q: %w", ErrUnavailable, name, err)
+		}
 	}
 	return nil
 }

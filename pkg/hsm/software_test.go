@@ -190,3 +190,30 @@ func TestSoftwareSignerDoesNotExposeThePrivateKey(t *testing.T) {
 		t.Errorf("signer is a private key type (%T)", key.Signer)
 	}
 }
+
+func TestSoftwarePingNoticesAMissingKeyFile(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "keys")
+	s, err := hsm.OpenSoftware(dir, nil)
+	if err != nil {
+		t.Fatalf("OpenSoftware: %v", err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if _, err := s.Generate(ctx, "intermediate", hsm.ECDSAP256); err != nil {
+		t.Fatalf("Generate: %v", err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping with the key file in place: %v", err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil || len(ents) != 1 {
+		t.Fatalf("key directory holds %d entries (%v), want 1", len(ents), err)
+	}
+	if err := os.Rename(filepath.Join(dir, ents[0].Name()), filepath.Join(t.TempDir(), "moved")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(ctx); !errors.Is(err, hsm.ErrUnavailable) {
+		t.Errorf("Ping with the key file gone: err = %v, want ErrUnavailable", err)
+	}
+}

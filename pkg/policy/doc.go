@@ -15,11 +15,12 @@
 //	    # key source: OIDC discovery by default, or jwks_url, or jwks_file
 //	    # (relative to the policy file); optional leeway (<= 5m) and
 //	    # max_token_age (<= 48h) override the verifier's defaults.
+//	    require_jti: true                # optional: refuse tokens without jti (token_malformed)
 //	rules:                               # first match wins; no match is a denial
 //	  - name: any-repo-ci
 //	    issuer: github
 //	    when: claims.repository_owner == "acme"          # CEL over claims, must be bool
-//	    spiffe_id: spiffe://example.org/ci/{{claims.repository}}
+//	    spiffe_id: spiffe://example.org/ci/{{claims.repository|path}}  # "acme/payments": |path spans segments
 //	    dns_names: ['{{claims.job}}.prod.internal']       # optional
 //	    max_ttl: 15m                     # required, <= 720h
 //	    ttl: 10m                         # default TTL, <= max_ttl; defaults to max_ttl
@@ -36,10 +37,16 @@
 //
 // Templates accept only literal text and {{claims.<path>}} placeholders (a key
 // that is not an identifier is written claims["kubernetes.io"].namespace). A
-// value spliced into a SPIFFE ID may span segments ("acme/payments") but every
-// segment must be non-empty, not "." or "..", and of [a-zA-Z0-9._-]; a value
-// spliced into a DNS name must be exactly one label of [a-zA-Z0-9-] and is
-// lower-cased.
+// value spliced into a SPIFFE ID is exactly one path segment: a value with
+// '/', or "." or "..", is denied (policy_denied, check spiffe_id_segment), so
+// that two placeholders cannot splice one identity out of different claims.
+// A placeholder written {{claims.<path>|path}} may span segments
+// ("acme/payments"); a spiffe_id may have one such placeholder, and no two
+// placeholders may share a path segment ("{{claims.a}}-{{claims.b}}" is
+// refused at load: "a-b"+"c" and "a"+"b-c" would be one identity). Either way
+// every segment must be non-empty, not "." or "..", and of [a-zA-Z0-9._-]. A
+// value spliced into a DNS name must be exactly one label of [a-zA-Z0-9-] and
+// is lower-cased (|path is refused there).
 //
 // Under every rule sits a hard name guard (smallstep's X.509 name-policy
 // engine): the SPIFFE ID's trust domain must be trust_domain and every DNS

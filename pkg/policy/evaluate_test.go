@@ -106,7 +106,7 @@ func TestEvaluateDeniesWithReasonAndRule(t *testing.T) {
 		{"a repository with a space is refused", "github", githubClaims(map[string]any{"ref": "x", "repository": "acme/a b"}), "any-repo-ci", CheckSPIFFEID},
 		{"a missing repository after the condition matched is refused", "github", githubClaims(map[string]any{"ref": "x", "repository": nil}), "any-repo-ci", CheckSPIFFEID},
 		{"a service account name with a dot cannot add DNS labels", "k8s", k8s("payments", "a.b"), "k8s-workloads", CheckDNSNames},
-		{"a service account name with a slash cannot add path segments to DNS", "k8s", k8s("payments", "a/b"), "k8s-workloads", CheckDNSNames},
+		{"a service account name with a slash is refused: its placeholder is one path segment", "k8s", k8s("payments", "a/b"), "k8s-workloads", CheckSPIFFEIDSegment},
 		{"a namespace with dot-dot never reaches the template", "k8s", k8s("..", "api"), "", CheckNoRuleMatched},
 	}
 	for _, tc := range tests {

@@ -39,6 +39,7 @@ type issuerFile struct {
 	JWKSFile    string `yaml:"jwks_file"`
 	Leeway      string `yaml:"leeway"`
 	MaxTokenAge string `yaml:"max_token_age"`
+	RequireJTI  bool   `yaml:"require_jti"`
 }
 
 type ruleFile struct {

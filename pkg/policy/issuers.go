@@ -21,6 +21,10 @@ type TokenIssuer struct {
 	// MaxTokenAge is how old (by iat) a token may be; zero means the
 	// verifier's default.
 	MaxTokenAge time.Duration
+	// RequireJTI refuses this issuer's tokens that carry no jti
+	// (token_malformed). Without it such tokens are replay-checked on what
+	// the issuer signed.
+	RequireJTI bool
 }
 
 // maxLeeway and maxTokenAge bound per-issuer settings so that a typo cannot
@@ -31,7 +35,7 @@ const (
 )
 
 func compileIssuer(f issuerFile) (TokenIssuer, error) {
-	is := TokenIssuer{Name: f.Name, Issuer: f.Issuer, Audience: f.Audience, JWKSURL: f.JWKSURL, JWKSFile: f.JWKSFile}
+	is := TokenIssuer{Name: f.Name, Issuer: f.Issuer, Audience: f.Audience, JWKSURL: f.JWKSURL, JWKSFile: f.JWKSFile, RequireJTI: f.RequireJTI}
 	if !validName(f.Name) {
 		return is, fmt.Errorf("token issuer %q: name must be 1-64 characters of [a-zA-Z0-9._-]", f.Name)
 	}

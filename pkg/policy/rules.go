@@ -24,6 +24,11 @@ const (
 	CheckRuleRemoved   = "rule_removed"    // a renewal names a rule the current policy no longer has (set by enroll)
 )
 
+// CheckSPIFFEIDSegment is the check of a denial where a placeholder that is
+// one SPIFFE ID path segment got a value with '/', or "." or ".." (mark it
+// |path to allow several).
+const CheckSPIFFEIDSegment = "spiffe_id_segment"
+
 // DenyError is a policy denial: no rule matched, or the matched rule could not
 // produce a valid identity from these claims. Rule is empty when no rule
 // matched. Detail is safe to show to the requester and to record; it never
@@ -95,6 +100,12 @@ func compileRule(env *cel.Env, p *Policy, f ruleFile) (*rule, error) {
 	if r.spiffeID, err = parseTemplate(f.SPIFFEID); err != nil {
 		return nil, fmt.Errorf("spiffe_id: %w", err)
 	}
+	if r.spiffeID.multiSegment() > 1 {
+		return nil, fmt.Errorf("spiffe_id %q: at most one placeholder may be marked |path (two could splice one identity out of different claims)", f.SPIFFEID)
+	}
+	if r.spiffeID.sharedSegment() {
+		return nil, fmt.Errorf("spiffe_id %q: two placeholders share a path segment (they could splice one identity out of different claims); separate them with '/'", f.SPIFFEID)
+	}
 	prefix := "spiffe://" + p.trustDomain.Name() + "/"
 	if first := r.spiffeID.parts[0]; first.path != nil || !strings.HasPrefix(first.literal, prefix) {
 		return nil, fmt.Errorf("spiffe_id %q must start with the literal %q", f.SPIFFEID, prefix)
@@ -106,6 +117,9 @@ func compileRule(env *cel.Env, p *Policy, f ruleFile) (*rule, error) {
 		t, err := parseTemplate(d)
 		if err != nil {
 			return nil, fmt.Errorf("dns_names: %w", err)
+		}
+		if t.multiSegment() > 0 {
+			return nil, fmt.Errorf("dns_names: %q: |path is only for spiffe_id; a DNS placeholder is one label", d)
 		}
 		r.dnsNames = append(r.dnsNames, t)
 	}
@@ -139,18 +153,18 @@ func compileRule(env *cel.Env, p *Policy, f ruleFile) (*rule, error) {
 // claimSource abstracts the claims map so that load-time validation can fill
 // every placeholder with a sample value.
 type claimSource interface {
-	render(t *template, check func(string) error) (string, error)
+	render(t *template, check func(string, bool) error) (string, error)
 }
 
 type mapClaims map[string]any
 
-func (m mapClaims) render(t *template, check func(string) error) (string, error) {
+func (m mapClaims) render(t *template, check func(string, bool) error) (string, error) {
 	return t.render(m, check)
 }
 
 type sampleClaims struct{}
 
-func (sampleClaims) render(t *template, check func(string) error) (string, error) {
+func (sampleClaims) render(t *template, check func(string, bool) error) (string, error) {
 	var b strings.Builder
 	for _, p := range t.parts {
 		if p.path == nil {
@@ -174,6 +188,9 @@ func (e *identityError) Unwrap() error { return e.err }
 // identity renders the rule's SPIFFE ID and DNS names and checks their syntax.
 func (r *rule) identity(c claimSource) (string, []string, error) {
 	id, err := c.render(r.spiffeID, checkPathValue)
+	if errors.Is(err, errNotOneSegment) {
+		return "", nil, &identityError{CheckSPIFFEIDSegment, err}
+	}
 	if err != nil {
 		return "", nil, &identityError{CheckSPIFFEID, err}
 	}

@@ -7,6 +7,15 @@ package policy
 // path is a dotted list of identifiers, and a segment whose key is not an
 // identifier (Kubernetes' `kubernetes.io`) is written as in CEL:
 // `{{claims["kubernetes.io"].namespace}}`.
+//
+// In a SPIFFE ID a placeholder is exactly one path segment: its value may not
+// contain '/' (nor be "." or ".."), so that two placeholders cannot splice
+// the same identity out of different claims (owner "a/b" + repo "c" versus
+// owner "a" + repo "b/c"). A placeholder may span segments only when the
+// rule says so with the one modifier there is, `|path`:
+// `{{claims.repository|path}}` takes "acme/payments" as two segments. A
+// spiffe_id has at most one such placeholder, and DNS names none; and no two
+// placeholders of a spiffe_id may share a path segment.
 
 import (
 	"errors"
@@ -27,7 +36,13 @@ const maxClaimValueBytes = 255
 type tmplPart struct {
 	literal string
 	path    []string // nil for a literal part
+	// multi marks a placeholder written {{claims.x|path}}: its value may
+	// span several SPIFFE ID path segments.
+	multi bool
 }
+
+// pathModifier is the placeholder modifier that lets a value span segments.
+const pathModifier = "path"
 
 type template struct {
 	source string
@@ -58,11 +73,15 @@ func parseTemplate(src string) (*template, error) {
 		if j < 0 {
 			return nil, fmt.Errorf("template %q: unterminated {{", src)
 		}
-		path, err := parseClaimPath(strings.TrimSpace(rest[:j]))
+		expr, mod, hasMod := strings.Cut(rest[:j], "|")
+		if hasMod && strings.TrimSpace(mod) != pathModifier {
+			return nil, fmt.Errorf("template %q: placeholder modifier %q is unknown; the only one is |%s", src, strings.TrimSpace(mod), pathModifier)
+		}
+		path, err := parseClaimPath(strings.TrimSpace(expr))
 		if err != nil {
 			return nil, fmt.Errorf("template %q: %w", src, err)
 		}
-		t.parts = append(t.parts, tmplPart{path: path})
+		t.parts = append(t.parts, tmplPart{path: path, multi: hasMod})
 		rest = rest[j+2:]
 	}
 	return t, nil
@@ -116,9 +135,41 @@ func isIdentByte(c byte, first bool) bool {
 	return !first && c >= '0' && c <= '9'
 }
 
+// sharedSegment reports whether two placeholders share one path segment of
+// the template (no literal '/' between them): their values could then be
+// split differently and splice one name out of different claims ("a-b" +
+// "c" or "a" + "b-c" around a literal '-'), whatever each may contain.
+func (t *template) sharedSegment() bool {
+	inSegment := false
+	for _, p := range t.parts {
+		if p.path == nil {
+			if strings.Contains(p.literal, "/") {
+				inSegment = false
+			}
+			continue
+		}
+		if inSegment {
+			return true
+		}
+		inSegment = true
+	}
+	return false
+}
+
+// multiSegment counts the placeholders marked |path.
+func (t *template) multiSegment() int {
+	n := 0
+	for _, p := range t.parts {
+		if p.multi {
+			n++
+		}
+	}
+	return n
+}
+
 // render fills the template from claims; check vets every substituted value
-// before it is spliced in.
-func (t *template) render(claims map[string]any, check func(string) error) (string, error) {
+// (with whether its placeholder is marked |path) before it is spliced in.
+func (t *template) render(claims map[string]any, check func(v string, multi bool) error) (string, error) {
 	var b strings.Builder
 	for _, p := range t.parts {
 		if p.path == nil {
@@ -129,7 +180,7 @@ func (t *template) render(claims map[string]any, check func(string) error) (stri
 		if err != nil {
 			return "", err
 		}
-		if err := check(v); err != nil {
+		if err := check(v, p.multi); err != nil {
 			return "", fmt.Errorf("%w: claims.%s: %w", errClaimValue, strings.Join(p.path, "."), err)
 		}
 		b.WriteString(v)
@@ -170,12 +221,25 @@ func claimString(claims map[string]any, path []string) (string, error) {
 	return "", fmt.Errorf("%w: claims.%s is not a string or integer", errClaimValue, strings.Join(path, "."))
 }
 
-// checkPathValue vets a value spliced into a SPIFFE ID path: it may span
-// several segments ("acme/payments") but every segment must be non-empty,
-// not "." or "..", and made of the SPIFFE path characters [a-zA-Z0-9._-]. That
-// excludes percent-encoding, '?', '#', ':' and anything that could start a
-// second URI.
-func checkPathValue(v string) error {
+// errNotOneSegment is wrapped when a placeholder that is one SPIFFE ID path
+// segment gets a value with '/', or "." or "..".
+var errNotOneSegment = errors.New("the placeholder is one path segment")
+
+// checkPathValue vets a value spliced into a SPIFFE ID path. Unless multi
+// (the placeholder is marked |path) it must be one segment: no '/', and not
+// "." or "..". With multi it may span several segments ("acme/payments"),
+// every one of them non-empty and not "." or "..". Every segment is made of
+// the SPIFFE path characters [a-zA-Z0-9._-], which excludes percent-encoding,
+// '?', '#', ':' and anything that could start a second URI.
+func checkPathValue(v string, multi bool) error {
+	if !multi {
+		switch {
+		case strings.Contains(v, "/"):
+			return fmt.Errorf("%w, but the value contains '/' (write the placeholder {{claims.<path>|path}} to let it span segments)", errNotOneSegment)
+		case v == "." || v == "..":
+			return fmt.Errorf("%w, but the value is a dot segment", errNotOneSegment)
+		}
+	}
 	for _, seg := range strings.Split(v, "/") {
 		switch seg {
 		case "":
@@ -194,7 +258,7 @@ func checkPathValue(v string) error {
 
 // checkLabelValue vets a value spliced into a DNS name: exactly one label of
 // letters, digits and hyphens, so a claim can never add or remove labels.
-func checkLabelValue(v string) error {
+func checkLabelValue(v string, _ bool) error {
 	if len(v) > 63 {
 		return errors.New("longer than a DNS label")
 	}

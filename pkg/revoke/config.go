@@ -17,17 +17,21 @@ import (
 
 // Defaults applied by Config.Validate to zero fields.
 const (
-	DefaultCRLValidity   = 24 * time.Hour
-	DefaultOCSPValidity  = 24 * time.Hour
-	DefaultTick          = 5 * time.Second
-	DefaultOCSPBatch     = 2000
-	DefaultOCSPTickLimit = 20000
-	DefaultSignWorkers   = 4
-	DefaultOCSPScan      = time.Minute
-	DefaultUnknownRate   = 5.0 // signatures per second for never-issued serials
-	DefaultUnknownBurst  = 20
-	DefaultUnknownCache  = 10000
-	issuerRefresh        = 30 * time.Second
+	DefaultCRLValidity    = 24 * time.Hour
+	DefaultOCSPValidity   = 24 * time.Hour
+	DefaultTick           = 5 * time.Second
+	DefaultOCSPBatch      = 2000
+	DefaultOCSPTickLimit  = 20000
+	DefaultSignWorkers    = 4
+	DefaultOCSPScan       = time.Minute
+	DefaultUnknownRate    = 5.0 // signatures per second for never-issued serials
+	DefaultUnknownBurst   = 20
+	DefaultUnknownCache   = 10000
+	DefaultOtherHashRate  = 20.0 // signatures per second for issued serials asked with non-SHA-1 CertIDs
+	DefaultOtherHashBurst = 50
+	DefaultLazyRate       = 20.0 // signatures per second of pre-signed responses missing or lapsed when asked for
+	DefaultLazyBurst      = 100
+	issuerRefresh         = 30 * time.Second
 )
 
 // Config is the revocation publisher's and responder's configuration,
@@ -68,6 +72,20 @@ type Config struct {
 	UnknownRate  float64
 	UnknownBurst int
 	UnknownCache int
+	// OtherHashRate and OtherHashBurst bound, per process, the responses
+	// signed on the fly for serials this CA issued but asked with a CertID
+	// hashed with another algorithm than SHA-1 (defaults 20/s, burst 50;
+	// kept in the same cache as the unknown ones). Their own budget, so a
+	// flood of never-issued serials cannot push SHA-256 clients into
+	// tryLater.
+	OtherHashRate  float64
+	OtherHashBurst int
+	// LazyRate and LazyBurst bound, per process, the pre-signed responses
+	// signed (and stored) on request because the publisher has not signed
+	// one yet or the stored one has lapsed (defaults 20/s, burst 100);
+	// beyond that the answer is tryLater until the publisher catches up.
+	LazyRate  float64
+	LazyBurst int
 	// OCSPCache is how many pre-signed responses a Responder that follows a
 	// Publisher keeps in memory (default DefaultOCSPCache); OCSPCacheRecheck
 	// is how often it re-reads each issuer's revocation counter to notice
@@ -120,6 +138,8 @@ func (c *Config) Validate() error {
 		{"SignWorkers", &c.SignWorkers, DefaultSignWorkers},
 		{"UnknownBurst", &c.UnknownBurst, DefaultUnknownBurst},
 		{"UnknownCache", &c.UnknownCache, DefaultUnknownCache},
+		{"OtherHashBurst", &c.OtherHashBurst, DefaultOtherHashBurst},
+		{"LazyBurst", &c.LazyBurst, DefaultLazyBurst},
 		{"OCSPCache", &c.OCSPCache, DefaultOCSPCache},
 	}
 	for _, d := range ints {
@@ -130,11 +150,22 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: %s must not be negative", ErrInvalidConfig, d.name)
 		}
 	}
-	if c.UnknownRate == 0 {
-		c.UnknownRate = DefaultUnknownRate
+	rates := []struct {
+		name string
+		v    *float64
+		def  float64
+	}{
+		{"UnknownRate", &c.UnknownRate, DefaultUnknownRate},
+		{"OtherHashRate", &c.OtherHashRate, DefaultOtherHashRate},
+		{"LazyRate", &c.LazyRate, DefaultLazyRate},
 	}
-	if c.UnknownRate < 0 {
-		return fmt.Errorf("%w: UnknownRate must not be negative", ErrInvalidConfig)
+	for _, r := range rates {
+		if *r.v == 0 {
+			*r.v = r.def
+		}
+		if *r.v < 0 {
+			return fmt.Errorf("%w: %s must not be negative", ErrInvalidConfig, r.name)
+		}
 	}
 	return nil
 }

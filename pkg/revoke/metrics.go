@@ -10,11 +10,12 @@ import (
 // metrics are the revocation gauges and counters. A nil *metrics records
 // nothing.
 type metrics struct {
-	crlAge     *prometheus.GaugeVec
-	crlNumber  *prometheus.GaugeVec
-	crlEntries *prometheus.GaugeVec
-	ocspAge    *prometheus.GaugeVec
-	ocspSigned *prometheus.CounterVec
+	crlAge      *prometheus.GaugeVec
+	crlNumber   *prometheus.GaugeVec
+	crlEntries  *prometheus.GaugeVec
+	ocspAge     *prometheus.GaugeVec
+	ocspSigned  *prometheus.CounterVec
+	ocspLimited *prometheus.CounterVec
 }
 
 // newMetrics registers the collectors in reg; nil reg means no metrics.
@@ -45,6 +46,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ca_ocsp_responses_signed_total",
 			Help: "OCSP responses signed, by issuer and why: refresh (publisher), issued (pre-signed right after issuance), revoke, lazy (first request), unknown (never-issued serial), other_hash (non-SHA-1 CertID).",
 		}, []string{"issuer", "kind"}),
+		ocspLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ca_ocsp_signing_budget_exhausted_total",
+			Help: "OCSP requests answered tryLater because the per-process signing budget they draw on was empty, by budget: unknown (never-issued serials), other_hash (issued serials, non-SHA-1 CertID), lazy (pre-signed response missing or lapsed).",
+		}, []string{"budget"}),
 	}
 	var err error
 	m.crlAge, err = register(reg, m.crlAge)
@@ -59,6 +64,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if err == nil {
 		m.ocspSigned, err = register(reg, m.ocspSigned)
+	}
+	if err == nil {
+		m.ocspLimited, err = register(reg, m.ocspLimited)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("revoke: registering metrics: %w", err)
@@ -80,5 +88,11 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 func (m *metrics) signedOCSP(issuerID, kind string) {
 	if m != nil {
 		m.ocspSigned.WithLabelValues(issuerID, kind).Inc()
+	}
+}
+
+func (m *metrics) budgetExhausted(budget string) {
+	if m != nil {
+		m.ocspLimited.WithLabelValues(budget).Inc()
 	}
 }

@@ -55,17 +55,23 @@ type Response struct {
 // pre-signed response (SHA-1 CertID, RFC 5019); a signature happens only if
 // the publisher has not yet signed one (lazy first request, then stored) or
 // the stored one has lapsed (an expired certificate the publisher no longer
-// refreshes).
+// refreshes). Those lazy signatures go through their own per-process token
+// bucket (LazyRate, LazyBurst): beyond it the answer is tryLater until the
+// publisher catches up.
 //
 // Serials never issued under the named CA are answered "unknown", as the
 // issue asks. Such a response must carry the requested serial, so it cannot
 // be pre-signed; signing one per request would let anyone make the HSM sign
-// at will. So these (and requests whose CertID uses another hash than SHA-1)
-// are signed on the fly through a per-process token bucket (UnknownRate,
-// UnknownBurst) and kept in a bounded in-memory cache (UnknownCache) until
-// halfway to their nextUpdate; when the bucket is empty the answer is
-// tryLater. The HSM therefore signs at most UnknownRate such responses per
-// second per replica, whatever the request rate.
+// at will. So these are signed on the fly through a per-process token bucket
+// (UnknownRate, UnknownBurst) and kept in a bounded in-memory cache
+// (UnknownCache) until halfway to their nextUpdate; when the bucket is empty
+// the answer is tryLater. Requests for issued serials whose CertID uses
+// another hash than SHA-1 are signed on the fly too, cached alike, but
+// through a bucket of their own (OtherHashRate, OtherHashBurst), so that
+// anyone inventing serials cannot push SHA-256 clients into tryLater. The HSM
+// therefore signs at most UnknownRate + OtherHashRate + LazyRate responses per
+// second per replica on requests, whatever the request rate; an empty bucket
+// is counted in ca_ocsp_signing_budget_exhausted_total{budget}.
 //
 // Requests naming a CA that is not ours are answered unauthorized, garbage
 // malformedRequest, and store failures tryLater.
@@ -74,7 +80,10 @@ type Responder struct {
 	cfg    Config
 	cas    *caSet
 	signer *ocspSigner
-	bucket *tokenBucket
+	// The on-request signing budgets: never-issued serials, issued serials
+	// with a non-SHA-1 CertID, and missing or lapsed pre-signed responses.
+	unknownBucket, otherHashBucket, lazyBucket *tokenBucket
+	metrics                                    *metrics
 
 	mu      sync.Mutex
 	fly     map[string]signed // on-the-fly answers by key
@@ -114,11 +123,14 @@ func NewResponder(d Deps, cfg Config) (*Responder, error) {
 	}
 	return &Responder{
 		d: d, cfg: cfg,
-		cas:    newCASet(d.Store, d.Keys, d.Clock),
-		signer: newOCSPSigner(d, cfg, m),
-		bucket: newTokenBucket(cfg.UnknownRate, cfg.UnknownBurst, d.Clock.Now()),
-		fly:    map[string]signed{},
-		crls:   map[string]store.CRL{},
+		cas:             newCASet(d.Store, d.Keys, d.Clock),
+		signer:          newOCSPSigner(d, cfg, m),
+		unknownBucket:   newTokenBucket(cfg.UnknownRate, cfg.UnknownBurst, d.Clock.Now()),
+		otherHashBucket: newTokenBucket(cfg.OtherHashRate, cfg.OtherHashBurst, d.Clock.Now()),
+		lazyBucket:      newTokenBucket(cfg.LazyRate, cfg.LazyBurst, d.Clock.Now()),
+		metrics:         m,
+		fly:             map[string]signed{},
+		crls:            map[string]store.CRL{},
 	}, nil
 }
 
@@ -209,8 +221,12 @@ func statusOf(st store.RevocationStatus) Status {
 }
 
 // lazy signs and stores the pre-signed response the publisher has not
-// produced (yet, or any more).
+// produced (yet, or any more), within the lazy budget.
 func (r *Responder) lazy(ctx context.Context, c *ca, st store.RevocationStatus) (Response, error) {
+	if !r.lazyBucket.take(r.d.Clock.Now()) {
+		r.metrics.budgetExhausted("lazy")
+		return tryLater, nil
+	}
 	resp, err := r.signer.responder(ctx, c)
 	if err != nil {
 		return tryLater, err
@@ -234,8 +250,9 @@ func (r *Responder) lazy(ctx context.Context, c *ca, st store.RevocationStatus) 
 	return fromStored(out), nil
 }
 
-// onTheFly answers from the bounded cache or signs through the token
-// bucket: unknown serials (known false) and non-SHA-1 CertIDs.
+// onTheFly answers from the bounded cache or signs through a token bucket:
+// unknown serials (known false) through the unknown bucket, issued serials
+// with non-SHA-1 CertIDs through the other_hash one.
 func (r *Responder) onTheFly(ctx context.Context, c *ca, req *ocsp.Request, st store.RevocationStatus, known bool) (Response, error) {
 	status, reason, kind := ocsp.Unknown, 0, "unknown"
 	if known {
@@ -252,7 +269,12 @@ func (r *Responder) onTheFly(ctx context.Context, c *ca, req *ocsp.Request, st s
 	if ok && now.Before(s.thisUpdate.Add(r.cfg.OCSPMargin)) && now.Before(s.nextUpdate) {
 		return signedResponse(s, status), nil
 	}
-	if !r.bucket.take(now) {
+	bucket := r.unknownBucket
+	if known {
+		bucket = r.otherHashBucket
+	}
+	if !bucket.take(now) {
+		r.metrics.budgetExhausted(kind)
 		return tryLater, nil
 	}
 	resp, err := r.signer.responder(ctx, c)

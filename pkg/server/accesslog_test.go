@@ -2,9 +2,11 @@ package server
 
 import (
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -154,5 +156,51 @@ func TestArtifactLinesAreSampledAndTheirFailuresAlwaysLoggedAtInfo(t *testing.T)
 	c := f.routes.metrics.requests.WithLabelValues("public", "/bundle.pem", "GET", "200")
 	if err := c.Write(&m); err != nil || m.GetCounter().GetValue() != 7 {
 		t.Errorf("public /bundle.pem counted %v times (%v), want every one of 7", m.GetCounter().GetValue(), err)
+	}
+}
+
+func TestUniqueClientMethodsLeaveTheRequestSeriesBounded(t *testing.T) {
+	f := newFixture(t)
+	srv := httptest.NewServer(f.routes.Public())
+	defer srv.Close()
+	for i := range 200 {
+		req, err := http.NewRequest("X-"+strconv.Itoa(i), srv.URL+"/healthz", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	resp, err := srv.Client().Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	series, methods := 0, map[string]bool{}
+	for _, l := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(l, "ca_http_requests_total{") {
+			continue
+		}
+		series++
+		_, rest, _ := strings.Cut(l, `method="`)
+		m, _, _ := strings.Cut(rest, `"`)
+		methods[m] = true
+	}
+	// At most one series per fixed method per (route, code) seen here.
+	if series == 0 || series > 8 || methods["X-7"] || !methods["other"] {
+		t.Errorf("%d ca_http_requests_total series with methods %v after 200 unique methods; want a few, labelled other", series, methods)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(f.logs.String()), "\n") {
+		var line map[string]any
+		if err := json.Unmarshal([]byte(l), &line); err != nil {
+			t.Fatal(err)
+		}
+		if m, ok := line["method"].(string); ok && line["msg"] == "http request" && m != "other" && m != "GET" {
+			t.Fatalf("access log line carries the client's method %q: %v", m, line)
+		}
 	}
 }

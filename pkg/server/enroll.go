@@ -152,6 +152,7 @@ type enrollment struct {
 	decider   *enroll.Decider
 	decisions *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
+	denials   *denialAudit // bounds audit appends of unauthenticated denials
 }
 
 // newEnrollment returns nil when d.Enroll is not set.
@@ -198,6 +199,10 @@ type decisionInfo struct {
 	// renewed serial); serial and issuer are the issued certificate's.
 	dest, serial, issuer string
 	start                time.Time
+	// authenticated is set once the requester proved who it is (a verified
+	// token, or a current client certificate of this CA); denials before
+	// that are audited within the denial rate limit (denialaudit.go).
+	authenticated bool
 }
 
 // enroll is POST /v1/enroll: a provenance token and a CSR in, a certificate
@@ -229,12 +234,14 @@ func (e *enrollment) enrollOnce(w http.ResponseWriter, r *http.Request, info *de
 		var ee *enroll.Error
 		if errors.As(err, &ee) {
 			info.fromEnrollError(ee)
+			info.authenticated = ee.Subject != "" // set only once the token was verified
 			if ee.Reason != enroll.ReasonTokenIssuerUnavailable && strings.HasPrefix(ee.Reason, "token_") {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="workload-ca", error="invalid_token"`)
 			}
 		}
 		return err
 	}
+	info.authenticated = true
 	if dec.Subject != "" {
 		info.actor = dec.Subject
 	}
@@ -313,7 +320,11 @@ func (e *enrollment) done(r *http.Request, action string, info *decisionInfo, er
 		info.details["detail"] = detail
 	}
 	info.details["status"] = http.StatusText(status)
-	raw, _ := json.Marshal(info.details)
+	skipped, audit := e.denials.admit(action, info.authenticated)
+	if !audit {
+		return
+	}
+	raw := denialDetailsJSON(info.details, skipped)
 	entry := store.AuditEntry{
 		Time: e.d.Clock.Now(), Actor: clip(info.actor, 256), Action: action, Target: clip(info.target, 256),
 		Decision: "deny", Reason: string(reason), PolicyVersion: pol.Version(),

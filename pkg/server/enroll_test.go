@@ -139,7 +139,7 @@ rules:
   - name: acme-ci
     issuer: github
     when: claims.repository_owner == "acme"
-    spiffe_id: spiffe://example.org/ci/{{claims.repository}}
+    spiffe_id: spiffe://example.org/ci/{{claims.repository|path}}
     max_ttl: 1h
     ttl: 15m
 `))

@@ -1,12 +1,15 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,5 +70,68 @@ func TestNewRoutesNamesAMissingDependency(t *testing.T) {
 	_, err := NewRoutes(Deps{})
 	if !errors.Is(err, ErrMissingDependency) || !strings.Contains(err.Error(), "Deps.Log") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// countingPinger counts probes; each takes a while, so concurrent callers
+// overlap with it.
+type countingPinger struct {
+	probes atomic.Int64
+	err    atomic.Pointer[error]
+}
+
+func (p *countingPinger) Ping(ctx context.Context) error {
+	p.probes.Add(1)
+	select {
+	case <-time.After(20 * time.Millisecond):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if e := p.err.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+func TestConcurrentReadyzShareOneProbePerSecond(t *testing.T) {
+	keys, db := &countingPinger{}, &countingPinger{}
+	f := newFixtureWith(t, func(_ *fixture, d *Deps) { d.Keys, d.Store = keys, db })
+	srv := httptest.NewServer(f.routes.Public())
+	defer srv.Close()
+	burst := func(want int) {
+		t.Helper()
+		var wg sync.WaitGroup
+		for range 50 {
+			wg.Go(func() {
+				res, err := srv.Client().Get(srv.URL + "/readyz")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				res.Body.Close()
+				if res.StatusCode != want {
+					t.Errorf("readyz %d, want %d", res.StatusCode, want)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	burst(http.StatusOK)
+	if k, s := keys.probes.Load(), db.probes.Load(); k != 1 || s != 1 {
+		t.Fatalf("50 concurrent /readyz probed the key store %d and the database %d times, want once each", k, s)
+	}
+	f.clock.Advance(500 * time.Millisecond)
+	burst(http.StatusOK)
+	if k := keys.probes.Load(); k != 1 {
+		t.Fatalf("within the second: %d key-store probes, want still 1", k)
+	}
+	// A second later the result is stale: one new probe, which now fails,
+	// and the failure is shared too.
+	gone := error(hsm.ErrUnavailable)
+	keys.err.Store(&gone)
+	f.clock.Advance(600 * time.Millisecond)
+	burst(http.StatusServiceUnavailable)
+	if k, s := keys.probes.Load(), db.probes.Load(); k != 2 || s != 2 {
+		t.Fatalf("after a second: key store probed %d, database %d times, want 2 each", k, s)
 	}
 }

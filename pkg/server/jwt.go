@@ -110,6 +110,7 @@ func ParseJWTRequest(body []byte) (audience []string, ttl time.Duration, err err
 type jwtMinting struct {
 	d         Deps
 	decisions *prometheus.CounterVec
+	denials   *denialAudit // bounds audit appends of unauthenticated denials
 }
 
 // newJWTMinting returns nil when d.JWT is not set.
@@ -163,6 +164,7 @@ func (j *jwtMinting) mintOnce(w http.ResponseWriter, r *http.Request, info *deci
 		return &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized,
 			Detail: "the client certificate carries no SPIFFE ID of its record"}
 	}
+	info.authenticated = true
 	info.actor = rec.SPIFFEID
 	if err := checkHold(r.Context(), j.d.Identities.Holds, rec.SPIFFEID); err != nil {
 		return err
@@ -215,7 +217,11 @@ func (j *jwtMinting) done(r *http.Request, info *decisionInfo, err error) {
 	logDecision(r.Context(), j.d.Log, r, line)
 	info.details["detail"] = detail
 	info.details["status"] = http.StatusText(status)
-	raw, _ := json.Marshal(info.details)
+	skipped, audit := j.denials.admit(actionJWT, info.authenticated)
+	if !audit {
+		return
+	}
+	raw := denialDetailsJSON(info.details, skipped)
 	entry := store.AuditEntry{
 		Time: j.d.Clock.Now(), Actor: clip(info.actor, 256), Action: actionJWT, Target: clip(info.actor, 256),
 		Decision: "deny", Reason: string(reason), PolicyVersion: j.d.Policy.Load().Version(),

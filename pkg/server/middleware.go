@@ -68,6 +68,19 @@ func wellFormedID(id string) bool {
 	return true
 }
 
+// methodLabel maps a client's HTTP method to a fixed set (the methods this
+// server or a CORS preflight can meaningfully use) plus "other", for metric
+// labels and log fields: a client can send any token as a method, and
+// labelling by it would grow memory and /metrics without bound.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
+}
+
 // metrics are the HTTP edge's Prometheus collectors.
 type metrics struct {
 	requests *prometheus.CounterVec
@@ -78,7 +91,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ca_http_requests_total",
-			Help: "HTTP requests answered, by listener, route pattern, method and status code.",
+			Help: "HTTP requests answered, by listener, route pattern, method (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS or other) and status code.",
 		}, []string{"listener", "route", "method", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ca_http_request_duration_seconds",
@@ -95,8 +108,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 // accessLog is one listener's request logging and counting. The route label
-// is chi's pattern ("/crl/{issuer}.crl"), never the raw path, so that label
-// cardinality stays bounded (methods are whatever clients send, as before).
+// is chi's pattern ("/crl/{issuer}.crl"), never the raw path, and the method
+// is one of a fixed set (methodLabel), so that label cardinality stays
+// bounded whatever clients send.
 type accessLog struct {
 	listener string
 	log      *slog.Logger // with the listener attribute already encoded
@@ -192,7 +206,7 @@ func (a *accessLog) middleware(next http.Handler) http.Handler {
 			a.logLine(ctx, level, r, id, status, ww.BytesWritten(), elapsed, sample)
 		}
 		if a.metrics != nil {
-			a.count(rs, route, r.Method, status)
+			a.count(rs, route, methodLabel(r.Method), status)
 			rs.duration.Observe(elapsed.Seconds())
 		}
 	})
@@ -203,7 +217,7 @@ func (a *accessLog) middleware(next http.Handler) http.Handler {
 func (a *accessLog) logLine(ctx context.Context, level slog.Level, r *http.Request, id string, status, bytes int, elapsed time.Duration, sample uint64) {
 	const msg = "http request"
 	reqID := slog.String("request_id", id)
-	method := slog.String("method", r.Method)
+	method := slog.String("method", methodLabel(r.Method))
 	path := slog.String("path", r.URL.Path)
 	st := slog.Int("status", status)
 	n := slog.Int("bytes", bytes)

@@ -87,8 +87,10 @@ func TestRealResponsesMatchTheOpenAPIDocument(t *testing.T) {
 		{name: "api healthz", base: rs.apiURL, path: "/healthz", status: 200},
 		{name: "public readyz", base: rs.publicURL, path: "/readyz", status: 200},
 		{name: "api readyz", base: rs.apiURL, path: "/readyz", status: 200},
-		{name: "readyz with the store down", base: rs.publicURL, path: "/readyz", status: 503, setup: func() { f.store.set(errBoom, 0) }},
-		{name: "readyz with the hsm down", base: rs.apiURL, path: "/readyz", status: 503, setup: func() { f.store.set(nil, 0); f.hsm.set(errBoom, 0) }},
+		// Readiness results are cached for a second (health.go): each
+		// change of a dependency is seen once the cached result is stale.
+		{name: "readyz with the store down", base: rs.publicURL, path: "/readyz", status: 503, setup: func() { f.store.set(errBoom, 0); f.clock.Advance(readyCacheFor) }},
+		{name: "readyz with the hsm down", base: rs.apiURL, path: "/readyz", status: 503, setup: func() { f.store.set(nil, 0); f.hsm.set(errBoom, 0); f.clock.Advance(readyCacheFor) }},
 		{name: "public bundle", base: rs.publicURL, path: "/bundle.pem", status: 200, setup: func() { f.hsm.set(nil, 0) }},
 		{name: "api bundle", base: rs.apiURL, path: "/bundle.pem", status: 200},
 		{name: "bundle not modified", base: rs.publicURL, path: "/bundle.pem", status: 304, header: map[string]string{"If-None-Match": "<etag>"}},

@@ -257,7 +257,8 @@ type denialDetails struct {
 	Roles        []policy.Role `json:"roles,omitempty"`
 	Detail       string        `json:"detail,omitempty"`
 	// Unaudited counts denials before this one that were not appended
-	// because of the denial audit rate limit.
+	// because of the denial audit rate limit (shared with unauthenticated
+	// enroll, renew and jwt denials, see denialaudit.go).
 	Unaudited int64 `json:"unaudited_before,omitempty"`
 }
 

@@ -38,6 +38,7 @@ func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *dec
 	if err != nil {
 		return err
 	}
+	info.authenticated = true
 	info.details["rule"] = rec.PolicyRule
 	info.details["renewed_from"] = serial
 	if err := checkHold(r.Context(), e.d.Identities.Holds, rec.SPIFFEID); err != nil {

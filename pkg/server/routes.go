@@ -93,6 +93,7 @@ type Routes struct {
 	enroll  *enrollment
 	ops     *operatorState
 	jwt     *jwtMinting
+	ready   *readiness
 }
 
 // ErrMissingDependency is returned by NewRoutes when a required Deps field is
@@ -131,7 +132,17 @@ func NewRoutes(d Deps) (*Routes, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Routes{d: d, edge: edge{log: d.Log}, metrics: m, ids: newRequestIDs(), ops: ops, enroll: enr, jwt: jm}, nil
+	da, err := newDenialAudit(d.Metrics, ops.limiter, d.Clock)
+	if err != nil {
+		return nil, err
+	}
+	if enr != nil {
+		enr.denials = da
+	}
+	if jm != nil {
+		jm.denials = da
+	}
+	return &Routes{d: d, edge: edge{log: d.Log}, metrics: m, ids: newRequestIDs(), ops: ops, enroll: enr, jwt: jm, ready: newReadiness(d)}, nil
 }
 
 // Public is the plain-HTTP listener's router: only public things (health,
