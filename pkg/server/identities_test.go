@@ -71,7 +71,7 @@ rules:
   - name: ci
     issuer: github
     when: claims.repository_owner == "acme"
-    spiffe_id: spiffe://example.org/ci/{{claims.repository}}
+    spiffe_id: spiffe://example.org/ci/{{claims.repository|path}}
     max_ttl: 15m
 jwt:
   max_ttl: 10m
