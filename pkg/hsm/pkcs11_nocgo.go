@@ -54,3 +54,9 @@ func (*PKCS11Store) Ping(context.Context) error { return ErrPKCS11Unsupported }
 
 // Close does nothing.
 func (*PKCS11Store) Close() error { return nil }
+
+// ReloadLogin does nothing without cgo.
+func (*PKCS11Store) ReloadLogin() bool { return false }
+
+// PINRefused is always false without cgo.
+func (*PKCS11Store) PINRefused() bool { return false }
