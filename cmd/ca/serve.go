@@ -53,6 +53,8 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		log.Info("store and key store closed", "duration_ms", time.Since(start).Milliseconds())
 	}()
 
+	// SIGHUP also clears a refused HSM login (the key store then tries once).
+	watchLoginReload(ctx, b.keys, log)
 	reg := newMetricsRegistry()
 	if err := instrumentBackends(b, reg, log); err != nil {
 		return err

@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
+
+	"github.com/workload-ca/workload-ca/pkg/hsm"
 )
 
 type healthBody struct {
@@ -34,6 +37,9 @@ func (rt *Routes) readyz(w http.ResponseWriter, r *http.Request) error {
 		ctx, cancel := context.WithTimeout(r.Context(), rt.d.ReadyTimeout)
 		err := c.dep.Ping(ctx)
 		cancel()
+		if errors.Is(err, hsm.ErrPINRefused) {
+			return err // 503 hsm_pin_refused (classify): no login until a reload
+		}
 		if err != nil {
 			return &Error{Status: http.StatusServiceUnavailable, Reason: c.reason, Detail: c.detail, Err: err}
 		}
