@@ -45,5 +45,9 @@ func (rt *Routes) readyz(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	return writeJSON(w, http.StatusOK, healthBody{Status: "ready", Checks: map[string]string{"store": "ok", "hsm": "ok"}})
+	ok := map[string]string{"store": "ok", "hsm": "ok"}
+	if rt.d.AuditLogRole != "" {
+		ok["audit_log"] = rt.d.AuditLogRole // informative; never fails readiness
+	}
+	return writeJSON(w, http.StatusOK, healthBody{Status: "ready", Checks: ok})
 }
