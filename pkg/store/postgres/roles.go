@@ -110,11 +110,13 @@ func GrantRuntime(ctx context.Context, dsn, role string) error {
 	var exists, super, self, ownerMember bool
 	var schema string
 	err = conn.QueryRow(ctx, `
-SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1),
-       COALESCE((SELECT rolsuper FROM pg_roles WHERE rolname = $1), false),
-       $1 = current_user::text,
-       COALESCE((SELECT pg_has_role($1, c.relowner, 'MEMBER') FROM pg_class c WHERE c.oid = to_regclass('audit_log')), false),
-       current_schema()::text`, role).Scan(&exists, &super, &self, &ownerMember, &schema)
+SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1), $1 = current_user::text, current_schema()::text`,
+		role).Scan(&exists, &self, &schema)
+	if err == nil && exists {
+		err = conn.QueryRow(ctx, `
+SELECT r.rolsuper, COALESCE((SELECT pg_has_role($1, c.relowner, 'MEMBER') FROM pg_class c WHERE c.oid = to_regclass('audit_log')), false)
+  FROM pg_roles r WHERE r.rolname = $1`, role).Scan(&super, &ownerMember)
+	}
 	if err != nil {
 		return fmt.Errorf("postgres: reading role %q: %w", role, mapErr(err))
 	}
