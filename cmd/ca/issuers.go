@@ -27,7 +27,7 @@ func cmdIssuers(ctx context.Context, args []string, getenv env, stdout, stderr i
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("issuers "+sub, flag.ContinueOnError)
 	cfgPath := commonFlags(fs)
-	actor := fs.String("actor", "ca-cli", "who is acting, for the audit log")
+	actor := actorFlag(fs, getenv)
 	var root, force *bool
 	var abandonID *string
 	switch sub {
@@ -122,7 +122,7 @@ func cmdBundle(ctx context.Context, args []string, getenv env, stdout, stderr io
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("bundle "+sub, flag.ContinueOnError)
 	cfgPath := commonFlags(fs)
-	actor := fs.String("actor", "ca-cli", "who is acting, for the audit log")
+	actor := actorFlag(fs, getenv)
 	var force *bool
 	var to *int64
 	switch sub {

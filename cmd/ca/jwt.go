@@ -170,7 +170,7 @@ func cmdJWTKeys(ctx context.Context, args []string, getenv env, stdout, stderr i
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("jwt-keys "+sub, flag.ContinueOnError)
 	cfgPath := commonFlags(fs)
-	actor := fs.String("actor", "ca-cli", "who is acting, for the audit log")
+	actor := actorFlag(fs, getenv)
 	var emergency *bool
 	switch sub {
 	case "rotate":

@@ -17,14 +17,26 @@ import (
 func cmdMigrate(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	cfgPath := commonFlags(fs)
+	grantTo := fs.String("grant-runtime", "", "after `up`, grant the runtime `ROLE` (the one ca serve connects as) what it needs: INSERT and SELECT only on audit_log (Postgres)")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
 	}
-	sub := strings.Join(fs.Args(), " ")
+	// Flags may also follow the subcommand: ca migrate up --grant-runtime ROLE.
+	words := fs.Args()
+	if len(words) > 1 {
+		if err := parseFlags(fs, words[1:], stderr); err != nil {
+			return err
+		}
+		words = append(words[:1:1], fs.Args()...)
+	}
+	sub := strings.Join(words, " ")
 	switch {
-	case sub == "up", sub == "down", sub == "version", strings.HasPrefix(sub, "force ") && fs.NArg() == 2:
+	case sub == "up", sub == "down", sub == "version", strings.HasPrefix(sub, "force ") && len(words) == 2:
 	default:
 		return fmt.Errorf("%w: want `ca migrate up|down|version|force N`, got %q", errUsage, sub)
+	}
+	if *grantTo != "" && sub != "up" {
+		return fmt.Errorf("%w: --grant-runtime goes with `ca migrate up`", errUsage)
 	}
 	cfg, err := loadConfig(*cfgPath, getenv)
 	if err != nil {
@@ -50,5 +62,11 @@ func cmdMigrate(ctx context.Context, args []string, getenv env, stdout, stderr i
 		state = "DIRTY (a migration failed half-way; repair, then `ca migrate force N`)"
 	}
 	fmt.Fprintf(stdout, "schema version %d (this binary expects %d), %s\n", v, storeopen.ExpectedVersion, state)
+	if *grantTo != "" {
+		if err := storeopen.GrantRuntime(ctx, cfg.DatabaseURL, *grantTo); err != nil {
+			return fmt.Errorf("grant-runtime: %w", err)
+		}
+		fmt.Fprintf(stdout, "runtime role %q granted: INSERT and SELECT on audit_log, read and write on the other tables, no ownership, TRUNCATE or TRIGGER\n", *grantTo)
+	}
 	return nil
 }

@@ -53,6 +53,9 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		log.Info("store and key store closed", "duration_ms", time.Since(start).Milliseconds())
 	}()
 
+	// SIGHUP also clears a refused HSM login (the key store then tries once).
+	watchLoginReload(ctx, b.keys, log)
+	auditLogRole := checkAuditLogRole(ctx, b.store, log)
 	reg := newMetricsRegistry()
 	if err := instrumentBackends(b, reg, log); err != nil {
 		return err
@@ -181,6 +184,7 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		Revocation: responder,
 		// OCSP/CRL/bundle lines at debug if so configured.
 		ArtifactLogLevel: cfg.ArtifactLogLevel(), ArtifactLogSample: cfg.Log.ArtifactSample,
+		AuditLogRole: auditLogRole,
 	})
 	if err != nil {
 		return err

@@ -46,6 +46,12 @@ var (
 	// ErrClosed means the store, or the store behind a signer, was closed. It is
 	// not transient.
 	ErrClosed = errors.New("hsm: key store closed")
+	// ErrPINRefused means the token refused the PIN (CKR_PIN_INCORRECT,
+	// CKR_PIN_LOCKED, ...). It is not transient: the store makes no further
+	// login attempt until it is reloaded (PKCS11Store.ReloadLogin) or the
+	// process restarts, so that a stale PIN cannot lock a token shared with
+	// other replicas.
+	ErrPINRefused = errors.New("hsm: the token refused the PIN")
 	// ErrInsecureKeyFile means a software key file is readable or writable by
 	// group or others, or is not a regular file; it is refused, not loaded.
 	ErrInsecureKeyFile = errors.New("hsm: key file has insecure permissions")

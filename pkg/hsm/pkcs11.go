@@ -57,13 +57,18 @@ type PKCS11Store struct {
 	signers     map[string]*p11Signer // by hex CKA_ID
 
 	signatures atomic.Uint64 // signatures asked of the token, for tests (Ping must not sign)
+	// pinRefused is the token's refusal of the PIN, while it holds: no
+	// login is attempted until ReloadLogin clears it.
+	pinRefused error
+	// logins counts login attempts (crypto11.Configure calls C_Login once).
+	logins int
 }
 
 var _ KeyStore = (*PKCS11Store)(nil)
 
 // OpenPKCS11 connects to the token and logs in. It fails with an error
 // wrapping ErrUnavailable when the module or token cannot be reached within
-// ReconnectTimeout, or with a plain error when the token refuses the PIN.
+// ReconnectTimeout, or wrapping ErrPINRefused when the token refuses the PIN.
 func OpenPKCS11(cfg PKCS11Config, log *slog.Logger, opts ...Option) (*PKCS11Store, error) {
 	if cfg.Module == "" || cfg.TokenLabel == "" || cfg.PIN == "" {
 		return nil, errors.New("hsm: PKCS#11 module, token label and PIN are required")

@@ -59,6 +59,12 @@ func (s *PKCS11Store) connection(ctx context.Context) (*p11Conn, error) {
 		s.mu.Unlock()
 		return c, nil
 	}
+	if s.pinRefused != nil {
+		refused := s.pinRefused
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%w: token %q: no login is attempted until a reload or restart (last refusal: %w)",
+			ErrPINRefused, s.cfg.TokenLabel, refused)
+	}
 	a := s.attempt
 	if a == nil {
 		if now := s.clk.Now(); now.Before(s.nextAttempt) {
@@ -79,7 +85,10 @@ func (s *PKCS11Store) connection(ctx context.Context) (*p11Conn, error) {
 	select {
 	case <-a.done:
 		if a.err != nil {
-			if isLoginRefused(a.err) || errors.Is(a.err, ErrClosed) {
+			if isLoginRefused(a.err) {
+				return nil, fmt.Errorf("%w: token %q: %w", ErrPINRefused, s.cfg.TokenLabel, a.err)
+			}
+			if errors.Is(a.err, ErrClosed) {
 				return nil, a.err
 			}
 			return nil, fmt.Errorf("%w: connect to token %q: %w", ErrUnavailable, s.cfg.TokenLabel, a.err)
@@ -106,6 +115,9 @@ func (s *PKCS11Store) runReconnect(a *reconnectAttempt) {
 		c.close()
 	}
 
+	s.mu.Lock()
+	s.logins++
+	s.mu.Unlock()
 	cx, err := crypto11.Configure(&crypto11.Config{
 		Path:            s.cfg.Module,
 		TokenLabel:      s.cfg.TokenLabel,
@@ -127,6 +139,15 @@ func (s *PKCS11Store) runReconnect(a *reconnectAttempt) {
 		s.nextAttempt = s.clk.Now().Add(s.backoff(s.failures))
 		s.lastErr = err
 		a.err = err
+		if isLoginRefused(err) {
+			// Another attempt with the same PIN could lock the token for
+			// every replica sharing it: latch until ReloadLogin. Logged
+			// once per refusal, so once per reload.
+			s.pinRefused = err
+			s.log.Error("PKCS#11 token refused the PIN; no further login attempts until the key store is reloaded (SIGHUP) or the process restarts",
+				"error", err)
+			return
+		}
 		if !errors.Is(err, ErrClosed) {
 			s.log.Warn("PKCS#11 token unavailable; reconnect failed",
 				"failures", s.failures, "retry_after", s.backoff(s.failures), "error", err)
@@ -208,4 +229,29 @@ func (s *PKCS11Store) do(ctx context.Context, c *p11Conn, timeout time.Duration,
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 	}
+}
+
+// ReloadLogin is the explicit reload after the token refused the PIN: it
+// clears the refusal (and the reconnect backoff), so that the next call makes
+// exactly one new login attempt. It does nothing while the store is connected
+// or when no refusal is recorded, and reports whether it cleared one.
+func (s *PKCS11Store) ReloadLogin() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pinRefused == nil {
+		return false
+	}
+	s.pinRefused = nil
+	s.failures = 0
+	s.nextAttempt = time.Time{}
+	s.log.Info("PKCS#11 login refusal cleared by a reload; the next use logs in once")
+	return true
+}
+
+// PINRefused reports whether the token refused the PIN and no reload has
+// cleared the refusal yet; while it is true the store attempts no login.
+func (s *PKCS11Store) PINRefused() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pinRefused != nil
 }

@@ -60,3 +60,9 @@ func (*PKCS11Store) Delete(context.Context, string) error { return ErrPKCS11Unsu
 
 // KeyLabels fails with ErrPKCS11Unsupported.
 func (*PKCS11Store) KeyLabels(context.Context) ([]string, error) { return nil, ErrPKCS11Unsupported }
+
+// ReloadLogin does nothing without cgo.
+func (*PKCS11Store) ReloadLogin() bool { return false }
+
+// PINRefused is always false without cgo.
+func (*PKCS11Store) PINRefused() bool { return false }

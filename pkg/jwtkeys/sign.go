@@ -107,6 +107,11 @@ type Request struct {
 	SPIFFEID string
 	Audience []string
 	TTL      time.Duration
+	// NotAfter, when set, is the notAfter of the certificate that authorised
+	// the request: the token expires no later than it (whole seconds, rounded
+	// down), whatever TTL says, and a certificate that expires within the
+	// second is ErrInvalidRequest.
+	NotAfter time.Time
 	// RequestID and PolicyVersion go into the audit entry.
 	RequestID, PolicyVersion string
 }
@@ -144,6 +149,15 @@ func (s *Signer) Sign(ctx context.Context, r Request) (*Token, error) {
 		return nil, err
 	}
 	exp := now.Add(r.TTL)
+	capped := false
+	if !r.NotAfter.IsZero() {
+		if limit := r.NotAfter.Truncate(time.Second); limit.Before(exp) {
+			exp, capped = limit, true
+		}
+		if !exp.After(now) {
+			return nil, fmt.Errorf("%w: the authorising certificate expires within the second", ErrInvalidRequest)
+		}
+	}
 	claims := jwt.Claims{
 		Subject:  r.SPIFFEID,
 		Audience: jwt.Audience(r.Audience),
@@ -161,7 +175,7 @@ func (s *Signer) Sign(ctx context.Context, r Request) (*Token, error) {
 	}
 	details, _ := json.Marshal(map[string]any{
 		"audience": r.Audience, "jti": jti, "kid": key.rec.KeyID, "alg": key.rec.Alg,
-		"expires_at": exp.UTC(), "ttl": r.TTL.String(),
+		"expires_at": exp.UTC(), "ttl": r.TTL.String(), "capped_by_certificate": capped,
 	})
 	if _, err := s.d.Store.AppendAudit(ctx, store.AuditEntry{
 		Time: now, Actor: r.SPIFFEID, Action: ActionJWT, Target: "jwt/" + jti, Decision: "allow",

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/workload-ca/workload-ca/internal/clock"
+	"github.com/workload-ca/workload-ca/pkg/hsm"
 )
 
 type healthBody struct {
@@ -31,10 +32,17 @@ func (rt *Routes) healthz(w http.ResponseWriter, r *http.Request) error {
 func (rt *Routes) readyz(w http.ResponseWriter, r *http.Request) error {
 	res := rt.ready.get(r.Context())
 	if res.failed != nil {
+		if errors.Is(res.err, hsm.ErrPINRefused) {
+			return res.err // 503 hsm_pin_refused (classify): no login until a reload
+		}
 		return &Error{Status: http.StatusServiceUnavailable, Reason: res.failed.reason, Detail: res.failed.detail, Err: res.err}
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	return writeJSON(w, http.StatusOK, healthBody{Status: "ready", Checks: map[string]string{"store": "ok", "hsm": "ok"}})
+	ok := map[string]string{"store": "ok", "hsm": "ok"}
+	if rt.d.AuditLogRole != "" {
+		ok["audit_log"] = rt.d.AuditLogRole // informative; never fails readiness
+	}
+	return writeJSON(w, http.StatusOK, healthBody{Status: "ready", Checks: ok})
 }
 
 // readyCacheFor is how long one readiness result answers /readyz.

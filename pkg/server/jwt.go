@@ -185,7 +185,7 @@ func (j *jwtMinting) mintOnce(w http.ResponseWriter, r *http.Request, info *deci
 		return err
 	}
 	tok, err := j.d.JWT.Signer.Sign(r.Context(), jwtkeys.Request{
-		SPIFFEID: rec.SPIFFEID, Audience: audience, TTL: dec.TTL,
+		SPIFFEID: rec.SPIFFEID, Audience: audience, TTL: dec.TTL, NotAfter: rec.NotAfter,
 		RequestID: RequestID(r.Context()), PolicyVersion: dec.PolicyVersion,
 	})
 	if err != nil {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -93,7 +94,10 @@ type authFailure struct {
 	method      AuthMethod
 	tokenIssuer string
 	tokenReason string // the enroll reason code for a refused token
-	cause       error
+	// forgery is set for a client certificate that chains to a trusted
+	// issuer but is not the one recorded under its serial.
+	forgery bool
+	cause   error
 }
 
 // ourFault returns the error to answer with when authentication failed
@@ -161,32 +165,42 @@ func (rt *Routes) bearerOperator(r *http.Request, pol *policy.Policy, header str
 }
 
 // certOperator trusts the TLS layer for the chain (it verified it against the
-// CA's trust anchors) and refuses a certificate the store says is revoked or
-// does not know.
+// CA's trust anchors) and, like the workload paths (currentClientCertificate),
+// accepts only the very certificate the CA recorded under that serial (same
+// DER), active and unexpired; the role comes from the recorded SPIFFE ID,
+// which must be the presented one. A certificate that chains to a trusted
+// issuer but is not the recorded one (a borrowed serial, a different SPIFFE
+// ID) is a possible forgery: 401, and the denial says so.
 func (rt *Routes) certOperator(r *http.Request, pol *policy.Policy, id string) (*Operator, *authFailure) {
-	leaf := r.TLS.PeerCertificates[0]
-	serial := serialHex(leaf)
 	f := &authFailure{actor: id, method: AuthClientCert}
 	if rt.d.Operators.Store == nil {
 		f.detail, f.cause = "client certificates are not accepted here", errOperatorsNotConfigured
 		return nil, f
 	}
-	rec, err := rt.d.Operators.Store.GetCertificate(r.Context(), serial)
+	info := &decisionInfo{details: map[string]string{}}
+	cur, rec, err := currentClientCertificate(r, rt.d.Operators.Store, rt.d.Clock, info,
+		"operator credentials required: a bearer token or a client certificate")
+	var e *Error
 	switch {
-	case errors.Is(err, store.ErrNotFound):
-		f.detail = "the client certificate is not in the CA's records"
+	case err == nil && (rec.SPIFFEID == "" || rec.SPIFFEID != id):
+		f.detail, f.forgery = "the client certificate's SPIFFE ID is not the one recorded under its serial", true
 		return nil, f
-	case err != nil:
+	case err == nil:
+	case errors.As(err, &e):
+		f.detail = e.Detail
+		// A certificate that chains to our anchors under a recorded serial
+		// but with other bytes was signed by a trusted key outside the
+		// CA's records.
+		f.forgery = cur != nil && rec.Serial != "" && !bytes.Equal(rec.DER, cur.Raw)
+		return nil, f
+	default:
 		// Fail closed; ourFault makes it a 503 (or 500), not a 401.
 		f.detail, f.cause = "the client certificate's status cannot be checked", err
 		return nil, f
-	case rec.Status == store.CertRevoked:
-		f.detail = "the client certificate is revoked"
-		return nil, f
 	}
 	return &Operator{
-		Actor: id, Method: AuthClientCert, SPIFFEID: id, Serial: serial,
-		Roles: pol.RolesForSPIFFEID(id), PolicyVersion: pol.Version(),
+		Actor: rec.SPIFFEID, Method: AuthClientCert, SPIFFEID: rec.SPIFFEID, Serial: rec.Serial,
+		Roles: pol.RolesForSPIFFEID(rec.SPIFFEID), PolicyVersion: pol.Version(),
 	}, nil
 }
 
@@ -256,6 +270,9 @@ type denialDetails struct {
 	TokenReason  string        `json:"token_reason,omitempty"`
 	Roles        []policy.Role `json:"roles,omitempty"`
 	Detail       string        `json:"detail,omitempty"`
+	// PossibleForgery marks a client certificate that chains to a trusted
+	// issuer but is not the certificate recorded under its serial.
+	PossibleForgery bool `json:"possible_forgery,omitempty"`
 	// Unaudited counts denials before this one that were not appended
 	// because of the denial audit rate limit (shared with unauthenticated
 	// enroll, renew and jwt denials, see denialaudit.go).
@@ -293,8 +310,14 @@ func (rt *Routes) operatorDenied(r *http.Request, pol *policy.Policy, want polic
 		line.policyVersion = pol.Version()
 	}
 	logDecision(ctx, rt.d.Log, r, line)
+	if f.forgery {
+		rt.d.Log.WarnContext(ctx, "possible forged operator client certificate: it chains to a trusted issuer but is not the one recorded under its serial",
+			"request_id", RequestID(ctx), "actor", actor, "route", route)
+	}
+	// A possible forgery is always audited: only a holder of a trusted
+	// issuer key can produce one, so it cannot be used to flood the log.
 	skipped, ok := rt.ops.limiter.take(rt.d.Clock.Now())
-	if !ok {
+	if !ok && !f.forgery {
 		rt.ops.unaudited.Inc()
 		return
 	}
@@ -304,6 +327,7 @@ func (rt *Routes) operatorDenied(r *http.Request, pol *policy.Policy, want polic
 	details, _ := json.Marshal(denialDetails{
 		Method: r.Method, Route: route, Path: clipString(r.URL.Path, 256), RequiredRole: want, Auth: f.method,
 		TokenIssuer: f.tokenIssuer, TokenReason: f.tokenReason, Roles: roles, Detail: f.detail, Unaudited: skipped,
+		PossibleForgery: f.forgery,
 	})
 	e := store.AuditEntry{
 		Time: rt.d.Clock.Now(), Actor: clipString(actor, 512), Action: "authz", Target: r.Method + " " + route,

@@ -73,6 +73,9 @@ func classify(err error) (status int, reason Reason, detail string) {
 		return jwtProblem(err)
 	case errors.As(err, &tooLarge):
 		return http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, "the request body exceeds the size limit"
+	case errors.Is(err, hsm.ErrPINRefused):
+		return http.StatusServiceUnavailable, ReasonHSMPINRefused,
+			"the HSM token refused the PIN; no login is attempted until the CA is reloaded (SIGHUP) or restarted"
 	case errors.Is(err, hsm.ErrUnavailable):
 		return http.StatusServiceUnavailable, ReasonHSMUnavailable, "the key store is unavailable; retry later"
 	case errors.Is(err, store.ErrUnavailable):

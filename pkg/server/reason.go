@@ -39,6 +39,13 @@ const (
 	ReasonRevocationReasonInvalid Reason = "revocation_reason_invalid"
 )
 
+// Operator surfaces (issue 21).
+const (
+	// ReasonHSMPINRefused: the token refused the PIN and the key store makes
+	// no further login attempt until a reload (SIGHUP) or a restart.
+	ReasonHSMPINRefused Reason = "hsm_pin_refused"
+)
+
 // AllReasons lists every reason code, in the order of the OpenAPI enum.
 func AllReasons() []Reason {
 	return []Reason{
@@ -57,5 +64,6 @@ func AllReasons() []Reason {
 		ReasonJWTKeyUnavailable,
 		ReasonRollbackUnsafe,
 		ReasonIdentityOnHold, ReasonSPIFFEIDInvalid, ReasonHoldInvalid, ReasonIdentityNotOnHold,
+		ReasonHSMPINRefused,
 	}
 }

@@ -80,7 +80,26 @@ type Deps struct {
 	// on the public listener, with "sample_one_in" on the line (0 or 1:
 	// every one). Failures (status >= 400) are always logged, at info.
 	ArtifactLogSample int
+	// AuditLogRole, optional, is reported as checks.audit_log by /readyz
+	// without ever failing it: AuditLogAppendOnly, AuditLogAlterable,
+	// AuditLogNoRoles or AuditLogUnknown, as `ca serve` found its database role at start.
+	AuditLogRole string
 }
+
+// Values of Deps.AuditLogRole.
+const (
+	// AuditLogAppendOnly: the runtime role may only INSERT and SELECT on the
+	// audit log (Postgres, two roles).
+	AuditLogAppendOnly = "append_only"
+	// AuditLogAlterable: the runtime role owns the audit log, is a
+	// superuser, or holds UPDATE, DELETE, TRUNCATE or TRIGGER on it, so it
+	// could disable the append-only triggers and change entries.
+	AuditLogAlterable = "alterable_by_runtime_role"
+	// AuditLogNoRoles: SQLite has no database roles; not applicable.
+	AuditLogNoRoles = "not_applicable"
+	// AuditLogUnknown: the role's privileges could not be read at start.
+	AuditLogUnknown = "unknown"
+)
 
 // Routes builds the two listeners' routers over shared dependencies. Add an
 // endpoint by adding a method (one file per concept) and mounting it in API
