@@ -63,6 +63,7 @@ func TestReadyzSaysPINRefusedOnARealToken(t *testing.T) {
 	}
 	f := newFixtureWith(t, func(_ *fixture, d *Deps) { d.Keys = ks; d.ReadyTimeout = 20 * time.Second })
 	readyz := func() (int, Reason) {
+		f.clock.Advance(readyCacheFor) // past the readiness cache: a fresh check each time
 		rec := httptest.NewRecorder()
 		f.routes.API().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 		if rec.Code == http.StatusOK {
