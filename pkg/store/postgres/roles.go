@@ -88,8 +88,8 @@ var ErrRuntimeRole = errors.New("postgres: not a usable runtime role")
 
 // GrantRuntime connects to dsn as the migration owner and gives role what
 // `ca serve` needs in the current schema, and no more: USAGE on the schema;
-// SELECT, INSERT, UPDATE and DELETE on every table except audit_log (SELECT
-// and INSERT only) and schema_migrations (SELECT only); USAGE and SELECT on
+// SELECT, INSERT, UPDATE and DELETE on every table except audit_log and
+// audit_checkpoints (SELECT and INSERT only: both are append-only) and schema_migrations (SELECT only); USAGE and SELECT on
 // its sequences. Earlier grants to role on those tables are revoked first,
 // so running it again after a migration converges. Never TRUNCATE, TRIGGER,
 // REFERENCES or ownership. One transaction: all or nothing.
@@ -138,6 +138,7 @@ SELECT r.rolsuper, COALESCE((SELECT pg_has_role($1, c.relowner, 'MEMBER') FROM p
 		`REVOKE ALL ON ALL SEQUENCES IN SCHEMA ` + sc + ` FROM ` + r,
 		`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ` + sc + ` TO ` + r,
 		`REVOKE UPDATE, DELETE ON audit_log FROM ` + r,
+		`REVOKE UPDATE, DELETE ON audit_checkpoints FROM ` + r, // append-only too (migration 10)
 		`REVOKE INSERT, UPDATE, DELETE ON schema_migrations FROM ` + r,
 		`GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA ` + sc + ` TO ` + r,
 	}

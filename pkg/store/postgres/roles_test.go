@@ -73,6 +73,21 @@ func TestGrantRuntimeLeavesTheRoleOnlyAppendingToTheAuditLog(t *testing.T) {
 	if e := exposure(t, roleURL); e.Alterable() || e.Role != role || e.String() != "append-only" {
 		t.Errorf("the runtime role after GrantRuntime: %+v (%s), want append-only", e, e)
 	}
+	// The signed audit checkpoints are append-only for the runtime role too.
+	rc, err := pgx.Connect(ctx, roleURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, priv := range []string{"INSERT", "SELECT", "UPDATE", "DELETE"} {
+		var has bool
+		if err := rc.QueryRow(ctx, "SELECT has_table_privilege(current_user, 'audit_checkpoints', $1)", priv).Scan(&has); err != nil {
+			t.Fatal(err)
+		}
+		if want := priv == "INSERT" || priv == "SELECT"; has != want {
+			t.Errorf("runtime role has %s on audit_checkpoints: %t, want %t", priv, has, want)
+		}
+	}
+	_ = rc.Close(ctx)
 
 	// A later grant of UPDATE by hand is seen; granting again converges.
 	conn, err := pgx.Connect(ctx, dbURL)
