@@ -49,3 +49,10 @@ type OCSPResponder struct {
 	NotAfter  time.Time
 	CreatedAt time.Time
 }
+
+// RevokeScope selects the certificates RevokeMany revokes.
+type RevokeScope struct {
+	Serial      string // this certificate ...
+	Descendants bool   // ... and every certificate renewed from it, transitively
+	SPIFFEID    string // identity-wide revocation (not supported yet: ErrInvalidQuery)
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/workload-ca/workload-ca/pkg/store"
@@ -13,16 +14,18 @@ import (
 
 const certColumns = `serial, issuer_id, spiffe_id, dns_names, not_before, not_after, der,
 	public_key_sha256, status, revoked_at, coalesce(revocation_reason, ''), provenance,
-	policy_rule, policy_version, coalesce(renewed_from, ''), created_at`
+	policy_rule, policy_version, coalesce(renewed_from, ''), created_at,
+	lineage, repository, token_issuer, subject, lineage_started_at, coalesce(superseded_by, '')`
 
 func scanCert(row scanner) (store.Certificate, error) {
 	var c store.Certificate
 	var dns string
-	var notBefore, notAfter, revokedAt, created sql.NullInt64
+	var notBefore, notAfter, revokedAt, created, started sql.NullInt64
 	var provenance sql.NullString
 	err := row.Scan(&c.Serial, &c.IssuerID, &c.SPIFFEID, &dns, &notBefore, &notAfter, &c.DER,
 		&c.PublicKeySHA256, &c.Status, &revokedAt, &c.RevocationReason, &provenance,
-		&c.PolicyRule, &c.PolicyVersion, &c.RenewedFrom, &created)
+		&c.PolicyRule, &c.PolicyVersion, &c.RenewedFrom, &created,
+		&c.Lineage, &c.Repository, &c.TokenIssuer, &c.Subject, &started, &c.SupersededBy)
 	if err != nil {
 		return store.Certificate{}, err
 	}
@@ -37,6 +40,7 @@ func scanCert(row scanner) (store.Certificate, error) {
 	}
 	c.NotBefore, c.NotAfter = fromUS(notBefore), fromUS(notAfter)
 	c.RevokedAt, c.CreatedAt = fromUS(revokedAt), fromUS(created)
+	c.LineageStartedAt = fromUS(started)
 	return c, nil
 }
 
@@ -54,7 +58,10 @@ func queryCerts(ctx context.Context, q querier, query string, args ...any) ([]st
 
 // RecordIssuance commits the certificate row and its audit entry in one
 // transaction. store.ErrConflict if the serial is taken, store.ErrNotFound if
-// the issuer does not exist; on any error nothing was recorded.
+// the issuer (or a renewal's predecessor) does not exist, store.ErrSuperseded
+// if a renewal's predecessor was already renewed; on any error nothing was
+// recorded. A renewal marks its predecessor superseded with a conditional
+// update in the same transaction and inherits its lineage fields.
 func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store.AuditEntry) (store.AuditEntry, error) {
 	if c.Status == "" {
 		c.Status = store.CertActive
@@ -74,16 +81,26 @@ func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store
 		}
 		provenance = string(c.Provenance)
 	}
+	if c.RenewedFrom == "" {
+		c.Lineage, c.LineageStartedAt = c.Serial, c.CreatedAt
+	}
 	var out store.AuditEntry
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		if c.RenewedFrom != "" {
+			if err := supersede(ctx, tx, &c); err != nil {
+				return err
+			}
+		}
 		_, err := tx.ExecContext(ctx, `
 			INSERT INTO certificates (serial, issuer_id, spiffe_id, dns_names, not_before, not_after,
 				der, public_key_sha256, status, revoked_at, revocation_reason, provenance,
-				policy_rule, policy_version, renewed_from, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), ?, ?, ?, NULLIF(?, ''), ?)`,
+				policy_rule, policy_version, renewed_from, created_at,
+				lineage, repository, token_issuer, subject, lineage_started_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), ?, ?, ?, NULLIF(?, ''), ?, ?, ?, ?, ?, ?)`,
 			c.Serial, c.IssuerID, c.SPIFFEID, string(dnsJSON), us(c.NotBefore), us(c.NotAfter),
 			c.DER, c.PublicKeySHA256, c.Status, us(c.RevokedAt), c.RevocationReason, provenance,
-			c.PolicyRule, c.PolicyVersion, c.RenewedFrom, us(c.CreatedAt))
+			c.PolicyRule, c.PolicyVersion, c.RenewedFrom, us(c.CreatedAt),
+			c.Lineage, c.Repository, c.TokenIssuer, c.Subject, us(c.LineageStartedAt))
 		if isForeignKeyViolation(err) {
 			return fmt.Errorf("sqlite: record certificate %s: issuer %q: %w", c.Serial, c.IssuerID, store.ErrNotFound)
 		}
@@ -97,6 +114,36 @@ func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store
 		return store.AuditEntry{}, err
 	}
 	return out, nil
+}
+
+// supersede marks c's predecessor renewed by c, only if nothing renewed it
+// before, and copies its lineage fields into c.
+func supersede(ctx context.Context, tx *sql.Tx, c *store.Certificate) error {
+	var started sql.NullInt64
+	err := tx.QueryRowContext(ctx, `
+		UPDATE certificates SET superseded_by = ?
+		WHERE serial = ? AND superseded_by IS NULL
+		RETURNING lineage, repository, token_issuer, subject, lineage_started_at`,
+		c.Serial, c.RenewedFrom).Scan(&c.Lineage, &c.Repository, &c.TokenIssuer, &c.Subject, &started)
+	if errors.Is(err, sql.ErrNoRows) {
+		var by string
+		err = tx.QueryRowContext(ctx, `SELECT coalesce(superseded_by, '') FROM certificates WHERE serial = ?`, c.RenewedFrom).Scan(&by)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("sqlite: record renewal %s: predecessor %s: %w", c.Serial, c.RenewedFrom, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: record renewal %s: %w", c.Serial, mapErr(err))
+		}
+		return fmt.Errorf("sqlite: record renewal %s: %s was already renewed as %s: %w", c.Serial, c.RenewedFrom, by, store.ErrSuperseded)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: record renewal %s: %w", c.Serial, mapErr(err))
+	}
+	c.LineageStartedAt = fromUS(started)
+	if c.Lineage == "" { // a predecessor recorded before lineages: it starts one
+		c.Lineage, c.LineageStartedAt = c.RenewedFrom, c.CreatedAt
+	}
+	return nil
 }
 
 // GetCertificate returns one certificate by serial, or store.ErrNotFound.
@@ -159,4 +206,59 @@ func (s *Store) RevokedCertificates(ctx context.Context, issuerID string, now ti
 		return nil, fmt.Errorf("sqlite: revoked certificates of %q: %w", issuerID, err)
 	}
 	return list, nil
+}
+
+// RevokeMany revokes the active certificates of scope and appends one audit
+// entry each, in one transaction; see store.Store. The descendants are
+// walked over renewed_from (certificates_renewed_from_idx, migration
+// 000007).
+func (s *Store) RevokeMany(ctx context.Context, scope store.RevokeScope, at time.Time, reason string, e store.AuditEntry) ([]store.Certificate, []store.AuditEntry, error) {
+	switch {
+	case scope.SPIFFEID != "":
+		return nil, nil, fmt.Errorf("sqlite: revoke many: identity scope: %w", store.ErrInvalidQuery)
+	case scope.Serial == "":
+		return nil, nil, fmt.Errorf("sqlite: revoke many: no serial: %w", store.ErrInvalidQuery)
+	}
+	var certs []store.Certificate
+	var entries []store.AuditEntry
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM certificates WHERE serial = ?`, scope.Serial).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("sqlite: revoke many %s: %w", scope.Serial, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: revoke many %s: %w", scope.Serial, mapErr(err))
+		}
+		sel := `SELECT ?`
+		if scope.Descendants {
+			sel = `WITH RECURSIVE d (serial) AS (
+				SELECT ?
+				UNION
+				SELECT c.serial FROM certificates c JOIN d ON c.renewed_from = d.serial
+			) SELECT serial FROM d`
+		}
+		certs, err = queryCerts(ctx, tx, `
+			UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
+			WHERE serial IN (`+sel+`) AND status = 'active'
+			RETURNING `+certColumns, us(at), reason, scope.Serial)
+		if err != nil {
+			return fmt.Errorf("sqlite: revoke many %s: %w", scope.Serial, err)
+		}
+		sort.Slice(certs, func(i, j int) bool { return certs[i].Serial < certs[j].Serial })
+		for _, c := range certs {
+			ce := e
+			ce.Target = c.Serial
+			out, err := appendAudit(ctx, tx, ce)
+			if err != nil {
+				return err
+			}
+			entries = append(entries, out)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return certs, entries, nil
 }
