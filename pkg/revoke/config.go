@@ -151,6 +151,7 @@ type Store interface {
 	issuer.ResponderStore
 	ListIssuers(ctx context.Context) ([]store.Issuer, error)
 	RevokeCertificate(ctx context.Context, serial string, at time.Time, reason string, e store.AuditEntry) (store.Certificate, store.AuditEntry, error)
+	RevokeMany(ctx context.Context, scope store.RevokeScope, at time.Time, reason string, e store.AuditEntry) ([]store.Certificate, []store.AuditEntry, error)
 	NextCRLNumber(ctx context.Context, issuerID string) (int64, error)
 	RevokedEntries(ctx context.Context, issuerID string, now time.Time) ([]store.RevocationStatus, error)
 	RevocationSeq(ctx context.Context, issuerID string) (int64, error)
