@@ -55,5 +55,7 @@ func AllReasons() []Reason {
 		ReasonRevocationReasonInvalid,
 		ReasonTokenIssuerUnavailable, ReasonTTLInvalid, ReasonKeyReused,
 		ReasonJWTKeyUnavailable,
+		// Renewal lineage (renew.go).
+		ReasonCertificateSuperseded, ReasonReauthenticationRequired,
 	}
 }
