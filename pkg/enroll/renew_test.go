@@ -233,7 +233,9 @@ func TestRenewerRefusals(t *testing.T) {
 			csr:    func(t *testing.T, f *renewFixture) []byte { return newCSR(t, csrOpts{key: f.cur.key}) },
 			reason: ReasonKeyReused},
 		{name: "a CSR asking for more names than the certificate had is refused",
-			csr:    func(t *testing.T, f *renewFixture) []byte { return newCSR(t, csrOpts{dns: []string{"x.prod.internal"}}) },
+			csr: func(t *testing.T, f *renewFixture) []byte {
+				return newCSR(t, csrOpts{dns: []string{"x.prod.internal"}})
+			},
 			reason: ReasonPolicyDenied, check: policy.CheckNames},
 		{name: "a ttl above the rule's max_ttl is refused", ttl: 2 * time.Hour, reason: ReasonTTLTooLong},
 		{name: "a bad CSR is refused",

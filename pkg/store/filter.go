@@ -34,9 +34,9 @@ type CertificateFilter struct {
 	// Lineage selects the certificates of one lineage (Certificate.Lineage,
 	// the serial of its first certificate).
 	Lineage string
-	Limit      int       // page size: DefaultListLimit if <= 0, at most MaxListLimit
-	Cursor     string    // "" for the first page, else the next value of the previous page
-	Now        time.Time // required when Status is active or expired, or ExpiringWithin is set
+	Limit   int       // page size: DefaultListLimit if <= 0, at most MaxListLimit
+	Cursor  string    // "" for the first page, else the next value of the previous page
+	Now     time.Time // required when Status is active or expired, or ExpiringWithin is set
 }
 
 // ListOrder is the order of a ListCertificates page, chosen by the filter
