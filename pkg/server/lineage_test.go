@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 
 	"github.com/workload-ca/workload-ca/pkg/enroll"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
+	"github.com/workload-ca/workload-ca/pkg/policy"
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
@@ -195,4 +197,139 @@ func counterValue(t *testing.T, g prometheus.Gatherer, name, label, value string
 		}
 	}
 	return 0
+}
+
+// enrollPair enrolls through POST /v1/enroll on the operator server (real
+// issuer and store) and returns the answer with a TLS pair for renewals.
+func (o *operatorServer) enrollPair(t *testing.T, repo string) (CertResponse, tls.Certificate) {
+	t.Helper()
+	key, csr := csrPEM(t)
+	body, _ := json.Marshal(CertRequest{CSR: csr})
+	res, raw := o.call(creds{bearer: o.ci.GitHubToken(t, map[string]any{"repository": repo})}, "POST", "/v1/enroll", string(body), "")
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("enroll: %d %s", res.StatusCode, raw)
+	}
+	cr := decode[CertResponse](t, raw)
+	return cr, o.pairOf(t, cr, key)
+}
+
+func (o *operatorServer) pairOf(t *testing.T, cr CertResponse, key *ecdsa.PrivateKey) tls.Certificate {
+	t.Helper()
+	pair := tls.Certificate{PrivateKey: key}
+	for rest := []byte(cr.Certificate + cr.Chain); ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		pair.Certificate = append(pair.Certificate, b.Bytes)
+	}
+	return pair
+}
+
+// renewBody is a renewal request for a fresh key.
+func renewBody(t *testing.T) (*ecdsa.PrivateKey, string) {
+	key, csr := csrPEM(t)
+	body, _ := json.Marshal(CertRequest{CSR: csr})
+	return key, string(body)
+}
+
+// Two renewals of one certificate at once, through the real issuer into
+// Postgres: exactly one gets a certificate, the other certificate_superseded
+// (the one recorded second loses in the store, after signing).
+func TestConcurrentRenewalsOfOneCertificateOnPostgres(t *testing.T) {
+	o := newOperatorServer(t, softwareKeys(t))
+	first, pair := o.enrollPair(t, "acme/payments")
+	const n = 6
+	statuses := make([]int, n)
+	reasons := make([]Reason, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		_, body := renewBody(t)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+				RootCAs: o.roots, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}}}
+			defer client.CloseIdleConnections()
+			<-start
+			res, err := client.Post(o.apiURL+"/v1/renew", "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer res.Body.Close()
+			statuses[i] = res.StatusCode
+			var p Problem
+			_ = json.NewDecoder(res.Body).Decode(&p)
+			reasons[i] = p.Reason
+		}()
+	}
+	close(start)
+	wg.Wait()
+	won := 0
+	for i := range n {
+		switch {
+		case statuses[i] == http.StatusCreated:
+			won++
+		case statuses[i] != http.StatusForbidden || reasons[i] != ReasonCertificateSuperseded:
+			t.Errorf("renewal %d: %d %s, want 201 or 403 certificate_superseded", i, statuses[i], reasons[i])
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d of %d concurrent renewals of one certificate succeeded, want exactly 1", won, n)
+	}
+	t.Logf("%d renewals lost in the store's conditional update (after signing), the rest before",
+		strings.Count(o.logs.String(), "was already renewed as"))
+	page, _, err := o.st.ListCertificates(o.ctx, store.CertificateFilter{Lineage: first.Serial})
+	if err != nil || len(page) != 2 {
+		t.Fatalf("the lineage holds %d certificates (%v), want the enrollment and one renewal", len(page), err)
+	}
+}
+
+// With renewal.on_reuse: revoke_lineage, renewing a superseded certificate
+// revokes the whole lineage (keyCompromise), each audited.
+func TestReuseRevokesTheLineageWhenThePolicySaysSo(t *testing.T) {
+	o := newOperatorServer(t, softwareKeys(t))
+	pol := o.policy.Load()
+	src := strings.Replace(o.policySrc, "roles:\n", "renewal:\n  on_reuse: revoke_lineage\nroles:\n", 1)
+	next, err := policy.Parse([]byte(src))
+	if err != nil || next.OnReuse() != policy.OnReuseRevokeLineage || pol.OnReuse() != policy.OnReuseDeny {
+		t.Fatalf("policy with on_reuse: %v", err)
+	}
+	o.policy.Swap(next)
+
+	first, pair := o.enrollPair(t, "acme/payments")
+	key2, body := renewBody(t)
+	res, raw := o.call(creds{cert: &pair}, "POST", "/v1/renew", body, "renew-1")
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("renewal: %d %s", res.StatusCode, raw)
+	}
+	renewed := decode[CertResponse](t, raw)
+	_ = o.pairOf(t, renewed, key2)
+
+	_, body = renewBody(t)
+	res, raw = o.call(creds{cert: &pair}, "POST", "/v1/renew", body, "reuse-1")
+	if p := decode[Problem](t, raw); res.StatusCode != http.StatusForbidden || p.Reason != ReasonCertificateSuperseded {
+		t.Fatalf("reuse: %d %s", res.StatusCode, raw)
+	}
+	for _, sn := range []string{first.Serial, renewed.Serial} {
+		c, err := o.st.GetCertificate(o.ctx, sn)
+		if err != nil || c.Status != store.CertRevoked || c.RevocationReason != "keyCompromise" {
+			t.Errorf("%s after the reuse: %s %q (%v); want revoked for keyCompromise", sn, c.Status, c.RevocationReason, err)
+		}
+	}
+	entries := o.auditByRequestID()["reuse-1"]
+	var revokes, denials int
+	for _, e := range entries {
+		switch {
+		case e.Action == "revoke" && e.Decision == "allow":
+			revokes++
+		case e.Action == "renew" && e.Decision == "deny" && e.Reason == string(ReasonCertificateSuperseded):
+			denials++
+		}
+	}
+	if revokes != 2 || denials != 1 {
+		t.Errorf("audit of the reuse: %d revocations and %d denials, want 2 and 1: %+v", revokes, denials, entries)
+	}
 }
