@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
+	"encoding/csv"
 	"encoding/json"
 	"encoding/pem"
 	"net/http"
@@ -82,6 +83,17 @@ func TestRevokingAContainedLineage(t *testing.T) {
 	if v := decode[CertificateView](t, body); res.StatusCode != 200 || v.Lineage != a[0].Serial ||
 		v.RenewedFrom != a[0].Serial || v.SupersededBy != a[2].Serial {
 		t.Errorf("GET one certificate shows lineage %q renewed_from %q superseded_by %q", v.Lineage, v.RenewedFrom, v.SupersededBy)
+	}
+	res, body = o.call(auditor, "GET", "/v1/certificates.csv?lineage="+a[0].Serial, "", "")
+	rows, err := csv.NewReader(strings.NewReader(string(body))).ReadAll()
+	if err != nil || res.StatusCode != 200 || len(rows) != 5 {
+		t.Fatalf("CSV of a lineage: %d, %d rows, %v", res.StatusCode, len(rows), err)
+	}
+	repoCol := slices.Index(CSVColumns, "repository")
+	for _, row := range rows[1:] {
+		if row[repoCol] != "acme/payments" {
+			t.Errorf("CSV row %s has repository %q; renewals carry their lineage's", row[0], row[repoCol])
+		}
 	}
 	if res, _ := o.call(auditor, "GET", "/v1/certificates?lineage=xyz", "", ""); res.StatusCode != 400 {
 		t.Errorf("a lineage that is not a serial: %d, want 400", res.StatusCode)
