@@ -36,7 +36,7 @@ type Provenance struct {
 }
 
 // maxTokenClaims bounds the claims kept in provenance.
-const maxTokenClaims = 16 << 10
+const maxTokenClaims = 8 << 10
 
 var shapeClaims = map[string][]string{
 	ShapeGitHub: {"repository", "repository_owner", "repository_id", "ref", "ref_type", "sha", "workflow", "job_workflow_ref",

@@ -9,6 +9,7 @@ import (
 
 	"github.com/workload-ca/workload-ca/pkg/enroll"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
+	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
 // Reasons of renewal (issue 12: renewal lineage).
@@ -60,6 +61,9 @@ func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *dec
 	info.dest, info.issuer = dec.Record.SPIFFEID, dec.Record.IssuerID
 	if dec.Record.Lineage != "" {
 		info.details["lineage"] = dec.Record.Lineage
+	}
+	if dec.Record.Status == store.CertRevoked {
+		info.details["revocation_reason"] = dec.Record.RevocationReason
 	}
 	if err != nil {
 		return e.renewalRefused(r, info, err)
