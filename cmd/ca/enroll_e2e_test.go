@@ -520,8 +520,10 @@ func TestEnrollAndRenewEndToEndOnPostgresAndSoftHSM(t *testing.T) {
 		}
 		e.waitAudit(t, "policy_reload", "deny")
 		// The old policy still enrolls.
-		if a := e.post(t, e.client, "/v1/enroll", o.GitHubToken(t, nil), server.CertRequest{CSR: string(newCSR(t, p256(t), nil))}); a.status != 201 {
-			t.Fatalf("after a refused reload: %d %s", a.status, a.problem.Reason)
+		freshKey := p256(t)
+		fresh := e.post(t, e.client, "/v1/enroll", o.GitHubToken(t, nil), server.CertRequest{CSR: string(newCSR(t, freshKey, nil))})
+		if fresh.status != 201 {
+			t.Fatalf("after a refused reload: %d %s", fresh.status, fresh.problem.Reason)
 		}
 		// A policy without the GitHub rule takes effect.
 		trimmed := strings.Split(e2ePolicy(o.URL), "  - name: gitlab-platform")[0]
@@ -536,8 +538,9 @@ func TestEnrollAndRenewEndToEndOnPostgresAndSoftHSM(t *testing.T) {
 		if a.status != 403 || a.problem.Reason != server.ReasonPolicyDenied {
 			t.Fatalf("after the reload: %d %s", a.status, a.problem.Reason)
 		}
-		// A renewal under the removed rule is refused too.
-		r := e.post(t, e.mtlsClient(tlsPair(t, ghAnswer, ghKey)), "/v1/renew", "", server.CertRequest{CSR: string(newCSR(t, p256(t), nil))})
+		// A renewal under the removed rule is refused too (a certificate
+		// not renewed before: ghAnswer's was, so it is superseded).
+		r := e.post(t, e.mtlsClient(tlsPair(t, fresh, freshKey)), "/v1/renew", "", server.CertRequest{CSR: string(newCSR(t, p256(t), nil))})
 		if r.status != 403 || r.problem.Reason != server.ReasonPolicyDenied {
 			t.Fatalf("renewal under a removed rule: %d %s", r.status, r.problem.Reason)
 		}

@@ -138,7 +138,7 @@ func TestAFullRunIsMeasuredAndLogsDecisionsWithoutSecrets(t *testing.T) {
 			{"ca_jwt_decisions_total", map[string]string{"decision": "allow"}, 1},
 			{"ca_hsm_sign_duration_seconds", map[string]string{"outcome": "ok"}, 6},
 			{"ca_store_call_duration_seconds", map[string]string{"method": "RecordIssuance", "outcome": "ok"}, 5},
-			{"ca_store_call_duration_seconds", map[string]string{"method": "RevokeCertificate", "outcome": "ok"}, 1},
+			{"ca_store_call_duration_seconds", map[string]string{"method": "RevokeMany", "outcome": "ok"}, 1}, // keyCompromise revokes the lineage
 			{"ca_store_call_duration_seconds", map[string]string{"method": "MarkTokenUsed", "outcome": "conflict"}, 1},
 			{"ca_certificates", map[string]string{"status": "active"}, 5},
 			{"ca_certificates", map[string]string{"status": "revoked"}, 1},

@@ -20,7 +20,12 @@ import (
 // cmdRenew renews a workload certificate over mTLS with the current one:
 // once, or with --daemon at about two thirds of each certificate's lifetime
 // (with jitter), retrying failures with exponential backoff, replacing the
-// files atomically and running a reload hook after each renewal.
+// files atomically and running a reload hook after each renewal. When the
+// CA answers reauthentication_required (the lineage is older than its
+// rule's reauthenticate_after), it enrolls again with the token in
+// --token-file if given (a token the platform keeps fresh, such as a
+// projected Kubernetes service-account token); otherwise it says so and
+// keeps the current certificate until it expires.
 func cmdRenew(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("renew", flag.ContinueOnError)
 	srv := fs.String("server", envOr(getenv, "CA_API_URL", defaultServer), "the CA's API `URL` (default $CA_API_URL or "+defaultServer+")")
@@ -35,6 +40,7 @@ func cmdRenew(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	sigName := fs.String("signal", "", "after each renewal, send `SIG` (HUP, USR1, USR2, TERM) to --pid")
 	pid := fs.Int("pid", 0, "process to signal after each renewal")
 	trustDomain := fs.String("trust-domain", envOr(getenv, "CA_TRUST_DOMAIN", ""), trustDomainUsage)
+	tokenFile := fs.String("token-file", "", "when the CA requires re-authentication, enroll again with the provenance token in `FILE` (re-read each time)")
 	if err := parseFlagsOnly(fs, args, stderr); err != nil {
 		return err
 	}
@@ -45,11 +51,17 @@ func cmdRenew(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	r := &renewer{
 		server: strings.TrimSuffix(*srv, "/"), keyType: *keyType, ttl: *ttl,
 		out:  outputs{key: *keyFile, cert: *certFile, chain: *chainFile, bundle: *bundleFile},
-		exec: *execCmd, sig: sig, pid: *pid, stdout: stdout, stderr: stderr,
+		exec: *execCmd, sig: sig, pid: *pid, stdout: stdout, stderr: stderr, tokenFile: *tokenFile,
 		trustDomain: *trustDomain,
 	}
 	if !*daemon {
 		_, err := r.renewOnce(ctx)
+		if isReauthentication(err) {
+			r.reportReauthentication(err)
+			if r.tokenFile != "" {
+				_, err = r.reenroll(ctx)
+			}
+		}
 		return err
 	}
 	return r.run(ctx)
@@ -65,6 +77,65 @@ type renewer struct {
 	stdout, stderr  io.Writer
 	// trustDomain is the CA's, for its server identity ("" = from the chain).
 	trustDomain string
+	tokenFile       string
+}
+
+// isReauthentication tells whether err is the CA's 403
+// reauthentication_required.
+func isReauthentication(err error) bool {
+	var p *problemError
+	return errors.As(err, &p) && p.Reason == "reauthentication_required"
+}
+
+// reportReauthentication says what the CA asked for, and what happens now.
+func (r *renewer) reportReauthentication(err error) {
+	next := "keeping the current certificate until it expires; enroll again with a fresh token (ca enroll), or run ca renew with --token-file"
+	if r.tokenFile != "" {
+		next = "enrolling again with the token in " + r.tokenFile
+	}
+	fmt.Fprintf(r.stderr, "ca renew: the CA requires re-authentication (reauthentication_required): this certificate's lineage is older than its policy rule's reauthenticate_after; %s (%v)\n", next, err)
+}
+
+// reenroll enrolls again with the token in r.tokenFile, verifying the CA's
+// API against the current bundle, and replaces the files as a renewal does.
+func (r *renewer) reenroll(ctx context.Context) (*x509.Certificate, error) {
+	raw, err := os.ReadFile(r.tokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("--token-file: %w", err)
+	}
+	tok := strings.TrimSpace(string(raw))
+	if tok == "" {
+		return nil, fmt.Errorf("--token-file %s is empty", r.tokenFile)
+	}
+	bundle, err := os.ReadFile(r.out.bundle)
+	if err != nil {
+		return nil, fmt.Errorf("reading the trust bundle: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(bundle) {
+		return nil, fmt.Errorf("%s holds no certificate", r.out.bundle)
+	}
+	c := tlsClientFor(roots, r.trustDomain)
+	defer c.CloseIdleConnections()
+	_, keyPEM, csr, err := newKeyAndCSR(r.keyType)
+	if err != nil {
+		return nil, err
+	}
+	cr, err := requestCert(ctx, c, r.server+"/v1/enroll", tok, csr, r.ttl)
+	if err != nil {
+		return nil, fmt.Errorf("enrolling again: %w", err)
+	}
+	newBundle := fetchBundle(ctx, c, r.server)
+	if err := r.out.write(keyPEM, cr, newBundle); err != nil {
+		return nil, err
+	}
+	leaf := parseCerts([]byte(cr.Certificate))
+	if len(leaf) == 0 {
+		return nil, errors.New("the CA's answer holds no certificate")
+	}
+	fmt.Fprintf(r.stdout, "enrolled again %s (token from %s): serial %s, valid until %s\n", cr.SPIFFEID, r.tokenFile, cr.Serial, cr.NotAfter.Format(time.RFC3339))
+	r.hook(ctx)
+	return leaf[0], nil
 }
 
 // renewOnce renews with the files as they are and returns the new leaf.
@@ -144,6 +215,18 @@ func (r *renewer) run(ctx context.Context) error {
 			return nil
 		}
 		leaf, err := r.renewOnce(ctx)
+		if isReauthentication(err) {
+			r.reportReauthentication(err)
+			if r.tokenFile == "" {
+				// Renewing cannot succeed again; keep serving the current
+				// certificate until it expires.
+				if sleepUntil(ctx, cur.NotAfter) != nil {
+					return nil
+				}
+				return fmt.Errorf("the certificate expired; the CA requires re-authentication: %w", err)
+			}
+			leaf, err = r.reenroll(ctx)
+		}
 		if err == nil {
 			cur, backoff = leaf, 5*time.Second
 			next = renewAt(cur, time.Now(), rand.Float64())

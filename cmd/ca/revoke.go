@@ -21,12 +21,15 @@ import (
 
 const revokeUsage = `usage: ca revoke SERIAL --reason REASON --server https://HOST:PORT
          (--token-file FILE | --client-cert FILE --client-key FILE)
-         (--ca-bundle FILE | --ca-fingerprint sha256:HEX) [--json]
+         (--ca-bundle FILE | --ca-fingerprint sha256:HEX) [--scope lineage] [--json]
 
 Revokes the certificate with this serial (hex; colons and upper case are
 fine) through the CA's API, as an operator with the revoker role. REASON is
 an RFC 5280 reason name: %s.
-Revoking an already revoked certificate changes nothing and says so.
+With keyCompromise, or with --scope lineage and any reason, every
+certificate renewed from it (transitively) is revoked too, in one
+transaction. Revoking an already revoked certificate changes nothing and
+says so.
 
 The API's TLS certificate is verified against the roots in --ca-bundle, or
 against the root of the CA's /bundle.pem whose SHA-256 fingerprint is
@@ -44,6 +47,7 @@ type revokeOptions struct {
 	tokenFile, clientCert, clientKey string
 	caBundle, caFingerprint          string
 	trustDomain                      string
+	scope                            string
 	json                             bool
 }
 
@@ -62,6 +66,7 @@ func parseRevokeFlags(args []string, stderr io.Writer) (revokeOptions, error) {
 	fs.StringVar(&o.clientKey, "client-key", "", "PEM private key of --client-cert")
 	fs.StringVar(&o.caBundle, "ca-bundle", "", "PEM file of the CA roots to verify the API with")
 	fs.StringVar(&o.caFingerprint, "ca-fingerprint", "", "SHA-256 fingerprint of the CA root to verify the API with")
+	fs.StringVar(&o.scope, "scope", "", `"lineage" also revokes every certificate renewed from this one (keyCompromise always does)`)
 	fs.BoolVar(&o.json, "json", false, "print the CA's JSON answer")
 	fs.StringVar(&o.trustDomain, "trust-domain", "", trustDomainUsage)
 	// The serial may come before the flags (ca revoke SERIAL --reason ...).
@@ -90,6 +95,8 @@ func parseRevokeFlags(args []string, stderr io.Writer) (revokeOptions, error) {
 		return o, fmt.Errorf("%w: --client-cert and --client-key go together", errUsage)
 	case (o.caBundle == "") == (o.caFingerprint == ""):
 		return o, fmt.Errorf("%w: give either --ca-bundle or --ca-fingerprint", errUsage)
+	case o.scope != "" && o.scope != "lineage":
+		return o, fmt.Errorf("%w: --scope must be lineage", errUsage)
 	}
 	if _, err := revoke.ReasonCode(o.reason); err != nil {
 		return o, fmt.Errorf("%w: --reason must be one of %s", errUsage, strings.Join(revoke.ReasonNames(), ", "))
@@ -146,10 +153,23 @@ func cmdRevoke(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		at = c.RevokedAt.UTC().Format(time.RFC3339)
 	}
 	if res.AlreadyRevoked {
-		fmt.Fprintf(stdout, "%s was already revoked at %s (reason %s); nothing changed\n", c.Serial, at, c.RevocationReason)
-		return nil
+		fmt.Fprintf(stdout, "%s was already revoked at %s (reason %s)", c.Serial, at, c.RevocationReason)
+		if res.Revoked == 0 {
+			fmt.Fprintln(stdout, "; nothing changed")
+			return nil
+		}
+		fmt.Fprintln(stdout)
+	} else {
+		fmt.Fprintf(stdout, "revoked %s (%s) at %s: %s\n", c.Serial, c.RevocationReason, at, c.SPIFFEID)
 	}
-	fmt.Fprintf(stdout, "revoked %s (%s) at %s: %s\n", c.Serial, c.RevocationReason, at, c.SPIFFEID)
+	for _, sn := range res.RevokedSerials {
+		if sn != c.Serial {
+			fmt.Fprintf(stdout, "revoked %s, renewed from it (%s)\n", sn, o.reason)
+		}
+	}
+	if res.Revoked > 1 || (res.AlreadyRevoked && res.Revoked > 0) {
+		fmt.Fprintf(stdout, "%d certificates revoked\n", res.Revoked)
+	}
 	return nil
 }
 
@@ -204,7 +224,7 @@ func apiRoots(ctx context.Context, o revokeOptions) (*x509.CertPool, error) {
 // postRevoke sends the revocation and decodes the answer; a refusal is a
 // *problemError.
 func postRevoke(ctx context.Context, c *http.Client, o revokeOptions, token string) (*server.RevokeResponse, []byte, error) {
-	body, _ := json.Marshal(server.RevokeRequest{Reason: o.reason})
+	body, _ := json.Marshal(server.RevokeRequest{Reason: o.reason, Scope: o.scope})
 	u := o.caURL + "/v1/certificates/" + o.serial + "/revoke"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {

@@ -24,6 +24,8 @@ func TestRevokeFlags(t *testing.T) {
 		{"a certificate without its key is refused", []string{"1", "--reason", "superseded", "--ca-url", "https://h", "--client-cert", "c", "--ca-bundle", "b"}, ""},
 		{"no way to verify the CA is refused", []string{"1", "--reason", "superseded", "--ca-url", "https://h", "--token-file", "t"}, ""},
 		{"a serial that is not hex is refused", []string{"xyz", "--reason", "superseded", "--ca-url", "https://h", "--token-file", "t", "--ca-bundle", "b"}, ""},
+		{"scope lineage is accepted", append([]string{"1", "--scope", "lineage"}, base...), "1"},
+		{"another scope is refused", append([]string{"1", "--scope", "identity"}, base...), ""},
 		{"extra arguments are refused", append([]string{"1"}, append(append([]string{}, base...), "2")...), ""},
 	}
 	for _, tt := range tests {

@@ -42,9 +42,11 @@ type Store interface {
 }
 
 // Revoker revokes one certificate, auditing it, and reports an earlier
-// revocation instead of changing it; *revoke.Revoker fits.
+// revocation instead of changing it, or a certificate and its renewals
+// (RevokeMany); *revoke.Revoker fits.
 type Revoker interface {
 	Revoke(ctx context.Context, serial, reason, actor, requestID string) (store.Certificate, bool, error)
+	RevokeMany(ctx context.Context, scope store.RevokeScope, reason, actor, requestID string) ([]store.Certificate, error)
 }
 
 // IdP is the operator identity provider the dashboard signs in through.

@@ -301,7 +301,13 @@ func (db *Dashboard) revoke(w http.ResponseWriter, r *http.Request) {
 		db.fail(w, r, nil, http.StatusBadRequest, "Choose a reason and confirm the serial number.")
 		return
 	}
-	if _, _, err := db.d.Revoker.Revoke(r.Context(), c.Serial, reason, s.Actor, db.d.RequestID(r.Context())); err != nil && !errors.Is(err, store.ErrConflict) {
+	var err error
+	if reason == "keyCompromise" { // as the REST API: every renewal of a compromised certificate goes too
+		_, err = db.d.Revoker.RevokeMany(r.Context(), store.RevokeScope{Serial: c.Serial, Descendants: true}, reason, s.Actor, db.d.RequestID(r.Context()))
+	} else {
+		_, _, err = db.d.Revoker.Revoke(r.Context(), c.Serial, reason, s.Actor, db.d.RequestID(r.Context()))
+	}
+	if err != nil && !errors.Is(err, store.ErrConflict) {
 		db.internal(w, r, "revoking", err)
 		return
 	}

@@ -94,6 +94,13 @@ func (f *fakeRevoker) Revoke(_ context.Context, serial, reason, actor, _ string)
 	return store.Certificate{Serial: serial, Status: store.CertRevoked}, true, nil
 }
 
+func (f *fakeRevoker) RevokeMany(_ context.Context, scope store.RevokeScope, reason, actor, _ string) ([]store.Certificate, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, scope.Serial+"|"+reason+"|"+actor)
+	return []store.Certificate{{Serial: scope.Serial, Status: store.CertRevoked}}, nil
+}
+
 func (f *fakeRevoker) Calls() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -42,6 +42,7 @@ type Decision struct {
 	PolicyVersion string
 	TokenIssuer   string // the policy name of the token's issuer
 	Subject       string // the token's sub
+	Repository    string // the token's repository claim (a CI repository), or ""
 	Provenance    json.RawMessage
 }
 
@@ -146,6 +147,7 @@ func (d *Decider) Decide(ctx context.Context, rawToken string, csrPEM []byte, tt
 		return fail(e)
 	}
 
+	prov := buildProvenance(tok, m.Rule, m.PolicyVersion)
 	return Decision{
 		PublicKey:     csr.PublicKey,
 		KeyType:       kt,
@@ -157,7 +159,8 @@ func (d *Decider) Decide(ctx context.Context, rawToken string, csrPEM []byte, tt
 		PolicyVersion: m.PolicyVersion,
 		TokenIssuer:   tok.IssuerName,
 		Subject:       tok.Subject,
-		Provenance:    buildProvenance(tok, m.Rule, m.PolicyVersion).JSON(),
+		Repository:    prov.Claims["repository"],
+		Provenance:    prov.JSON(),
 	}, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -67,7 +68,35 @@ func TestEachTokenShapeGetsTheIdentityThePolicySays(t *testing.T) {
 					t.Errorf("provenance claim %s = %q, want %q", k, p.Claims[k], v)
 				}
 			}
+			// All the claims are kept, so that a renewal can re-evaluate the
+			// rule's when on them; never the token.
+			claims, ok := p.enrollmentClaims()
+			if !ok || claims["sub"] != d.Subject || len(p.TokenClaims) == 0 || strings.Contains(string(d.Provenance), tc.token) {
+				t.Errorf("provenance token_claims %s", p.TokenClaims)
+			}
+			if m, err := f.pol.Recheck(context.Background(), d.Rule, d.TokenIssuer, claims, d.SPIFFEID, d.DNSNames); err != nil || m.Rule != d.Rule {
+				t.Errorf("the recorded claims do not re-evaluate to the same decision: %v", err)
+			}
 		})
+	}
+}
+
+func TestProvenanceKeepsClaimsOnlyUpToTheirBound(t *testing.T) {
+	f := newFixture(t)
+	big := strings.Repeat("x", maxTokenClaims)
+	d, err := f.d.Decide(context.Background(), f.gh.GitHubToken(t, map[string]any{"padding": big}), newCSR(t, csrOpts{}), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p Provenance
+	if err := json.Unmarshal(d.Provenance, &p); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.TokenClaims) != 0 || len(d.Provenance) > maxTokenClaims {
+		t.Errorf("oversized claims were kept (%d bytes of provenance)", len(d.Provenance))
+	}
+	if claims, ok := p.enrollmentClaims(); !ok || claims["repository"] != "acme/payments" || claims["sub"] != d.Subject {
+		t.Errorf("without token_claims a renewal falls back to the shape's claims: %v", claims)
 	}
 }
 

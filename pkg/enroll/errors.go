@@ -42,7 +42,13 @@ type Error struct {
 	Issuer        string
 	Subject       string
 	PolicyVersion string
-	Err           error // the underlying cause, for logs; may be nil
+	// Lineage, OnReuse and Revoked describe a certificate_superseded
+	// refusal: the lineage, the policy's renewal.on_reuse, and how many of
+	// its certificates were revoked for it.
+	Lineage string
+	OnReuse string
+	Revoked int
+	Err     error // the underlying cause, for logs; may be nil
 }
 
 func (e *Error) Error() string {

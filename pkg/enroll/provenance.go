@@ -28,7 +28,15 @@ type Provenance struct {
 	Claims        map[string]string `json:"claims,omitempty"`
 	PolicyRule    string            `json:"policy_rule"`
 	PolicyVersion string            `json:"policy_version"`
+	// TokenClaims are all the token's claims (not the token: no signature),
+	// so that renewals can re-evaluate the rule's when on them with
+	// today's policy. Omitted when they encode to more than
+	// maxTokenClaims bytes; such a lineage cannot renew (claims_missing).
+	TokenClaims json.RawMessage `json:"token_claims,omitempty"`
 }
+
+// maxTokenClaims bounds the claims kept in provenance.
+const maxTokenClaims = 8 << 10
 
 var shapeClaims = map[string][]string{
 	ShapeGitHub: {"repository", "repository_owner", "repository_id", "ref", "ref_type", "sha", "workflow", "job_workflow_ref",
@@ -91,7 +99,38 @@ func buildProvenance(t *Token, rule, version string) Provenance {
 	if len(c) > 0 {
 		p.Claims = c
 	}
+	if raw, err := json.Marshal(t.Claims); err == nil && len(raw) <= maxTokenClaims {
+		p.TokenClaims = raw
+	}
 	return p
+}
+
+// enrollmentClaims returns the claims a lineage's enrollment recorded,
+// for re-evaluating its rule: all of them (TokenClaims) when recorded,
+// else the string claims of the token's shape plus sub and iss (what
+// certificates enrolled before TokenClaims existed kept); ok is false
+// when there is nothing to evaluate.
+func (p Provenance) enrollmentClaims() (map[string]any, bool) {
+	if len(p.TokenClaims) > 0 {
+		var all map[string]any
+		if err := json.Unmarshal(p.TokenClaims, &all); err == nil && all != nil {
+			return all, true
+		}
+	}
+	if len(p.Claims) == 0 && p.Sub == "" {
+		return nil, false
+	}
+	out := map[string]any{}
+	for k, v := range p.Claims {
+		out[k] = v
+	}
+	if p.Sub != "" {
+		out["sub"] = p.Sub
+	}
+	if p.Iss != "" {
+		out["iss"] = p.Iss
+	}
+	return out, true
 }
 
 // JSON encodes the provenance for the certificate record.

@@ -161,6 +161,9 @@ func (i *Issuer) issueOnce(ctx context.Context, v validRequest, now time.Time) (
 		PolicyVersion:   v.PolicyVersion,
 		RenewedFrom:     v.RenewedFrom,
 		CreatedAt:       now,
+		Repository:      v.Repository,
+		TokenIssuer:     v.TokenIssuer,
+		Subject:         v.Subject,
 	}
 	entry := store.AuditEntry{
 		Time:          now,

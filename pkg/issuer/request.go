@@ -38,6 +38,10 @@ type Request struct {
 	PolicyRule, PolicyVersion string
 	// RenewedFrom is the serial of the certificate this one renews, or "".
 	RenewedFrom string
+	// Repository, TokenIssuer and Subject are the provenance fields
+	// inventory searches use (store.Certificate); an enrollment sets them,
+	// a renewal inherits its predecessor's in the store.
+	Repository, TokenIssuer, Subject string
 	// Actor and RequestID go into the audit entry and the log.
 	Actor, RequestID string
 	// Action is the audit action: "issue" when empty, or "renew" when empty

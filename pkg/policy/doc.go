@@ -25,6 +25,9 @@
 //	    max_ttl: 15m                     # required, <= 720h
 //	    ttl: 10m                         # default TTL, <= max_ttl; defaults to max_ttl
 //	    key_types: [ecdsa-p256]          # default: all of DefaultKeyTypes
+//	    reauthenticate_after: 720h       # a lineage renews this long after its enrollment (default 720h, <= 8760h)
+//	renewal:                             # optional
+//	  on_reuse: deny                     # deny (default) or revoke_lineage: renewing an already-renewed certificate
 //	roles:                               # auditor, revoker, admin (admin implies both)
 //	  - {role: revoker, issuer: corp-idp, when: '"pki-revokers" in claims.groups'}
 //	  - {role: admin, client_spiffe_id: spiffe://example.org/ops/break-glass}

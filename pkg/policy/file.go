@@ -29,6 +29,7 @@ type file struct {
 	Rules               []ruleFile   `yaml:"rules"`
 	Roles               []roleFile   `yaml:"roles"`
 	JWT                 *jwtFile     `yaml:"jwt"`
+	Renewal             *renewalFile `yaml:"renewal"`
 }
 
 type issuerFile struct {
@@ -51,6 +52,9 @@ type ruleFile struct {
 	MaxTTL   string   `yaml:"max_ttl"`
 	TTL      string   `yaml:"ttl"`
 	KeyTypes []string `yaml:"key_types"`
+	// ReauthenticateAfter bounds how long after its enrollment a lineage
+	// may keep renewing (renewal.go).
+	ReauthenticateAfter string `yaml:"reauthenticate_after"`
 }
 
 type roleFile struct {

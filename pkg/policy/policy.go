@@ -18,6 +18,7 @@ type Policy struct {
 	roles       []*roleRule
 	guard       *nameGuard
 	jwt         jwtPolicy
+	onReuse     OnReuse
 }
 
 // Version is the hex SHA-256 of the policy file's bytes; it is recorded with
@@ -111,6 +112,9 @@ func compile(f *file, version string) (*Policy, error) {
 		p.rules = append(p.rules, r)
 	}
 	if p.jwt, err = p.compileJWT(f.JWT); err != nil {
+		return nil, err
+	}
+	if p.onReuse, err = compileRenewal(f.Renewal); err != nil {
 		return nil, err
 	}
 	for i, fr := range f.Roles {

@@ -89,6 +89,10 @@ func TestParseRefusesInvalidPolicies(t *testing.T) {
 		{"a leeway of an hour is refused", "trust_domain: example.org\ntoken_issuers:\n  - {name: a, issuer: 'https://a.example.org', audience: a, leeway: 1h}\n", "leeway"},
 		{"two YAML documents are refused", basePolicy + "---\ntrust_domain: other.org\n", "more than one"},
 		{"an empty file is refused", "", "empty"},
+		{"a reauthenticate_after above 365 days is refused", rule("    spiffe_id: spiffe://example.org/a\n    reauthenticate_after: 8761h\n"), "reauthenticate_after"},
+		{"a reauthenticate_after that does not parse is refused", rule("    spiffe_id: spiffe://example.org/a\n    reauthenticate_after: 30 days\n"), "reauthenticate_after"},
+		{"an unknown on_reuse is refused", basePolicy + "renewal:\n  on_reuse: ignore\n", "on_reuse"},
+		{"an unknown renewal field is refused", basePolicy + "renewal:\n  on_reuse: deny\n  grace: 1h\n", "grace"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -80,6 +80,8 @@ type rule struct {
 	maxTTL   time.Duration
 	ttl      time.Duration
 	keyTypes []KeyType
+	// reauthAfter bounds a lineage's renewals (renewal.go).
+	reauthAfter time.Duration
 }
 
 func compileRule(env *cel.Env, p *Policy, f ruleFile) (*rule, error) {
@@ -146,6 +148,12 @@ func compileRule(env *cel.Env, p *Policy, f ruleFile) (*rule, error) {
 	}
 	if r.keyTypes, err = parseKeyTypes(f.KeyTypes); err != nil {
 		return nil, fmt.Errorf("key_types: %w", err)
+	}
+	if r.reauthAfter, err = optDuration(f.ReauthenticateAfter, MaxReauthenticateAfter); err != nil {
+		return nil, fmt.Errorf("reauthenticate_after: %w", err)
+	}
+	if r.reauthAfter == 0 {
+		r.reauthAfter = DefaultReauthenticateAfter
 	}
 	return r, nil
 }
@@ -288,6 +296,9 @@ type RuleInfo struct {
 	MaxTTL     time.Duration
 	DefaultTTL time.Duration
 	KeyTypes   []KeyType
+	// ReauthenticateAfter is how long after its enrollment a lineage of
+	// this rule may keep renewing.
+	ReauthenticateAfter time.Duration
 }
 
 // Rule returns the named rule's claim-independent grants, or false if the
@@ -295,7 +306,8 @@ type RuleInfo struct {
 func (p *Policy) Rule(name string) (RuleInfo, bool) {
 	for _, r := range p.rules {
 		if r.name == name {
-			return RuleInfo{Name: r.name, Issuer: r.issuer, MaxTTL: r.maxTTL, DefaultTTL: r.ttl, KeyTypes: append([]KeyType(nil), r.keyTypes...)}, true
+			return RuleInfo{Name: r.name, Issuer: r.issuer, MaxTTL: r.maxTTL, DefaultTTL: r.ttl,
+				KeyTypes: append([]KeyType(nil), r.keyTypes...), ReauthenticateAfter: r.reauthAfter}, true
 		}
 	}
 	return RuleInfo{}, false

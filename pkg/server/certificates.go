@@ -41,8 +41,14 @@ type CertificateView struct {
 	PolicyRule       string           `json:"policy_rule,omitempty"`
 	PolicyVersion    string           `json:"policy_version,omitempty"`
 	RenewedFrom      string           `json:"renewed_from,omitempty"`
-	PublicKeySHA256  string           `json:"public_key_sha256"`
-	CreatedAt        time.Time        `json:"created_at"`
+	// Lineage is the serial of the first certificate of this one's chain
+	// of renewals (its own serial for an enrolled certificate).
+	Lineage string `json:"lineage,omitempty"`
+	// SupersededBy is the serial of the renewal of this certificate, once
+	// renewed (a certificate can be renewed once).
+	SupersededBy    string    `json:"superseded_by,omitempty"`
+	PublicKeySHA256 string    `json:"public_key_sha256"`
+	CreatedAt       time.Time `json:"created_at"`
 	// Provenance is how the certificate was obtained (token issuer, subject,
 	// claims, rule), as recorded at issuance.
 	Provenance json.RawMessage `json:"provenance,omitempty"`
@@ -56,6 +62,7 @@ func certificateView(c store.Certificate, now time.Time, withPEM bool) Certifica
 		NotBefore: c.NotBefore, NotAfter: c.NotAfter, Status: c.EffectiveStatus(now),
 		RevocationReason: c.RevocationReason, PolicyRule: c.PolicyRule, PolicyVersion: c.PolicyVersion,
 		RenewedFrom: c.RenewedFrom, PublicKeySHA256: c.PublicKeySHA256, CreatedAt: c.CreatedAt,
+		Lineage: c.Lineage, SupersededBy: c.SupersededBy,
 	}
 	if c.Status == store.CertRevoked {
 		at := c.RevokedAt
@@ -108,7 +115,8 @@ const (
 // filter at now. Every parameter is optional and may appear once: identity
 // (exact SPIFFE ID), identity_prefix, status (active, revoked, expired),
 // expiring_within (a positive Go duration), issuer, repository (the CI
-// repository of the provenance), issued_since (RFC 3339),
+// repository of the lineage's enrollment), lineage (a lineage's first
+// serial), issued_since (RFC 3339),
 // limit (1 to store.MaxListLimit) and cursor (opaque, from next_cursor).
 // Anything else, including an unknown parameter, is a 400 bad_request *Error
 // naming the parameter. A cursor that decodes badly is refused later, by the
@@ -142,6 +150,12 @@ func ParseCertificateQuery(q url.Values, now time.Time) (store.CertificateFilter
 			f.IssuerID = v
 		case "repository":
 			f.Repository = v
+		case "lineage":
+			sn, err := revoke.NormalizeSerial(v)
+			if err != nil {
+				return f, badQuery(key, "must be a serial number of 1 to 40 hex digits")
+			}
+			f.Lineage = sn
 		case "issued_since":
 			t, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {

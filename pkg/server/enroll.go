@@ -142,15 +142,36 @@ func enrollProblem(e *enroll.Error) (int, Reason, string) {
 		return http.StatusBadRequest, Reason(e.Reason), e.Detail
 	case enroll.ReasonStoreUnavailable:
 		return http.StatusServiceUnavailable, ReasonStoreUnavailable, "the database is unavailable; retry later"
+	case enroll.ReasonUnauthorized:
+		return http.StatusUnauthorized, ReasonUnauthorized, e.Detail
+	case enroll.ReasonCertificateRevoked:
+		return http.StatusForbidden, ReasonCertificateRevoked, e.Detail
+	case enroll.ReasonCertificateSuperseded:
+		return http.StatusForbidden, ReasonCertificateSuperseded, e.Detail
+	case enroll.ReasonReauthenticationRequired:
+		return http.StatusForbidden, ReasonReauthenticationRequired, e.Detail
+	case enroll.ReasonKeyReused:
+		return http.StatusBadRequest, ReasonKeyReused, e.Detail
 	}
 	return http.StatusInternalServerError, ReasonInternal, "internal error; quote the request_id when reporting it"
+}
+
+// lineageRevoker is the operators' revoker as the Renewer needs it for
+// renewal.on_reuse: revoke_lineage, or nil when there is none.
+func lineageRevoker(r CertificateRevoker) enroll.LineageRevoker {
+	if r == nil {
+		return nil
+	}
+	return r
 }
 
 // enrollment serves /v1/enroll and /v1/renew.
 type enrollment struct {
 	d         Deps
 	decider   *enroll.Decider
+	renewer   *enroll.Renewer
 	decisions *prometheus.CounterVec
+	reuse     *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	denials   *denialAudit // bounds audit appends of unauthenticated denials
 }
@@ -163,6 +184,11 @@ func newEnrollment(d Deps) (*enrollment, error) {
 	e := &enrollment{
 		d:       d,
 		decider: enroll.NewDecider(d.Policy, d.Verifier, d.Enroll.Records, d.Clock),
+		renewer: enroll.NewRenewer(d.Policy, d.Enroll.Records, lineageRevoker(d.Operators.Revoker), d.Clock),
+		reuse: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ca_renewal_reuse_total",
+			Help: "Renewals refused because the certificate was already renewed (certificate_superseded: possibly two holders of one key), by the policy's renewal.on_reuse (deny, revoke_lineage).",
+		}, []string{"on_reuse"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ca_enroll_decisions_total",
 			Help: "Enrollment and renewal answers, by action (enroll, renew), policy rule (\"\" before one matched), decision (allow, deny) and reason.",
@@ -173,7 +199,7 @@ func newEnrollment(d Deps) (*enrollment, error) {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"action", "decision"}),
 	}
-	for _, c := range []prometheus.Collector{e.decisions, e.duration} {
+	for _, c := range []prometheus.Collector{e.decisions, e.duration, e.reuse} {
 		if err := d.Metrics.Register(c); err != nil {
 			return nil, err
 		}
@@ -253,6 +279,7 @@ func (e *enrollment) enrollOnce(w http.ResponseWriter, r *http.Request, info *de
 	issued, err := e.d.Enroll.Issuer.Issue(r.Context(), issuer.Request{
 		PublicKey: dec.PublicKey, SPIFFEID: dec.SPIFFEID, DNSNames: dec.DNSNames, TTL: dec.TTL,
 		Provenance: dec.Provenance, PolicyRule: dec.Rule, PolicyVersion: dec.PolicyVersion,
+		Repository: dec.Repository, TokenIssuer: dec.TokenIssuer, Subject: dec.Subject,
 		Actor: info.actor, RequestID: RequestID(r.Context()), Action: "issue",
 	})
 	if err != nil {

@@ -111,11 +111,26 @@ func (li *testLeafIssuer) Issue(_ context.Context, r issuer.Request) (*issuer.Is
 	der := cert.Raw
 	sn := fmt.Sprintf("%x", cert.SerialNumber)
 	li.records.mu.Lock()
-	li.records.certs[sn] = store.Certificate{
-		Serial: sn, SPIFFEID: r.SPIFFEID, DER: der, NotAfter: cert.NotAfter, Status: store.CertActive,
+	defer li.records.mu.Unlock()
+	rec := store.Certificate{
+		Serial: sn, SPIFFEID: r.SPIFFEID, DNSNames: r.DNSNames, DER: der, NotAfter: cert.NotAfter, Status: store.CertActive,
 		Provenance: r.Provenance, PolicyRule: r.PolicyRule, PolicyVersion: r.PolicyVersion, RenewedFrom: r.RenewedFrom,
+		Lineage: sn, Repository: r.Repository, TokenIssuer: r.TokenIssuer, Subject: r.Subject, LineageStartedAt: now, CreatedAt: now,
 	}
-	li.records.mu.Unlock()
+	if r.RenewedFrom != "" { // as the stores record a renewal: once, inheriting the lineage
+		prev, ok := li.records.certs[r.RenewedFrom]
+		switch {
+		case !ok:
+			return nil, store.ErrNotFound
+		case prev.SupersededBy != "":
+			return nil, fmt.Errorf("test issuer: %w", store.ErrSuperseded)
+		}
+		prev.SupersededBy = sn
+		li.records.certs[r.RenewedFrom] = prev
+		rec.Lineage, rec.Repository, rec.TokenIssuer, rec.Subject = prev.Lineage, prev.Repository, prev.TokenIssuer, prev.Subject
+		rec.LineageStartedAt = prev.LineageStartedAt
+	}
+	li.records.certs[sn] = rec
 	return &issuer.Issued{Serial: sn, Certificate: cert, DER: der, Chain: [][]byte{li.ca.inter.Raw}, NotAfter: cert.NotAfter}, nil
 }
 
@@ -215,7 +230,7 @@ func TestEnrollAndRenewAnswersMatchTheOpenAPIDocument(t *testing.T) {
 	// Renew over mTLS with the new certificate, for a new key.
 	block, _ := pem.Decode([]byte(got.Certificate))
 	mtls := f.rs.client(tls.Certificate{Certificate: [][]byte{block.Bytes, f.ca.inter.Raw}, PrivateKey: key})
-	_, csr2 := csrPEM(t)
+	key2, csr2 := csrPEM(t)
 	req, res = postJSON(t, mtls, f.rs.apiURL+"/v1/renew", "", CertRequest{CSR: csr2})
 	if res.StatusCode != http.StatusCreated {
 		t.Fatalf("renew = %d %s", res.StatusCode, decodeProblem(t, res).Detail)
@@ -235,8 +250,15 @@ func TestEnrollAndRenewAnswersMatchTheOpenAPIDocument(t *testing.T) {
 		t.Errorf("renewal provenance does not carry the enrollment's: %s", rec.Provenance)
 	}
 
+	if rec.Lineage != got.Serial {
+		t.Errorf("renewal lineage %q, want the enrollment's serial %s", rec.Lineage, got.Serial)
+	}
+	block2, _ := pem.Decode([]byte(renewed.Certificate))
+	mtls2 := f.rs.client(tls.Certificate{Certificate: [][]byte{block2.Bytes, f.ca.inter.Raw}, PrivateKey: key2})
+
 	// Refusals, each validated against the document and audited.
-	_, sameKeyCSR := csrPEMFor(t, key)
+	_, sameKeyCSR := csrPEMFor(t, key2)
+	_, csr3 := csrPEM(t)
 	refusals := []struct {
 		name   string
 		client *http.Client
@@ -251,7 +273,8 @@ func TestEnrollAndRenewAnswersMatchTheOpenAPIDocument(t *testing.T) {
 		{"a foreign repository is policy_denied", client, "/v1/enroll", f.oidc.GitHubToken(t, map[string]any{"repository_owner": "evil"}), CertRequest{CSR: csr}, 403, ReasonPolicyDenied},
 		{"a body with unknown fields is bad_request", client, "/v1/enroll", f.oidc.GitHubToken(t, nil), map[string]any{"csr": csr, "x": 1}, 400, ReasonBadRequest},
 		{"renew without a client certificate is unauthorized", client, "/v1/renew", "", CertRequest{CSR: csr2}, 401, ReasonUnauthorized},
-		{"renew with the current key is key_reused", mtls, "/v1/renew", "", CertRequest{CSR: sameKeyCSR}, 400, ReasonKeyReused},
+		{"renew with the current key is key_reused", mtls2, "/v1/renew", "", CertRequest{CSR: sameKeyCSR}, 400, ReasonKeyReused},
+		{"renewing the superseded certificate again is certificate_superseded", mtls, "/v1/renew", "", CertRequest{CSR: csr3}, 403, ReasonCertificateSuperseded},
 	}
 	replayed := f.oidc.GitHubToken(t, nil)
 	_, res = postJSON(t, client, f.rs.apiURL+"/v1/enroll", replayed, CertRequest{CSR: csr})

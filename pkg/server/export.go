@@ -118,13 +118,22 @@ func csvRow(c store.Certificate, now time.Time) []string {
 	row := []string{
 		c.Serial, c.SPIFFEID, strings.Join(c.DNSNames, " "), c.IssuerID, string(c.EffectiveStatus(now)),
 		ts(c.NotBefore), ts(c.NotAfter), ts(c.CreatedAt), revokedAt, c.RevocationReason, c.PolicyRule,
-		c.PolicyVersion, c.RenewedFrom, p.TokenIssuer, p.Sub, p.Claims["repository"], p.Claims["ref"],
+		c.PolicyVersion, c.RenewedFrom, or(p.TokenIssuer, c.TokenIssuer), or(p.Sub, c.Subject), or(c.Repository, p.Claims["repository"]), p.Claims["ref"],
 		p.Claims["sha"], p.Claims["run_id"], c.PublicKeySHA256,
 	}
 	for i, v := range row {
 		row[i] = spreadsheetSafe(v)
 	}
 	return row
+}
+
+// or is a, or b when a is empty: a renewal's provenance has no token
+// fields, its lineage's columns do.
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // spreadsheetSafe defuses formula injection: a cell a spreadsheet would

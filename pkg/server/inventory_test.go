@@ -74,7 +74,8 @@ func TestTheCSVExportStreamsEveryFilteredCertificate(t *testing.T) {
 			Serial: fmt.Sprintf("%x", 0x10000+i), IssuerID: issuerOf(t, o), SPIFFEID: id, DNSNames: []string{"a.internal", "b.internal"},
 			NotBefore: o.clk.Now(), NotAfter: o.clk.Now().Add(time.Hour), DER: []byte{0x30, 0}, PublicKeySHA256: "00",
 			Status: store.CertActive, Provenance: []byte(prov), PolicyRule: "ci", PolicyVersion: "v1",
-			CreatedAt: o.clk.Now().Add(time.Duration(i) * time.Microsecond),
+			CreatedAt:  o.clk.Now().Add(time.Duration(i) * time.Microsecond),
+			Repository: "acme/svc", TokenIssuer: "github", // as issuance sets them from the provenance
 		}
 	}
 	const n = store.MaxListLimit + 7

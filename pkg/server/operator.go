@@ -30,9 +30,11 @@ type OperatorStore interface {
 }
 
 // CertificateRevoker revokes one certificate and reports an earlier
-// revocation instead of changing it; *revoke.Revoker fits.
+// revocation instead of changing it, or a certificate and its descendants
+// (RevokeMany); *revoke.Revoker fits.
 type CertificateRevoker interface {
 	Revoke(ctx context.Context, serial, reason, actor, requestID string) (store.Certificate, bool, error)
+	RevokeMany(ctx context.Context, scope store.RevokeScope, reason, actor, requestID string) ([]store.Certificate, error)
 }
 
 // OperatorDeps are what the operator endpoints need besides the policy and

@@ -55,18 +55,20 @@ const (
 // and one client SPIFFE ID. A second test issuer is an enrollment-only token
 // issuer of the same policy.
 type operatorServer struct {
-	t       testing.TB
-	ctx     context.Context
-	clk     *clock.Fake
-	st      store.Store
-	iss     *issuer.Issuer
-	idp     *testkit.OIDCIssuer // the operator IdP (corp-idp)
-	ci      *testkit.OIDCIssuer // an enrollment-only issuer (github)
-	routes  *Routes
-	apiURL  string
-	roots   *x509.CertPool
-	logs    *syncBuffer
-	openapi routers.Router
+	t         testing.TB
+	ctx       context.Context
+	clk       *clock.Fake
+	st        store.Store
+	iss       *issuer.Issuer
+	idp       *testkit.OIDCIssuer // the operator IdP (corp-idp)
+	ci        *testkit.OIDCIssuer // an enrollment-only issuer (github)
+	routes    *Routes
+	apiURL    string
+	roots     *x509.CertPool
+	logs      *syncBuffer
+	openapi   routers.Router
+	policy    *policy.Holder // swap it to change the policy
+	policySrc string         // the YAML it started with
 	// extraHeader is added to every request while set.
 	extraHeader map[string]string
 }
@@ -113,7 +115,7 @@ func newOperatorServerWith(t testing.TB, keys hsm.KeyStore, adjust func(o *opera
 
 	o.idp = testkit.NewOIDCIssuer(t, testkit.WithOIDCClock(clk), testkit.WithOIDCAudience(operatorAudience))
 	o.ci = testkit.NewOIDCIssuer(t, testkit.WithOIDCClock(clk))
-	pol, err := policy.Parse([]byte(fmt.Sprintf(`trust_domain: example.org
+	o.policySrc = fmt.Sprintf(`trust_domain: example.org
 token_issuers:
   - name: corp-idp
     issuer: %s
@@ -140,18 +142,21 @@ roles:
     when: '"pki-admins" in claims.groups'
   - role: admin
     client_spiffe_id: %s
-`, o.idp.URL, operatorAudience, o.idp.JWKSURL(), o.ci.URL, testkit.DefaultOIDCAudience, breakGlassID)))
+`, o.idp.URL, operatorAudience, o.idp.JWKSURL(), o.ci.URL, testkit.DefaultOIDCAudience, breakGlassID)
+	pol, err := policy.Parse([]byte(o.policySrc))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// httptest servers share one certificate, so the IdP's client trusts both.
 	verifier := enroll.NewVerifier(clk, enroll.WithHTTPClient(o.idp.Client()), enroll.WithLogger(log))
 
+	o.policy = policy.NewHolder(pol)
 	deps := Deps{
 		Log: log, Clock: clk, Store: o.st, Keys: keys, Anchors: iss,
 		Metrics: prometheus.NewRegistry(), BodyLimit: 64 << 10, ReadyTimeout: time.Second,
-		Policy: policy.NewHolder(pol), Verifier: verifier,
+		Policy: o.policy, Verifier: verifier,
 		Operators: OperatorDeps{Store: o.st, Revoker: rv},
+		Enroll:    EnrollDeps{Issuer: iss, Records: o.st}, // the real issuer and store (lineage_test.go)
 		Trust: &TrustDeps{
 			Bundles: bundle.NewCache(o.st, clk, nil, bundle.ServeConfig{RefreshHint: 5 * time.Minute, Recheck: time.Second}),
 			Versions: struct {

@@ -65,5 +65,7 @@ func AllReasons() []Reason {
 		ReasonRollbackUnsafe,
 		ReasonIdentityOnHold, ReasonSPIFFEIDInvalid, ReasonHoldInvalid, ReasonIdentityNotOnHold,
 		ReasonHSMPINRefused,
+		// Renewal lineage (renew.go).
+		ReasonCertificateSuperseded, ReasonReauthenticationRequired,
 	}
 }

@@ -2,23 +2,32 @@ package server
 
 import (
 	"bytes"
-	"crypto/x509"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/workload-ca/workload-ca/pkg/enroll"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
+	"github.com/workload-ca/workload-ca/pkg/store"
+)
+
+// Reasons of renewal (issue 12: renewal lineage).
+const (
+	// ReasonCertificateSuperseded: the client certificate was already
+	// renewed once; a certificate can be renewed once (403).
+	ReasonCertificateSuperseded Reason = "certificate_superseded"
+	// ReasonReauthenticationRequired: the certificate's lineage is older
+	// than its rule's reauthenticate_after; enroll again with a fresh
+	// token (403).
+	ReasonReauthenticationRequired Reason = "reauthentication_required"
 )
 
 // renew is POST /v1/renew: a workload authenticates with its current
 // certificate over mTLS and gets a new one for a new key, with the same
-// identity, if the certificate is one we issued, recorded as active, not
-// expired, and the policy rule it was issued under still exists and still
-// grants that identity. Every denial is audited.
+// identity. pkg/enroll's Renewer decides; this maps its answer. Every
+// denial is audited.
 func (e *enrollment) renew(w http.ResponseWriter, r *http.Request) error {
 	info := &decisionInfo{actor: "anonymous", details: map[string]string{}, start: time.Now()}
 	err := e.renewOnce(w, r, info)
@@ -27,23 +36,18 @@ func (e *enrollment) renew(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *decisionInfo) error {
-	cur, rec, err := currentClientCertificate(r, e.d.Enroll.Records, e.d.Clock, info,
-		"renewal needs the current certificate as the TLS client certificate")
-	var serial string
-	if cur != nil {
-		serial = serialHex(cur)
-		info.target, info.serial = serial, serial // serial becomes the new one once issued
+	// VerifiedChains is empty without a client certificate.
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized,
+			Detail: "renewal needs the current certificate as the TLS client certificate"}
 	}
-	info.dest, info.issuer = rec.SPIFFEID, rec.IssuerID
-	if err != nil {
-		return err
+	cur := r.TLS.VerifiedChains[0][0]
+	if id := ClientSPIFFEID(r); id != "" {
+		info.actor = id
 	}
-	info.authenticated = true
-	info.details["rule"] = rec.PolicyRule
+	serial := serialHex(cur)
+	info.target, info.serial = serial, serial // serial becomes the new one once issued
 	info.details["renewed_from"] = serial
-	if err := checkHold(r.Context(), e.d.Identities.Holds, rec.SPIFFEID); err != nil {
-		return err
-	}
 
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -53,29 +57,38 @@ func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *dec
 	if err != nil {
 		return err
 	}
-	dec, err := e.decider.DecideRenewal(r.Context(), cur, rec.PolicyRule, csr, ttl)
-	if err != nil {
-		var ee *enroll.Error
-		if errors.As(err, &ee) {
-			info.fromEnrollError(ee)
-		}
-		return err
+	reqID := RequestID(r.Context())
+	dec, err := e.renewer.Decide(r.Context(), cur, csr, ttl, reqID)
+	info.dest, info.issuer = dec.Record.SPIFFEID, dec.Record.IssuerID
+	if dec.Record.Lineage != "" {
+		info.details["lineage"] = dec.Record.Lineage
 	}
-	if samePublicKey(dec.CSR, cur) {
-		return &Error{Status: http.StatusBadRequest, Reason: ReasonKeyReused,
-			Detail: "the CSR carries the current certificate's public key; renewal needs a new key"}
+	if dec.Record.Status == store.CertRevoked {
+		info.details["revocation_reason"] = dec.Record.RevocationReason
 	}
-	prov, err := linkProvenance(dec.Provenance, rec.Provenance)
+	if dec.Record.Serial != "" && bytes.Equal(dec.Record.DER, cur.Raw) && dec.Record.Status == store.CertActive &&
+		e.d.Clock.Now().Before(dec.Record.NotAfter) {
+		// A current certificate of this CA: its refusals are always
+		// audited, past the anonymous denials' limit.
+		info.authenticated = true
+	}
 	if err != nil {
+		return e.renewalRefused(r, info, err)
+	}
+	info.details["rule"] = dec.Rule
+	if err := checkHold(r.Context(), e.d.Identities.Holds, dec.SPIFFEID); err != nil {
 		return err
 	}
 	issued, err := e.d.Enroll.Issuer.Issue(r.Context(), issuer.Request{
 		PublicKey: dec.PublicKey, SPIFFEID: dec.SPIFFEID, DNSNames: dec.DNSNames, TTL: dec.TTL,
-		Provenance: prov, PolicyRule: dec.Rule, PolicyVersion: dec.PolicyVersion, RenewedFrom: serial,
-		Actor: dec.SPIFFEID, RequestID: RequestID(r.Context()), Action: actionRenew,
+		Provenance: dec.Provenance, PolicyRule: dec.Rule, PolicyVersion: dec.PolicyVersion, RenewedFrom: dec.RenewedFrom,
+		Actor: dec.SPIFFEID, RequestID: reqID, Action: actionRenew,
 	})
 	if err != nil {
-		return err
+		// A concurrent renewal of the same certificate won (on this
+		// replica or another): the same answer as a renewal of a
+		// superseded certificate.
+		return e.renewalRefused(r, info, e.renewer.Reused(r.Context(), dec, reqID, err))
 	}
 	info.serial, info.issuer = issued.Serial, issued.IssuerID
 	if err := recheckHold(r.Context(), e.d, issued.Serial, dec.SPIFFEID); err != nil {
@@ -84,37 +97,26 @@ func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *dec
 	return writeIssued(w, issued, dec.SPIFFEID)
 }
 
-// samePublicKey compares the CSR's key with the certificate's by their
-// SubjectPublicKeyInfo.
-func samePublicKey(csr *x509.CertificateRequest, cert *x509.Certificate) bool {
-	return csr != nil && bytes.Equal(csr.RawSubjectPublicKeyInfo, cert.RawSubjectPublicKeyInfo)
-}
-
-// linkProvenance adds to a renewal's provenance the provenance of the
-// original enrollment as "origin": copied from the renewed certificate's
-// own origin when that was a renewal too, so that every certificate in a
-// chain of renewals carries the proof it all started from, one level deep,
-// plus renewed_from linking to its predecessor.
-func linkProvenance(renewal, previous json.RawMessage) (json.RawMessage, error) {
-	var out map[string]json.RawMessage
-	if err := json.Unmarshal(renewal, &out); err != nil {
-		return nil, fmt.Errorf("renewal provenance: %w", err)
+// renewalRefused records what the refusal says in the decision record and,
+// for a renewal of a superseded certificate, logs the possible key theft at
+// WARN and counts it.
+func (e *enrollment) renewalRefused(r *http.Request, info *decisionInfo, err error) error {
+	var ee *enroll.Error
+	if !errors.As(err, &ee) {
+		return err
 	}
-	origin := previous
-	var prev map[string]json.RawMessage
-	if json.Unmarshal(previous, &prev) == nil {
-		if o, ok := prev["origin"]; ok && isRenewal(prev) {
-			origin = o
-		}
+	info.fromEnrollError(ee)
+	if ee.Subject != "" {
+		info.actor = ee.Subject // the certificate's identity, not a token subject
 	}
-	if len(origin) > 0 && json.Valid(origin) {
-		out["origin"] = origin
+	if ee.Reason != enroll.ReasonCertificateSuperseded {
+		return err
 	}
-	return json.Marshal(out)
-}
-
-func isRenewal(p map[string]json.RawMessage) bool {
-	var shape string
-	_ = json.Unmarshal(p["shape"], &shape)
-	return shape == "renewal"
+	info.details["on_reuse"] = ee.OnReuse
+	info.details["revoked"] = strconv.Itoa(ee.Revoked)
+	e.reuse.WithLabelValues(ee.OnReuse).Inc()
+	e.d.Log.WarnContext(r.Context(), "renewal of an already-renewed certificate refused: possibly a stolen key (two holders of one key)",
+		"serial", info.target, "spiffe_id", info.dest, "lineage", ee.Lineage, "on_reuse", ee.OnReuse,
+		"lineage_revoked", ee.Revoked, "remote_addr", r.RemoteAddr, "request_id", RequestID(r.Context()))
+	return err
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/workload-ca/workload-ca/pkg/revoke"
+	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
 // RevokeRequest is the body of POST /v1/certificates/{serial}/revoke.
@@ -18,14 +19,26 @@ type RevokeRequest struct {
 	// cACompromise, affiliationChanged, superseded, cessationOfOperation or
 	// privilegeWithdrawn.
 	Reason string `json:"reason"`
+	// Scope is "lineage" to revoke the certificate and every certificate
+	// renewed from it, transitively, whatever the reason; keyCompromise
+	// always does. Empty revokes the one certificate for other reasons.
+	Scope string `json:"scope,omitempty"`
 }
+
+// The revocation scopes of RevokeRequest.
+const scopeLineage = "lineage"
 
 // RevokeResponse is the answer of a revocation. AlreadyRevoked is true when
 // the certificate had been revoked before; Certificate then shows that
-// earlier revocation (time and reason), unchanged.
+// earlier revocation (time and reason), unchanged. Revoked counts the
+// certificates this request revoked (the certificate and, for a lineage
+// revocation, its descendants; none that were revoked before), and
+// RevokedSerials lists them.
 type RevokeResponse struct {
 	AlreadyRevoked bool            `json:"already_revoked"`
 	Certificate    CertificateView `json:"certificate"`
+	Revoked        int             `json:"revoked"`
+	RevokedSerials []string        `json:"revoked_serials"`
 }
 
 // maxRevokeBody bounds the revoke body below the global body limit: it is one
@@ -33,8 +46,8 @@ type RevokeResponse struct {
 const maxRevokeBody = 4 << 10
 
 // ParseRevokeRequest decodes a revoke body strictly: one JSON object with a
-// string "reason" that is an accepted RFC 5280 reason name, no other field,
-// nothing after it. A malformed body is a 400 bad_request *Error, an unknown
+// string "reason" that is an accepted RFC 5280 reason name, an optional
+// "scope" that is "lineage", no other field, nothing after it. A malformed body is a 400 bad_request *Error, an unknown
 // reason a 400 revocation_reason_invalid *Error; an *http.MaxBytesError from
 // the reader is returned wrapped, for a 413.
 func ParseRevokeRequest(body io.Reader) (RevokeRequest, error) {
@@ -53,7 +66,7 @@ func ParseRevokeRequest(body io.Reader) (RevokeRequest, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return req, badBody(`the body must be a JSON object {"reason": "<RFC 5280 reason name>"} without other fields`, err)
+		return req, badBody(`the body must be a JSON object {"reason": "<RFC 5280 reason name>", "scope": "lineage"} without other fields`, err)
 	}
 	if dec.More() || trailing(dec) {
 		return req, badBody("the body must hold exactly one JSON object", nil)
@@ -64,7 +77,17 @@ func ParseRevokeRequest(body io.Reader) (RevokeRequest, error) {
 	if _, err := revoke.ReasonCode(req.Reason); err != nil {
 		return req, err
 	}
+	if req.Scope != "" && req.Scope != scopeLineage {
+		return req, badBody(`"scope" must be "lineage" or absent`, nil)
+	}
 	return req, nil
+}
+
+// descendants tells whether req revokes the certificate's descendants too:
+// keyCompromise always does (a stolen key's holder may have renewed), any
+// reason with scope lineage does.
+func (req RevokeRequest) descendants() bool {
+	return req.Reason == "keyCompromise" || req.Scope == scopeLineage
 }
 
 // trailing reports whether anything but whitespace follows the first value.
@@ -90,6 +113,9 @@ func (rt *Routes) revokeCertificate(w http.ResponseWriter, r *http.Request) erro
 		return err
 	}
 	op, _ := OperatorFrom(r.Context())
+	if req.descendants() {
+		return rt.revokeLineage(w, r, sn, req, op)
+	}
 	c, already, err := rt.d.Operators.Revoker.Revoke(r.Context(), sn, req.Reason, op.Actor, RequestID(r.Context()))
 	line := decisionLine{
 		action: "revoke", source: op.Actor, destination: c.SPIFFEID, serial: sn, issuer: c.IssuerID,
@@ -106,6 +132,48 @@ func (rt *Routes) revokeCertificate(w http.ResponseWriter, r *http.Request) erro
 		line.detail += " (already revoked; unchanged)"
 	}
 	logDecision(r.Context(), rt.d.Log, r, line)
+	resp := RevokeResponse{AlreadyRevoked: already, Certificate: certificateView(c, rt.d.Clock.Now(), false), RevokedSerials: []string{}}
+	if !already {
+		resp.Revoked, resp.RevokedSerials = 1, []string{c.Serial}
+	}
 	w.Header().Set("Cache-Control", "no-store")
-	return writeJSON(w, http.StatusOK, RevokeResponse{AlreadyRevoked: already, Certificate: certificateView(c, rt.d.Clock.Now(), false)})
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+// revokeLineage revokes sn and every certificate renewed from it, in one
+// transaction (each audited), and answers with sn's record as it now
+// stands and what was revoked.
+func (rt *Routes) revokeLineage(w http.ResponseWriter, r *http.Request, sn string, req RevokeRequest, op *Operator) error {
+	line := decisionLine{action: "revoke", source: op.Actor, serial: sn, policyVersion: op.PolicyVersion,
+		detail: "reason " + req.Reason + ", with descendants"}
+	revoked, err := rt.d.Operators.Revoker.RevokeMany(r.Context(), store.RevokeScope{Serial: sn, Descendants: true},
+		req.Reason, op.Actor, RequestID(r.Context()))
+	var c store.Certificate
+	if err == nil {
+		if rt.d.Operators.Store == nil {
+			err = errOperatorsNotConfigured
+		} else {
+			c, err = rt.d.Operators.Store.GetCertificate(r.Context(), sn)
+		}
+	}
+	line.destination, line.issuer = c.SPIFFEID, c.IssuerID
+	if err != nil {
+		status, reason, _ := classify(err)
+		line.decision, line.status, line.reason = "deny", status, string(reason)
+		logDecision(r.Context(), rt.d.Log, r, line)
+		return fmt.Errorf("revoking %s and its descendants: %w", sn, err)
+	}
+	resp := RevokeResponse{AlreadyRevoked: true, Certificate: certificateView(c, rt.d.Clock.Now(), false),
+		Revoked: len(revoked), RevokedSerials: make([]string, 0, len(revoked))}
+	for _, rc := range revoked {
+		resp.RevokedSerials = append(resp.RevokedSerials, rc.Serial)
+		if rc.Serial == sn {
+			resp.AlreadyRevoked = false
+		}
+	}
+	line.decision, line.status = "allow", http.StatusOK
+	line.detail += fmt.Sprintf(" (%d revoked)", len(revoked))
+	logDecision(r.Context(), rt.d.Log, r, line)
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusOK, resp)
 }

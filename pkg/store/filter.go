@@ -27,12 +27,16 @@ type CertificateFilter struct {
 	ExpiringWithin time.Duration
 	IssuerID       string
 	IssuedSince    time.Time // CreatedAt >= IssuedSince
-	// Repository selects certificates whose provenance names this CI
-	// repository (the token's repository claim), exactly.
+	// Repository selects certificates whose lineage's enrollment names this
+	// CI repository (the token's repository claim), exactly: renewals
+	// included (Certificate.Repository).
 	Repository string
-	Limit      int       // page size: DefaultListLimit if <= 0, at most MaxListLimit
-	Cursor     string    // "" for the first page, else the next value of the previous page
-	Now        time.Time // required when Status is active or expired, or ExpiringWithin is set
+	// Lineage selects the certificates of one lineage (Certificate.Lineage,
+	// the serial of its first certificate).
+	Lineage string
+	Limit   int       // page size: DefaultListLimit if <= 0, at most MaxListLimit
+	Cursor  string    // "" for the first page, else the next value of the previous page
+	Now     time.Time // required when Status is active or expired, or ExpiringWithin is set
 }
 
 // ListOrder is the order of a ListCertificates page, chosen by the filter
@@ -48,8 +52,8 @@ const (
 	// within one identity: IdentityPrefix without Identity.
 	OrderIdentity ListOrder = "identity"
 	// OrderExpiry is soonest-expiring first: NotAfter ascending, then
-	// Serial ascending. ExpiringWithin without Identity, IdentityPrefix or
-	// Repository (those select by their own index, newest first or by
+	// Serial ascending. ExpiringWithin without Identity, IdentityPrefix,
+	// Repository or Lineage (those select by their own index, newest first or by
 	// identity).
 	OrderExpiry ListOrder = "expiry"
 )
@@ -59,7 +63,7 @@ func (f CertificateFilter) Order() ListOrder {
 	switch {
 	case f.Identity == "" && f.IdentityPrefix != "":
 		return OrderIdentity
-	case f.Identity == "" && f.Repository == "" && f.ExpiringWithin > 0:
+	case f.Identity == "" && f.Repository == "" && f.Lineage == "" && f.ExpiringWithin > 0:
 		return OrderExpiry
 	}
 	return OrderNewest

@@ -5,17 +5,6 @@ import (
 	"time"
 )
 
-// RevokeScope selects the certificates RevokeMany revokes. Exactly one of
-// Serial and SPIFFEID is set.
-type RevokeScope struct {
-	// Serial is a certificate and, with Descendants, its renewal
-	// descendants (the lineage part).
-	Serial      string
-	Descendants bool
-	// SPIFFEID selects every unexpired active certificate of this identity.
-	SPIFFEID string
-}
-
 // Hold refuses new certificates, renewals and JWT-SVIDs for one SPIFFE ID
 // while it is in force: from PlacedAt until Until, unless released earlier.
 type Hold struct {

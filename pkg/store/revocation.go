@@ -1,6 +1,9 @@
 package store
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // RevocationStatus is what CRL entries and OCSP responses are built from: the
 // revocation state of one leaf, without its DER.
@@ -48,4 +51,32 @@ type OCSPResponder struct {
 	NotBefore time.Time
 	NotAfter  time.Time
 	CreatedAt time.Time
+}
+
+// RevokeScope selects the certificates RevokeMany revokes. Exactly one of
+// Serial and SPIFFEID is set.
+type RevokeScope struct {
+	// Serial is a certificate and, with Descendants, every certificate
+	// renewed from it, transitively (its part of the lineage).
+	Serial      string
+	Descendants bool
+	// SPIFFEID selects every unexpired active certificate of this identity.
+	SPIFFEID string
+}
+
+// Check is RevokeMany's validation of its arguments, the same for every
+// store: exactly one of Serial and SPIFFEID, Descendants only with Serial,
+// and a revocation time. The error wraps ErrInvalidQuery.
+func (s RevokeScope) Check(at time.Time) error {
+	switch {
+	case s.Serial == "" && s.SPIFFEID == "":
+		return fmt.Errorf("revoke many: empty scope: %w", ErrInvalidQuery)
+	case s.Serial != "" && s.SPIFFEID != "":
+		return fmt.Errorf("revoke many: a scope is a serial or a SPIFFE ID, not both: %w", ErrInvalidQuery)
+	case s.Descendants && s.Serial == "":
+		return fmt.Errorf("revoke many: descendants of no serial: %w", ErrInvalidQuery)
+	case at.IsZero():
+		return fmt.Errorf("revoke many: no revocation time: %w", ErrInvalidQuery)
+	}
+	return nil
 }

@@ -24,6 +24,10 @@ var (
 	// ErrInvalidQuery means a list filter or cursor is malformed (bad cursor,
 	// unknown status, missing Now); it is the caller's input, not the database.
 	ErrInvalidQuery = errors.New("store: invalid query")
+	// ErrSuperseded means a renewal names a predecessor that another renewal
+	// already superseded: a certificate can be renewed once. It does not wrap
+	// ErrConflict (a new serial would not help).
+	ErrSuperseded = errors.New("store: certificate already renewed")
 )
 
 // IssuerState is where a CA key is in its lifecycle.
@@ -93,6 +97,24 @@ type Certificate struct {
 	PolicyVersion    string
 	RenewedFrom      string // serial of the certificate this one renews, or ""
 	CreatedAt        time.Time
+
+	// Lineage is the serial of the first certificate of this one's chain of
+	// renewals: its own serial for an enrolled certificate, its
+	// predecessor's Lineage for a renewal. Repository, TokenIssuer and
+	// Subject are the enrollment's provenance fields that searches use
+	// (the CI repository claim, the policy name of the token issuer, the
+	// token's sub) and LineageStartedAt the enrollment's time. RecordIssuance
+	// sets Lineage and LineageStartedAt of an enrollment itself (its serial,
+	// its CreatedAt) and copies all five from the predecessor for a renewal,
+	// whatever the caller put there.
+	Lineage          string
+	Repository       string
+	TokenIssuer      string
+	Subject          string
+	LineageStartedAt time.Time
+	// SupersededBy is the serial of the one renewal of this certificate, or
+	// "" while it has not been renewed. Only RecordIssuance sets it.
+	SupersededBy string
 }
 
 // AuditEntry is one decision in the hash-chained audit log. Seq, PrevHash and
@@ -134,6 +156,11 @@ type Store interface {
 	// RecordIssuance commits a certificate row and its audit entry in one
 	// transaction. ErrConflict if the serial is already taken (the caller
 	// retries with a new serial); on any error nothing was recorded.
+	// A renewal (RenewedFrom set) supersedes its predecessor in the same
+	// transaction, as a conditional update: ErrSuperseded if the predecessor
+	// was already renewed (of two concurrent renewals of one certificate, on
+	// any replicas, exactly one is recorded), ErrNotFound if there is no
+	// such predecessor. See Certificate.Lineage for the inherited fields.
 	RecordIssuance(ctx context.Context, c Certificate, e AuditEntry) (AuditEntry, error)
 	// GetCertificate returns one certificate by serial, or ErrNotFound.
 	GetCertificate(ctx context.Context, serial string) (Certificate, error)
@@ -151,12 +178,16 @@ type Store interface {
 	// ErrConflict; the earlier revocation is not changed and nothing is
 	// appended. Revoking an expired certificate is allowed.
 	RevokeCertificate(ctx context.Context, serial string, at time.Time, reason string, e AuditEntry) (Certificate, AuditEntry, error)
-	// RevokeMany revokes every active certificate the scope selects and appends one audit
-	// entry per revoked certificate (built from e with Target set to its serial) in one
-	// transaction. With scope.SPIFFEID it selects the identity's active
-	// certificates with NotAfter > at, and returns them, as revoked, ordered
-	// by serial, with their entries in the same order; none selected is not an
-	// error. ErrInvalidQuery for an empty scope or one that sets both parts.
+	// RevokeMany revokes every active certificate the scope selects and
+	// appends one audit entry per revoked certificate (built from e with
+	// Target set to its serial) in one transaction, returning them in the
+	// same order (by serial). scope.Serial selects that certificate and, with
+	// Descendants, every certificate renewed from it, transitively;
+	// ErrNotFound if it names no certificate. scope.SPIFFEID selects the
+	// identity's active certificates with NotAfter > at; none selected is not
+	// an error. Certificates of the scope that are already revoked are left
+	// unchanged and not returned. ErrInvalidQuery for an empty scope, one that
+	// sets both parts, or a zero time.
 	RevokeMany(ctx context.Context, scope RevokeScope, at time.Time, reason string, e AuditEntry) ([]Certificate, []AuditEntry, error)
 	// RevokedCertificates returns the revoked certificates of one issuer that
 	// have not yet expired at now (NotAfter > now), ordered by serial: the

@@ -43,6 +43,7 @@ const (
 	ReasonHSMUnavailable   = "hsm_unavailable"
 	ReasonStoreUnavailable = "store_unavailable"
 	ReasonSerialConflict   = "serial_conflict"
+	ReasonSuperseded       = "superseded" // a renewal lost to another renewal of the same certificate
 	ReasonCanceled         = "canceled"
 	ReasonInternal         = "internal"
 )
@@ -110,6 +111,8 @@ func IssuanceReason(err error) string {
 		return ReasonStoreUnavailable
 	case errors.Is(err, store.ErrConflict):
 		return ReasonSerialConflict
+	case errors.Is(err, store.ErrSuperseded):
+		return ReasonSuperseded
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return ReasonCanceled
 	}

@@ -30,7 +30,7 @@ func outcome(err error) string {
 		return OutcomeOK
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, hsm.ErrKeyNotFound):
 		return OutcomeNotFound
-	case errors.Is(err, store.ErrConflict), errors.Is(err, hsm.ErrKeyExists):
+	case errors.Is(err, store.ErrConflict), errors.Is(err, store.ErrSuperseded), errors.Is(err, hsm.ErrKeyExists):
 		return OutcomeConflict
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, hsm.ErrUnavailable):
 		return OutcomeUnavailable

@@ -114,6 +114,12 @@ func (s *Store) RevokeCertificate(ctx context.Context, serial string, at time.Ti
 	return s.inner.RevokeCertificate(ctx, serial, at, reason, e)
 }
 
+// RevokeMany implements store.Store, timed.
+func (s *Store) RevokeMany(ctx context.Context, scope store.RevokeScope, at time.Time, reason string, e store.AuditEntry) (certs []store.Certificate, entries []store.AuditEntry, err error) {
+	defer s.timed("RevokeMany")(&err)
+	return s.inner.RevokeMany(ctx, scope, at, reason, e)
+}
+
 // RevokedCertificates implements store.Store, timed.
 func (s *Store) RevokedCertificates(ctx context.Context, issuerID string, now time.Time) (list []store.Certificate, err error) {
 	defer s.timed("RevokedCertificates")(&err)

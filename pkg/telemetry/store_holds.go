@@ -7,12 +7,6 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
-// RevokeMany implements store.Store, timed.
-func (s *Store) RevokeMany(ctx context.Context, scope store.RevokeScope, at time.Time, reason string, e store.AuditEntry) (certs []store.Certificate, entries []store.AuditEntry, err error) {
-	defer s.timed("RevokeMany")(&err)
-	return s.inner.RevokeMany(ctx, scope, at, reason, e)
-}
-
 // PlaceHold implements store.Store, timed.
 func (s *Store) PlaceHold(ctx context.Context, h store.Hold, e store.AuditEntry) (out store.Hold, entry store.AuditEntry, err error) {
 	defer s.timed("PlaceHold")(&err)

@@ -120,6 +120,8 @@ func TestIssuanceIsCountedByActionRuleOutcomeAndReason(t *testing.T) {
 			`action="issue",outcome="failed",reason="store_unavailable",rule="k8s"`},
 		{"a lint failure counts as lint", issuer.Request{Action: "issue", PolicyRule: "k8s"}, issuer.ErrLint,
 			`action="issue",outcome="failed",reason="lint",rule="k8s"`},
+		{"a renewal that lost to another renewal counts as superseded", issuer.Request{Action: "renew", PolicyRule: "ci"}, store.ErrSuperseded,
+			`action="renew",outcome="failed",reason="superseded",rule="ci"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

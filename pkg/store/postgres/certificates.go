@@ -13,15 +13,17 @@ import (
 
 const certColumns = `serial, issuer_id, spiffe_id, dns_names, not_before, not_after, der,
 	public_key_sha256, status, revoked_at, coalesce(revocation_reason, ''), provenance::text,
-	policy_rule, policy_version, coalesce(renewed_from, ''), created_at`
+	policy_rule, policy_version, coalesce(renewed_from, ''), created_at,
+	lineage, repository, token_issuer, subject, lineage_started_at, coalesce(superseded_by, '')`
 
 func scanCert(row pgx.Row) (store.Certificate, error) {
 	var c store.Certificate
-	var notBefore, notAfter, revokedAt, created *time.Time
+	var notBefore, notAfter, revokedAt, created, started *time.Time
 	var provenance *string
 	err := row.Scan(&c.Serial, &c.IssuerID, &c.SPIFFEID, &c.DNSNames, &notBefore, &notAfter, &c.DER,
 		&c.PublicKeySHA256, &c.Status, &revokedAt, &c.RevocationReason, &provenance,
-		&c.PolicyRule, &c.PolicyVersion, &c.RenewedFrom, &created)
+		&c.PolicyRule, &c.PolicyVersion, &c.RenewedFrom, &created,
+		&c.Lineage, &c.Repository, &c.TokenIssuer, &c.Subject, &started, &c.SupersededBy)
 	if err != nil {
 		return store.Certificate{}, err
 	}
@@ -33,6 +35,7 @@ func scanCert(row pgx.Row) (store.Certificate, error) {
 	}
 	c.NotBefore, c.NotAfter = fromTS(notBefore), fromTS(notAfter)
 	c.RevokedAt, c.CreatedAt = fromTS(revokedAt), fromTS(created)
+	c.LineageStartedAt = fromTS(started)
 	return c, nil
 }
 
@@ -48,7 +51,14 @@ func collectCerts(rows pgx.Rows) ([]store.Certificate, error) {
 // commit itself failed (the error wraps store.ErrUnavailable) or ctx ended
 // while the group was in flight (a row without a returned certificate, never
 // the reverse).
+//
+// A renewal (RenewedFrom set) does not join a group: it takes its own
+// transaction (recordRenewal), whose conditional update of the predecessor
+// must fail that renewal alone.
 func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store.AuditEntry) (store.AuditEntry, error) {
+	if c.RenewedFrom != "" {
+		return s.recordRenewal(ctx, c, e)
+	}
 	return s.gc.record(ctx, c, e)
 }
 

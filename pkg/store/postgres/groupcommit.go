@@ -170,17 +170,23 @@ func (e *beforeCommitError) Unwrap() error { return e.err }
 const insertCertificateSQL = `
 	INSERT INTO certificates (serial, issuer_id, spiffe_id, dns_names, not_before, not_after,
 		der, public_key_sha256, status, revoked_at, revocation_reason, provenance,
-		policy_rule, policy_version, renewed_from, created_at)
+		policy_rule, policy_version, renewed_from, created_at,
+		lineage, repository, token_issuer, subject, lineage_started_at)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''), $12::json,
-		$13, $14, NULLIF($15, ''), $16)`
+		$13, $14, NULLIF($15, ''), $16, $17, $18, $19, $20, $21)`
 
 const insertAuditSQL = `
 	INSERT INTO audit_log (seq, time, actor, action, target, decision, reason,
 		policy_version, request_id, details, prev_hash, hash)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
 
-// certArgs are the insertCertificateSQL arguments of c.
+// certArgs are the insertCertificateSQL arguments of c. An enrollment
+// (no RenewedFrom) starts its own lineage; a renewal's lineage fields are
+// the predecessor's, filled in by recordRenewal.
 func certArgs(c store.Certificate) []any {
+	if c.RenewedFrom == "" {
+		c.Lineage, c.LineageStartedAt = c.Serial, c.CreatedAt
+	}
 	if c.Status == "" {
 		c.Status = store.CertActive
 	}
@@ -194,7 +200,8 @@ func certArgs(c store.Certificate) []any {
 	}
 	return []any{c.Serial, c.IssuerID, c.SPIFFEID, dns, ts(c.NotBefore), ts(c.NotAfter),
 		c.DER, c.PublicKeySHA256, c.Status, ts(c.RevokedAt), c.RevocationReason, provenance,
-		c.PolicyRule, c.PolicyVersion, c.RenewedFrom, ts(c.CreatedAt)}
+		c.PolicyRule, c.PolicyVersion, c.RenewedFrom, ts(c.CreatedAt),
+		c.Lineage, c.Repository, c.TokenIssuer, c.Subject, ts(c.LineageStartedAt)}
 }
 
 // recordGroup inserts the group's certificates (a serial already taken, or

@@ -19,7 +19,8 @@ var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 // certificates_identity_order_idx (Identity, newest first; OrderIdentity for
 // IdentityPrefix: spiffe_id is COLLATE "C" so LIKE 'p%' is a range),
 // certificates_expiry_order_idx (OrderExpiry for ExpiringWithin),
-// certificates_repository_idx (Repository). Migration 000006.
+// certificates_repository_col_idx (Repository), certificates_lineage_idx
+// (Lineage). Migrations 000006 and 000007.
 func (s *Store) ListCertificates(ctx context.Context, f store.CertificateFilter) ([]store.Certificate, string, error) {
 	q, err := f.Query()
 	if err != nil {
@@ -53,8 +54,12 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertificateFilter)
 		where = append(where, "issuer_id = "+arg(q.IssuerID))
 	}
 	if q.Repository != "" {
-		// certificates_repository_idx (migration 000005).
-		where = append(where, "(provenance -> 'claims' ->> 'repository') = "+arg(q.Repository))
+		// certificates_repository_col_idx (migration 000007).
+		where = append(where, "repository = "+arg(q.Repository))
+	}
+	if q.Lineage != "" {
+		// certificates_lineage_idx (migration 000007).
+		where = append(where, "lineage = "+arg(q.Lineage))
 	}
 	if !q.IssuedSince.IsZero() {
 		where = append(where, "created_at >= "+arg(ts(q.IssuedSince)))

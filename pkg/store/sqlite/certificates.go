@@ -13,16 +13,18 @@ import (
 
 const certColumns = `serial, issuer_id, spiffe_id, dns_names, not_before, not_after, der,
 	public_key_sha256, status, revoked_at, coalesce(revocation_reason, ''), provenance,
-	policy_rule, policy_version, coalesce(renewed_from, ''), created_at`
+	policy_rule, policy_version, coalesce(renewed_from, ''), created_at,
+	lineage, repository, token_issuer, subject, lineage_started_at, coalesce(superseded_by, '')`
 
 func scanCert(row scanner) (store.Certificate, error) {
 	var c store.Certificate
 	var dns string
-	var notBefore, notAfter, revokedAt, created sql.NullInt64
+	var notBefore, notAfter, revokedAt, created, started sql.NullInt64
 	var provenance sql.NullString
 	err := row.Scan(&c.Serial, &c.IssuerID, &c.SPIFFEID, &dns, &notBefore, &notAfter, &c.DER,
 		&c.PublicKeySHA256, &c.Status, &revokedAt, &c.RevocationReason, &provenance,
-		&c.PolicyRule, &c.PolicyVersion, &c.RenewedFrom, &created)
+		&c.PolicyRule, &c.PolicyVersion, &c.RenewedFrom, &created,
+		&c.Lineage, &c.Repository, &c.TokenIssuer, &c.Subject, &started, &c.SupersededBy)
 	if err != nil {
 		return store.Certificate{}, err
 	}
@@ -37,6 +39,7 @@ func scanCert(row scanner) (store.Certificate, error) {
 	}
 	c.NotBefore, c.NotAfter = fromUS(notBefore), fromUS(notAfter)
 	c.RevokedAt, c.CreatedAt = fromUS(revokedAt), fromUS(created)
+	c.LineageStartedAt = fromUS(started)
 	return c, nil
 }
 
@@ -54,7 +57,10 @@ func queryCerts(ctx context.Context, q querier, query string, args ...any) ([]st
 
 // RecordIssuance commits the certificate row and its audit entry in one
 // transaction. store.ErrConflict if the serial is taken, store.ErrNotFound if
-// the issuer does not exist; on any error nothing was recorded.
+// the issuer (or a renewal's predecessor) does not exist, store.ErrSuperseded
+// if a renewal's predecessor was already renewed; on any error nothing was
+// recorded. A renewal marks its predecessor superseded with a conditional
+// update in the same transaction and inherits its lineage fields.
 func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store.AuditEntry) (store.AuditEntry, error) {
 	if c.Status == "" {
 		c.Status = store.CertActive
@@ -74,16 +80,26 @@ func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store
 		}
 		provenance = string(c.Provenance)
 	}
+	if c.RenewedFrom == "" {
+		c.Lineage, c.LineageStartedAt = c.Serial, c.CreatedAt
+	}
 	var out store.AuditEntry
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		if c.RenewedFrom != "" {
+			if err := supersede(ctx, tx, &c); err != nil {
+				return err
+			}
+		}
 		_, err := tx.ExecContext(ctx, `
 			INSERT INTO certificates (serial, issuer_id, spiffe_id, dns_names, not_before, not_after,
 				der, public_key_sha256, status, revoked_at, revocation_reason, provenance,
-				policy_rule, policy_version, renewed_from, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), ?, ?, ?, NULLIF(?, ''), ?)`,
+				policy_rule, policy_version, renewed_from, created_at,
+				lineage, repository, token_issuer, subject, lineage_started_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), ?, ?, ?, NULLIF(?, ''), ?, ?, ?, ?, ?, ?)`,
 			c.Serial, c.IssuerID, c.SPIFFEID, string(dnsJSON), us(c.NotBefore), us(c.NotAfter),
 			c.DER, c.PublicKeySHA256, c.Status, us(c.RevokedAt), c.RevocationReason, provenance,
-			c.PolicyRule, c.PolicyVersion, c.RenewedFrom, us(c.CreatedAt))
+			c.PolicyRule, c.PolicyVersion, c.RenewedFrom, us(c.CreatedAt),
+			c.Lineage, c.Repository, c.TokenIssuer, c.Subject, us(c.LineageStartedAt))
 		if isForeignKeyViolation(err) {
 			return fmt.Errorf("sqlite: record certificate %s: issuer %q: %w", c.Serial, c.IssuerID, store.ErrNotFound)
 		}
@@ -97,6 +113,36 @@ func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store
 		return store.AuditEntry{}, err
 	}
 	return out, nil
+}
+
+// supersede marks c's predecessor renewed by c, only if nothing renewed it
+// before, and copies its lineage fields into c.
+func supersede(ctx context.Context, tx *sql.Tx, c *store.Certificate) error {
+	var started sql.NullInt64
+	err := tx.QueryRowContext(ctx, `
+		UPDATE certificates SET superseded_by = ?
+		WHERE serial = ? AND superseded_by IS NULL
+		RETURNING lineage, repository, token_issuer, subject, lineage_started_at`,
+		c.Serial, c.RenewedFrom).Scan(&c.Lineage, &c.Repository, &c.TokenIssuer, &c.Subject, &started)
+	if errors.Is(err, sql.ErrNoRows) {
+		var by string
+		err = tx.QueryRowContext(ctx, `SELECT coalesce(superseded_by, '') FROM certificates WHERE serial = ?`, c.RenewedFrom).Scan(&by)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("sqlite: record renewal %s: predecessor %s: %w", c.Serial, c.RenewedFrom, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: record renewal %s: %w", c.Serial, mapErr(err))
+		}
+		return fmt.Errorf("sqlite: record renewal %s: %s was already renewed as %s: %w", c.Serial, c.RenewedFrom, by, store.ErrSuperseded)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlite: record renewal %s: %w", c.Serial, mapErr(err))
+	}
+	c.LineageStartedAt = fromUS(started)
+	if c.Lineage == "" { // a predecessor recorded before lineages: it starts one
+		c.Lineage, c.LineageStartedAt = c.RenewedFrom, c.CreatedAt
+	}
+	return nil
 }
 
 // GetCertificate returns one certificate by serial, or store.ErrNotFound.

@@ -50,8 +50,12 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertificateFilter)
 		add("issuer_id = ?", q.IssuerID)
 	}
 	if q.Repository != "" {
-		// certificates_repository_idx (migration 000005).
-		add("json_extract(provenance, '$.claims.repository') = ?", q.Repository)
+		// certificates_repository_col_idx (migration 000007).
+		add("repository = ?", q.Repository)
+	}
+	if q.Lineage != "" {
+		// certificates_lineage_idx (migration 000007).
+		add("lineage = ?", q.Lineage)
 	}
 	if !q.IssuedSince.IsZero() {
 		add("created_at >= ?", q.IssuedSince.UnixMicro())

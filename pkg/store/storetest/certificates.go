@@ -13,7 +13,7 @@ func testRecordIssuance(t *testing.T, s store.Store) {
 	ctx := ctxT(t)
 	mustIssuer(t, s, "root")
 	c := leaf("root", "spiffe://example.org/prod/payments", t0, time.Hour)
-	c.RenewedFrom = "1234abcd"
+	c.Repository, c.TokenIssuer, c.Subject = "acme/payments", "github", "repo:acme/payments:ref:refs/heads/main"
 	in := auditFor("issue", c.Serial, t0)
 	e, err := s.RecordIssuance(ctx, c, in)
 	if err != nil {

@@ -134,6 +134,7 @@ func testRepositoryFilter(t *testing.T, s store.Store) {
 		c := leaf("root", "spiffe://example.org/ci/"+repo, t0.Add(time.Duration(i)*time.Minute), time.Hour)
 		if repo != "" {
 			c.Provenance = []byte(`{"token_issuer":"gh","claims":{"repository":"` + repo + `","ref":"refs/heads/main"}}`)
+			c.Repository = repo
 		}
 		mustRecord(t, s, c)
 		if repo == "acme/payments" {
@@ -146,5 +147,17 @@ func testRepositoryFilter(t *testing.T, s store.Store) {
 	}
 	if got := serials(page); !reflect.DeepEqual(got, want) {
 		t.Errorf("repository acme/payments: %v, want %v", got, want)
+	}
+
+	// A renewal inherits its lineage's repository: the search finds it.
+	r := leaf("root", "spiffe://example.org/ci/acme/payments", t0.Add(time.Hour), time.Hour)
+	r.Provenance, r.RenewedFrom = []byte(`{"shape":"renewal"}`), want[0]
+	mustRecord(t, s, r)
+	page, _, err = s.ListCertificates(ctx, store.CertificateFilter{Repository: "acme/payments"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := serials(page); !reflect.DeepEqual(got, append([]string{r.Serial}, want...)) {
+		t.Errorf("repository acme/payments after a renewal: %v, want %v first", got, r.Serial)
 	}
 }

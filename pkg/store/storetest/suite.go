@@ -44,6 +44,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"used tokens refuse replays until they expire", testUsedTokens},
 		{"exactly one of concurrent token uses wins", testUsedTokensConcurrent},
 		{"revocation is conditional and audited", testRevoke},
+		{"renewals inherit the lineage and its provenance columns", testLineageInherited},
+		{"a certificate is renewed once", testRenewOnce},
+		{"exactly one of concurrent renewals of one certificate wins", testRenewOnceConcurrent},
+		{"RevokeMany revokes a certificate and its descendants in one transaction", testRevokeMany},
 		{"revoked certificates for CRLs exclude expired ones", testRevokedCertificates},
 		{"list filters select the right certificates", testListFilters},
 		{"keyset pagination has no duplicates or gaps", testListPagination},
@@ -165,6 +169,10 @@ func normCert(c store.Certificate) store.Certificate {
 	if c.Status == "" {
 		c.Status = store.CertActive
 	}
+	if c.RenewedFrom == "" { // an enrollment starts its own lineage
+		c.Lineage, c.LineageStartedAt = c.Serial, c.CreatedAt
+	}
+	c.LineageStartedAt = us(c.LineageStartedAt)
 	return c
 }
 
