@@ -12,10 +12,13 @@ import (
 // serial; none is not an error.
 func (r *Revoker) RevokeIdentity(ctx context.Context, spiffeID, reason, actor, requestID string) ([]store.Certificate, error) {
 	certs, err := r.RevokeMany(ctx, store.RevokeScope{SPIFFEID: spiffeID}, reason, actor, requestID)
-	if err == nil && certs == nil {
-		certs = []store.Certificate{}
+	if err != nil {
+		return nil, err
 	}
 	r.d.Log.InfoContext(ctx, "identity revoked", "spiffe_id", spiffeID, "certificates", len(certs), "reason", reason,
 		"actor", actor, "request_id", requestID)
-	return certs, err
+	if certs == nil {
+		certs = []store.Certificate{}
+	}
+	return certs, nil
 }
