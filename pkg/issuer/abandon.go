@@ -77,6 +77,19 @@ func (r *Rotator) Abandon(ctx context.Context, o AbandonOptions) (AbandonResult,
 	if o.ID != "" && !slices.Contains(res.Abandoned, o.ID) {
 		return AbandonResult{}, fmt.Errorf("%w: %q is not prepared (prepared: %v)", ErrNothingPrepared, o.ID, res.Abandoned)
 	}
+	// A prepared intermediate may already have a delegated OCSP responder
+	// (the publisher gives every non-retired intermediate one): its key goes
+	// with the issuer.
+	for _, id := range res.Abandoned {
+		resp, err := r.d.Store.LatestOCSPResponder(ctx, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return AbandonResult{}, fmt.Errorf("issuer: abandon: reading %s's OCSP responder: %w", id, err)
+		case resp.KeyURI != "":
+			keys = append(keys, resp.KeyURI)
+		}
+	}
 	keys = slices.DeleteFunc(keys, func(uri string) bool { return kept[uri] })
 
 	now := r.d.Clock.Now()

@@ -151,3 +151,35 @@ func sameSet(a, b []string) bool {
 	slices.Sort(b)
 	return slices.Equal(a, b)
 }
+
+// A prepared intermediate that the publisher already gave a delegated OCSP
+// responder (every non-retired intermediate gets one) loses that key with
+// it: abandoning leaves no key on the token that nothing uses.
+func TestAbandonDeletesThePreparedIntermediatesOCSPResponderKey(t *testing.T) {
+	ctx := context.Background()
+	rep := sharedCA(t, 1)[0]
+	rot := rep.rotator(t, nil, nil)
+	res, err := rot.Rotate(ctx, RotateOptions{Actor: "admin"})
+	if err != nil {
+		t.Fatalf("Rotate: %v", err)
+	}
+	k, err := rep.keys.Generate(ctx, "ocsp-"+res.Intermediate.ID+"-test", hsm.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	if err := rep.st.InsertOCSPResponder(ctx, store.OCSPResponder{Serial: "0a0b", IssuerID: res.Intermediate.ID, KeyURI: k.URI,
+		CertDER: res.Intermediate.CertDER, NotBefore: now, NotAfter: now.Add(time.Hour), CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := rot.Abandon(ctx, AbandonOptions{Actor: "admin"})
+	if err != nil {
+		t.Fatalf("Abandon: %v", err)
+	}
+	if !slices.Contains(got.KeysDeleted, k.URI) {
+		t.Errorf("Abandon deleted %v; want the responder key %s among them", got.KeysDeleted, k.URI)
+	}
+	if _, err := rep.keys.Find(ctx, k.URI); !errors.Is(err, hsm.ErrKeyNotFound) {
+		t.Errorf("responder key after abandon: %v, want ErrKeyNotFound", err)
+	}
+}

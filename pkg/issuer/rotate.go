@@ -100,6 +100,9 @@ type RotationStore interface {
 	Store
 	MaxLeafNotAfter(ctx context.Context, issuerID string) (time.Time, error)
 	TryLeadership(ctx context.Context, name string) (release func(), ok bool, err error)
+	// LatestOCSPResponder finds the delegated OCSP responder key an
+	// abandoned issuer may have been given (Abandon deletes it too).
+	LatestOCSPResponder(ctx context.Context, issuerID string) (store.OCSPResponder, error)
 	store.IssuerRotation
 }
 
