@@ -48,7 +48,8 @@ func newReauthCA(t *testing.T) *reauthCA {
 	c.root, _ = x509.ParseCertificate(der)
 
 	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	srvCert := c.sign(&srvKey.PublicKey, nil, time.Hour, x509.ExtKeyUsageServerAuth)
+	caServer, _ := url.Parse("spiffe://example.org/ca/server") // what ca clients require of the CA
+	srvCert := c.sign(&srvKey.PublicKey, caServer, time.Hour, x509.ExtKeyUsageServerAuth)
 	pool := x509.NewCertPool()
 	pool.AddCert(c.root)
 	c.srv = httptest.NewUnstartedServer(http.HandlerFunc(c.serve))
@@ -134,7 +135,7 @@ func (c *reauthCA) workloadFiles(t *testing.T, dir string) (args []string, certP
 	writeFile(t, f("cert.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})), 0o644)
 	writeFile(t, f("chain.pem"), "", 0o644)
 	writeFile(t, f("bundle.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.root.Raw})), 0o644)
-	return []string{"--server", c.srv.URL, "--key", f("key.pem"), "--cert", f("cert.pem"), "--chain", f("chain.pem"), "--bundle", f("bundle.pem")}, f("cert.pem")
+	return []string{"--server", c.srv.URL, "--trust-domain", "example.org", "--key", f("key.pem"), "--cert", f("cert.pem"), "--chain", f("chain.pem"), "--bundle", f("bundle.pem")}, f("cert.pem")
 }
 
 func serialIn(t *testing.T, path string) string {

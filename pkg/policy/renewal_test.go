@@ -11,7 +11,7 @@ const renewalPolicy = basePolicy + `rules:
   - name: payments
     issuer: github
     when: claims.repository == "acme/payments" && claims.ref == "refs/heads/main"
-    spiffe_id: spiffe://example.org/prod/{{claims.repository}}
+    spiffe_id: spiffe://example.org/prod/{{claims.repository|path}}
     dns_names: [payments.prod.internal, api.prod.internal]
     max_ttl: 1h
     reauthenticate_after: 72h
