@@ -212,8 +212,10 @@ func testRevokeMany(t *testing.T, s store.Store) {
 
 	_, _, err = s.RevokeMany(ctx, store.RevokeScope{Serial: "abcdef0123", Descendants: true}, at, "keyCompromise", e)
 	wantErr(t, "RevokeMany of an unknown serial", err, store.ErrNotFound)
-	_, _, err = s.RevokeMany(ctx, store.RevokeScope{SPIFFEID: "spiffe://example.org/prod/payments"}, at, "keyCompromise", e)
-	wantErr(t, "RevokeMany by identity", err, store.ErrInvalidQuery)
+	_, _, err = s.RevokeMany(ctx, store.RevokeScope{Serial: first.Serial, SPIFFEID: "spiffe://example.org/prod/payments"}, at, "keyCompromise", e)
+	wantErr(t, "RevokeMany of a serial and an identity at once", err, store.ErrInvalidQuery)
+	_, _, err = s.RevokeMany(ctx, store.RevokeScope{SPIFFEID: "spiffe://example.org/prod/payments", Descendants: true}, at, "keyCompromise", e)
+	wantErr(t, "RevokeMany of an identity's descendants", err, store.ErrInvalidQuery)
 	_, _, err = s.RevokeMany(ctx, store.RevokeScope{}, at, "keyCompromise", e)
 	wantErr(t, "RevokeMany of nothing", err, store.ErrInvalidQuery)
 }
