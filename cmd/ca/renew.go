@@ -77,7 +77,7 @@ type renewer struct {
 	stdout, stderr  io.Writer
 	// trustDomain is the CA's, for its server identity ("" = from the chain).
 	trustDomain string
-	tokenFile       string
+	tokenFile   string
 }
 
 // isReauthentication tells whether err is the CA's 403
