@@ -83,7 +83,8 @@ func (s *Store) PruneEndedHolds(ctx context.Context, before time.Time, limit int
 		DELETE FROM identity_holds WHERE id = ANY (ARRAY(
 			(SELECT id FROM identity_holds WHERE released_at IS NOT NULL AND released_at < $1 LIMIT $2)
 			UNION ALL
-			(SELECT id FROM identity_holds WHERE released_at IS NULL AND until < $1 LIMIT $2)))`,
+			(SELECT id FROM identity_holds WHERE released_at IS NULL AND until < $1 LIMIT $2)
+			LIMIT $2))`,
 		ts(before), limit)
 	if err != nil {
 		return 0, fmt.Errorf("postgres: prune holds: %w", mapErr(err))

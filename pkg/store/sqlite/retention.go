@@ -72,11 +72,11 @@ func (s *Store) PruneEndedHolds(ctx context.Context, before time.Time, limit int
 	}
 	b := before.UnixMicro()
 	res, err := s.w.ExecContext(ctx, `
-		DELETE FROM identity_holds WHERE id IN (
+		DELETE FROM identity_holds WHERE id IN (SELECT id FROM (
 			SELECT id FROM (SELECT id FROM identity_holds WHERE released_at IS NOT NULL AND released_at < ? LIMIT ?)
 			UNION ALL
-			SELECT id FROM (SELECT id FROM identity_holds WHERE released_at IS NULL AND until < ? LIMIT ?))`,
-		b, limit, b, limit)
+			SELECT id FROM (SELECT id FROM identity_holds WHERE released_at IS NULL AND until < ? LIMIT ?)) LIMIT ?)`,
+		b, limit, b, limit, limit)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: prune holds: %w", mapErr(err))
 	}
