@@ -33,7 +33,9 @@ func TestRetentionSettingsAreValidated(t *testing.T) {
 		{"a short interval bounds the default run time", "retention:\n  interval: 30s\n",
 			func(r Retention) bool { return r.Interval == 30*time.Second && r.MaxRun == 30*time.Second }},
 		{"batches and pauses are accepted within bounds", "retention:\n  batch_size: 500\n  batch_pause: 1s\n  max_run: 5m\n",
-			func(r Retention) bool { return r.BatchSize == 500 && r.BatchPause == time.Second && r.MaxRun == 5*time.Minute }},
+			func(r Retention) bool {
+				return r.BatchSize == 500 && r.BatchPause == time.Second && r.MaxRun == 5*time.Minute
+			}},
 		{"days are not Go syntax and are refused", "retention:\n  certificates: 90d\n", nil},
 		{"certificates kept less than an hour are refused", "retention:\n  certificates: 30m\n", nil},
 		{"a negative retention is refused", "retention:\n  certificates: -1h\n", nil},

@@ -259,19 +259,21 @@ func (p *Pruner) audit(ctx context.Context, res Result, runErr error) error {
 	return nil
 }
 
-// Run prunes at once and then every Interval until ctx is done, logging
-// failures, and returns ctx's error.
+// Run reports the table sizes at once, then prunes every Interval (the
+// first run one Interval after start, so that restarts do not add runs)
+// until ctx is done, logging failures, and returns ctx's error.
 func (p *Pruner) Run(ctx context.Context) error {
+	p.refreshStats(ctx)
 	t := time.NewTicker(p.cfg.Interval)
 	defer t.Stop()
 	for {
-		if _, err := p.Once(ctx); err != nil && ctx.Err() == nil {
-			p.d.Log.ErrorContext(ctx, "retention prune failed", "error", err.Error())
-		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		}
+		if _, err := p.Once(ctx); err != nil && ctx.Err() == nil {
+			p.d.Log.ErrorContext(ctx, "retention prune failed", "error", err.Error())
 		}
 	}
 }
