@@ -22,7 +22,8 @@ type Retention struct {
 	// (default 1000; 1 to 10000).
 	BatchSize int `yaml:"batch_size"`
 	// BatchPause is the pause between two batches, so that issuance gets the
-	// database between them (default 50ms; at most 10s).
+	// database between them (default 50ms; at most 10s). The pruner pauses
+	// at least as long as the batch took, whatever this says.
 	BatchPause time.Duration `yaml:"batch_pause"`
 	// MaxRun bounds one prune run; what is left waits for the next interval
 	// (default 2m; 1s to Interval).

@@ -157,7 +157,9 @@ func (p *Pruner) prune(ctx context.Context, res *Result) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+			began := time.Now()
 			n, err := s.fn(ctx, s.before, p.cfg.BatchSize)
+			took := time.Since(began)
 			res.Pruned[s.table] += n
 			if err != nil {
 				return fmt.Errorf("retention: pruning %s: %w", s.table, err)
@@ -165,7 +167,9 @@ func (p *Pruner) prune(ctx context.Context, res *Result) error {
 			if n < int64(p.cfg.BatchSize) {
 				break
 			}
-			if err := pause(ctx, p.cfg.BatchPause); err != nil {
+			// At least as long as the batch took: the prune never takes
+			// more than half of the database's time from issuance.
+			if err := pause(ctx, max(p.cfg.BatchPause, took)); err != nil {
 				return err
 			}
 		}
