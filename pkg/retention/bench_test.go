@@ -206,3 +206,62 @@ func BenchmarkIssuanceDuringPrunePostgres(b *testing.B) {
 			t.Table, t.Rows, t.Bytes, float64(t.Bytes)/float64(max(t.Rows, 1)), after.Tables[i].Rows, after.Tables[i].Bytes)
 	}
 }
+
+// BenchmarkStorageBytesPerCertificateSQLite records realistic certificates
+// with their audit entries and OCSP responses on the embedded default and
+// reports the bytes per certificate of each table, then prunes them all and
+// reports what is left (SQLite keeps freed pages for reuse).
+func BenchmarkStorageBytesPerCertificateSQLite(b *testing.B) {
+	ctx := context.Background()
+	s := testkit.SQLite(b)
+	now := time.Now().UTC().Truncate(time.Second)
+	if err := s.InsertIssuer(ctx, store.Issuer{ID: "int", Kind: store.KindRoot, KeyURI: "soft:int", CertDER: []byte{0x30}, SubjectKeyID: []byte{1},
+		NotBefore: now.Add(-400 * 24 * time.Hour), NotAfter: now.Add(3650 * 24 * time.Hour), State: store.IssuerActive,
+		CreatedAt: now.Add(-400 * 24 * time.Hour), UpdatedAt: now.Add(-400 * 24 * time.Hour)}); err != nil {
+		b.Fatal(err)
+	}
+	const n = 3000
+	for i := 0; i < b.N; i++ {
+		var batch []store.OCSPResponse
+		var ocspDER [1000]byte
+		for j := 0; j < n; j++ {
+			c := realisticCert("int", now.Add(-200*24*time.Hour), time.Hour, j)
+			if _, err := s.RecordIssuance(ctx, c, store.AuditEntry{Time: c.CreatedAt, Actor: "repo:acme/x", Action: "issue", Target: c.Serial, Decision: "allow",
+				Details: []byte(`{"spiffe_id":"` + c.SPIFFEID + `","not_after":"` + c.NotAfter.Format(time.RFC3339) + `"}`)}); err != nil {
+				b.Fatal(err)
+			}
+			_, _ = rand.Read(ocspDER[:])
+			batch = append(batch, store.OCSPResponse{Serial: c.Serial, IssuerID: "int", ThisUpdate: c.CreatedAt, NextUpdate: c.NotAfter,
+				CertNotAfter: c.NotAfter, DER: slices.Clone(ocspDER[:])})
+			if len(batch) == 500 {
+				if _, err := s.PutOCSPResponses(ctx, batch); err != nil {
+					b.Fatal(err)
+				}
+				batch = nil
+			}
+		}
+	}
+	b.StopTimer()
+	before, err := s.RetentionStats(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := retention.New(retention.Deps{Store: s, Clock: clock.NewFake(now), Log: quiet()}, retention.Config{
+		Certificates: 90 * 24 * time.Hour, OCSPResponses: time.Hour, Interval: time.Hour, BatchSize: 1000, MaxRun: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := p.Once(ctx); err != nil {
+		b.Fatal(err)
+	}
+	after, err := s.RetentionStats(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i, t := range before.Tables[:3] {
+		per := float64(t.Bytes) / float64(max(t.Rows, 1))
+		b.Logf("%s: %d rows, %d bytes (%.0f B/row) before the prune; %d rows, %d bytes after", t.Table, t.Rows, t.Bytes, per,
+			after.Tables[i].Rows, after.Tables[i].Bytes)
+		b.ReportMetric(per, t.Table+"-B/row")
+	}
+}
