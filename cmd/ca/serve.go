@@ -72,6 +72,12 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		return err
 	}
 	defer endCheckpoints()
+	// Retention: the leader prunes expired rows in small batches.
+	stopRetention, err := startRetention(ctx, cfg, b, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopRetention()
 	counted, err := telemetry.InstrumentIssuer(iss, reg)
 	if err != nil {
 		return err

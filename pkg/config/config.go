@@ -57,6 +57,8 @@ type Config struct {
 	Dashboard Dashboard `yaml:"dashboard"`
 	// Audit holds the audit log's checkpoint settings.
 	Audit Audit `yaml:"audit"`
+	// Retention holds how long expired rows are kept (retention.go).
+	Retention Retention `yaml:"retention"`
 }
 
 // Audit is how the audit log's head is checkpointed.
@@ -378,6 +380,7 @@ func (c *Config) applyDefaults() {
 	}
 	setDur(&c.Enroll.JWKSMinRefreshInterval, time.Minute)
 	setDur(&c.Audit.CheckpointInterval, time.Minute)
+	c.Retention.applyDefaults()
 }
 
 // DevelopmentMode reports whether this is the embedded development setup: no

@@ -24,6 +24,7 @@ func (c *Config) Validate() error {
 		c.validateLog,
 		c.validateEnroll,
 		c.validateAudit,
+		c.validateRetention,
 	}
 	for _, check := range checks {
 		if err := check(); err != nil {

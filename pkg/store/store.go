@@ -310,6 +310,8 @@ type Store interface {
 	AuditCheckpointStore
 	// HoldStore keeps identity holds (holds.go).
 	HoldStore
+	// RetentionStore prunes what outlived its retention (retention.go).
+	RetentionStore
 
 	// Ping checks the database answers; readiness probes call it.
 	Ping(ctx context.Context) error
