@@ -86,7 +86,8 @@ func isRead(m string) bool {
 
 // Decide decides one request against p and the given active overrides
 // (overrides whose Until is not after r.Time are ignored, as are those for
-// another source, service or endpoint). Anything no endpoint allows is
+// another source, service or endpoint). A nil policy denies everything
+// with policy_no_rule. Anything no endpoint allows is
 // denied. In observe mode a denial comes back with Decision "would_deny" and
 // Allowed true. A destination service the policy does not know is denied
 // with policy_no_rule in enforce mode. Pure: no I/O, no logging, no clock.
@@ -100,6 +101,9 @@ func isRead(m string) bool {
 // then turned into an allow with reason override by an active override for
 // this source, service and one of the matching endpoints.
 func (p *Policy) Decide(r Request, overrides []Override) Decision {
+	if p == nil {
+		return Decision{Mode: ModeEnforce}.deny(ReasonNoRule)
+	}
 	d := Decision{PolicyVersion: p.version, Mode: ModeEnforce}
 	svc := p.services[r.Service]
 	if svc == nil {
@@ -211,4 +215,16 @@ func joinPath(segs []string) string {
 		b = append(b, s...)
 	}
 	return string(b)
+}
+
+// identityOf returns the SPIFFE ID of the named service, "" if unknown or p
+// is nil.
+func (p *Policy) identityOf(service string) string {
+	if p == nil {
+		return ""
+	}
+	if s := p.services[service]; s != nil {
+		return s.identity
+	}
+	return ""
 }
