@@ -58,8 +58,8 @@ func (p historyPlan) certificates() int64 {
 // entries as the server writes them: real DER of the issuer's profile and
 // size (leaf and OCSP response signed with a throwaway key of the issuer's
 // algorithm, so their signatures do not verify: measurement data only),
-// enrollment provenance with the token's claims, renewal provenance with
-// the enrollment's origin, lineage fields, superseded_by, and one
+// enrollment provenance with the token's claims (kept once per lineage),
+// renewal provenance of its own, lineage fields, superseded_by, and one
 // hash-chained audit entry per certificate.
 func genHistory(ctx context.Context, st store.Store, p historyPlan, issuerRec store.Issuer, publicURL, domain string, stdout io.Writer) error {
 	hl, ok := st.(historyLoader)
@@ -229,7 +229,7 @@ func (g *historyGen) one(slot, w int) (store.Certificate, store.OCSPResponse, st
 		renewedFrom = ws.serial
 		prov, _ = json.Marshal(enroll.RenewalProvenance{
 			Shape: "renewal", RenewedFrom: ws.serial, Lineage: ws.lineage, SPIFFEID: spiffe,
-			PolicyRule: "github-acme", PolicyVersion: "sha256:" + fmt.Sprintf("%064x", 1), Origin: ws.enrollProv,
+			PolicyRule: "github-acme", PolicyVersion: "sha256:" + fmt.Sprintf("%064x", 1),
 		})
 		ws.lineageSlots++
 	} else {

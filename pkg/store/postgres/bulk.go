@@ -60,7 +60,8 @@ func (s *Store) BulkLoadCertificates(ctx context.Context, n int, gen func(i int)
 }
 
 // BulkLoadHistory writes h with COPY in one transaction: certificates
-// (lineage fields and superseded_by as given), OCSP responses and audit
+// (lineage fields and superseded_by as given; an enrollment's provenance
+// also as its lineage's), OCSP responses and audit
 // entries (Seq, PrevHash and Hash as given: the caller chains them onto
 // AuditHead). Test data for `ca gendata --workloads`; a taken serial or
 // seq fails the whole load.
@@ -88,6 +89,12 @@ func (s *Store) BulkLoadHistory(ctx context.Context, h store.History) error {
 			c.PublicKeySHA256, string(c.Status), revokedAt, reason, provenance, c.PolicyRule, c.PolicyVersion,
 			renewed, ts(c.CreatedAt), c.Lineage, c.Repository, c.TokenIssuer, c.Subject, ts(c.LineageStartedAt), superseded})
 	}
+	var lineageRows [][]any
+	for _, c := range h.Certificates {
+		if la := certLineageArgs(c); la != nil {
+			lineageRows = append(lineageRows, la)
+		}
+	}
 	ocspRows := make([][]any, 0, len(h.OCSP))
 	for _, r := range h.OCSP {
 		ocspRows = append(ocspRows, []any{r.Serial, r.IssuerID, r.Revoked, ts(r.ThisUpdate), ts(r.NextUpdate), ts(r.CertNotAfter), r.DER})
@@ -104,6 +111,10 @@ func (s *Store) BulkLoadHistory(ctx context.Context, h store.History) error {
 			"policy_version", "renewed_from", "created_at", "lineage", "repository", "token_issuer", "subject",
 			"lineage_started_at", "superseded_by",
 		}, pgx.CopyFromRows(certRows)); err != nil {
+			return err
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"lineages"}, []string{"lineage", "started_at", "provenance"},
+			pgx.CopyFromRows(lineageRows)); err != nil {
 			return err
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ocsp_responses"}, []string{

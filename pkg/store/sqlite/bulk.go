@@ -10,7 +10,8 @@ import (
 )
 
 // BulkLoadHistory writes h in one transaction with prepared inserts:
-// certificates (lineage fields and superseded_by as given), OCSP responses
+// certificates (lineage fields and superseded_by as given; an enrollment's
+// provenance also as its lineage's), OCSP responses
 // and audit entries (Seq, PrevHash and Hash as given: the caller chains them
 // onto AuditHead). Test data for `ca gendata --workloads`; a taken serial or
 // seq fails the whole load.
@@ -44,6 +45,12 @@ func (s *Store) BulkLoadHistory(ctx context.Context, h store.History) error {
 				c.PolicyRule, c.PolicyVersion, c.RenewedFrom, us(c.CreatedAt),
 				c.Lineage, c.Repository, c.TokenIssuer, c.Subject, us(c.LineageStartedAt), c.SupersededBy); err != nil {
 				return err
+			}
+			if c.RenewedFrom == "" && provenance != nil {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO lineages (lineage, started_at, provenance) VALUES (?, ?, ?)`,
+					c.Serial, us(c.CreatedAt), provenance); err != nil {
+					return err
+				}
 			}
 		}
 		ocsp, err := tx.PrepareContext(ctx, `
