@@ -58,7 +58,7 @@ func TestCompactRowsBackfill(t *testing.T) {
 			row("b2", "a1", "a1", `{"shape":"renewal","renewed_from":"a1","lineage":"a1","origin":`+enr+`}`, 2)
 			row("c3", "b2", "a1", `{"shape":"renewal","renewed_from":"b2","lineage":"a1","origin":`+enr+`}`, 3)
 			row("e5", "x0", "x0", `{"shape":"renewal","renewed_from":"x0","lineage":"x0","origin":`+gone+`}`, 5) // x0 is gone
-			row("f6", "y0", "y0", `{"shape":"renewal","renewed_from":"y0","lineage":"y0"}`, 6)                    // no origin
+			row("f6", "y0", "y0", `{"shape":"renewal","renewed_from":"y0","lineage":"y0"}`, 6)                   // no origin
 
 			if err := storeopen.Migrate(ctx, url, "up"); err != nil {
 				t.Fatalf("up: %v", err)
