@@ -33,8 +33,25 @@ func cmdGendata(ctx context.Context, args []string, getenv env, stdout, stderr i
 	batch := fs.Int("batch", 100_000, "rows per COPY transaction")
 	seed := fs.Uint64("seed", 1, "random seed (serials still differ between runs)")
 	identities := fs.Int("identities", 5000, "distinct workload identities (and repositories)")
+	hp := historyPlan{}
+	fs.IntVar(&hp.workloads, "workloads", 0, "history mode: workloads that enroll and renew over --span (Postgres or SQLite)")
+	fs.DurationVar(&hp.renewEvery, "renew-every", time.Hour, "history mode: time between renewals of a workload")
+	fs.DurationVar(&hp.span, "span", 365*24*time.Hour, "history mode: how far back the history begins (ending now)")
+	fs.DurationVar(&hp.ttl, "ttl", 0, "history mode: certificate lifetime (default twice --renew-every: renewal at half-life)")
+	fs.DurationVar(&hp.reauth, "reauthenticate-after", 30*24*time.Hour, "history mode: a workload enrolls again after this (the policy default)")
+	fs.DurationVar(&hp.ocspValid, "ocsp-validity", 24*time.Hour, "history mode: OCSP responses' nextUpdate - thisUpdate")
 	if err := parseFlags(fs, args, stderr); err != nil {
 		return err
+	}
+	if hp.workloads > 0 {
+		if hp.ttl == 0 {
+			hp.ttl = 2 * hp.renewEvery
+		}
+		if fs.NArg() > 0 || hp.renewEvery <= 0 || hp.span < hp.renewEvery || hp.reauth < hp.renewEvery || hp.ocspValid <= 0 || *batch < 1 {
+			return fmt.Errorf("%w: ca gendata --workloads N [--renew-every 1h] [--span 8760h] [--ttl D] [--reauthenticate-after 720h] [--batch N]", errUsage)
+		}
+		hp.batch, hp.seed = min(*batch, 20_000), *seed
+		return cmdGendataHistory(ctx, *cfgPath, getenv, hp, stdout, stderr)
 	}
 	if fs.NArg() > 0 || *count < 1 || *batch < 1 || *identities < 1 {
 		return fmt.Errorf("%w: ca gendata [--count N] [--batch N] [--identities N] [--seed N]", errUsage)
@@ -85,6 +102,35 @@ func cmdGendata(ctx context.Context, args []string, getenv env, stdout, stderr i
 	}
 	fmt.Fprintf(stdout, "added %d synthetic certificates under issuer %s in %s\n", total, issuerID, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// cmdGendataHistory runs `ca gendata --workloads N`: a history of
+// enrollments and renewals (see genHistory) under the active intermediate,
+// on Postgres or SQLite. Never run it against a production database.
+func cmdGendataHistory(ctx context.Context, cfgPath string, getenv env, hp historyPlan, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig(cfgPath, getenv)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg, newLogger(cfg, stderr))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	issuers, err := st.ListIssuers(ctx)
+	if err != nil {
+		return err
+	}
+	var active *store.Issuer
+	for i, is := range issuers {
+		if is.Kind == store.KindIntermediate && is.State == store.IssuerActive {
+			active = &issuers[i]
+		}
+	}
+	if active == nil {
+		return fmt.Errorf("no active intermediate; run `ca init` first")
+	}
+	return genHistory(ctx, st, hp, *active, cfg.PublicURL, cfg.TrustDomain, stdout)
 }
 
 // synthetic makes plausible inventory rows: issued over the last 30 days,

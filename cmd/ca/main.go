@@ -58,7 +58,9 @@ commands:
             entry altered, removed or reordered, or checkpoints missing or invalid
             (exit 1) | checkpoint-key: print the checkpoint public key to pin
   gendata   --count N: fill a Postgres database with N synthetic certificate rows
-            (test data for measuring the inventory; never in production)
+            (test data for measuring the inventory; never in production) |
+            --workloads N [--renew-every 1h] [--span 8760h]: a history of
+            enrollments and renewals with OCSP and audit (Postgres or SQLite)
   testkit   --out DIR: a throwaway test CA's bad credentials for negative tests
   version   print the version
 

@@ -30,8 +30,10 @@ const (
 )
 
 // RenewalProvenance is the provenance recorded for a renewed certificate.
-// Origin is the provenance of the lineage's enrollment, copied down every
-// renewal.
+// The lineage's enrollment provenance is kept once per lineage by the store
+// (store.Certificate.Origin), not in every renewal; Origin is set only in
+// renewals recorded before that (schema 14 moved it out of the rows it
+// migrated), and is read as a fallback.
 type RenewalProvenance struct {
 	Shape         string          `json:"shape"` // always "renewal"
 	RenewedFrom   string          `json:"renewed_from"`
@@ -170,7 +172,7 @@ func (r *Renewer) Decide(ctx context.Context, current *x509.Certificate, csrPEM 
 		e.Check = CheckReauthenticate
 		return fail(e)
 	}
-	origin, err := enrollmentProvenance(rec.Provenance)
+	origin, err := enrollmentProvenance(rec)
 	if err != nil {
 		return deny(policy.CheckClaimsMissing, "the lineage's enrollment provenance cannot be read: %v", err)
 	}
@@ -225,7 +227,7 @@ func (r *Renewer) Decide(ctx context.Context, current *x509.Certificate, csrPEM 
 	}
 	prov, err := json.Marshal(RenewalProvenance{
 		Shape: "renewal", RenewedFrom: rec.Serial, Lineage: lineage, SPIFFEID: rec.SPIFFEID,
-		PolicyRule: m.Rule, PolicyVersion: pol.Version(), Origin: originOf(rec.Provenance),
+		PolicyRule: m.Rule, PolicyVersion: pol.Version(),
 	})
 	if err != nil {
 		return fail(newErr(ReasonInternal, err, "provenance"))
@@ -294,18 +296,23 @@ func orUnknown(s string) string {
 }
 
 // enrollmentProvenance reads the provenance of a lineage's enrollment: the
-// record's own, or the origin a renewal's provenance carries.
-func enrollmentProvenance(raw json.RawMessage) (Provenance, error) {
+// lineage's as the store keeps it (rec.Origin), else the record's own for
+// an enrollment or the origin an older renewal's provenance carries.
+func enrollmentProvenance(rec store.Certificate) (Provenance, error) {
+	raw := rec.Origin
+	if len(raw) == 0 {
+		raw = originOf(rec.Provenance)
+	}
 	var p Provenance
-	if err := json.Unmarshal(originOf(raw), &p); err != nil {
+	if err := json.Unmarshal(raw, &p); err != nil {
 		return Provenance{}, err
 	}
 	return p, nil
 }
 
 // originOf is the enrollment provenance within raw: raw itself for an
-// enrollment, its origin for a renewal (linked one level deep, so every
-// certificate of a lineage carries the proof it all started from).
+// enrollment, its origin for a renewal recorded with one (nil for a
+// renewal without).
 func originOf(raw json.RawMessage) json.RawMessage {
 	var p map[string]json.RawMessage
 	if json.Unmarshal(raw, &p) != nil {

@@ -69,7 +69,7 @@ func certificateView(c store.Certificate, now time.Time, withPEM bool) Certifica
 		v.RevokedAt = &at
 	}
 	if len(c.Provenance) > 0 && json.Valid(c.Provenance) {
-		v.Provenance = c.Provenance
+		v.Provenance = withOrigin(c.Provenance, c.Origin)
 	}
 	if withPEM && len(c.DER) > 0 {
 		v.Certificate = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}))
@@ -225,4 +225,24 @@ func (rt *Routes) getCertificate(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	return writeJSON(w, http.StatusOK, certificateView(c, rt.d.Clock.Now(), true))
+}
+
+// withOrigin is a renewal's provenance as the API shows it: with the
+// lineage's enrollment provenance under "origin", as renewals recorded it
+// before the store kept it once per lineage (store.Certificate.Origin,
+// filled in for single certificates). Anything else is returned as is.
+func withOrigin(prov, origin json.RawMessage) json.RawMessage {
+	if len(origin) == 0 || !json.Valid(origin) {
+		return prov
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(prov, &m) != nil || string(m["shape"]) != `"renewal"` || m["origin"] != nil {
+		return prov
+	}
+	m["origin"] = origin
+	out, err := json.Marshal(m)
+	if err != nil {
+		return prov
+	}
+	return out
 }

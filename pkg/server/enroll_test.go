@@ -32,14 +32,15 @@ import (
 // memRecords is an in-memory EnrollStore for this package's unit tests; the
 // end-to-end tests in cmd/ca use Postgres.
 type memRecords struct {
-	mu    sync.Mutex
-	certs map[string]store.Certificate
-	audit []store.AuditEntry
-	used  map[string]bool
+	mu       sync.Mutex
+	certs    map[string]store.Certificate
+	lineages map[string]json.RawMessage // an enrollment's provenance by lineage, as the stores keep it
+	audit    []store.AuditEntry
+	used     map[string]bool
 }
 
 func newMemRecords() *memRecords {
-	return &memRecords{certs: map[string]store.Certificate{}, used: map[string]bool{}}
+	return &memRecords{certs: map[string]store.Certificate{}, lineages: map[string]json.RawMessage{}, used: map[string]bool{}}
 }
 
 func (m *memRecords) MarkTokenUsed(_ context.Context, key string, _, _ time.Time) error {
@@ -59,6 +60,7 @@ func (m *memRecords) GetCertificate(_ context.Context, serial string) (store.Cer
 	if !ok {
 		return c, store.ErrNotFound
 	}
+	c.Origin = m.lineages[c.Lineage]
 	return c, nil
 }
 
@@ -129,6 +131,8 @@ func (li *testLeafIssuer) Issue(_ context.Context, r issuer.Request) (*issuer.Is
 		li.records.certs[r.RenewedFrom] = prev
 		rec.Lineage, rec.Repository, rec.TokenIssuer, rec.Subject = prev.Lineage, prev.Repository, prev.TokenIssuer, prev.Subject
 		rec.LineageStartedAt = prev.LineageStartedAt
+	} else if len(r.Provenance) > 0 {
+		li.records.lineages[sn] = r.Provenance
 	}
 	li.records.certs[sn] = rec
 	return &issuer.Issued{Serial: sn, Certificate: cert, DER: der, Chain: [][]byte{li.ca.inter.Raw}, NotAfter: cert.NotAfter}, nil
@@ -244,10 +248,10 @@ func TestEnrollAndRenewAnswersMatchTheOpenAPIDocument(t *testing.T) {
 	if rec.RenewedFrom != got.Serial || rec.SPIFFEID != got.SPIFFEID || rec.PolicyRule != "acme-ci" {
 		t.Errorf("renewed record = %+v", rec)
 	}
-	var prov map[string]any
-	_ = json.Unmarshal(rec.Provenance, &prov)
-	if origin, _ := prov["origin"].(map[string]any); origin == nil || origin["shape"] != enroll.ShapeGitHub {
-		t.Errorf("renewal provenance does not carry the enrollment's: %s", rec.Provenance)
+	var origin map[string]any
+	_ = json.Unmarshal(rec.Origin, &origin)
+	if origin == nil || origin["shape"] != enroll.ShapeGitHub || strings.Contains(string(rec.Provenance), "token_claims") {
+		t.Errorf("the renewal's record does not find the enrollment's provenance in its lineage (or repeats it): origin %s, provenance %s", rec.Origin, rec.Provenance)
 	}
 
 	if rec.Lineage != got.Serial {

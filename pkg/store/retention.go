@@ -36,7 +36,7 @@ type RetentionStore interface {
 }
 
 // RetentionTables are the tables RetentionStats reports, in that order.
-var RetentionTables = []string{"certificates", "ocsp_responses", "audit_log", "used_tokens", "dashboard_sessions", "identity_holds"}
+var RetentionTables = []string{"certificates", "ocsp_responses", "lineages", "audit_log", "used_tokens", "dashboard_sessions", "identity_holds"}
 
 // RetentionStats is what the database holds, for metrics.
 type RetentionStats struct {

@@ -115,6 +115,14 @@ type Certificate struct {
 	// SupersededBy is the serial of the one renewal of this certificate, or
 	// "" while it has not been renewed. Only RecordIssuance sets it.
 	SupersededBy string
+	// Origin is the provenance of the lineage's enrollment, kept once per
+	// lineage (table lineages) so that renewals need not repeat it:
+	// RecordIssuance of an enrollment with a Provenance records it (from
+	// Provenance; Origin itself is ignored on writes), and GetCertificate
+	// fills it in for every certificate of the lineage, even after the
+	// enrollment's own row is gone. Nil when the lineage has none; list
+	// queries leave it nil.
+	Origin json.RawMessage
 }
 
 // AuditEntry is one decision in the hash-chained audit log. Seq, PrevHash and

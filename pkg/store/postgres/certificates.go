@@ -16,14 +16,14 @@ const certColumns = `serial, issuer_id, spiffe_id, dns_names, not_before, not_af
 	policy_rule, policy_version, coalesce(renewed_from, ''), created_at,
 	lineage, repository, token_issuer, subject, lineage_started_at, coalesce(superseded_by, '')`
 
-func scanCert(row pgx.Row) (store.Certificate, error) {
+func scanCert(row pgx.Row, extra ...any) (store.Certificate, error) {
 	var c store.Certificate
 	var notBefore, notAfter, revokedAt, created, started *time.Time
 	var provenance *string
-	err := row.Scan(&c.Serial, &c.IssuerID, &c.SPIFFEID, &c.DNSNames, &notBefore, &notAfter, &c.DER,
+	err := row.Scan(append([]any{&c.Serial, &c.IssuerID, &c.SPIFFEID, &c.DNSNames, &notBefore, &notAfter, &c.DER,
 		&c.PublicKeySHA256, &c.Status, &revokedAt, &c.RevocationReason, &provenance,
 		&c.PolicyRule, &c.PolicyVersion, &c.RenewedFrom, &created,
-		&c.Lineage, &c.Repository, &c.TokenIssuer, &c.Subject, &started, &c.SupersededBy)
+		&c.Lineage, &c.Repository, &c.TokenIssuer, &c.Subject, &started, &c.SupersededBy}, extra...)...)
 	if err != nil {
 		return store.Certificate{}, err
 	}
@@ -62,9 +62,16 @@ func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store
 	return s.gc.record(ctx, c, e)
 }
 
-// GetCertificate returns one certificate by serial, or store.ErrNotFound.
+// GetCertificate returns one certificate by serial, with its lineage's
+// Origin (lineages primary key), or store.ErrNotFound.
 func (s *Store) GetCertificate(ctx context.Context, serial string) (store.Certificate, error) {
-	c, err := scanCert(s.pool.QueryRow(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = $1`, serial))
+	var origin *string
+	c, err := scanCert(s.pool.QueryRow(ctx, `SELECT `+certColumns+`,
+		(SELECT l.provenance::text FROM lineages l WHERE l.lineage = certificates.lineage)
+		FROM certificates WHERE serial = $1`, serial), &origin)
+	if err == nil && origin != nil {
+		c.Origin = []byte(*origin)
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Certificate{}, fmt.Errorf("postgres: certificate %s: %w", serial, store.ErrNotFound)
 	}

@@ -175,6 +175,21 @@ const insertCertificateSQL = `
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''), $12::json,
 		$13, $14, NULLIF($15, ''), $16, $17, $18, $19, $20, $21)`
 
+// insertLineageSQL records an enrollment's provenance as its lineage's
+// (lineages, migration 14); certLineageArgs says whether c needs it.
+const insertLineageSQL = `
+	INSERT INTO lineages (lineage, started_at, provenance) VALUES ($1, $2, $3::json)
+	ON CONFLICT (lineage) DO NOTHING`
+
+// certLineageArgs are the insertLineageSQL arguments of c, or nil when c
+// starts no lineage row (a renewal, or no provenance).
+func certLineageArgs(c store.Certificate) []any {
+	if c.RenewedFrom != "" || len(c.Provenance) == 0 {
+		return nil
+	}
+	return []any{c.Serial, ts(c.CreatedAt), string(c.Provenance)}
+}
+
 const insertAuditSQL = `
 	INSERT INTO audit_log (seq, time, actor, action, target, decision, reason,
 		policy_version, request_id, details, prev_hash, hash)
@@ -234,6 +249,9 @@ func (s *Store) recordGroup(ctx context.Context, group []*issuance, hook func(co
 	b.Queue("BEGIN")
 	for _, r := range group {
 		b.Queue(insertCertificateSQL+` ON CONFLICT (serial) DO NOTHING RETURNING serial`, certArgs(r.c)...)
+		if la := certLineageArgs(r.c); la != nil {
+			b.Queue(insertLineageSQL, la...)
+		}
 	}
 	b.Queue(`SELECT pg_advisory_xact_lock($1)`, AuditLockKey)
 	b.Queue(`SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`)
@@ -254,6 +272,11 @@ func (s *Store) recordGroup(ctx context.Context, group []*issuance, hook func(co
 				results[i].err = fmt.Errorf("postgres: record certificate %s: serial taken: %w", r.c.Serial, store.ErrConflict)
 			case err != nil:
 				return fmt.Errorf("postgres: record certificate %s: %w", r.c.Serial, mapErr(err))
+			}
+			if certLineageArgs(r.c) != nil {
+				if _, err := br.Exec(); err != nil {
+					return fmt.Errorf("postgres: record lineage %s: %w", r.c.Serial, mapErr(err))
+				}
 			}
 		}
 		if _, err := br.Exec(); err != nil {
@@ -331,6 +354,11 @@ func (s *Store) recordOne(ctx context.Context, c store.Certificate, e store.Audi
 		}
 		if err != nil {
 			return fmt.Errorf("postgres: record certificate %s: %w", c.Serial, mapErr(err))
+		}
+		if la := certLineageArgs(c); la != nil {
+			if _, err := tx.Exec(ctx, insertLineageSQL, la...); err != nil {
+				return fmt.Errorf("postgres: record lineage %s: %w", c.Serial, mapErr(err))
+			}
 		}
 		out, err = appendAudit(ctx, tx, e)
 		return err

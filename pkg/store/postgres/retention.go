@@ -57,6 +57,11 @@ func (s *Store) PruneExpiredCertificates(ctx context.Context, before time.Time, 
 		if len(serials) == 0 {
 			return nil
 		}
+		var lineages []string
+		if err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(DISTINCT lineage), '{}') FROM certificates WHERE serial = ANY ($1) AND lineage <> ''`,
+			serials).Scan(&lineages); err != nil {
+			return fmt.Errorf("postgres: prune certificates' lineages: %w", mapErr(err))
+		}
 		if _, err := tx.Exec(ctx, `DELETE FROM ocsp_responses WHERE serial = ANY ($1)`, serials); err != nil {
 			return fmt.Errorf("postgres: prune certificates' OCSP responses: %w", mapErr(err))
 		}
@@ -65,6 +70,16 @@ func (s *Store) PruneExpiredCertificates(ctx context.Context, before time.Time, 
 			return fmt.Errorf("postgres: prune certificates: %w", mapErr(err))
 		}
 		n = tag.RowsAffected()
+		// A lineage's enrollment provenance (migration 14) goes with its
+		// last certificate; certificates_lineage_idx answers NOT EXISTS.
+		// The batch's lineages are read from the rows just deleted, so a
+		// lineage that still renews keeps its row.
+		if _, err := tx.Exec(ctx, `
+			DELETE FROM lineages l
+			WHERE l.lineage = ANY ($1)
+			  AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.lineage = l.lineage)`, lineages); err != nil {
+			return fmt.Errorf("postgres: prune lineages: %w", mapErr(err))
+		}
 		return nil
 	})
 	if err != nil {

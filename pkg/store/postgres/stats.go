@@ -10,7 +10,7 @@ import (
 
 // CertificateStats counts the inventory as of now: by status (one pass over
 // certificates: callers cache it), active certificates expiring in each of
-// store.ExpiryBuckets (certificates_status_expiry_idx), issued since since
+// store.ExpiryBuckets (certificates_expiry_order_idx), issued since since
 // (certificates_created_idx) and denials since since
 // (audit_log_denials_idx).
 func (s *Store) CertificateStats(ctx context.Context, now, since time.Time) (store.CertificateStats, error) {

@@ -16,15 +16,17 @@ const certColumns = `serial, issuer_id, spiffe_id, dns_names, not_before, not_af
 	policy_rule, policy_version, coalesce(renewed_from, ''), created_at,
 	lineage, repository, token_issuer, subject, lineage_started_at, coalesce(superseded_by, '')`
 
-func scanCert(row scanner) (store.Certificate, error) {
+func scanCert(row scanner) (store.Certificate, error) { return scanCertExtra(row) }
+
+func scanCertExtra(row scanner, extra ...any) (store.Certificate, error) {
 	var c store.Certificate
 	var dns string
 	var notBefore, notAfter, revokedAt, created, started sql.NullInt64
 	var provenance sql.NullString
-	err := row.Scan(&c.Serial, &c.IssuerID, &c.SPIFFEID, &dns, &notBefore, &notAfter, &c.DER,
+	err := row.Scan(append([]any{&c.Serial, &c.IssuerID, &c.SPIFFEID, &dns, &notBefore, &notAfter, &c.DER,
 		&c.PublicKeySHA256, &c.Status, &revokedAt, &c.RevocationReason, &provenance,
 		&c.PolicyRule, &c.PolicyVersion, &c.RenewedFrom, &created,
-		&c.Lineage, &c.Repository, &c.TokenIssuer, &c.Subject, &started, &c.SupersededBy)
+		&c.Lineage, &c.Repository, &c.TokenIssuer, &c.Subject, &started, &c.SupersededBy}, extra...)...)
 	if err != nil {
 		return store.Certificate{}, err
 	}
@@ -106,6 +108,13 @@ func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store
 		if err != nil {
 			return fmt.Errorf("sqlite: record certificate %s: %w", c.Serial, mapErr(err))
 		}
+		// An enrollment's provenance is its lineage's (lineages, migration 14).
+		if c.RenewedFrom == "" && provenance != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO lineages (lineage, started_at, provenance) VALUES (?, ?, ?)
+				ON CONFLICT (lineage) DO NOTHING`, c.Serial, us(c.CreatedAt), provenance); err != nil {
+				return fmt.Errorf("sqlite: record lineage %s: %w", c.Serial, mapErr(err))
+			}
+		}
 		out, err = appendAudit(ctx, tx, e)
 		return err
 	})
@@ -147,7 +156,13 @@ func supersede(ctx context.Context, tx *sql.Tx, c *store.Certificate) error {
 
 // GetCertificate returns one certificate by serial, or store.ErrNotFound.
 func (s *Store) GetCertificate(ctx context.Context, serial string) (store.Certificate, error) {
-	c, err := scanCert(s.r.QueryRowContext(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = ?`, serial))
+	var origin sql.NullString
+	c, err := scanCertExtra(s.r.QueryRowContext(ctx, `SELECT `+certColumns+`,
+		(SELECT l.provenance FROM lineages l WHERE l.lineage = certificates.lineage)
+		FROM certificates WHERE serial = ?`, serial), &origin)
+	if err == nil && origin.Valid {
+		c.Origin = json.RawMessage(origin.String)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Certificate{}, fmt.Errorf("sqlite: certificate %s: %w", serial, store.ErrNotFound)
 	}

@@ -238,6 +238,11 @@ func testPruneLineage(t *testing.T, s store.Store) {
 	if got.Lineage != first.Serial || got.RenewedFrom != second.Serial {
 		t.Errorf("the live renewal's lineage %q / renewed_from %q changed; want %q / %q", got.Lineage, got.RenewedFrom, first.Serial, second.Serial)
 	}
+	// The lineage's enrollment provenance outlives its first certificate:
+	// renewal's policy re-check reads it.
+	if len(got.Origin) == 0 {
+		t.Error("the live renewal lost its lineage's enrollment provenance when the first certificate was pruned")
+	}
 	page, _, err := s.ListCertificates(ctx, store.CertificateFilter{Lineage: first.Serial})
 	if err != nil {
 		t.Fatalf("listing a lineage whose first certificate was pruned: %v", err)
@@ -257,6 +262,33 @@ func testPruneLineage(t *testing.T, s store.Store) {
 	if err != nil || len(revoked) != 2 {
 		t.Errorf("RevokeMany of the live lineage after the prune: %d revoked, %v; want 2", len(revoked), err)
 	}
+	// With its last certificate the lineage's row goes too.
+	if n := tableRows(t, s, "lineages"); n != 1 {
+		t.Errorf("%d lineage rows while the lineage lives, want 1", n)
+	}
+	if n, err := s.PruneExpiredCertificates(ctx, t0.Add(100*time.Hour), 100); err != nil || n != 2 {
+		t.Fatalf("PruneExpiredCertificates of the rest = %d, %v; want 2", n, err)
+	}
+	if n := tableRows(t, s, "lineages"); n != 0 {
+		t.Errorf("%d lineage rows after the lineage's last certificate was pruned, want 0", n)
+	}
+}
+
+// tableRows is RetentionStats' row count of one table (exact on the small
+// tables of these tests).
+func tableRows(t *testing.T, s store.Store, table string) int64 {
+	t.Helper()
+	st, err := s.RetentionStats(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ts := range st.Tables {
+		if ts.Table == table {
+			return ts.Rows
+		}
+	}
+	t.Fatalf("RetentionStats has no table %q", table)
+	return 0
 }
 
 func testPruneHolds(t *testing.T, s store.Store) {
