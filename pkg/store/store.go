@@ -310,6 +310,8 @@ type Store interface {
 	AuditCheckpointStore
 	// HoldStore keeps identity holds (holds.go).
 	HoldStore
+	// AuditArchiveStore removes an archived audit prefix (auditarchive.go).
+	AuditArchiveStore
 
 	// Ping checks the database answers; readiness probes call it.
 	Ping(ctx context.Context) error
