@@ -57,6 +57,9 @@ type Config struct {
 	Dashboard Dashboard `yaml:"dashboard"`
 	// Audit holds the audit log's checkpoint settings.
 	Audit Audit `yaml:"audit"`
+	// Retention is how long stored records are kept (retention.audit: the
+	// audit log archiving limit).
+	Retention Retention `yaml:"retention"`
 }
 
 // Audit is how the audit log's head is checkpointed.
@@ -66,6 +69,15 @@ type Audit struct {
 	// verify` reports checkpoints missing after a gap of twice this plus a
 	// minute.
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+}
+
+// Retention is how long records are kept before they may be removed.
+type Retention struct {
+	// Audit is the youngest age of audit entries `ca audit archive
+	// --remove` may remove (the archive's last entry must be at least this
+	// old); 0, the default, keeps nothing back: entries stay until an
+	// operator archives them, and are never removed automatically.
+	Audit time.Duration `yaml:"audit"`
 }
 
 // Dashboard is how the inventory dashboard (/ui on the API listener) signs
