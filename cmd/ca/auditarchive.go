@@ -44,6 +44,9 @@ func cmdAuditArchive(ctx context.Context, args []string, getenv env, stdout, std
 	if *before == "" || *out == "" {
 		return fmt.Errorf("%w: ca audit archive --before DURATION|SEQ --out FILE [--remove] [--checkpoint-key FILE]", errUsage)
 	}
+	if _, err := os.Lstat(*out); err == nil {
+		return fmt.Errorf("%s exists: an archive is never overwritten", *out)
+	}
 	now := clock.Real{}.Now()
 	var bound int64
 	var cutoff time.Time
