@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -230,4 +231,21 @@ func (l *fileList) Set(v string) error {
 	}
 	*l = append(*l, v)
 	return nil
+}
+
+// warnAuditRetention logs a warning at startup when retention.audit is set
+// and the oldest retained audit entry is older than it: the log is never
+// pruned automatically, an operator archives it (`ca audit archive`).
+func warnAuditRetention(ctx context.Context, retention time.Duration, src audit.Source, now time.Time, log *slog.Logger) {
+	if retention <= 0 {
+		return
+	}
+	first, err := src.AuditEntries(ctx, 0, 1)
+	if err != nil || len(first) == 0 {
+		return
+	}
+	if age := now.Sub(first[0].Time); age > retention {
+		log.Warn("audit entries are older than retention.audit: archive them with `ca audit archive --before "+retention.String()+" --out FILE --remove`",
+			"oldest_seq", first[0].Seq, "oldest_time", first[0].Time.Format(time.RFC3339), "retention", retention.String())
+	}
 }
