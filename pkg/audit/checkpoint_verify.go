@@ -50,7 +50,8 @@ type CheckpointPolicy struct {
 // when a key exists (a CA with a checkpoint key signs one when it starts)
 // or its first entry is older than pol.MaxGap. The first finding is
 // returned as a *BrokenError, checkpoint signatures first, then the
-// chain, then gaps.
+// chain, then gaps. A log whose first entries were archived and removed
+// verifies from its first retained entry (see VerifySigned).
 func VerifyCheckpointed(ctx context.Context, src CheckpointSource, opts Options, pol CheckpointPolicy) (Report, error) {
 	rep, cps, err := VerifySigned(ctx, src, opts, pol.Key)
 	if err != nil {
