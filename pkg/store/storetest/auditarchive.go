@@ -59,6 +59,15 @@ func testRemoveAuditPrefix(t *testing.T, s store.Store) {
 	if err != nil || next.Seq != 7 || !bytesEq(next.PrevHash, rec.Hash) {
 		t.Errorf("the next append after a removal is %d (%v), want 7 linked to the record", next.Seq, err)
 	}
+	// A cut at the head: the record links to it and is all that is left.
+	rec, n, err = s.RemoveAuditPrefix(ctx, next.Seq, next.Hash, archiveRecord())
+	if err != nil {
+		t.Fatal(err)
+	}
+	left = allAudit(t, s)
+	if n != 4 || rec.Seq != 8 || !bytesEq(rec.PrevHash, next.Hash) || len(left) != 1 || left[0].Seq != 8 {
+		t.Errorf("removing through the head: %d removed, record %d, %d left", n, rec.Seq, len(left))
+	}
 }
 
 func testRemoveAuditPrefixConflict(t *testing.T, s store.Store) {
