@@ -7,7 +7,8 @@ import "context"
 // entries ever leave the log, and it needs the migration owner on Postgres:
 // the runtime role has no DELETE privilege on audit_log.
 type AuditArchiveStore interface {
-	// RemoveAuditPrefix, in one transaction serialised with appends, checks
+	// RemoveAuditPrefix, in one transaction (serialised with other
+	// removals; appends wait only while the record is appended), checks
 	// that the entry at through still has hash throughHash (ErrConflict
 	// otherwise, or if it is gone: the log changed since the archive was
 	// written), appends record to the chain (as AppendAudit does, so the
