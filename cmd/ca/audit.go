@@ -20,13 +20,17 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/store/storeopen"
 )
 
-// cmdAudit runs `ca audit verify` and `ca audit checkpoint-key`.
+// cmdAudit runs `ca audit verify`, `ca audit archive` and `ca audit
+// checkpoint-key`.
 func cmdAudit(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "checkpoint-key" {
 		return cmdAuditCheckpointKey(ctx, args[1:], getenv, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "archive" {
+		return cmdAuditArchive(ctx, args[1:], getenv, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "verify" {
-		return fmt.Errorf("%w: ca audit verify [--checkpoint-key FILE] [--max-gap D] [--ca-stopped] [--anchor SEQ:HASH] [--page-size N] | ca audit checkpoint-key", errUsage)
+		return fmt.Errorf("%w: ca audit verify [--checkpoint-key FILE] [--max-gap D] [--ca-stopped] [--anchor SEQ:HASH] [--page-size N] [--archive FILE]... | ca audit archive --before DURATION|SEQ --out FILE [--remove] | ca audit checkpoint-key", errUsage)
 	}
 	return cmdAuditVerify(ctx, args[1:], getenv, stdout, stderr)
 }
@@ -46,6 +50,8 @@ func cmdAuditVerify(ctx context.Context, args []string, getenv env, stdout, stde
 	pinned := fs.String("checkpoint-key", "", "PEM `FILE` of the checkpoint public key (as `ca audit checkpoint-key` prints it) to trust instead of the key store")
 	maxGap := fs.Duration("max-gap", 0, "longest time allowed without a checkpoint (default: twice audit.checkpoint_interval plus a minute)")
 	stopped := fs.Bool("ca-stopped", false, "the CA is not running: its last checkpoint, a graceful shutdown, may be old")
+	var archives fileList
+	fs.Var(&archives, "archive", "an archive `FILE` written by `ca audit archive` to verify too (repeatable)")
 	if err := parseFlagsOnly(fs, args, stderr); err != nil {
 		return err
 	}
@@ -98,6 +104,10 @@ func cmdAuditVerify(ctx context.Context, args []string, getenv env, stdout, stde
 		return err
 	}
 	fmt.Fprintf(stdout, "audit log intact: %d entries verified\n", rep.Entries)
+	if rep.Archive.Seq > 0 {
+		fmt.Fprintf(stdout, "the log begins at entry %d: entries %d to %d were archived and removed (audit entry %d, archive %s, sha256 %s), and a signed checkpoint covers entry %d\n",
+			rep.First, rep.Archive.FirstSeq, rep.Archive.ThroughSeq, rep.Archive.Seq, rep.Archive.ArchiveFile, rep.Archive.ArchiveSHA256, rep.Archive.ThroughSeq)
+	}
 	if rep.Checkpoints > 0 {
 		fmt.Fprintf(stdout, "%d signed checkpoints verified with the checkpoint key %s; the latest (%s, %s) covers entries up to %d",
 			rep.Checkpoints, keySource, rep.Latest.Kind, rep.Latest.Time.Format(time.RFC3339), rep.Latest.Seq)
@@ -111,6 +121,12 @@ func cmdAuditVerify(ctx context.Context, args []string, getenv env, stdout, stde
 	if rep.Head.Seq > 0 {
 		fmt.Fprintf(stdout, "head %d:%s (keep it; pass it as --anchor next time to catch entries removed at the end)\n",
 			rep.Head.Seq, hex.EncodeToString(rep.Head.Hash))
+	}
+	if len(archives) > 0 {
+		if key == nil {
+			return errors.New("no audit checkpoint key (key store or --checkpoint-key): archives are verified against the signed checkpoints")
+		}
+		return verifyArchives(ctx, st, archives, key, rep, stdout)
 	}
 	return nil
 }

@@ -79,6 +79,7 @@ func startCheckpoints(ctx context.Context, cfg *config.Config, b *backends, log 
 	if _, err := cp.Write(ctx, store.CheckpointStartup); err != nil && !errors.Is(err, audit.ErrChainTampered) {
 		log.Error("audit startup checkpoint failed", "error", err.Error())
 	}
+	warnAuditRetention(ctx, cfg.Retention.Audit, b.store, clock.Real{}.Now(), log)
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

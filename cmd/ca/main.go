@@ -56,7 +56,10 @@ commands:
   audit     verify [--checkpoint-key F] [--anchor SEQ:HASH]: check the audit log's
             hash chain against its signed checkpoints (read-only); name the first
             entry altered, removed or reordered, or checkpoints missing or invalid
-            (exit 1) | checkpoint-key: print the checkpoint public key to pin
+            (exit 1); --archive F also verifies an archive file | archive --before
+            DURATION|SEQ --out F [--remove]: export old entries up to a signed
+            checkpoint, and remove them (migration owner) | checkpoint-key: print
+            the checkpoint public key to pin
   gendata   --count N: fill a Postgres database with N synthetic certificate rows
             (test data for measuring the inventory; never in production) |
             --workloads N [--renew-every 1h] [--span 8760h]: a history of

@@ -84,6 +84,11 @@ type Options struct {
 	// the chain: the entry at their Seq has their Hash (Seq 0 names the
 	// empty log and is always reached).
 	Checkpoints []store.AuditCheckpoint
+	// Base, when Seq > 0, is the entry the retained log begins after:
+	// entries up to Base.Seq were archived and removed, so the first entry
+	// read must be Base.Seq+1 and link to Base.Hash. VerifySigned sets it
+	// from a signed checkpoint; Verify takes it as given.
+	Base Anchor
 }
 
 // DefaultPageSize is the page size of Verify.
@@ -102,14 +107,23 @@ type Report struct {
 	Head Anchor
 	// FirstTime is the first entry's Time (zero for an empty log).
 	FirstTime time.Time
+	// First is the first entry's Seq (0 for an empty log): 1 unless a
+	// prefix was archived and removed.
+	First int64
+	// Archives are the audit_archive entries read (ca audit archive
+	// --remove), in Seq order; Archive is the one that removed the prefix
+	// the log now begins after (VerifySigned), zero if none was removed.
+	Archives []ArchiveRecord
+	Archive  ArchiveRecord
 	// Checkpoints is how many signed checkpoints were checked
 	// (VerifyCheckpointed), and Latest the latest of them by Time.
 	Checkpoints int
 	Latest      store.AuditCheckpoint
 }
 
-// Verify walks the whole audit log from Seq 1 in pages and checks that Seqs
-// are contiguous from 1, that each entry's PrevHash is the previous entry's
+// Verify walks the whole audit log from Seq 1 (from opts.Base.Seq+1 when a
+// prefix was archived) in pages and checks that Seqs are contiguous from
+// there, that each entry's PrevHash is the previous entry's
 // Hash, and that each Hash is store.AuditHash of the entry. It returns the
 // Report of what it read and, for a broken chain, a *BrokenError (wrapping
 // ErrBroken) naming the first broken entry; any other error is the source's,
@@ -120,8 +134,8 @@ func Verify(ctx context.Context, src Source, opts Options) (Report, error) {
 		size = DefaultPageSize
 	}
 	var rep Report
-	var prev []byte
-	expect := int64(1)
+	prev := opts.Base.Hash
+	expect := opts.Base.Seq + 1
 	bySeq := map[int64][]store.AuditCheckpoint{}
 	for _, c := range opts.Checkpoints {
 		if c.Seq > 0 {
@@ -149,8 +163,14 @@ func Verify(ctx context.Context, src Source, opts Options) (Report, error) {
 							short(e.Hash), c.ID, short(c.Hash), c.Time.Format(time.RFC3339))}}
 				}
 			}
-			if e.Seq == 1 {
+			if rep.Entries == 0 {
 				rep.FirstTime = e.Time
+				rep.First = e.Seq
+			}
+			if e.Action == ArchiveAction {
+				if r, ok := parseArchiveRecord(e); ok {
+					rep.Archives = append(rep.Archives, r)
+				}
 			}
 			prev = e.Hash
 			expect = e.Seq + 1

@@ -57,7 +57,8 @@ type Config struct {
 	Dashboard Dashboard `yaml:"dashboard"`
 	// Audit holds the audit log's checkpoint settings.
 	Audit Audit `yaml:"audit"`
-	// Retention holds how long expired rows are kept (retention.go).
+	// Retention holds how long expired rows are kept (retention.go) and how
+	// young audit entries `ca audit archive --remove` refuses (retention.audit).
 	Retention Retention `yaml:"retention"`
 }
 

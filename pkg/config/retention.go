@@ -18,6 +18,11 @@ type Retention struct {
 	OCSPResponses time.Duration `yaml:"ocsp_responses"`
 	// Interval is how often the leader prunes (default 10m; 10s to 24h).
 	Interval time.Duration `yaml:"interval"`
+	// Audit is the youngest age of audit entries `ca audit archive
+	// --remove` may remove (the archive's last entry must be at least this
+	// old); 0, the default, keeps nothing back: entries stay until an
+	// operator archives them, and are never removed automatically.
+	Audit time.Duration `yaml:"audit"`
 	// BatchSize is how many rows one delete transaction removes at most
 	// (default 1000; 1 to 10000).
 	BatchSize int `yaml:"batch_size"`

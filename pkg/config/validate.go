@@ -200,5 +200,8 @@ func (c *Config) validateAudit() error {
 	if d := c.Audit.CheckpointInterval; d < time.Second || d > time.Hour {
 		return fieldErr("audit.checkpoint_interval", "%s is outside 1s..1h", d)
 	}
+	if c.Retention.Audit < 0 {
+		return fieldErr("retention.audit", "%s is negative", c.Retention.Audit)
+	}
 	return nil
 }

@@ -320,6 +320,8 @@ type Store interface {
 	HoldStore
 	// RetentionStore prunes what outlived its retention (retention.go).
 	RetentionStore
+	// AuditArchiveStore removes an archived audit prefix (auditarchive.go).
+	AuditArchiveStore
 
 	// Ping checks the database answers; readiness probes call it.
 	Ping(ctx context.Context) error

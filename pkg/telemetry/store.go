@@ -330,3 +330,9 @@ func (s *Store) CertificateStats(ctx context.Context, now, since time.Time) (st 
 	}
 	return ir.CertificateStats(ctx, now, since)
 }
+
+// RemoveAuditPrefix implements store.Store, timed.
+func (s *Store) RemoveAuditPrefix(ctx context.Context, through int64, throughHash []byte, record store.AuditEntry) (out store.AuditEntry, n int64, err error) {
+	defer s.timed("RemoveAuditPrefix")(&err)
+	return s.inner.RemoveAuditPrefix(ctx, through, throughHash, record)
+}

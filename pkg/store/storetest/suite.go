@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"dashboard sessions expire, end on logout and are pruned", testSessions},
 	}
 	suites = append(suites, checkpointSuites...)
+	suites = append(suites, auditArchiveSuites...)
 	for _, sc := range suites {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
