@@ -68,9 +68,9 @@ func (srv *Server) SetX509SVID(chain []*x509.Certificate, key crypto.Signer) err
 	defer s.mu.Unlock()
 	if s.svid != nil && s.svid.id != id {
 		srv.log.Warn("workloadapi: the SVID's SPIFFE ID changed", "old", s.svid.id.String(), "new", id.String())
+		srv.jwt.forget() // the cached JWT-SVIDs name the old identity
 	}
 	s.svid = &svid{id: id, chain: chain, keyPKCS8: pkcs8}
-	srv.jwt.forget() // JWT-SVIDs were minted for the old identity's certificate
 	s.notify()
 	return nil
 }
