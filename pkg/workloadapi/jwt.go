@@ -3,6 +3,8 @@ package workloadapi
 import (
 	"context"
 	"crypto"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,7 +15,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
-	gojwtsvid "github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -78,17 +80,18 @@ func (c *jwtCache) get(ctx context.Context, audience []string) (cachedJWT, error
 	if err != nil {
 		return cachedJWT{}, err
 	}
-	// The CA signed it; the agent only reads its lifetime (it is validated
-	// by whoever receives it).
-	sv, err := gojwtsvid.ParseInsecure(tok, aud)
+	// The CA signed it; the agent only reads its subject and lifetime (the
+	// token is validated by whoever receives it).
+	cl, err := unverifiedClaims(tok)
 	if err != nil {
 		return cachedJWT{}, fmt.Errorf("workloadapi: the CA's JWT-SVID does not parse: %w", err)
 	}
 	issued := now
-	if iat, ok := sv.Claims["iat"].(float64); ok {
-		issued = time.Unix(int64(iat), 0)
+	if cl.IssuedAt > 0 {
+		issued = time.Unix(cl.IssuedAt, 0)
 	}
-	t := cachedJWT{token: tok, id: sv.ID.String(), renewAfter: issued.Add(sv.Expiry.Sub(issued) / 2)}
+	exp := time.Unix(cl.Expiry, 0)
+	t := cachedJWT{token: tok, id: cl.Subject, renewAfter: issued.Add(exp.Sub(issued) / 2)}
 	c.mu.Lock()
 	c.tokens[key] = t
 	c.mu.Unlock()
@@ -153,4 +156,34 @@ func (srv *Server) ValidateJWTSVID(ctx context.Context, req *workload.ValidateJW
 func jwtJWKS(b *spiffebundle.Bundle) ([]byte, error) {
 	jb := jwtbundle.FromJWTAuthorities(b.TrustDomain(), map[string]crypto.PublicKey(b.JWTAuthorities()))
 	return jb.Marshal()
+}
+
+type jwtClaims struct {
+	Subject  string `json:"sub"`
+	Expiry   int64  `json:"exp"`
+	IssuedAt int64  `json:"iat"`
+}
+
+// unverifiedClaims reads sub, exp and iat of a compact JWS without checking
+// its signature: only for tokens the CA just handed over TLS.
+func unverifiedClaims(tok string) (jwtClaims, error) {
+	var c jwtClaims
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return c, errors.New("not a compact JWS")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return c, err
+	}
+	if _, err := spiffeid.FromString(c.Subject); err != nil {
+		return c, fmt.Errorf("sub: %w", err)
+	}
+	if c.Expiry == 0 {
+		return c, errors.New("no exp")
+	}
+	return c, nil
 }
