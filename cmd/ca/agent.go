@@ -30,7 +30,7 @@ import (
 // certificate renewed exactly as `ca renew --daemon` does (the same loop,
 // flags and files) and serves the SPIFFE Workload API on PATH from those
 // files and from the CA's /bundle.json (refreshed on its refresh hint and
-// after every renewal). With --health it asks a running agent on PATH
+// after every renewal), and Envoy's SDS on the same socket. With --health it asks a running agent on PATH
 // instead and exits 0 while it serves a valid SVID.
 func cmdAgent(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	fset := flag.NewFlagSet("agent", flag.ContinueOnError)
@@ -76,6 +76,7 @@ func cmdAgent(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	}
 	a := &agent{r: r, log: log}
 	a.srv = workloadapi.New(workloadapi.Config{Minter: a, AllowUIDs: uids, AllowGIDs: gids, Log: log})
+	a.srv.RegisterSDS()
 	if err := a.loadSVID(); err != nil {
 		return err
 	}
@@ -86,7 +87,7 @@ func cmdAgent(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	}
 	served := make(chan error, 1)
 	go func() { served <- a.srv.Serve(l) }()
-	log.Info("ca agent: serving the SPIFFE Workload API", "socket", *socket, "spiffe_id", a.id.String())
+	log.Info("ca agent: serving the SPIFFE Workload API and Envoy SDS", "socket", *socket, "spiffe_id", a.id.String())
 	r.renewed = func(ctx context.Context) {
 		if err := a.loadSVID(); err != nil {
 			log.Error("ca agent: loading the renewed certificate", "err", err)

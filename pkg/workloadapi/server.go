@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
@@ -89,10 +90,11 @@ func (srv *Server) Stop() { srv.grpc.Stop() }
 // admit applies the Workload API's rules to every call: the
 // `workload.spiffe.io: true` metadata (InvalidArgument without it, which
 // shows the caller is not a browser or a confused proxy), then the peer
-// credential allow-list (PermissionDenied).
+// credential allow-list (PermissionDenied), which also guards SDS.
 func (srv *Server) admit(ctx context.Context, method string) error {
 	md, _ := metadata.FromIncomingContext(ctx)
-	if v := md.Get("workload.spiffe.io"); len(v) != 1 || v[0] != "true" {
+	// The header rule is the Workload API's; Envoy's SDS does not send it.
+	if v := md.Get("workload.spiffe.io"); strings.HasPrefix(method, "/SpiffeWorkloadAPI/") && (len(v) != 1 || v[0] != "true") {
 		return status.Error(codes.InvalidArgument, "security header missing from request")
 	}
 	if len(srv.cfg.AllowUIDs) == 0 && len(srv.cfg.AllowGIDs) == 0 {

@@ -3,6 +3,7 @@ package workloadapi
 import (
 	"crypto"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"sync"
@@ -101,4 +102,12 @@ func rawChain(chain []*x509.Certificate) []byte {
 // x509BundleDER is the bundle's X.509 authorities, concatenated DER.
 func x509BundleDER(b *spiffebundle.Bundle) []byte {
 	return rawChain(b.X509Authorities())
+}
+
+func pemCerts(certs []*x509.Certificate) []byte {
+	var out []byte
+	for _, c := range certs {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return out
 }
