@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	secretv3 "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	"github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -297,7 +300,7 @@ func TestAgentServesTheSPIFFEWorkloadAPIToGoSPIFFE(t *testing.T) {
 		}
 	})
 
-	t.Run("a renewal and a root rotation reach the stream as new messages", func(t *testing.T) {
+	t.Run("a renewal and a root rotation reach the streams (go-spiffe and Envoy SDS) as new messages", func(t *testing.T) {
 		c, err := gospiffe.New(ctx, gospiffe.WithAddr(payments.addr))
 		if err != nil {
 			t.Fatal(err)
@@ -313,10 +316,65 @@ func TestAgentServesTheSPIFFEWorkloadAPIToGoSPIFFE(t *testing.T) {
 			n, first, _ = u.last()
 			return n > 0
 		})
+		// Envoy's side: an SDS client built from go-control-plane, on the same socket.
+		conn, err := grpc.NewClient(payments.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		sds, err := secretv3.NewSecretDiscoveryServiceClient(conn).StreamSecrets(wctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := []string{paymentsID.String(), "ROOTCA"}
+		const secretType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+		if err := sds.Send(&discoveryv3.DiscoveryRequest{TypeUrl: secretType, ResourceNames: names}); err != nil {
+			t.Fatal(err)
+		}
+		sdsSerial := func(res *discoveryv3.DiscoveryResponse) (serial string, trusted bool) {
+			for _, a := range res.GetResources() {
+				var s tlsv3.Secret
+				if err := a.UnmarshalTo(&s); err != nil {
+					t.Fatal(err)
+				}
+				switch s.GetName() {
+				case paymentsID.String():
+					if b, _ := pem.Decode(s.GetTlsCertificate().GetCertificateChain().GetInlineBytes()); b != nil {
+						if c, err := x509.ParseCertificate(b.Bytes); err == nil {
+							serial = c.SerialNumber.Text(16)
+						}
+					}
+				case "ROOTCA":
+					trusted = len(s.GetValidationContext().GetTrustedCa().GetInlineBytes()) > 0
+				}
+			}
+			return serial, trusted
+		}
+		res, err := sds.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sdsFirst, trusted := sdsSerial(res)
+		if sdsFirst == "" || !trusted {
+			t.Fatalf("SDS: certificate serial %q, validation context %v", sdsFirst, trusted)
+		}
+		if err := sds.Send(&discoveryv3.DiscoveryRequest{TypeUrl: secretType, ResourceNames: names, VersionInfo: res.GetVersionInfo(), ResponseNonce: res.GetNonce()}); err != nil {
+			t.Fatal(err)
+		}
+
 		eventually(t, 90*time.Second, "a renewed SVID on the stream", func() bool {
 			_, s, _ := u.last()
 			return s != first
 		})
+		for {
+			res, err := sds.Recv()
+			if err != nil {
+				t.Fatalf("SDS after the renewal: %v", err)
+			}
+			if s, _ := sdsSerial(res); s != sdsFirst {
+				break
+			}
+		}
 		out, errOut, code := runCA(t, e.vars, "issuers", "rotate", "--root", "--actor", "e2e-admin")
 		if code != 0 {
 			t.Fatalf("ca issuers rotate --root = %d\n%s\n%s", code, out, errOut)

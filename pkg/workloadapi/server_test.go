@@ -71,9 +71,9 @@ func (ca *testCA) bundle(extra ...*x509.Certificate) *spiffebundle.Bundle {
 	return b
 }
 
-// serve starts srv on a fresh socket and returns a client with and without
-// the security metadata.
-func serve(t *testing.T, srv *Server) (workload.SpiffeWorkloadAPIClient, context.Context) {
+// serve starts srv on a fresh socket and returns a client, a context with
+// the security metadata, and the socket's address.
+func serve(t *testing.T, srv *Server) (workload.SpiffeWorkloadAPIClient, context.Context, string) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "wapi")
 	if err != nil {
@@ -93,7 +93,7 @@ func serve(t *testing.T, srv *Server) (workload.SpiffeWorkloadAPIClient, context
 	t.Cleanup(func() { conn.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	return workload.NewSpiffeWorkloadAPIClient(conn), metadata.AppendToOutgoingContext(ctx, "workload.spiffe.io", "true")
+	return workload.NewSpiffeWorkloadAPIClient(conn), metadata.AppendToOutgoingContext(ctx, "workload.spiffe.io", "true"), "unix://" + filepath.Join(dir, "s.sock")
 }
 
 func TestCallsFollowTheWorkloadAPIRules(t *testing.T) {
@@ -121,7 +121,7 @@ func TestCallsFollowTheWorkloadAPIRules(t *testing.T) {
 				}
 				srv.SetBundle(ca.bundle())
 			}
-			c, ctx := serve(t, srv)
+			c, ctx, _ := serve(t, srv)
 			if tc.noMD {
 				ctx = context.Background()
 			}
@@ -148,7 +148,7 @@ func TestStreamsSendAgainAfterEachRenewalAndBundleChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.SetBundle(ca.bundle())
-	c, ctx := serve(t, srv)
+	c, ctx, _ := serve(t, srv)
 	svids, err := c.FetchX509SVID(ctx, &workload.X509SVIDRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -328,7 +328,7 @@ func TestJWTSVIDsAreCachedUntilHalfTheirLifetimeAndValidatedOnTheBundle(t *testi
 		t.Fatal(err)
 	}
 	srv.SetBundle(b)
-	c, ctx := serve(t, srv)
+	c, ctx, _ := serve(t, srv)
 	fetch := func() string {
 		t.Helper()
 		res, err := c.FetchJWTSVID(ctx, &workload.JWTSVIDRequest{Audience: []string{"vault"}})
