@@ -40,6 +40,7 @@ func cmdAgent(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	var allowUID, allowGID stringsFlag
 	fset.Var(&allowUID, "allow-uid", "admit only callers with this `UID` (unix peer credentials; repeatable)")
 	fset.Var(&allowGID, "allow-gid", "admit only callers with this `GID` (unix peer credentials; repeatable)")
+	metricsAddr := fset.String("metrics-addr", "", "serve Prometheus /metrics (renewal failures, SVID expiry) on `ADDR`, e.g. 127.0.0.1:9102")
 	health := fset.Bool("health", false, "check the agent serving on --socket: exit 0 while it serves a valid SVID, 1 otherwise")
 	if err := parseFlagsOnly(fset, args, stderr); err != nil {
 		return err
@@ -74,7 +75,13 @@ func cmdAgent(ctx context.Context, args []string, getenv env, stdout, stderr io.
 			return fmt.Errorf("first enrollment: %w", err)
 		}
 	}
-	a := &agent{r: r, log: log}
+	reg := newMetricsRegistry()
+	a := &agent{r: r, log: log, metrics: newAgentMetrics(reg)}
+	if *metricsAddr != "" {
+		if err := serveAgentMetrics(ctx, *metricsAddr, reg, log); err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+	}
 	a.srv = workloadapi.New(workloadapi.Config{Minter: a, AllowUIDs: uids, AllowGIDs: gids, Log: log})
 	a.srv.RegisterSDS()
 	if err := a.loadSVID(); err != nil {
@@ -89,6 +96,7 @@ func cmdAgent(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	go func() { served <- a.srv.Serve(l) }()
 	log.Info("ca agent: serving the SPIFFE Workload API and Envoy SDS", "socket", *socket, "spiffe_id", a.id.String())
 	r.renewed = func(ctx context.Context) {
+		a.metrics.renewals.Inc()
 		if err := a.loadSVID(); err != nil {
 			log.Error("ca agent: loading the renewed certificate", "err", err)
 		}
@@ -96,6 +104,7 @@ func cmdAgent(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	}
 	r.failed = func(err error) {
 		n := a.failures.Add(1)
+		a.metrics.renewalFailures.Inc()
 		log.Warn("ca agent: renewal failed; serving the last good SVID and bundle until they expire",
 			"err", err, "renewal_failures", n, "not_after", a.notAfter().Format(time.RFC3339))
 	}
@@ -118,6 +127,7 @@ type agent struct {
 	log      *slog.Logger
 	srv      *workloadapi.Server
 	failures atomic.Int64
+	metrics  *agentMetrics
 
 	mu     sync.Mutex
 	id     spiffeid.ID
@@ -152,6 +162,7 @@ func (a *agent) loadSVID() error {
 	a.mu.Lock()
 	a.id, a.leaf = id, chain[0]
 	a.mu.Unlock()
+	a.metrics.svidExpiry.Set(float64(chain[0].NotAfter.Unix()))
 	return nil
 }
 
