@@ -144,7 +144,8 @@ func TestAgentServesTheSPIFFEWorkloadAPIToGoSPIFFE(t *testing.T) {
 	e := startEnrollE2E(t)
 	// The CA backdates notBefore by 5 minutes and ca renew renews at 2/3 of
 	// the whole validity (±5%), so a 3m certificate renews 0-45 s after issue.
-	payments := startAgent(t, e, "acme/payments", "3m")
+	metricsAddr := testkit.FreeAddr(t)
+	payments := startAgent(t, e, "acme/payments", "3m", "--metrics-addr", metricsAddr)
 	billing := startAgent(t, e, "acme/billing", "1h")
 	paymentsID := spiffeid.RequireFromString("spiffe://" + e2eTrustDomain + "/gh/acme/payments")
 	billingID := spiffeid.RequireFromString("spiffe://" + e2eTrustDomain + "/gh/acme/billing")
@@ -396,6 +397,37 @@ func TestAgentServesTheSPIFFEWorkloadAPIToGoSPIFFE(t *testing.T) {
 		}
 		if _, _, code := runCA(t, nil, "agent", "--socket", filepath.Join(t.TempDir(), "none.sock"), "--health"); code != 1 {
 			t.Errorf("--health without an agent = %d, want 1", code)
+		}
+	})
+
+	t.Run("during a CA outage the agent keeps serving, logs and counts the failed renewals", func(t *testing.T) {
+		if err := e.s.cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		<-e.s.exited
+		eventually(t, 90*time.Second, "a failed renewal logged", func() bool {
+			return strings.Contains(payments.stderr.String(), "renewal failed; serving the last good SVID")
+		})
+		_, body := get(t, &http.Client{Timeout: 10 * time.Second}, "http://"+metricsAddr+"/metrics")
+		var failures float64
+		for _, line := range strings.Split(string(body), "\n") {
+			if v, ok := strings.CutPrefix(line, "ca_agent_renewal_failures_total "); ok {
+				failures, _ = strconv.ParseFloat(v, 64)
+			}
+		}
+		if failures < 1 {
+			t.Errorf("ca_agent_renewal_failures_total = %v, want at least 1:\n%s", failures, body)
+		}
+		src, err := gospiffe.NewX509Source(ctx, gospiffe.WithClientOptions(gospiffe.WithAddr(payments.addr)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		if svid, err := src.GetX509SVID(); err != nil || svid.ID != paymentsID {
+			t.Errorf("during the outage: %v %v", svid, err)
+		}
+		if out, errOut, code := runCA(t, nil, "agent", "--socket", payments.socket, "--health"); code != 0 {
+			t.Errorf("ca agent --health during the outage = %d %s %s", code, out, errOut)
 		}
 	})
 }
