@@ -44,8 +44,8 @@ type runningAgent struct {
 	exited chan error
 }
 
-// startAgent enrolls repository's identity with a short ttl, writes its
-// files and runs `ca agent` on them; it returns once the socket exists.
+// startAgent enrolls repository's identity with ttl, writes its files and
+// runs `ca agent` on them.
 func startAgent(t *testing.T, e *enrollE2E, repository, ttl string, extra ...string) *runningAgent {
 	t.Helper()
 	key := p256(t)
@@ -68,6 +68,13 @@ func startAgent(t *testing.T, e *enrollE2E, repository, ttl string, extra ...str
 			t.Fatal(err)
 		}
 	}
+	return runAgent(t, e, dir, ttl, extra...)
+}
+
+// runAgent runs `ca agent` on the files in dir and returns once its socket
+// exists.
+func runAgent(t *testing.T, e *enrollE2E, dir, ttl string, extra ...string) *runningAgent {
+	t.Helper()
 	// unix socket paths are limited to 108 bytes: keep it short.
 	sockDir, err := os.MkdirTemp("", "agent")
 	if err != nil {
@@ -397,6 +404,28 @@ func TestAgentServesTheSPIFFEWorkloadAPIToGoSPIFFE(t *testing.T) {
 		}
 		if _, _, code := runCA(t, nil, "agent", "--socket", filepath.Join(t.TempDir(), "none.sock"), "--health"); code != 1 {
 			t.Errorf("--health without an agent = %d, want 1", code)
+		}
+	})
+
+	t.Run("with --token-file and no certificate yet the agent enrolls first", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "bundle.pem"), e.bundle, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tok := filepath.Join(dir, "token")
+		if err := os.WriteFile(tok, []byte(e.oidc.GitHubToken(t, map[string]any{"repository": "acme/first"})), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		first := runAgent(t, e, dir, "1h", "--token-file", tok)
+		svid, err := gospiffe.FetchX509SVID(ctx, gospiffe.WithAddr(first.addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "spiffe://" + e2eTrustDomain + "/gh/acme/first"; svid.ID.String() != want {
+			t.Errorf("SVID %s, want %s", svid.ID, want)
+		}
+		if got := serialIn(t, filepath.Join(dir, "cert.pem")); got != svid.Certificates[0].SerialNumber.Text(16) {
+			t.Errorf("cert.pem holds serial %s, the agent serves %s", got, svid.Certificates[0].SerialNumber.Text(16))
 		}
 	})
 
