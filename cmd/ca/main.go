@@ -35,6 +35,7 @@ commands:
   enroll    CI client: get the job's OIDC token (GitHub Actions, GitLab CI or
             --token-file), generate a key, enroll; writes key, cert, chain, bundle
   renew     renew over mTLS with the current certificate (--daemon: keep renewing)
+  agent     renew like renew --daemon and serve the SPIFFE Workload API on --socket
   policy    test POLICY.yaml --cases CASES.yaml: run a policy's offline test cases
   authz     check --policy F --source ID --service S --method M --path P (exit 1 if
             not allowed) | test POLICY --cases CASES | explain --policy F
@@ -109,6 +110,8 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		err = cmdIssuers(ctx, args[1:], getenv, stdout, stderr)
 	case "bundle":
 		err = cmdBundle(ctx, args[1:], getenv, stdout, stderr)
+	case "agent":
+		err = cmdAgent(ctx, args[1:], getenv, stdout, stderr)
 	case "jwt":
 		err = cmdJWT(ctx, args[1:], getenv, stdout, stderr)
 	case "jwt-keys":

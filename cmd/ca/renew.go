@@ -28,19 +28,11 @@ import (
 // keeps the current certificate until it expires.
 func cmdRenew(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("renew", flag.ContinueOnError)
-	srv := fs.String("server", envOr(getenv, "CA_API_URL", defaultServer), "the CA's API `URL` (default $CA_API_URL or "+defaultServer+")")
-	keyFile := fs.String("key", "key.pem", "the current private key; replaced by the new one")
-	certFile := fs.String("cert", "cert.pem", "the current certificate; replaced by the new one")
-	chainFile := fs.String("chain", "chain.pem", "the intermediates; replaced")
-	bundleFile := fs.String("bundle", "bundle.pem", "the trust bundle the CA's API certificate is verified against; refreshed after each renewal")
-	keyType := fs.String("key-type", "ecdsa-p256", "new key: ecdsa-p256, ecdsa-p384 or ed25519")
-	ttl := fs.Duration("ttl", 0, "requested lifetime (default: the policy rule's)")
+	build := renewerFlags(fs, getenv)
 	daemon := fs.Bool("daemon", false, "keep running, renewing at about 2/3 of each certificate's lifetime")
 	execCmd := fs.String("exec", "", "after each renewal, run `COMMAND` with sh -c (e.g. to reload a server)")
 	sigName := fs.String("signal", "", "after each renewal, send `SIG` (HUP, USR1, USR2, TERM) to --pid")
 	pid := fs.Int("pid", 0, "process to signal after each renewal")
-	trustDomain := fs.String("trust-domain", envOr(getenv, "CA_TRUST_DOMAIN", ""), trustDomainUsage)
-	tokenFile := fs.String("token-file", "", "when the CA requires re-authentication, enroll again with the provenance token in `FILE` (re-read each time)")
 	if err := parseFlagsOnly(fs, args, stderr); err != nil {
 		return err
 	}
@@ -48,12 +40,8 @@ func cmdRenew(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	r := &renewer{
-		server: strings.TrimSuffix(*srv, "/"), keyType: *keyType, ttl: *ttl,
-		out:  outputs{key: *keyFile, cert: *certFile, chain: *chainFile, bundle: *bundleFile},
-		exec: *execCmd, sig: sig, pid: *pid, stdout: stdout, stderr: stderr, tokenFile: *tokenFile,
-		trustDomain: *trustDomain,
-	}
+	r := build(stdout, stderr)
+	r.exec, r.sig, r.pid = *execCmd, sig, *pid
 	if !*daemon {
 		_, err := r.renewOnce(ctx)
 		if isReauthentication(err) {
@@ -67,6 +55,29 @@ func cmdRenew(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	return r.run(ctx)
 }
 
+// renewerFlags defines the flags `ca renew` and `ca agent` share (the CA,
+// the files, the key type and lifetime, the CA's trust domain and the
+// re-authentication token) and returns what builds the renewer from them
+// once parsed.
+func renewerFlags(fs *flag.FlagSet, getenv env) func(stdout, stderr io.Writer) *renewer {
+	srv := fs.String("server", envOr(getenv, "CA_API_URL", defaultServer), "the CA's API `URL` (default $CA_API_URL or "+defaultServer+")")
+	keyFile := fs.String("key", "key.pem", "the current private key; replaced by the new one")
+	certFile := fs.String("cert", "cert.pem", "the current certificate; replaced by the new one")
+	chainFile := fs.String("chain", "chain.pem", "the intermediates; replaced")
+	bundleFile := fs.String("bundle", "bundle.pem", "the trust bundle the CA's API certificate is verified against; refreshed after each renewal")
+	keyType := fs.String("key-type", "ecdsa-p256", "new key: ecdsa-p256, ecdsa-p384 or ed25519")
+	ttl := fs.Duration("ttl", 0, "requested lifetime (default: the policy rule's)")
+	trustDomain := fs.String("trust-domain", envOr(getenv, "CA_TRUST_DOMAIN", ""), trustDomainUsage)
+	tokenFile := fs.String("token-file", "", "when the CA requires re-authentication, enroll again with the provenance token in `FILE` (re-read each time)")
+	return func(stdout, stderr io.Writer) *renewer {
+		return &renewer{
+			server: strings.TrimSuffix(*srv, "/"), keyType: *keyType, ttl: *ttl,
+			out:    outputs{key: *keyFile, cert: *certFile, chain: *chainFile, bundle: *bundleFile},
+			stdout: stdout, stderr: stderr, tokenFile: *tokenFile, trustDomain: *trustDomain,
+		}
+	}
+}
+
 type renewer struct {
 	server, keyType string
 	ttl             time.Duration
@@ -78,6 +89,11 @@ type renewer struct {
 	// trustDomain is the CA's, for its server identity ("" = from the chain).
 	trustDomain string
 	tokenFile   string
+	// renewed, if set, is told after each renewal or re-enrollment, once
+	// the new files are in place (ca agent serves them from there).
+	renewed func(ctx context.Context)
+	// failed, if set, is told of each failed renewal the daemon retries.
+	failed func(err error)
 }
 
 // isReauthentication tells whether err is the CA's 403
@@ -185,6 +201,9 @@ func (r *renewer) renewOnce(ctx context.Context) (*x509.Certificate, error) {
 // hook runs the reload command and sends the signal; failures are reported,
 // not fatal: the files are already in place.
 func (r *renewer) hook(ctx context.Context) {
+	if r.renewed != nil {
+		r.renewed(ctx)
+	}
 	if r.exec != "" {
 		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", r.exec)
 		cmd.Stdout, cmd.Stderr = r.stdout, r.stderr
@@ -240,6 +259,9 @@ func (r *renewer) run(ctx context.Context) error {
 		}
 		if !time.Now().Before(cur.NotAfter) {
 			return fmt.Errorf("the certificate expired before it could be renewed: %w", err)
+		}
+		if r.failed != nil {
+			r.failed(err)
 		}
 		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
 		fmt.Fprintf(r.stderr, "ca renew: renewal failed, retrying in %s: %v\n", wait.Round(time.Second), err)
