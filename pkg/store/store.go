@@ -310,6 +310,9 @@ type Store interface {
 	AuditCheckpointStore
 	// HoldStore keeps identity holds (holds.go).
 	HoldStore
+	// AuthzStore keeps authorization overrides and report aggregates
+	// (authz.go).
+	AuthzStore
 
 	// Ping checks the database answers; readiness probes call it.
 	Ping(ctx context.Context) error
