@@ -122,7 +122,7 @@ type signedPolicy struct {
 // mountAuthz adds the /v1/authz routes when an authorization policy is
 // configured.
 func (rt *Routes) mountAuthz(r chi.Router) {
-	if rt.d.Authz.Policy == nil || rt.d.Authz.Store == nil {
+	if rt.d.Authz.Policy == nil {
 		return
 	}
 	if rt.authz == nil {
@@ -137,10 +137,15 @@ func (rt *Routes) mountAuthz(r chi.Router) {
 	rt.operatorRoute(r, http.MethodGet, "/v1/authz/overrides", policy.RoleAuditor, rt.listOverrides)
 }
 
+var errAuthzNotConfigured = errors.New("server: the authorization routes have no store (Deps.Authz.Store)")
+
 // authzCaller authenticates a service by its current client certificate and
 // finds its service in pol: 401 unauthorized without a current certificate,
 // 404 not_found when no service of the policy has its identity.
 func (rt *Routes) authzCaller(r *http.Request, pol *authz.Policy) (id, service string, err error) {
+	if rt.d.Authz.Store == nil {
+		return "", "", errAuthzNotConfigured
+	}
 	info := &decisionInfo{actor: "anonymous", details: map[string]string{}}
 	_, rec, err := currentClientCertificate(r, rt.d.Authz.Store, rt.d.Clock, info,
 		"the authorization routes need the service's current certificate as the TLS client certificate")
@@ -408,6 +413,9 @@ func overrideView(o store.AuthzOverride, now time.Time) OverrideView {
 // current policy; the source must be a SPIFFE ID of the policy's trust
 // domain; ttl at most 24h.
 func (rt *Routes) requestOverride(w http.ResponseWriter, r *http.Request) error {
+	if rt.d.Authz.Store == nil {
+		return errAuthzNotConfigured
+	}
 	op, _ := OperatorFrom(r.Context())
 	pol := rt.d.Authz.Policy.Load()
 	var req OverrideRequest
@@ -470,6 +478,9 @@ func (rt *Routes) endOverride(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (rt *Routes) changeOverride(w http.ResponseWriter, r *http.Request, action string) error {
+	if rt.d.Authz.Store == nil {
+		return errAuthzNotConfigured
+	}
 	op, _ := OperatorFrom(r.Context())
 	id := chi.URLParam(r, "id")
 	if id == "" || len(id) > 64 {
@@ -509,6 +520,9 @@ func (rt *Routes) changeOverride(w http.ResponseWriter, r *http.Request, action 
 
 // listOverrides is GET /v1/authz/overrides (limit, at most 1000).
 func (rt *Routes) listOverrides(w http.ResponseWriter, r *http.Request) error {
+	if rt.d.Authz.Store == nil {
+		return errAuthzNotConfigured
+	}
 	limit := 100
 	if s := r.URL.Query().Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
