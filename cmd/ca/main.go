@@ -36,6 +36,9 @@ commands:
             --token-file), generate a key, enroll; writes key, cert, chain, bundle
   renew     renew over mTLS with the current certificate (--daemon: keep renewing)
   policy    test POLICY.yaml --cases CASES.yaml: run a policy's offline test cases
+  authz     check --policy F --source ID --service S --method M --path P (exit 1 if
+            not allowed) | test POLICY --cases CASES | explain --policy F
+            [--service S] [--source ID]: service-to-service authorization, offline
   dev-token --sub NAME [--claim k=v]: print a token of the development setup's
             local token issuer (development setup only)
   issuers   list | rotate [--root] | activate [--force] | abandon [--id ID] | tick: CA rotation
@@ -95,6 +98,8 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		err = cmdRenew(ctx, args[1:], getenv, stdout, stderr)
 	case "policy":
 		err = cmdPolicy(args[1:], getenv, stdout, stderr)
+	case "authz":
+		err = cmdAuthz(args[1:], stdout, stderr)
 	case "issuers":
 		err = cmdIssuers(ctx, args[1:], getenv, stdout, stderr)
 	case "bundle":
