@@ -60,7 +60,10 @@ func TestTheAuthzPolicyLoadsAtStartAndReloadsOnSIGHUP(t *testing.T) {
 	idp := testkit.NewOIDCIssuer(t, testkit.WithOIDCAudience(operatorE2EAudience))
 	dir := t.TempDir()
 	policyPath := filepath.Join(dir, "policy.yaml")
-	writeFile(t, policyPath, operatorE2EPolicy(ci.URL, idp.URL), 0o644)
+	writeFile(t, policyPath, operatorE2EPolicy(ci.URL, idp.URL)+`  - role: admin
+    issuer: corp-idp
+    when: '"pki-admins" in claims.groups'
+`, 0o644)
 	authzPath := filepath.Join(dir, "authz.yaml")
 	cfgPath := filepath.Join(dir, "ca.yaml")
 	writeFile(t, cfgPath, "enroll:\n  token_issuer_ca_file: "+issuerCAFile(t, ci, dir)+"\nauthz_policy_file: "+authzPath+"\n", 0o644)
@@ -158,6 +161,56 @@ func TestTheAuthzPolicyLoadsAtStartAndReloadsOnSIGHUP(t *testing.T) {
 	e.waitAudit(t, "authz_policy_reload", "allow")
 	if d := decide(); d.Decision != "deny" || d.Reason != authz.ReasonNoWritePermission || d.Mode != "enforce" || d.PolicyVersion != sha256Hex(enforce) {
 		t.Errorf("after switching payments to enforce: %+v", d)
+	}
+
+	// Emergency override through `ca authz overrides`: requested by the
+	// break-glass admin (client certificate), refused to the same admin,
+	// approved by a second admin (IdP token); then the call is allowed.
+	bundlePath := filepath.Join(dir, "bundle.pem")
+	writeFile(t, bundlePath, string(bundle), 0o644)
+	glassKey := p256(t)
+	glass := e.post(t, e.client, "/v1/enroll", ci.GitHubToken(t, map[string]any{"repository": "acme/ops-break-glass"}),
+		server.CertRequest{CSR: string(newCSR(t, glassKey, nil))})
+	if glass.status != http.StatusCreated {
+		t.Fatalf("break-glass enroll: %d %+v", glass.status, glass.problem)
+	}
+	certPath, keyPath := filepath.Join(dir, "glass.pem"), filepath.Join(dir, "glass.key")
+	writeFile(t, certPath, glass.cert.Certificate+glass.cert.Chain, 0o644)
+	writeFile(t, keyPath, string(pemKey(t, glassKey)), 0o600)
+	tokenPath := filepath.Join(dir, "ada.token")
+	writeFile(t, tokenPath, idp.Mint(t, map[string]any{"sub": "ada", "groups": []any{"pki-admins"}}), 0o600)
+	asGlass := []string{"--server", s.apiURL, "--client-cert", certPath, "--client-key", keyPath, "--ca-bundle", bundlePath}
+	asAda := []string{"--server", s.apiURL, "--token-file", tokenPath, "--ca-bundle", bundlePath, "--trust-domain", e2eTrustDomain}
+
+	out, errOut, code := runCA(t, nil, append([]string{"authz", "overrides", "request", "--source", "spiffe://" + e2eTrustDomain + "/gh/acme/reporting",
+		"--service", "payments", "--endpoint", "refunds-write", "--ttl", "10m", "--reason", "incident 42", "--json"}, asGlass...)...)
+	var ov server.OverrideView
+	if code != 0 || json.Unmarshal([]byte(out), &ov) != nil || ov.State != "pending" {
+		t.Fatalf("ca authz overrides request: %d %q %q", code, out, errOut)
+	}
+	if _, errOut, code := runCA(t, nil, append([]string{"authz", "overrides", "approve", ov.ID}, asGlass...)...); code != 1 || !strings.Contains(errOut, "403 forbidden") {
+		t.Fatalf("self-approval: %d %q", code, errOut)
+	}
+	if d := decide(); d.Decision != "deny" {
+		t.Errorf("a pending override changed the decision: %+v", d)
+	}
+	out, errOut, code = runCA(t, nil, append([]string{"authz", "overrides", "approve", ov.ID}, asAda...)...)
+	if code != 0 || !strings.Contains(out, "override "+ov.ID+" active until") {
+		t.Fatalf("approve by a second admin: %d %q %q", code, out, errOut)
+	}
+	if d := decide(); d.Decision != "allow" || d.Reason != authz.ReasonOverride || d.OverrideID != ov.ID {
+		t.Errorf("with the override approved: %+v", d)
+	}
+	out, errOut, code = runCA(t, nil, append([]string{"authz", "overrides", "list"}, asAda...)...)
+	if code != 0 || !strings.Contains(out, ov.ID) || !strings.Contains(out, "active") || !strings.Contains(out, "corp-idp:ada") {
+		t.Fatalf("list: %d %q %q", code, out, errOut)
+	}
+	out, errOut, code = runCA(t, nil, append([]string{"authz", "overrides", "end", ov.ID}, asGlass...)...)
+	if code != 0 || !strings.Contains(out, "ended") {
+		t.Fatalf("end: %d %q %q", code, out, errOut)
+	}
+	if d := decide(); d.Decision != "deny" {
+		t.Errorf("after the override ended: %+v", d)
 	}
 	s.stop(t)
 }
