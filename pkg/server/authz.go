@@ -241,6 +241,15 @@ func (rt *Routes) authzPolicy(w http.ResponseWriter, r *http.Request) error {
 		}
 		rt.authz.cache[key] = sp
 		rt.authz.mu.Unlock()
+		// Audited when this process first serves this content to the
+		// service (a new policy version or a change of its overrides), not
+		// on every refresh.
+		ids := make([]string, 0, len(ovr))
+		for _, o := range ovr {
+			ids = append(ids, o.ID)
+		}
+		rt.appendAuthzAudit(r, store.AuditEntry{Actor: id, Action: ActionAuthzPolicyFetch, Target: service, Decision: "allow",
+			PolicyVersion: pol.Version()}, map[string]any{"etag": sp.etag, "overrides": ids})
 	}
 	h := w.Header()
 	h.Set("ETag", sp.etag)

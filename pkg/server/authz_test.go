@@ -218,6 +218,21 @@ func TestTheServedAuthzPolicyIsSignedAndCarriesOnlyTheCallersPart(t *testing.T) 
 		t.Errorf("another service's fetch with payments' ETag = %d, want 200", res3.StatusCode)
 	}
 
+	// Serving new content to a service is audited once, not every refresh.
+	entries, err := as.st.AuditEntries(as.ctx, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := map[string]int{}
+	for _, e := range entries {
+		if e.Action == ActionAuthzPolicyFetch {
+			served[e.Target]++
+		}
+	}
+	if served["payments"] != 1 || served["ledger"] != 1 {
+		t.Errorf("authz_policy_fetch entries by service = %v, want one each", served)
+	}
+
 	// Who may not fetch.
 	res, raw = as.call(creds{cert: &as.unlisted}, http.MethodGet, "/v1/authz/policy", "", "")
 	wantProblem(t, "an identity that is no service", res, raw, http.StatusNotFound, ReasonNotFound)
