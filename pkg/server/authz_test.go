@@ -427,3 +427,41 @@ func TestReportsAreAggregatedPerMinuteForTheReportersOwnService(t *testing.T) {
 		t.Errorf("refused reports changed the aggregates: %+v", got)
 	}
 }
+
+func TestThePolicySigningCertificateIsRenewedBeforeItExpires(t *testing.T) {
+	keys := softwareKeys(t)
+	as := newAuthzServer(t, keys)
+	signer, err := NewAuthzSigner(AuthzSignerConfig{Keys: keys, Issuer: as.iss, TrustDomain: "example.org", Lifetime: 3 * time.Hour, Clock: as.clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafOf := func() *x509.Certificate {
+		t.Helper()
+		jws, err := signer.SignAuthzPolicy(as.ctx, []byte(`{"service":"payments"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdr, _ := base64.RawURLEncoding.DecodeString(strings.Split(jws, ".")[0])
+		var h struct{ X5C []string }
+		_ = json.Unmarshal(hdr, &h)
+		der, _ := base64.StdEncoding.DecodeString(h.X5C[0])
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		verifyPolicyJWS(t, jws, as.roots, as.clk.Now())
+		return c
+	}
+	first := leafOf()
+	if again := leafOf(); again.SerialNumber.Cmp(first.SerialNumber) != 0 {
+		t.Error("a fresh signing certificate was replaced")
+	}
+	if _, err := as.st.GetCertificate(as.ctx, serialHex(first)); err != nil {
+		t.Errorf("the signing certificate is not recorded: %v", err)
+	}
+	as.clk.Advance(2*time.Hour + time.Minute) // less than a third of its life left
+	second := leafOf()
+	if second.SerialNumber.Cmp(first.SerialNumber) == 0 || !second.NotAfter.After(first.NotAfter) {
+		t.Errorf("not renewed: %v -> %v", first.NotAfter, second.NotAfter)
+	}
+}
