@@ -357,8 +357,13 @@ func TestAnOverrideNeedsASecondAdminAndEndsWithItsTTL(t *testing.T) {
 
 	// A second override ended early stops applying at once.
 	res, raw = as.call(ada, http.MethodPost, "/v1/authz/overrides", body, "")
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("second request = %d %s", res.StatusCode, raw)
+	}
 	ov2 := decode[OverrideView](t, raw)
-	as.call(bob, http.MethodPost, "/v1/authz/overrides/"+ov2.ID+"/approve", "", "")
+	if res, raw := as.call(bob, http.MethodPost, "/v1/authz/overrides/"+ov2.ID+"/approve", "", ""); res.StatusCode != http.StatusOK {
+		t.Fatalf("second approve = %d %s", res.StatusCode, raw)
+	}
 	res, raw = as.call(ada, http.MethodPost, "/v1/authz/overrides/"+ov2.ID+"/end", "", "")
 	if res.StatusCode != http.StatusOK || decode[OverrideView](t, raw).State != "ended" {
 		t.Fatalf("end = %d %s", res.StatusCode, raw)
