@@ -125,16 +125,16 @@ func (r *authzReloader) run(ctx context.Context, hup <-chan os.Signal) {
 }
 
 // authzDeps builds the routes' authorization collaborators (zero when no
-// policy is configured).
-func authzDeps(r *authzReloader, b *backends, leaves server.LeafIssuer, td string, log *slog.Logger) (server.AuthzDeps, error) {
+// policy is configured). The signer's keys are deleted at shutdown.
+func authzDeps(r *authzReloader, b *backends, leaves server.LeafIssuer, td string, log *slog.Logger) (server.AuthzDeps, *server.AuthzSigner, error) {
 	if r == nil {
-		return server.AuthzDeps{}, nil
+		return server.AuthzDeps{}, nil, nil
 	}
 	signer, err := server.NewAuthzSigner(server.AuthzSignerConfig{
 		Keys: b.keys, Issuer: leaves, TrustDomain: td, Clock: clock.Real{}, Log: log,
 	})
 	if err != nil {
-		return server.AuthzDeps{}, err
+		return server.AuthzDeps{}, nil, err
 	}
-	return server.AuthzDeps{Policy: r.holder, Store: b.store, Signer: signer}, nil
+	return server.AuthzDeps{Policy: r.holder, Store: b.store, Signer: signer}, signer, nil
 }

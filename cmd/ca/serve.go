@@ -184,9 +184,18 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	authzD, err := authzDeps(authzRel, b, leaves, cfg.TrustDomain, log)
+	authzD, authzSigner, err := authzDeps(authzRel, b, leaves, cfg.TrustDomain, log)
 	if err != nil {
 		return err
+	}
+	if authzSigner != nil {
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := authzSigner.Close(cctx); err != nil {
+				log.Warn("deleting the authorization-policy signing keys", "err", err)
+			}
+		}()
 	}
 	routes, err := server.NewRoutes(server.Deps{
 		Log: log, Clock: clock.Real{}, Store: b.store, Keys: b.keys, Anchors: iss,

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -468,5 +469,12 @@ func TestThePolicySigningCertificateIsRenewedBeforeItExpires(t *testing.T) {
 	second := leafOf()
 	if second.SerialNumber.Cmp(first.SerialNumber) == 0 || !second.NotAfter.After(first.NotAfter) {
 		t.Errorf("not renewed: %v -> %v", first.NotAfter, second.NotAfter)
+	}
+	uri := signer.cur.key.URI
+	if err := signer.Close(as.ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := keys.Find(as.ctx, uri); !errors.Is(err, hsm.ErrKeyNotFound) {
+		t.Errorf("after Close the signing key is still in the key store: %v", err)
 	}
 }

@@ -163,3 +163,27 @@ func (s *AuthzSigner) SignAuthzPolicy(ctx context.Context, payload []byte) (stri
 	sig.S.FillBytes(raw[32:])
 	return input + "." + base64.RawURLEncoding.EncodeToString(raw), nil
 }
+
+// Close deletes this process's signing keys from the key store (their
+// certificates stay recorded and simply expire): each process makes its own
+// on first need, so nothing else uses them. `ca serve` calls it at shutdown.
+func (s *AuthzSigner) Close(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, uri := range []string{s.previous, func() string {
+		if s.cur != nil {
+			return s.cur.key.URI
+		}
+		return ""
+	}()} {
+		if uri == "" {
+			continue
+		}
+		if err := s.cfg.Keys.Delete(ctx, uri); err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	s.cur, s.previous = nil, ""
+	return errors.Join(errs...)
+}
