@@ -24,8 +24,9 @@ type Request struct {
 	Path    string      // raw request path (no query); normalised inside Decide
 	Header  http.Header // only headers the policy names are read (may be nil)
 	// Time is request.time for conditions and the instant overrides are
-	// checked at. Callers pass their clock; the zero time is used as is
-	// (conditions see the Unix epoch, every override counts as active).
+	// checked at. Callers pass their clock (time.Now is never read here);
+	// with the zero time conditions see the Unix epoch and no override
+	// applies.
 	Time time.Time
 }
 
@@ -86,7 +87,7 @@ func isRead(m string) bool {
 
 // Decide decides one request against p and the given active overrides
 // (overrides whose Until is not after r.Time are ignored, as are those for
-// another source, service or endpoint). A nil policy denies everything
+// another source, service or endpoint, and all of them when r.Time is zero). A nil policy denies everything
 // with policy_no_rule. Anything no endpoint allows is
 // denied. In observe mode a denial comes back with Decision "would_deny" and
 // Allowed true. A destination service the policy does not know is denied
@@ -164,7 +165,7 @@ func (p *Policy) Decide(r Request, overrides []Override) Decision {
 	if at >= 0 {
 		d.Endpoint = svc.endpoints[at].name
 	}
-	if matched >= 0 {
+	if matched >= 0 && !r.Time.IsZero() {
 		for _, o := range overrides {
 			if o.Source != r.Source || o.Service != svc.name || !r.Time.Before(o.Until) {
 				continue

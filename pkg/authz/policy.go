@@ -142,12 +142,8 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, &ParseError{Line: extra.Line, Msg: "more than one YAML document"}
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlError(err)
-	}
 	sum := sha256.Sum256(data)
-	return compile(&f, hex.EncodeToString(sum[:]), &locator{root: &root})
+	return compile(&f, hex.EncodeToString(sum[:]), &locator{data: data})
 }
 
 func yamlError(err error) *ParseError {
@@ -371,11 +367,22 @@ func (p *Policy) withVersion(v string) *Policy {
 // locator finds the line of a node in the parsed YAML document by a path of
 // mapping keys (string) and sequence indexes (int); it returns the line of
 // the deepest node it reached, 0 if none.
-type locator struct{ root *yaml.Node }
+// The document is parsed into nodes only when an error needs a line.
+type locator struct {
+	data []byte
+	root *yaml.Node
+}
 
 func (l *locator) at(path ...any) int {
-	if l == nil || l.root == nil {
+	if l == nil {
 		return 0
+	}
+	if l.root == nil {
+		var root yaml.Node
+		if err := yaml.Unmarshal(l.data, &root); err != nil {
+			return 0
+		}
+		l.root = &root
 	}
 	n := l.root
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {

@@ -151,6 +151,7 @@ func TestDecideAppliesOnlyActiveMatchingOverrides(t *testing.T) {
 		{"an override for another service is ignored", []Override{{ID: "x", Source: reporting, Service: "reporting", Endpoint: "refunds-write", Until: noon.Add(time.Hour)}}, r, ReasonNoWritePermission, ""},
 		{"an override does not widen the endpoint's paths", []Override{active}, Request{Source: reporting, Service: "payments", Method: "POST", Path: "/v1/admin", Time: noon}, ReasonNoRule, ""},
 		{"an override does not widen the endpoint's methods", []Override{active}, Request{Source: reporting, Service: "payments", Method: "GET", Path: "/v1/refunds", Time: noon}, ReasonNoRule, ""},
+		{"an override needs the request time", []Override{active}, Request{Source: reporting, Service: "payments", Method: "POST", Path: "/v1/refunds/7"}, ReasonNoWritePermission, ""},
 		{"an override needs a verified identity", []Override{active}, Request{Service: "payments", Method: "POST", Path: "/v1/refunds/7", Time: noon}, ReasonIdentityUnverified, ""},
 	}
 	for _, c := range cases {
