@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/workload-ca/workload-ca/internal/testkit"
 	"github.com/workload-ca/workload-ca/pkg/authz"
@@ -207,6 +209,24 @@ func TestTheServedAuthzPolicyIsSignedAndCarriesOnlyTheCallersPart(t *testing.T) 
 	}
 	if strings.Contains(p.Policy, "ledger") {
 		t.Errorf("the payments policy mentions the ledger service:\n%s", p.Policy)
+	}
+
+	// pkg/authz's verifier (what services run) accepts it, against the
+	// CA's own anchors as a trust bundle.
+	anchors, err := as.iss.TrustAnchors(as.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := x509bundle.FromX509Authorities(spiffeid.RequireTrustDomainFromString("example.org"), anchors)
+	sp, vp, err := authz.VerifyServedPolicy(raw, tb, "example.org", as.clk.Now())
+	if err != nil {
+		t.Fatalf("authz.VerifyServedPolicy refuses the served policy: %v", err)
+	}
+	if sp.Service != "payments" || vp.Version() != full.Version() {
+		t.Errorf("verified %+v, version %s", sp, vp.Version())
+	}
+	if _, _, err := authz.VerifyServedPolicy(raw, tb, "other.org", as.clk.Now()); err == nil {
+		t.Error("the served policy verified for another trust domain")
 	}
 
 	// The same content answers 304 to its ETag, a changed one does not.
