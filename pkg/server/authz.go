@@ -94,6 +94,11 @@ const (
 	maxAuthzReportBody   = 64 << 10
 	maxAuthzReportRows   = 1000
 	maxAuthzPolicyCache  = 4096
+	// A report's window_end may be at most maxReportSkew ahead of the CA's
+	// clock and maxReportAge behind it (a service that buffered reports
+	// through a CA outage), so no report lands in a far minute.
+	maxReportSkew = 5 * time.Minute
+	maxReportAge  = 24 * time.Hour
 )
 
 // Audit actions of the authorization routes.
@@ -346,8 +351,10 @@ func (rt *Routes) authzReports(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Status: http.StatusRequestEntityTooLarge, Reason: ReasonBodyTooLarge,
 			Detail: fmt.Sprintf("a report has at most %d rows", maxAuthzReportRows)}
 	}
-	if rep.WindowEnd.IsZero() || rep.WindowStart.After(rep.WindowEnd) {
-		return badBody(`"window_end" is required and not before "window_start"`, nil)
+	now := rt.d.Clock.Now()
+	if rep.WindowEnd.IsZero() || rep.WindowStart.After(rep.WindowEnd) ||
+		rep.WindowEnd.After(now.Add(maxReportSkew)) || rep.WindowEnd.Before(now.Add(-maxReportAge)) {
+		return badBody(`"window_end" is required, not before "window_start", and within the last 24h (5m of clock skew allowed)`, nil)
 	}
 	rows := make([]store.AuthzReportCount, 0, len(rep.Counts))
 	var total int64
@@ -363,7 +370,7 @@ func (rt *Routes) authzReports(w http.ResponseWriter, r *http.Request) error {
 	raw, _ := json.Marshal(map[string]any{"rows": len(rows), "requests": total, "policy_version": rep.PolicyVersion,
 		"window_start": rep.WindowStart, "window_end": rep.WindowEnd})
 	if _, err := rt.d.Authz.Store.AddAuthzReportCounts(r.Context(), rows, store.AuditEntry{
-		Time: rt.d.Clock.Now(), Actor: id, Action: ActionAuthzReport, Target: service, Decision: "allow",
+		Time: now, Actor: id, Action: ActionAuthzReport, Target: service, Decision: "allow",
 		PolicyVersion: pol.Version(), RequestID: RequestID(r.Context()), Details: raw,
 	}); err != nil {
 		return err

@@ -447,6 +447,10 @@ func TestReportsAreAggregatedPerMinuteForTheReportersOwnService(t *testing.T) {
 	wantProblem(t, "a service reporting for another", res, raw, http.StatusForbidden, ReasonForbidden)
 	res, raw = as.call(creds{cert: &as.payments}, http.MethodPost, "/v1/authz/reports", report("payments", 1, -1), "")
 	wantProblem(t, "a negative count", res, raw, http.StatusBadRequest, ReasonBadRequest)
+	end = end.Add(48 * time.Hour)
+	res, raw = as.call(creds{cert: &as.payments}, http.MethodPost, "/v1/authz/reports", report("payments", 1, 1), "")
+	wantProblem(t, "a window two days ahead", res, raw, http.StatusBadRequest, ReasonBadRequest)
+	end = end.Add(-48 * time.Hour)
 	res, raw = as.call(creds{cert: &as.payments}, http.MethodPost, "/v1/authz/reports", report("payments", 500, 1), "")
 	wantProblem(t, "a body over 64 KiB", res, raw, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge)
 	if got, _ := as.st.ListAuthzReportCounts(as.ctx, "payments", end.Add(-time.Hour), end.Add(time.Hour), 0); len(got) != 1 || got[0].Count != 24 {
