@@ -39,7 +39,9 @@ commands:
   policy    test POLICY.yaml --cases CASES.yaml: run a policy's offline test cases
   authz     check --policy F --source ID --service S --method M --path P (exit 1 if
             not allowed) | test POLICY --cases CASES | explain --policy F
-            [--service S] [--source ID]: service-to-service authorization, offline
+            [--service S] [--source ID]: service-to-service authorization, offline;
+            overrides request | approve ID | end ID | list: emergency overrides
+            through the CA's API (operators, like ca revoke)
   dev-token --sub NAME [--claim k=v]: print a token of the development setup's
             local token issuer (development setup only)
   issuers   list | rotate [--root] | activate [--force] | abandon [--id ID] | tick: CA rotation
@@ -105,6 +107,10 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 	case "policy":
 		err = cmdPolicy(args[1:], getenv, stdout, stderr)
 	case "authz":
+		if len(args) > 1 && args[1] == "overrides" {
+			err = cmdAuthzOverrides(ctx, args[2:], os.Stdin, stdout, stderr)
+			break
+		}
 		err = cmdAuthz(args[1:], stdout, stderr)
 	case "issuers":
 		err = cmdIssuers(ctx, args[1:], getenv, stdout, stderr)

@@ -124,6 +124,18 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	hupCtx, stopHUP := context.WithCancel(ctx)
 	defer stopHUP()
 	go reloader.run(hupCtx, hup)
+	// The authorization policy (authz_policy_file), reloaded on the same
+	// SIGHUP.
+	authzRel, err := newAuthzReloader(ctx, cfg, b.store, clock.Real{}, log)
+	if err != nil {
+		return err
+	}
+	if authzRel != nil {
+		authzHUP := make(chan os.Signal, 1)
+		signal.Notify(authzHUP, syscall.SIGHUP)
+		defer signal.Stop(authzHUP)
+		go authzRel.run(hupCtx, authzHUP)
+	}
 	verifier, err := newVerifier(cfg, log)
 	if err != nil {
 		return err
@@ -178,6 +190,19 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	authzD, authzSigner, err := authzDeps(authzRel, b, leaves, cfg.TrustDomain, log)
+	if err != nil {
+		return err
+	}
+	if authzSigner != nil {
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := authzSigner.Close(cctx); err != nil {
+				log.Warn("deleting the authorization-policy signing keys", "err", err)
+			}
+		}()
+	}
 	routes, err := server.NewRoutes(server.Deps{
 		Log: log, Clock: clock.Real{}, Store: b.store, Keys: b.keys, Anchors: iss,
 		Metrics: reg, BodyLimit: cfg.Server.BodyLimit, ReadyTimeout: cfg.Server.ReadyTimeout,
@@ -191,6 +216,7 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		// OCSP/CRL/bundle lines at debug if so configured.
 		ArtifactLogLevel: cfg.ArtifactLogLevel(), ArtifactLogSample: cfg.Log.ArtifactSample,
 		AuditLogRole: auditLogRole,
+		Authz:        authzD,
 	})
 	if err != nil {
 		return err

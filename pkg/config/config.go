@@ -32,6 +32,10 @@ type Config struct {
 	PolicyFile string `yaml:"policy_file"`
 	// TrustDomain is the SPIFFE trust domain when the policy names none.
 	TrustDomain string `yaml:"trust_domain"`
+	// AuthzPolicyFile is the service-to-service authorization policy YAML
+	// (pkg/authz); "" = no authorization policy, the /v1/authz routes are
+	// not mounted.
+	AuthzPolicyFile string `yaml:"authz_policy_file"`
 
 	// APIAddr and PublicAddr are the listen addresses (host:port) of the HTTPS
 	// API listener and the plain-HTTP public listener.
@@ -293,6 +297,7 @@ var envOverrides = []struct {
 	{"CA_API_URL", func(c *Config, v string) { c.APIURL = v }},
 	{"CA_PUBLIC_URL", func(c *Config, v string) { c.PublicURL = v }},
 	{"CA_TRUST_DOMAIN", func(c *Config, v string) { c.TrustDomain = v }},
+	{"CA_AUTHZ_POLICY_FILE", func(c *Config, v string) { c.AuthzPolicyFile = v }},
 }
 
 // EnvKeys lists the environment variables Load reads, for documentation.

@@ -52,6 +52,11 @@ type Request struct {
 	// spiffe://<td>/ca/), and its SPIFFE ID must be ServerSPIFFEID. Every
 	// other request naming one of them is refused with a *ReservedNameError.
 	CAServer bool
+	// CAAuthzPolicy marks the CA's authorization-policy signing certificate
+	// (GET /v1/authz/policy): its SPIFFE ID must be AuthzPolicySPIFFEID, the
+	// one other /ca/ identity, with no DNS names or IP addresses. It cannot
+	// be combined with CAServer.
+	CAAuthzPolicy bool
 }
 
 // Limits on request fields.

@@ -27,6 +27,9 @@ const (
 	CheckReservedIP = "ca_reserved_ip"
 	// CheckServerIdentity: a CA server request names another identity.
 	CheckServerIdentity = "ca_server_identity"
+	// CheckAuthzPolicyIdentity: an authorization-policy signing request
+	// names another identity, or names DNS names or IP addresses.
+	CheckAuthzPolicyIdentity = "ca_authz_policy_identity"
 )
 
 // ReservedNameError is a refusal to put one of the CA's own names into a
@@ -45,6 +48,8 @@ func (e *ReservedNameError) Error() string {
 		return fmt.Sprintf("the IP address %s is the CA's own, which no workload may hold", e.Name)
 	case CheckServerIdentity:
 		return fmt.Sprintf("the CA's server certificate must name %s", e.Name)
+	case CheckAuthzPolicyIdentity:
+		return fmt.Sprintf("the CA's authorization-policy signing certificate must name only %s", e.Name)
 	}
 	return fmt.Sprintf("the DNS name %q is the CA's own host name, which no workload may hold", e.Name)
 }
@@ -59,6 +64,11 @@ func (e *ReservedNameError) Is(target error) bool {
 // ServerSPIFFEID is the SPIFFE ID of the CA's API server in trust domain
 // td: spiffe://<td>/ca/server. `ca` clients require it of the API listener.
 func ServerSPIFFEID(td string) string { return "spiffe://" + td + "/ca/server" }
+
+// AuthzPolicySPIFFEID is the SPIFFE ID of the CA's authorization-policy
+// signing certificate in trust domain td: spiffe://<td>/ca/authz-policy.
+// Services verifying GET /v1/authz/policy require it of the JWS's x5c leaf.
+func AuthzPolicySPIFFEID(td string) string { return "spiffe://" + td + "/ca/authz-policy" }
 
 // ReservedSPIFFEPrefix is the path prefix of the CA's own identities in
 // trust domain td: spiffe://<td>/ca/.
@@ -86,6 +96,12 @@ func normalizeReserved(c *Config) {
 // already validated (DNS names lowercased, IPv4 addresses 4 bytes).
 func (i *Issuer) checkReserved(v validRequest) error {
 	td := i.cfg.TrustDomain
+	if v.CAAuthzPolicy {
+		if v.CAServer || v.SPIFFEID != AuthzPolicySPIFFEID(td) || len(v.DNSNames) > 0 || len(v.IPAddresses) > 0 {
+			return &ReservedNameError{Check: CheckAuthzPolicyIdentity, Name: AuthzPolicySPIFFEID(td)}
+		}
+		return nil
+	}
 	if v.CAServer {
 		if v.SPIFFEID != ServerSPIFFEID(td) {
 			return &ReservedNameError{Check: CheckServerIdentity, Name: ServerSPIFFEID(td)}

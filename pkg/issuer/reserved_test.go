@@ -34,6 +34,19 @@ func TestTheCAsOwnNamesAreRefusedToWorkloads(t *testing.T) {
 		{"a CA server request must name the CA's server identity", workload(func(r *Request) {
 			r.CAServer, r.DNSNames = true, []string{"ca.example.org"}
 		}), CheckServerIdentity},
+		{"the authorization-policy identity is refused to a workload", workload(func(r *Request) { r.SPIFFEID = AuthzPolicySPIFFEID("example.org") }), CheckReservedSPIFFEID},
+		{"an authorization-policy request must name only its identity", workload(func(r *Request) {
+			r.CAAuthzPolicy = true
+		}), CheckAuthzPolicyIdentity},
+		{"an authorization-policy request may not carry DNS names", workload(func(r *Request) {
+			r.CAAuthzPolicy, r.SPIFFEID, r.DNSNames = true, AuthzPolicySPIFFEID("example.org"), []string{"x.internal"}
+		}), CheckAuthzPolicyIdentity},
+		{"an authorization-policy request cannot also be the CA server", workload(func(r *Request) {
+			r.CAAuthzPolicy, r.CAServer, r.SPIFFEID = true, true, AuthzPolicySPIFFEID("example.org")
+		}), CheckAuthzPolicyIdentity},
+		{"an authorization-policy request cannot take the server identity", workload(func(r *Request) {
+			r.CAAuthzPolicy, r.SPIFFEID = true, ServerSPIFFEID("example.org")
+		}), CheckAuthzPolicyIdentity},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,5 +96,18 @@ func TestOtherNamesAreStillIssuedToWorkloads(t *testing.T) {
 	}
 	if got.Certificate.URIs[0].String() != "spiffe://example.org/cache/ca/x" || len(got.Certificate.DNSNames) != 2 {
 		t.Errorf("URIs %v, DNS names %v", got.Certificate.URIs, got.Certificate.DNSNames)
+	}
+}
+
+func TestTheAuthzPolicySigningCertificateMayCarryItsCAIdentity(t *testing.T) {
+	u := newUnitCA(t, testConfig())
+	got, err := u.iss.Issue(context.Background(), Request{
+		PublicKey: newP256(t).Public(), SPIFFEID: AuthzPolicySPIFFEID("example.org"), CAAuthzPolicy: true,
+	})
+	if err != nil {
+		t.Fatalf("Issue: %v", err)
+	}
+	if len(got.Certificate.URIs) != 1 || got.Certificate.URIs[0].String() != "spiffe://example.org/ca/authz-policy" {
+		t.Errorf("URIs %v", got.Certificate.URIs)
 	}
 }

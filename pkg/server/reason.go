@@ -48,7 +48,7 @@ const (
 
 // AllReasons lists every reason code, in the order of the OpenAPI enum.
 func AllReasons() []Reason {
-	return []Reason{
+	return append([]Reason{
 		ReasonTokenMalformed, ReasonTokenExpired, ReasonTokenNotYetValid,
 		ReasonTokenBadSignature, ReasonTokenUnknownIssuer, ReasonTokenWrongAudience,
 		ReasonTokenReplayed, ReasonPolicyDenied, ReasonCSRMalformed,
@@ -67,5 +67,5 @@ func AllReasons() []Reason {
 		ReasonHSMPINRefused,
 		// Renewal lineage (renew.go).
 		ReasonCertificateSuperseded, ReasonReauthenticationRequired,
-	}
+	}, AuthzReasons()...)
 }

@@ -80,6 +80,9 @@ type Deps struct {
 	// on the public listener, with "sample_one_in" on the line (0 or 1:
 	// every one). Failures (status >= 400) are always logged, at info.
 	ArtifactLogSample int
+	// Authz, optional, serves /v1/authz/* (pkg/server/authz.go) when its
+	// Policy is set.
+	Authz AuthzDeps
 	// AuditLogRole, optional, is reported as checks.audit_log by /readyz
 	// without ever failing it: AuditLogAppendOnly, AuditLogAlterable,
 	// AuditLogNoRoles or AuditLogUnknown, as `ca serve` found its database role at start.
@@ -113,6 +116,7 @@ type Routes struct {
 	ops     *operatorState
 	jwt     *jwtMinting
 	ready   *readiness
+	authz   *authzState
 }
 
 // ErrMissingDependency is returned by NewRoutes when a required Deps field is
@@ -183,6 +187,7 @@ func (rt *Routes) API() chi.Router {
 	rt.mountJWT(r)
 	rt.mountOperator(r)
 	rt.mountIdentities(r)
+	rt.mountAuthz(r)
 	return r
 }
 

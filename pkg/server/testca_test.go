@@ -189,6 +189,7 @@ func newFixtureWith(t testing.TB, adjust func(f *fixture, d *Deps)) *fixture {
 		Policy: testPolicy(t), Verifier: enroll.NewVerifier(clk),
 	}
 	d.Enroll = fixtureEnroll(t, f)
+	d.Authz = AuthzDeps{Policy: fixtureAuthzPolicy(t)} // routes only (authz_test.go)
 	if adjust != nil {
 		adjust(f, &d)
 	}

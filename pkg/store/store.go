@@ -322,6 +322,9 @@ type Store interface {
 	RetentionStore
 	// AuditArchiveStore removes an archived audit prefix (auditarchive.go).
 	AuditArchiveStore
+	// AuthzStore keeps authorization overrides and report aggregates
+	// (authz.go).
+	AuthzStore
 
 	// Ping checks the database answers; readiness probes call it.
 	Ping(ctx context.Context) error

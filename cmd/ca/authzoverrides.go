@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/workload-ca/workload-ca/pkg/server"
+)
+
+const authzOverridesUsage = `usage: ca authz overrides request --source ID --service S --endpoint E --ttl 2h --reason TEXT
+       ca authz overrides approve ID
+       ca authz overrides end ID
+       ca authz overrides list
+     each with --server https://HOST:PORT
+         (--token-file FILE | --client-cert FILE --client-key FILE)
+         (--ca-bundle FILE | --ca-fingerprint sha256:HEX) [--trust-domain D] [--json]
+
+Emergency overrides of the service-to-service authorization policy, through
+the CA's API, as an operator.
+
+  request  (admin) SOURCE may call ENDPOINT of SERVICE for TTL (1m to 24h)
+           once a different admin approves it; until then it is pending.
+  approve  (admin, not the requester) makes it active from now for its TTL;
+           the services pick it up with their next policy refresh.
+  end      (admin) ends a pending or active override now.
+  list     (auditor) every override with its state.
+
+The API's TLS certificate and your credentials are checked as for ca revoke.
+`
+
+// authzOverridesOptions are the parsed flags of `ca authz overrides`.
+type authzOverridesOptions struct {
+	verb, id                               string
+	source, service, endpoint, ttl, reason string
+	conn                                   revokeOptions
+}
+
+func parseAuthzOverridesFlags(args []string, stderr io.Writer) (authzOverridesOptions, error) {
+	var o authzOverridesOptions
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			fmt.Fprint(stderr, authzOverridesUsage)
+			return o, errFlagHelp
+		}
+		return o, fmt.Errorf("%w: ca authz overrides request | approve | end | list", errUsage)
+	}
+	o.verb, args = args[0], args[1:]
+	switch o.verb {
+	case "request", "approve", "end", "list":
+	default:
+		return o, fmt.Errorf("%w: unknown ca authz overrides command %q (request, approve, end, list)", errUsage, o.verb)
+	}
+	fs := flag.NewFlagSet("authz overrides "+o.verb, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), authzOverridesUsage)
+		fs.PrintDefaults()
+	}
+	if o.verb == "request" {
+		fs.StringVar(&o.source, "source", "", "the calling SPIFFE ID the override allows (required)")
+		fs.StringVar(&o.service, "service", "", "the destination service (required)")
+		fs.StringVar(&o.endpoint, "endpoint", "", "the endpoint of the service (required)")
+		fs.StringVar(&o.ttl, "ttl", "", "how long it stays active once approved, 1m to 24h (required)")
+		fs.StringVar(&o.reason, "reason", "", "why, for the audit log and the approver (required)")
+	}
+	c := &o.conn
+	fs.StringVar(&c.caURL, "server", "", "the CA's API `URL`, https://host:port (required)")
+	fs.StringVar(&c.tokenFile, "token-file", "", `file holding an operator bearer token ("-" reads stdin)`)
+	fs.StringVar(&c.clientCert, "client-cert", "", "PEM client certificate (and chain) for mTLS")
+	fs.StringVar(&c.clientKey, "client-key", "", "PEM private key of --client-cert")
+	fs.StringVar(&c.caBundle, "ca-bundle", "", "PEM file of the CA roots to verify the API with")
+	fs.StringVar(&c.caFingerprint, "ca-fingerprint", "", "SHA-256 fingerprint of the CA root to verify the API with")
+	fs.StringVar(&c.trustDomain, "trust-domain", "", trustDomainUsage)
+	fs.BoolVar(&c.json, "json", false, "print the CA's JSON answer")
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		o.id, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return o, err
+	}
+	rest := fs.Args()
+	if o.id == "" && len(rest) > 0 && (o.verb == "approve" || o.verb == "end") {
+		o.id, rest = rest[0], rest[1:]
+	}
+	switch {
+	case len(rest) > 0:
+		return o, fmt.Errorf("%w: unexpected arguments %q", errUsage, rest)
+	case (o.verb == "approve" || o.verb == "end") && o.id == "":
+		return o, fmt.Errorf("%w: the override ID is required", errUsage)
+	case (o.verb == "list" || o.verb == "request") && o.id != "":
+		return o, fmt.Errorf("%w: ca authz overrides %s takes no ID", errUsage, o.verb)
+	case o.verb == "request" && (o.source == "" || o.service == "" || o.endpoint == "" || o.ttl == "" || o.reason == ""):
+		return o, fmt.Errorf("%w: --source, --service, --endpoint, --ttl and --reason are required", errUsage)
+	case c.caURL == "":
+		return o, fmt.Errorf("%w: --server is required", errUsage)
+	case (c.tokenFile == "") == (c.clientCert == "" && c.clientKey == ""):
+		return o, fmt.Errorf("%w: give either --token-file or --client-cert with --client-key", errUsage)
+	case (c.clientCert == "") != (c.clientKey == ""):
+		return o, fmt.Errorf("%w: --client-cert and --client-key go together", errUsage)
+	case (c.caBundle == "") == (c.caFingerprint == ""):
+		return o, fmt.Errorf("%w: give either --ca-bundle or --ca-fingerprint", errUsage)
+	case strings.ContainsAny(o.id, "/?#"):
+		return o, fmt.Errorf("%w: %q is not an override ID", errUsage, o.id)
+	}
+	if o.ttl != "" {
+		if d, err := time.ParseDuration(o.ttl); err != nil || d < time.Minute || d > 24*time.Hour {
+			return o, fmt.Errorf("%w: --ttl must be a duration from 1m to 24h, such as 2h", errUsage)
+		}
+	}
+	u, err := url.Parse(c.caURL)
+	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return o, fmt.Errorf("%w: --server must be https://host[:port]", errUsage)
+	}
+	c.caURL = strings.TrimSuffix(c.caURL, "/")
+	return o, nil
+}
+
+// cmdAuthzOverrides is `ca authz overrides`, the operator's command-line
+// client of /v1/authz/overrides.
+func cmdAuthzOverrides(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	o, err := parseAuthzOverridesFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	var certs []tls.Certificate
+	var token string
+	if o.conn.clientCert != "" {
+		kp, err := tls.LoadX509KeyPair(o.conn.clientCert, o.conn.clientKey)
+		if err != nil {
+			return fmt.Errorf("%w: loading the client certificate: %v", errUsage, err)
+		}
+		certs = append(certs, kp)
+	} else if token, err = readToken(o.conn.tokenFile, stdin); err != nil {
+		return err
+	}
+	roots, err := apiRoots(ctx, o.conn)
+	if err != nil {
+		return err
+	}
+	// The API listener must present spiffe://<td>/ca/server.
+	client := tlsClientFor(roots, o.conn.trustDomain, certs...)
+	defer client.CloseIdleConnections()
+
+	method, path := http.MethodPost, "/v1/authz/overrides"
+	var body any
+	switch o.verb {
+	case "request":
+		body = server.OverrideRequest{Source: o.source, Service: o.service, Endpoint: o.endpoint, TTL: o.ttl, Reason: o.reason}
+	case "approve", "end":
+		path += "/" + url.PathEscape(o.id) + "/" + o.verb
+	case "list":
+		method = http.MethodGet
+	}
+	raw, err := overrideCall(ctx, client, method, o.conn.caURL+path, token, body)
+	if err != nil {
+		return err
+	}
+	if o.conn.json {
+		_, err := fmt.Fprintln(stdout, strings.TrimSpace(string(raw)))
+		return err
+	}
+	if o.verb == "list" {
+		var l server.OverrideList
+		if err := json.Unmarshal(raw, &l); err != nil {
+			return fmt.Errorf("the CA's answer does not decode: %w", err)
+		}
+		return printOverrides(stdout, l.Items)
+	}
+	var v server.OverrideView
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return fmt.Errorf("the CA's answer does not decode: %w", err)
+	}
+	switch v.State {
+	case "pending":
+		fmt.Fprintf(stdout, "override %s requested: %s may call %s/%s for %s once another admin approves it\n", v.ID, v.Source, v.Service, v.Endpoint, v.TTL)
+	case "active":
+		fmt.Fprintf(stdout, "override %s active until %s: %s may call %s/%s\n", v.ID, v.Until.UTC().Format(time.RFC3339), v.Source, v.Service, v.Endpoint)
+	default:
+		fmt.Fprintf(stdout, "override %s %s\n", v.ID, v.State)
+	}
+	return nil
+}
+
+func printOverrides(w io.Writer, items []server.OverrideView) error {
+	if len(items) == 0 {
+		_, err := fmt.Fprintln(w, "no overrides")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tSOURCE\tSERVICE\tENDPOINT\tTTL\tREQUESTED BY\tAPPROVED BY\tUNTIL")
+	for _, v := range items {
+		until := "-"
+		if v.Until != nil {
+			until = v.Until.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.ID, v.State, v.Source, v.Service, v.Endpoint, v.TTL,
+			v.RequestedBy, dash(v.ApprovedBy), until)
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// overrideCall sends one override request and returns a 200 or 201
+// answer; a refusal is a *problemError.
+func overrideCall(ctx context.Context, c *http.Client, method, u, token string, body any) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, u, err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(res.Body, maxAnswerBytes))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, u, err)
+	}
+	if res.StatusCode != http.StatusOK && res.StatusCode != http.StatusCreated {
+		var p server.Problem
+		if json.Unmarshal(raw, &p) != nil || p.Reason == "" {
+			return nil, &problemError{Status: res.StatusCode, Reason: "unknown", Detail: http.StatusText(res.StatusCode)}
+		}
+		return nil, &problemError{Status: res.StatusCode, Reason: string(p.Reason), Detail: p.Detail}
+	}
+	return raw, nil
+}

@@ -1,0 +1,2 @@
+DROP TABLE authz_report_counts;
+DROP TABLE authz_overrides;
