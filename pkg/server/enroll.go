@@ -360,7 +360,9 @@ func (e *enrollment) done(r *http.Request, action string, info *decisionInfo, er
 	if v := info.details["policy_version"]; v != "" {
 		entry.PolicyVersion = v
 	}
-	if _, aerr := e.d.Enroll.Records.AppendAudit(context.WithoutCancel(r.Context()), entry); aerr != nil {
+	actx, cancel := denialAuditContext(r.Context(), reason)
+	defer cancel()
+	if _, aerr := e.d.Enroll.Records.AppendAudit(actx, entry); aerr != nil {
 		e.d.Log.ErrorContext(r.Context(), "recording a denial in the audit log failed",
 			"request_id", entry.RequestID, "action", action, "reason", entry.Reason, "err", aerr)
 	}
