@@ -36,11 +36,34 @@ const retryAfterUnavailable = 5
 func requestDeadline(timeout time.Duration) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ctx, cancel := context.WithTimeout(r.Context(), timeout)
+			parent := r.Context()
+			ctx, cancel := context.WithTimeout(parent, timeout)
 			defer cancel()
+			ctx = context.WithValue(ctx, stepKey{}, step{parent: parent, timeout: timeout})
 			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
+}
+
+type stepKey struct{}
+
+// step is what stepContext needs: the request's context before its
+// deadline, and the deadline's length.
+type step struct {
+	parent  context.Context
+	timeout time.Duration
+}
+
+// stepContext is for a handler that streams an answer longer than one
+// request deadline (the CSV export): each step (a page read) gets the
+// request timeout afresh, still ending when the client goes away. Outside
+// requestDeadline it returns ctx with a no-op cancel.
+func stepContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	st, ok := ctx.Value(stepKey{}).(step)
+	if !ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(context.WithValue(st.parent, requestIDKey, RequestID(ctx)), st.timeout)
 }
 
 // unavailableReason reports whether reason means a dependency did not

@@ -199,3 +199,23 @@ func TestUnavailableDependenciesAreLoggedOncePerBurst(t *testing.T) {
 		t.Error("Retry-After on a 500")
 	}
 }
+
+func TestAStreamingStepGetsTheRequestTimeoutAfresh(t *testing.T) {
+	var stepErr, reqErr error
+	var hasDeadline bool
+	h := requestDeadline(20*time.Millisecond)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // the request's own deadline passes
+		reqErr = r.Context().Err()
+		ctx, cancel := stepContext(r.Context())
+		defer cancel()
+		_, hasDeadline = ctx.Deadline()
+		stepErr = ctx.Err()
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/certificates.csv", nil))
+	if !errors.Is(reqErr, context.DeadlineExceeded) {
+		t.Fatalf("request context: %v", reqErr)
+	}
+	if stepErr != nil || !hasDeadline {
+		t.Errorf("a step after the request deadline: err %v, deadline %v; want a fresh bounded context", stepErr, hasDeadline)
+	}
+}
