@@ -203,7 +203,7 @@ func TestUnavailableDependenciesAreLoggedOncePerBurst(t *testing.T) {
 func TestAStreamingStepGetsTheRequestTimeoutAfresh(t *testing.T) {
 	var stepErr, reqErr error
 	var hasDeadline bool
-	h := requestDeadline(20*time.Millisecond)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := requestDeadline(20 * time.Millisecond)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		<-r.Context().Done() // the request's own deadline passes
 		reqErr = r.Context().Err()
 		ctx, cancel := stepContext(r.Context())
