@@ -179,7 +179,7 @@ func (i *Issuer) issueOnce(ctx context.Context, v validRequest, now time.Time) (
 		Details:       details,
 	}
 	if _, err := i.certs.RecordIssuance(ctx, rec, entry); err != nil {
-		return nil, fmt.Errorf("issuer: recording certificate %s: %w", sh, err)
+		return nil, &NotRecordedError{Serial: sh, Err: err}
 	}
 	return &Issued{
 		Serial:      sh,

@@ -72,8 +72,8 @@ func (si *signingIssuer) Issue(ctx context.Context, r issuer.Request) (*issuer.I
 	return &issuer.Issued{Serial: sn, Certificate: cert, DER: der, NotAfter: cert.NotAfter}, nil
 }
 
-func TestAHungHSMGivesHSMUnavailableAtTheRequestDeadline(t *testing.T) {
-	oidc := testkit.NewOIDCIssuer(t)
+func acmePolicy(t *testing.T, oidc *testkit.OIDCIssuer) *policy.Policy {
+	t.Helper()
 	pol, err := policy.Parse([]byte(`trust_domain: example.org
 token_issuers:
   - name: github
@@ -90,6 +90,12 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pol
+}
+
+func TestAHungHSMGivesHSMUnavailableAtTheRequestDeadline(t *testing.T) {
+	oidc := testkit.NewOIDCIssuer(t)
+	pol := acmePolicy(t, oidc)
 	const deadline = time.Second
 	const workers = 2
 	var hung *blockingSigner
@@ -217,5 +223,43 @@ func TestAStreamingStepGetsTheRequestTimeoutAfresh(t *testing.T) {
 	}
 	if stepErr != nil || !hasDeadline {
 		t.Errorf("a step after the request deadline: err %v, deadline %v; want a fresh bounded context", stepErr, hasDeadline)
+	}
+}
+
+// notRecordingIssuer signs but cannot record, as pkg/issuer fails when the
+// database stops answering after the HSM signed.
+type notRecordingIssuer struct{}
+
+func (notRecordingIssuer) Issue(context.Context, issuer.Request) (*issuer.Issued, error) {
+	return nil, &issuer.NotRecordedError{Serial: "7abc", Err: fmt.Errorf("postgres: %w: %w", store.ErrUnavailable, context.DeadlineExceeded)}
+}
+
+func TestASignedButUnrecordedCertificateIsAuditedAndNotReturned(t *testing.T) {
+	oidc := testkit.NewOIDCIssuer(t)
+	pol := acmePolicy(t, oidc)
+	f := newFixtureWith(t, func(f *fixture, d *Deps) {
+		d.Policy = policy.NewHolder(pol)
+		d.Verifier = enroll.NewVerifier(d.Clock, enroll.WithHTTPClient(oidc.Client()))
+		d.BodyLimit = 64 << 10
+		d.Enroll.Issuer = notRecordingIssuer{}
+	})
+	rs := startServer(t, f)
+	_, csr := csrPEM(t)
+	_, res := postJSON(t, rs.client(), rs.apiURL+"/v1/enroll", oidc.GitHubToken(t, nil), CertRequest{CSR: csr})
+	body := readAll(t, res)
+	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"store_unavailable"`) {
+		t.Fatalf("enroll = %d %s; want 503 store_unavailable", res.StatusCode, body)
+	}
+	if strings.Contains(string(body), "BEGIN CERTIFICATE") {
+		t.Fatal("the unrecorded certificate was returned")
+	}
+	denials := f.records.denials()
+	if len(denials) != 1 {
+		t.Fatalf("%d denials audited, want 1", len(denials))
+	}
+	var details map[string]any
+	_ = json.Unmarshal(denials[0].Details, &details)
+	if denials[0].Reason != string(ReasonStoreUnavailable) || details["signed_not_recorded"] != "7abc" {
+		t.Errorf("audit entry %s %s; want reason store_unavailable and signed_not_recorded 7abc", denials[0].Reason, denials[0].Details)
 	}
 }

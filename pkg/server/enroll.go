@@ -336,6 +336,12 @@ func (e *enrollment) done(r *http.Request, action string, info *decisionInfo, er
 	}
 	status, reason, detail := classify(err)
 	noteReservedName(info, err)
+	var notRecorded *issuer.NotRecordedError
+	if errors.As(err, &notRecorded) {
+		// The HSM signed, the database did not record: say which
+		// certificate was discarded (issue 18).
+		info.details["signed_not_recorded"] = notRecorded.Serial
+	}
 	e.decisions.WithLabelValues(action, line.rule, "deny", string(reason)).Inc()
 	e.duration.WithLabelValues(action, "deny").Observe(time.Since(info.start).Seconds())
 	line.decision, line.status, line.reason, line.detail = "deny", status, string(reason), detail
