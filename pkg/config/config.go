@@ -156,6 +156,11 @@ type Server struct {
 	CertLifetime time.Duration `yaml:"cert_lifetime"`
 	// ReadyTimeout bounds each dependency check of /readyz.
 	ReadyTimeout time.Duration `yaml:"ready_timeout"`
+	// RequestTimeout is every request's deadline (default 10s): the store,
+	// HSM and outgoing calls a request makes inherit it, and a request
+	// whose dependency does not answer in time gets 503 store_unavailable
+	// or hsm_unavailable with Retry-After (issue 18).
+	RequestTimeout time.Duration `yaml:"request_timeout"`
 }
 
 // Log is logging settings.
@@ -379,6 +384,7 @@ func (c *Config) applyDefaults() {
 	setDur(&c.Server.ShutdownGrace, 10*time.Second)
 	setDur(&c.Server.CertLifetime, 24*time.Hour)
 	setDur(&c.Server.ReadyTimeout, 2*time.Second)
+	setDur(&c.Server.RequestTimeout, 10*time.Second)
 	setStr(&c.Log.Level, "info")
 	setStr(&c.Log.ArtifactRequests, "info")
 	if c.Log.ArtifactSample == 0 {

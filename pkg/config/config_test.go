@@ -50,7 +50,7 @@ func TestLoadWithNothingGivesTheEmbeddedDevelopmentDefault(t *testing.T) {
 		t.Error("default is not development mode")
 	}
 	if c.Server.BodyLimit != 64<<10 || c.Issuer.KeyType != "ecdsa-p256" || c.Server.CertLifetime != 24*time.Hour || c.Issuer.Backdate != 5*time.Minute ||
-		c.Log.ArtifactSample != 100 {
+		c.Log.ArtifactSample != 100 || c.Server.RequestTimeout != 10*time.Second {
 		t.Errorf("unexpected defaults: %+v", c)
 	}
 	if err := Default().Validate(); err != nil {
@@ -178,6 +178,8 @@ func TestInvalidConfigurationNamesTheField(t *testing.T) {
 		{"a negative artifact_sample is refused", "log:\n  artifact_sample: -1\n", nil, "log.artifact_sample"},
 		{"a negative body limit is refused", "server:\n  body_limit: -1\n", nil, "server.body_limit"},
 		{"a server certificate outliving max_ttl is refused", "server:\n  cert_lifetime: 48h\n", nil, "server.cert_lifetime"},
+		{"a negative request timeout is refused", "server:\n  request_timeout: -1s\n", nil, "server.request_timeout"},
+		{"a readiness check longer than the request deadline is refused", "server:\n  request_timeout: 1s\n  ready_timeout: 2s\n", nil, "server.ready_timeout"},
 		{"equal listen addresses are refused", "api_addr: 127.0.0.1:1\npublic_addr: 127.0.0.1:1\n", nil, "public_addr"},
 	}
 	for _, tt := range tests {

@@ -169,6 +169,10 @@ func (c *Config) validateServer() error {
 		return fieldErr("server.cert_lifetime", "must not exceed issuer.max_ttl")
 	case s.ReadyTimeout <= 0:
 		return fieldErr("server.ready_timeout", "must be positive")
+	case s.RequestTimeout <= 0:
+		return fieldErr("server.request_timeout", "must be positive")
+	case s.ReadyTimeout > s.RequestTimeout:
+		return fieldErr("server.ready_timeout", "must not exceed server.request_timeout")
 	}
 	return nil
 }

@@ -92,18 +92,34 @@ func (s *keySource) keysFor(ctx context.Context, kid string) ([]jose.JSONWebKey,
 		s.inflight = ch
 		s.mu.Unlock()
 
-		keys, err := s.fetch(ctx)
-
-		s.mu.Lock()
-		s.inflight = nil
-		close(ch)
-		if err == nil {
-			s.keys, s.fetchedAt, s.lastErr = keys, s.clock.Now(), nil
-		} else {
-			s.lastErr = err
-			s.jwksURI = "" // rediscover next time
-			s.log.Warn("token issuer key refresh failed", "token_issuer", s.iss.Name, "err", err)
+		// The fetch runs on its own (others may be waiting on it, and it
+		// fills the cache for them), but this caller waits for it only
+		// until its own deadline: the request's deadline bounds the
+		// outgoing fetch it triggered, as it bounds its store and HSM
+		// calls.
+		res := make(chan error, 1)
+		go func() {
+			keys, err := s.fetch(ctx)
+			s.mu.Lock()
+			s.inflight = nil
+			close(ch)
+			if err == nil {
+				s.keys, s.fetchedAt, s.lastErr = keys, s.clock.Now(), nil
+			} else {
+				s.lastErr = err
+				s.jwksURI = "" // rediscover next time
+				s.log.Warn("token issuer key refresh failed", "token_issuer", s.iss.Name, "err", err)
+			}
+			s.mu.Unlock()
+			res <- err
+		}()
+		var err error
+		select {
+		case err = <-res:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", errNoKeys, ctx.Err())
 		}
+		s.mu.Lock()
 		cand = s.match(kid)
 		defer s.mu.Unlock()
 		if err == nil && len(cand) == 0 {

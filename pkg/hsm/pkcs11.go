@@ -55,6 +55,9 @@ type PKCS11Store struct {
 	nextAttempt time.Time
 	lastErr     error
 	signers     map[string]*p11Signer // by hex CKA_ID
+	// workers run every call on the token: at most cfg.Workers at once,
+	// hung ones included (workers.go).
+	workers *Workers
 
 	signatures atomic.Uint64 // signatures asked of the token, for tests (Ping must not sign)
 	// pinRefused is the token's refusal of the PIN, while it holds: no
@@ -82,6 +85,7 @@ func OpenPKCS11(cfg PKCS11Config, log *slog.Logger, opts ...Option) (*PKCS11Stor
 		clk:     clock.Real{},
 		signers: map[string]*p11Signer{},
 	}
+	s.workers = NewWorkers(s.cfg.Workers, s.log)
 	for _, o := range opts {
 		o(s)
 	}

@@ -41,6 +41,12 @@ type PKCS11Config struct {
 	// MaxSessions caps the sessions the store opens (0: crypto11's default,
 	// itself capped by the token).
 	MaxSessions int
+	// Workers caps the calls on the token in flight at once, calls whose
+	// caller gave up at its deadline but that the token has not answered
+	// included (default DefaultWorkers). PKCS#11 calls cannot be
+	// cancelled: a hung token holds workers, never more than this many,
+	// and further calls fail with ErrUnavailable at their deadline.
+	Workers int
 }
 
 // String describes the configuration without the PIN.
@@ -65,6 +71,9 @@ func (c PKCS11Config) withDefaults() PKCS11Config {
 	}
 	if c.MinBackoff <= 0 {
 		c.MinBackoff = DefaultMinBackoff
+	}
+	if c.Workers <= 0 {
+		c.Workers = DefaultWorkers
 	}
 	if c.MaxBackoff < c.MinBackoff {
 		c.MaxBackoff = max(DefaultMaxBackoff, c.MinBackoff)

@@ -191,44 +191,38 @@ func (s *PKCS11Store) markBroken(c *p11Conn, cause error) {
 	s.log.Warn("PKCS#11 token failed; signing is unavailable until it reconnects", "error", cause)
 }
 
-// do runs fn against context c and waits for it at most timeout (if > 0) and
-// until ctx ends. Errors that mean the token, module, session or login is gone
-// retire c and come back wrapping ErrUnavailable, as do timeouts; other errors
-// come back unchanged.
+// do runs fn against context c on one of the store's workers (workers.go)
+// and waits for it at most timeout (if > 0) and until ctx ends. Errors that
+// mean the token, module, session or login is gone retire c and come back
+// wrapping ErrUnavailable, as do timeouts and a pool whose every worker is
+// held by calls that have not returned; other errors come back unchanged.
 func (s *PKCS11Store) do(ctx context.Context, c *p11Conn, timeout time.Duration, fn func(*crypto11.Context) error) error {
-	done := make(chan error, 1)
-	go func() { done <- fn(c.ctx) }()
-	var expired <-chan time.Time
-	if timeout > 0 {
-		t := time.NewTimer(timeout)
-		defer t.Stop()
-		expired = t.C
-	}
-	select {
-	case err := <-done:
-		switch {
-		case err == nil:
-			return nil
-		case isConnectionLost(err):
-			s.markBroken(c, err)
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
-		case isPoolTimeout(err):
-			return fmt.Errorf("%w: no free PKCS#11 session: %w", ErrUnavailable, err)
+	err := s.workers.Do(ctx, timeout, func() error { return fn(c.ctx) })
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errNoWorker):
+		return err // wraps ErrUnavailable
+	case errors.Is(err, errCallAbandoned):
+		if ctx.Err() == nil {
+			// The call outlived its own timeout: the token hangs.
+			s.markBroken(c, fmt.Errorf("operation still running after %s", timeout))
 		}
-		s.mu.Lock()
-		retired := s.conn != c
-		s.mu.Unlock()
-		if retired {
-			// The context was closed under this call by a reconnect or Close.
-			return fmt.Errorf("%w: %w", ErrUnavailable, err)
-		}
-		return err
-	case <-expired:
-		s.markBroken(c, fmt.Errorf("operation still running after %s", timeout))
-		return fmt.Errorf("%w: PKCS#11 operation still running after %s", ErrUnavailable, timeout)
-	case <-ctx.Done():
-		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+		return err // wraps ErrUnavailable
+	case isConnectionLost(err):
+		s.markBroken(c, err)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	case isPoolTimeout(err):
+		return fmt.Errorf("%w: no free PKCS#11 session: %w", ErrUnavailable, err)
 	}
+	s.mu.Lock()
+	retired := s.conn != c
+	s.mu.Unlock()
+	if retired {
+		// The context was closed under this call by a reconnect or Close.
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
 }
 
 // ReloadLogin is the explicit reload after the token refused the PIN: it

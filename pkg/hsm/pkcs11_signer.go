@@ -42,6 +42,15 @@ func (k *p11Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 	return k.sign(context.Background(), digest, opts)
 }
 
+// SignContext is Sign bounded by ctx as well as by OpTimeout: a caller
+// whose deadline passes gets ErrUnavailable while the call, which PKCS#11
+// cannot cancel, keeps its worker until the token answers.
+func (k *p11Signer) SignContext(ctx context.Context, _ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return k.sign(ctx, digest, opts)
+}
+
+var _ ContextSigner = (*p11Signer)(nil)
+
 func (k *p11Signer) sign(ctx context.Context, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if err := checkDigest(digest, opts); err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
@@ -121,7 +122,9 @@ func (i *Issuer) issueOnce(ctx context.Context, v validRequest, now time.Time) (
 	}
 
 	// Step 2: the HSM signs the same tbsCertificate.
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, i.cert, v.PublicKey, i.signer)
+	// The signer inherits ctx (the request's deadline) where it can: a token
+	// that does not answer fails the issuance with hsm.ErrUnavailable.
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, i.cert, v.PublicKey, hsm.WithContext(ctx, i.signer))
 	if err != nil {
 		return nil, fmt.Errorf("issuer: signing with %q: %w", i.rec.ID, err)
 	}
@@ -176,7 +179,7 @@ func (i *Issuer) issueOnce(ctx context.Context, v validRequest, now time.Time) (
 		Details:       details,
 	}
 	if _, err := i.certs.RecordIssuance(ctx, rec, entry); err != nil {
-		return nil, fmt.Errorf("issuer: recording certificate %s: %w", sh, err)
+		return nil, &NotRecordedError{Serial: sh, Err: err}
 	}
 	return &Issued{
 		Serial:      sh,

@@ -362,6 +362,10 @@ func TestStoreFailureReturnsNoCertificate(t *testing.T) {
 	if u.store.records != 1 {
 		t.Errorf("RecordIssuance called %d times, want 1 (no retry on unavailability)", u.store.records)
 	}
+	var nr *NotRecordedError
+	if !errors.As(err, &nr) || nr.Serial == "" {
+		t.Errorf("err = %v, want a *NotRecordedError naming the discarded serial", err)
+	}
 	if !strings.Contains(u.logs.String(), `"decision":"error"`) {
 		t.Errorf("the failure was not logged: %s", u.logs.String())
 	}

@@ -165,7 +165,7 @@ func (s *Signer) Sign(ctx context.Context, r Request) (*Token, error) {
 		IssuedAt: jwt.NewNumericDate(now),
 		ID:       jti,
 	}
-	compact, err := signCompact(key.signer, key.rec.Alg, key.rec.KeyID, claims)
+	compact, err := signCompact(hsm.WithContext(ctx, key.signer), key.rec.Alg, key.rec.KeyID, claims)
 	if err != nil {
 		return nil, err
 	}

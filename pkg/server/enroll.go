@@ -336,6 +336,12 @@ func (e *enrollment) done(r *http.Request, action string, info *decisionInfo, er
 	}
 	status, reason, detail := classify(err)
 	noteReservedName(info, err)
+	var notRecorded *issuer.NotRecordedError
+	if errors.As(err, &notRecorded) {
+		// The HSM signed, the database did not record: say which
+		// certificate was discarded (issue 18).
+		info.details["signed_not_recorded"] = notRecorded.Serial
+	}
 	e.decisions.WithLabelValues(action, line.rule, "deny", string(reason)).Inc()
 	e.duration.WithLabelValues(action, "deny").Observe(time.Since(info.start).Seconds())
 	line.decision, line.status, line.reason, line.detail = "deny", status, string(reason), detail
@@ -360,7 +366,9 @@ func (e *enrollment) done(r *http.Request, action string, info *decisionInfo, er
 	if v := info.details["policy_version"]; v != "" {
 		entry.PolicyVersion = v
 	}
-	if _, aerr := e.d.Enroll.Records.AppendAudit(context.WithoutCancel(r.Context()), entry); aerr != nil {
+	actx, cancel := denialAuditContext(r.Context(), reason)
+	defer cancel()
+	if _, aerr := e.d.Enroll.Records.AppendAudit(actx, entry); aerr != nil {
 		e.d.Log.ErrorContext(r.Context(), "recording a denial in the audit log failed",
 			"request_id", entry.RequestID, "action", action, "reason", entry.Reason, "err", aerr)
 	}

@@ -90,7 +90,11 @@ func (rt *Routes) exportCertificates(w http.ResponseWriter, r *http.Request) err
 			break
 		}
 		f.Cursor = next
-		page, next, err = rt.d.Operators.Store.ListCertificates(r.Context(), f)
+		// Each page gets the request timeout afresh: a large export
+		// streams for longer than one request deadline (deadline.go).
+		pctx, cancel := stepContext(r.Context())
+		page, next, err = rt.d.Operators.Store.ListCertificates(pctx, f)
+		cancel()
 		if err != nil {
 			rt.d.Log.ErrorContext(r.Context(), "CSV export cut short", "request_id", RequestID(r.Context()), "rows", rows, "err", err)
 			panic(http.ErrAbortHandler)

@@ -227,7 +227,9 @@ func (j *jwtMinting) done(r *http.Request, info *decisionInfo, err error) {
 		Decision: "deny", Reason: string(reason), PolicyVersion: j.d.Policy.Load().Version(),
 		RequestID: RequestID(r.Context()), Details: raw,
 	}
-	if _, aerr := j.d.JWT.Records.AppendAudit(context.WithoutCancel(r.Context()), entry); aerr != nil {
+	actx, cancel := denialAuditContext(r.Context(), reason)
+	defer cancel()
+	if _, aerr := j.d.JWT.Records.AppendAudit(actx, entry); aerr != nil {
 		j.d.Log.ErrorContext(r.Context(), "recording a JWT-SVID denial in the audit log failed",
 			"request_id", entry.RequestID, "reason", entry.Reason, "err", aerr)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -80,6 +81,11 @@ func classify(err error) (status int, reason Reason, detail string) {
 		return http.StatusServiceUnavailable, ReasonHSMUnavailable, "the key store is unavailable; retry later"
 	case errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable, ReasonStoreUnavailable, "the database is unavailable; retry later"
+	case errors.Is(err, context.DeadlineExceeded):
+		// The request's deadline (requestDeadline) passed while a
+		// dependency had not answered; the HSM and external fetches map
+		// their own timeouts above, so what is left is the database.
+		return http.StatusServiceUnavailable, ReasonStoreUnavailable, "the database did not answer within the request deadline; retry later"
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, ReasonNotFound, "no such resource"
 	case errors.Is(err, bundle.ErrNoBundle):
@@ -109,7 +115,8 @@ func classify(err error) (status int, reason Reason, detail string) {
 
 // edge turns HandlerFuncs into http.Handlers and errors into problems.
 type edge struct {
-	log *slog.Logger
+	log    *slog.Logger
+	bursts *burstLog // unavailable dependencies are logged once per burst (deadline.go)
 }
 
 // handle wraps h once: its error, if any, becomes a problem+json answer.
@@ -126,9 +133,12 @@ func (e edge) handle(h HandlerFunc) http.Handler {
 func (e edge) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, reason, detail := classify(err)
 	id := RequestID(r.Context())
-	if status >= 500 {
+	switch {
+	case e.bursts != nil && unavailableReason(reason):
+		e.bursts.log(r.Context(), e.log, reason, status, id, err)
+	case status >= 500:
 		e.log.ErrorContext(r.Context(), "request failed", "request_id", id, "status", status, "reason", string(reason), "err", err)
-	} else {
+	default:
 		e.log.DebugContext(r.Context(), "request refused", "request_id", id, "status", status, "reason", string(reason), "err", err)
 	}
 	writeProblem(w, r, status, reason, detail)
@@ -147,6 +157,7 @@ func writeProblem(w http.ResponseWriter, r *http.Request, status int, reason Rea
 	h.Set("Content-Type", ProblemContentType)
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
+	setRetryAfter(w, status, reason)
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(p)
 }

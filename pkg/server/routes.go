@@ -45,6 +45,10 @@ type Deps struct {
 	BodyLimit int64
 	// ReadyTimeout bounds each dependency check of /readyz.
 	ReadyTimeout time.Duration
+	// RequestTimeout is every request's deadline, inherited by the store,
+	// HSM and outgoing calls made for it (deadline.go); zero means
+	// DefaultRequestTimeout.
+	RequestTimeout time.Duration
 	// Trust, optional, serves the published trust bundle (/bundle.pem from
 	// it instead of Anchors, /bundle.json) and the issuer and bundle
 	// administration routes; see TrustDeps.
@@ -139,6 +143,9 @@ func NewRoutes(d Deps) (*Routes, error) {
 	if d.Clock == nil {
 		d.Clock = clock.Real{}
 	}
+	if d.RequestTimeout <= 0 {
+		d.RequestTimeout = DefaultRequestTimeout
+	}
 	m, err := newMetrics(d.Metrics)
 	if err != nil {
 		return nil, err
@@ -165,7 +172,7 @@ func NewRoutes(d Deps) (*Routes, error) {
 	if jm != nil {
 		jm.denials = da
 	}
-	return &Routes{d: d, edge: edge{log: d.Log}, metrics: m, ids: newRequestIDs(), ops: ops, enroll: enr, jwt: jm, ready: newReadiness(d)}, nil
+	return &Routes{d: d, edge: edge{log: d.Log, bursts: newBurstLog(d.Clock)}, metrics: m, ids: newRequestIDs(), ops: ops, enroll: enr, jwt: jm, ready: newReadiness(d)}, nil
 }
 
 // Public is the plain-HTTP listener's router: only public things (health,
@@ -223,7 +230,7 @@ func (rt *Routes) base(listener string) *chi.Mux {
 		access.artifactLevel, access.artifacts = rt.d.ArtifactLogLevel, artifactRoutes
 		access.artifactSample = uint64(max(rt.d.ArtifactLogSample, 0))
 	}
-	r.Use(access.middleware, recoverer(rt.edge), limitBody(rt.d.BodyLimit), middleware.GetHead)
+	r.Use(access.middleware, recoverer(rt.edge), requestDeadline(rt.d.RequestTimeout), limitBody(rt.d.BodyLimit), middleware.GetHead)
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
 		writeProblem(w, req, http.StatusNotFound, ReasonNotFound, "no such resource")
 	})

@@ -9,3 +9,10 @@ func (s *Store) ExecRaw(ctx context.Context, query string) error {
 	_, err := s.pool.Exec(ctx, query)
 	return mapErr(err)
 }
+
+// ShowSetting reads a session setting on one of the pool's connections.
+func (s *Store) ShowSetting(ctx context.Context, name string) (string, error) {
+	var v string
+	err := s.pool.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&v)
+	return v, mapErr(err)
+}

@@ -91,14 +91,24 @@ func (g *groupCommitter) record(ctx context.Context, c store.Certificate, e stor
 	case <-g.quit:
 		return store.AuditEntry{}, fmt.Errorf("postgres: record certificate %s: store closed: %w", c.Serial, store.ErrUnavailable)
 	case <-ctx.Done():
-		return store.AuditEntry{}, fmt.Errorf("postgres: record certificate %s: %w", c.Serial, ctx.Err())
+		return store.AuditEntry{}, callerGaveUp(ctx, c.Serial)
 	}
 	select {
 	case r := <-req.done:
 		return r.e, r.err
 	case <-ctx.Done():
-		return store.AuditEntry{}, fmt.Errorf("postgres: record certificate %s: %w", c.Serial, ctx.Err())
+		return store.AuditEntry{}, callerGaveUp(ctx, c.Serial)
 	}
+}
+
+// callerGaveUp is the error of a caller whose context ended while its
+// issuance waited: past a deadline, the database did not answer in time
+// (store.ErrUnavailable); cancelled, the caller went away.
+func callerGaveUp(ctx context.Context, serial string) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("postgres: record certificate %s: %w: %w", serial, store.ErrUnavailable, ctx.Err())
+	}
+	return fmt.Errorf("postgres: record certificate %s: %w", serial, ctx.Err())
 }
 
 func (g *groupCommitter) run() {

@@ -46,6 +46,7 @@ func open(ctx context.Context, dsn string, readOnly bool) (*Store, error) {
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
+	boundSessions(cfg) // bounds.go
 	if readOnly {
 		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
 	}
@@ -111,7 +112,15 @@ func (s *Store) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", mapErr(err))
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	defer func() {
+		// Not the caller's context, which may have ended (the rollback
+		// must still be sent), but bounded: in a partition it would
+		// otherwise wait for ever. A connection whose rollback fails is
+		// closed, which rolls back as well.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+		_ = tx.Rollback(rctx)
+		cancel()
+	}()
 	if err := fn(tx); err != nil {
 		return err
 	}
