@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -169,12 +168,3 @@ type discardWriter struct{}
 func (discardWriter) Header() http.Header         { return http.Header{} }
 func (discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (discardWriter) WriteHeader(int)             {}
-
-// cpuTime is the CPU time (user + system) the process has used so far.
-func cpuTime(t testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		t.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
