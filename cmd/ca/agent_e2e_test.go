@@ -303,7 +303,16 @@ func TestAgentServesTheSPIFFEWorkloadAPIToGoSPIFFE(t *testing.T) {
 		if _, err := c.FetchJWTSVID(ctx, gojwtsvid.Params{Audience: "vault"}); status.Code(err) != codes.PermissionDenied {
 			t.Errorf("FetchJWTSVID from uid %d: %v, want PermissionDenied", os.Getuid(), err)
 		}
-		if !strings.Contains(guarded.stderr.String(), "caller refused") || !strings.Contains(guarded.stderr.String(), `"uid":`+strconv.Itoa(os.Getuid())) {
+		// The agent writes the line before it answers, but its stderr
+		// reaches the test through a pipe: wait for it (bounded).
+		logged := func() bool {
+			out := guarded.stderr.String()
+			return strings.Contains(out, "caller refused") && strings.Contains(out, `"uid":`+strconv.Itoa(os.Getuid()))
+		}
+		for deadline := time.Now().Add(5 * time.Second); !logged() && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !logged() {
 			t.Errorf("no log line names the refused caller:\n%s", guarded.stderr)
 		}
 	})
