@@ -18,7 +18,7 @@ import (
 func startRetention(ctx context.Context, cfg *config.Config, b *backends, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
 	r := cfg.Retention
 	p, err := retention.New(retention.Deps{Store: b.store, Clock: clock.Real{}, Log: log.With("component", "retention"), Metrics: reg},
-		retention.Config{Certificates: r.Certificates, OCSPResponses: r.OCSPResponses, Interval: r.Interval,
+		retention.Config{Certificates: r.Certificates, OCSPResponses: r.OCSPResponses, AuthzReports: r.AuthzReports, Interval: r.Interval,
 			BatchSize: r.BatchSize, BatchPause: r.BatchPause, MaxRun: r.MaxRun})
 	if err != nil {
 		return nil, err

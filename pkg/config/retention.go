@@ -17,7 +17,12 @@ type Retention struct {
 	// allows for expired certificates.
 	OCSPResponses time.Duration `yaml:"ocsp_responses"`
 	// Interval is how often the leader prunes (default 10m; 10s to 24h).
-	Interval time.Duration `yaml:"interval"`
+	// AuthzReports is how long the per-minute aggregates of the decision
+	// counts services report (POST /v1/authz/reports) are kept (default
+	// 720h, 30 days; 1h to 87600h): the dashboard's authorization page
+	// reads the recent ones.
+	AuthzReports time.Duration `yaml:"authz_reports"`
+	Interval     time.Duration `yaml:"interval"`
 	// Audit is the youngest age of audit entries `ca audit archive
 	// --remove` may remove (the archive's last entry must be at least this
 	// old); 0, the default, keeps nothing back: entries stay until an
@@ -39,6 +44,7 @@ type Retention struct {
 const (
 	DefaultRetainCertificates  = 90 * 24 * time.Hour
 	DefaultRetainOCSPResponses = time.Hour
+	DefaultRetainAuthzReports  = 30 * 24 * time.Hour
 	DefaultRetentionInterval   = 10 * time.Minute
 	DefaultRetentionBatchSize  = 1000
 	DefaultRetentionBatchPause = 50 * time.Millisecond
@@ -51,6 +57,9 @@ func (r *Retention) applyDefaults() {
 	}
 	if r.OCSPResponses == 0 {
 		r.OCSPResponses = DefaultRetainOCSPResponses
+	}
+	if r.AuthzReports == 0 {
+		r.AuthzReports = DefaultRetainAuthzReports
 	}
 	if r.Interval == 0 {
 		r.Interval = DefaultRetentionInterval
@@ -73,6 +82,8 @@ func (c *Config) validateRetention() error {
 		return fieldErr("retention.certificates", "%s is outside 1h..87600h", r.Certificates)
 	case r.OCSPResponses < time.Second || r.OCSPResponses > r.Certificates:
 		return fieldErr("retention.ocsp_responses", "%s is outside 1s..retention.certificates (%s)", r.OCSPResponses, r.Certificates)
+	case r.AuthzReports < time.Hour || r.AuthzReports > 87600*time.Hour:
+		return fieldErr("retention.authz_reports", "%s is outside 1h..87600h", r.AuthzReports)
 	case r.Interval < 10*time.Second || r.Interval > 24*time.Hour:
 		return fieldErr("retention.interval", "%s is outside 10s..24h", r.Interval)
 	case r.BatchSize < 1 || r.BatchSize > 10000:

@@ -12,7 +12,7 @@ func TestRetentionDefaultsAreWhatASecurityTeamAccepts(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Retention{
-		Certificates: 2160 * time.Hour, OCSPResponses: time.Hour, Interval: 10 * time.Minute,
+		Certificates: 2160 * time.Hour, OCSPResponses: time.Hour, AuthzReports: 720 * time.Hour, Interval: 10 * time.Minute,
 		BatchSize: 1000, BatchPause: 50 * time.Millisecond, MaxRun: 2 * time.Minute,
 	}
 	if c.Retention != want {
@@ -40,6 +40,7 @@ func TestRetentionSettingsAreValidated(t *testing.T) {
 		{"certificates kept less than an hour are refused", "retention:\n  certificates: 30m\n", nil},
 		{"a negative retention is refused", "retention:\n  certificates: -1h\n", nil},
 		{"OCSP responses kept longer than their certificates are refused", "retention:\n  certificates: 2h\n  ocsp_responses: 3h\n", nil},
+		{"authorization reports kept less than an hour are refused", "retention:\n  authz_reports: 10m\n", nil},
 		{"an interval under ten seconds is refused", "retention:\n  interval: 1s\n", nil},
 		{"a batch larger than 10000 rows is refused", "retention:\n  batch_size: 20000\n", nil},
 		{"a negative batch size is refused", "retention:\n  batch_size: -1\n", nil},

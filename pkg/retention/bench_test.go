@@ -170,7 +170,7 @@ func BenchmarkIssuanceDuringPrunePostgres(b *testing.B) {
 
 		// The same load while the leader prunes.
 		p, err := retention.New(retention.Deps{Store: s, Clock: clock.Real{}, Log: quiet()}, retention.Config{
-			Certificates: 90 * 24 * time.Hour, OCSPResponses: time.Hour, Interval: time.Hour,
+			Certificates: 90 * 24 * time.Hour, OCSPResponses: time.Hour, AuthzReports: 30 * 24 * time.Hour, Interval: time.Hour,
 			BatchSize: 1000, BatchPause: 50 * time.Millisecond, MaxRun: time.Hour,
 		})
 		if err != nil {
@@ -247,7 +247,7 @@ func BenchmarkStorageBytesPerCertificateSQLite(b *testing.B) {
 		b.Fatal(err)
 	}
 	p, err := retention.New(retention.Deps{Store: s, Clock: clock.NewFake(now), Log: quiet()}, retention.Config{
-		Certificates: 90 * 24 * time.Hour, OCSPResponses: time.Hour, Interval: time.Hour, BatchSize: 1000, MaxRun: time.Hour})
+		Certificates: 90 * 24 * time.Hour, OCSPResponses: time.Hour, AuthzReports: 30 * 24 * time.Hour, Interval: time.Hour, BatchSize: 1000, MaxRun: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -29,6 +29,7 @@ type Store interface {
 	PruneOCSPResponses(ctx context.Context, before time.Time, limit int) (int64, error)
 	PruneExpiredCertificates(ctx context.Context, before time.Time, limit int) (int64, error)
 	PruneEndedHolds(ctx context.Context, before time.Time, limit int) (int64, error)
+	PruneAuthzReportCounts(ctx context.Context, before time.Time, limit int) (int64, error)
 	PruneSessions(ctx context.Context, now time.Time) (int64, error)
 	PruneUsedTokens(ctx context.Context, now time.Time) (int64, error)
 	RetentionStats(ctx context.Context) (store.RetentionStats, error)
@@ -41,6 +42,7 @@ type Store interface {
 type Config struct {
 	Certificates  time.Duration
 	OCSPResponses time.Duration
+	AuthzReports  time.Duration
 	Interval      time.Duration
 	BatchSize     int
 	BatchPause    time.Duration
@@ -69,7 +71,7 @@ func New(d Deps, cfg Config) (*Pruner, error) {
 	if d.Store == nil || d.Clock == nil || d.Log == nil {
 		return nil, errors.New("retention: a pruner needs a store, a clock and a logger")
 	}
-	if cfg.Certificates <= 0 || cfg.OCSPResponses <= 0 || cfg.OCSPResponses > cfg.Certificates ||
+	if cfg.Certificates <= 0 || cfg.OCSPResponses <= 0 || cfg.AuthzReports <= 0 || cfg.OCSPResponses > cfg.Certificates ||
 		cfg.Interval <= 0 || cfg.BatchSize <= 0 || cfg.BatchPause < 0 || cfg.MaxRun <= 0 {
 		return nil, fmt.Errorf("retention: invalid configuration %+v", cfg)
 	}
@@ -93,6 +95,9 @@ type Result struct {
 	// are pruned once expired at Now.
 	CertificatesBefore time.Time
 	OCSPBefore         time.Time
+	// AuthzReportsBefore is the cut-off of authorization report aggregates
+	// (their minute before it).
+	AuthzReportsBefore time.Time
 	// Pruned counts the rows deleted per table (store.RetentionTables
 	// names).
 	Pruned map[string]int64
@@ -122,6 +127,7 @@ func (p *Pruner) Once(ctx context.Context) (Result, error) {
 		Leader: true, Now: now,
 		CertificatesBefore: now.Add(-p.cfg.Certificates),
 		OCSPBefore:         now.Add(-p.cfg.OCSPResponses),
+		AuthzReportsBefore: now.Add(-p.cfg.AuthzReports),
 		Pruned:             map[string]int64{},
 	}
 	runCtx, cancel := context.WithTimeout(ctx, p.cfg.MaxRun)
@@ -151,6 +157,7 @@ func (p *Pruner) prune(ctx context.Context, res *Result) error {
 		{"ocsp_responses", res.OCSPBefore, p.d.Store.PruneOCSPResponses},
 		{"certificates", res.CertificatesBefore, p.d.Store.PruneExpiredCertificates},
 		{"identity_holds", res.CertificatesBefore, p.d.Store.PruneEndedHolds},
+		{"authz_report_counts", res.AuthzReportsBefore, p.d.Store.PruneAuthzReportCounts},
 	}
 	for _, s := range batched {
 		for {
@@ -223,11 +230,12 @@ func (p *Pruner) audit(ctx context.Context, res Result, runErr error) error {
 	d := auditDetails{
 		Pruned: res.Pruned,
 		Cutoffs: map[string]string{
-			"certificates":       res.CertificatesBefore.UTC().Format(time.RFC3339Nano),
-			"ocsp_responses":     res.OCSPBefore.UTC().Format(time.RFC3339Nano),
-			"identity_holds":     res.CertificatesBefore.UTC().Format(time.RFC3339Nano),
-			"dashboard_sessions": res.Now.UTC().Format(time.RFC3339Nano),
-			"used_tokens":        res.Now.UTC().Format(time.RFC3339Nano),
+			"certificates":        res.CertificatesBefore.UTC().Format(time.RFC3339Nano),
+			"ocsp_responses":      res.OCSPBefore.UTC().Format(time.RFC3339Nano),
+			"identity_holds":      res.CertificatesBefore.UTC().Format(time.RFC3339Nano),
+			"authz_report_counts": res.AuthzReportsBefore.UTC().Format(time.RFC3339Nano),
+			"dashboard_sessions":  res.Now.UTC().Format(time.RFC3339Nano),
+			"used_tokens":         res.Now.UTC().Format(time.RFC3339Nano),
 		},
 		Complete:   res.Complete,
 		DurationMS: res.Duration.Milliseconds(),

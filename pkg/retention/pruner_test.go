@@ -32,7 +32,7 @@ var stores = []struct {
 }
 
 var defaultCfg = retention.Config{
-	Certificates: 90 * 24 * time.Hour, OCSPResponses: time.Hour, Interval: 10 * time.Minute,
+	Certificates: 90 * 24 * time.Hour, OCSPResponses: time.Hour, AuthzReports: 30 * 24 * time.Hour, Interval: 10 * time.Minute,
 	BatchSize: 3, BatchPause: 0, MaxRun: time.Minute,
 }
 

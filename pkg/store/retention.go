@@ -29,6 +29,11 @@ type RetentionStore interface {
 	// Holds in force are never deleted as long as before is not after now.
 	// ErrInvalidQuery for a zero before or limit <= 0.
 	PruneEndedHolds(ctx context.Context, before time.Time, limit int) (int64, error)
+	// PruneAuthzReportCounts deletes up to limit per-minute authorization
+	// report aggregates of minutes before `before`, oldest first, and
+	// returns how many it deleted. ErrInvalidQuery for a zero before or
+	// limit <= 0.
+	PruneAuthzReportCounts(ctx context.Context, before time.Time, limit int) (int64, error)
 	// RetentionStats reports the oldest retained certificate and the size
 	// of the tables that grow with use (RetentionTables). Row counts may be
 	// estimates on large databases (Postgres statistics).
@@ -36,7 +41,7 @@ type RetentionStore interface {
 }
 
 // RetentionTables are the tables RetentionStats reports, in that order.
-var RetentionTables = []string{"certificates", "ocsp_responses", "lineages", "audit_log", "used_tokens", "dashboard_sessions", "identity_holds"}
+var RetentionTables = []string{"certificates", "ocsp_responses", "lineages", "audit_log", "used_tokens", "dashboard_sessions", "identity_holds", "authz_report_counts"}
 
 // RetentionStats is what the database holds, for metrics.
 type RetentionStats struct {

@@ -19,6 +19,12 @@ func (s *Store) PruneExpiredCertificates(ctx context.Context, before time.Time, 
 	return s.inner.PruneExpiredCertificates(ctx, before, limit)
 }
 
+// PruneAuthzReportCounts implements store.RetentionStore, timed.
+func (s *Store) PruneAuthzReportCounts(ctx context.Context, before time.Time, limit int) (n int64, err error) {
+	defer s.timed("PruneAuthzReportCounts")(&err)
+	return s.inner.PruneAuthzReportCounts(ctx, before, limit)
+}
+
 // PruneEndedHolds implements store.RetentionStore, timed.
 func (s *Store) PruneEndedHolds(ctx context.Context, before time.Time, limit int) (n int64, err error) {
 	defer s.timed("PruneEndedHolds")(&err)

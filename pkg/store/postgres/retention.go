@@ -142,3 +142,20 @@ func (s *Store) RetentionStats(ctx context.Context) (store.RetentionStats, error
 	}
 	return st, nil
 }
+
+// PruneAuthzReportCounts deletes one batch of authorization report
+// aggregates of minutes before `before` (index
+// authz_report_counts_minute_idx, migration 15).
+func (s *Store) PruneAuthzReportCounts(ctx context.Context, before time.Time, limit int) (int64, error) {
+	if err := checkPrune("prune authz reports", before, limit); err != nil {
+		return 0, err
+	}
+	tag, err := s.pool.Exec(ctx, `
+		DELETE FROM authz_report_counts WHERE ctid = ANY (ARRAY(
+			SELECT ctid FROM authz_report_counts WHERE minute < $1 ORDER BY minute LIMIT $2))`,
+		ts(before), limit)
+	if err != nil {
+		return 0, fmt.Errorf("postgres: prune authz reports: %w", mapErr(err))
+	}
+	return tag.RowsAffected(), nil
+}

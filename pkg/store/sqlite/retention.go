@@ -133,3 +133,24 @@ func (s *Store) RetentionStats(ctx context.Context) (store.RetentionStats, error
 	}
 	return st, nil
 }
+
+// PruneAuthzReportCounts deletes one batch of authorization report
+// aggregates of minutes before `before` (index
+// authz_report_counts_minute_idx, migration 15).
+func (s *Store) PruneAuthzReportCounts(ctx context.Context, before time.Time, limit int) (int64, error) {
+	if err := checkPrune("prune authz reports", before, limit); err != nil {
+		return 0, err
+	}
+	res, err := s.w.ExecContext(ctx, `
+		DELETE FROM authz_report_counts WHERE rowid IN (
+			SELECT rowid FROM authz_report_counts WHERE minute < ? ORDER BY minute LIMIT ?)`,
+		before.UnixMicro(), limit)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: prune authz reports: %w", mapErr(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: prune authz reports: %w", mapErr(err))
+	}
+	return n, nil
+}

@@ -20,6 +20,7 @@ func RunRetention(t *testing.T, open func(t *testing.T) store.Store) {
 		{"revoked certificates are pruned only once expired before the cut-off, and CRL entries stay meanwhile", testPruneRevoked},
 		{"renewals of pruned certificates keep their lineage and list in the inventory", testPruneLineage},
 		{"ended holds are pruned, holds in force are kept", testPruneHolds},
+		{"authorization report aggregates are pruned by minute, oldest first", testPruneAuthzReports},
 		{"prunes refuse a zero cut-off or limit", testPruneInvalid},
 		{"retention stats report the oldest certificate and table sizes", testRetentionStats},
 	}
@@ -375,5 +376,40 @@ func testRetentionStats(t *testing.T, s store.Store) {
 		if ts.Bytes == 0 || ts.Bytes < -1 {
 			t.Errorf("%s has %d bytes, want a size or -1", ts.Table, ts.Bytes)
 		}
+	}
+}
+
+func testPruneAuthzReports(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	minute := time.Date(2031, 3, 4, 5, 0, 0, 0, time.UTC)
+	var rows []store.AuthzReportCount
+	for i := range 5 {
+		rows = append(rows, store.AuthzReportCount{Service: "payments", Minute: minute.Add(time.Duration(i) * time.Minute),
+			Source: "spiffe://example.org/prod/orders", Endpoint: "refunds-write", Decision: "allow", Reason: "allowed", Count: 1})
+	}
+	if _, err := s.AddAuthzReportCounts(ctx, rows, auditFor("authz_report", "payments", minute)); err != nil {
+		t.Fatalf("AddAuthzReportCounts: %v", err)
+	}
+	cut := minute.Add(3 * time.Minute) // minutes 0, 1 and 2 are before it
+	total, calls := pruneAll(t, "authz reports", 2, func(limit int) (int64, error) {
+		return s.PruneAuthzReportCounts(ctx, cut, limit)
+	})
+	if total != 3 || calls < 2 {
+		t.Errorf("pruned %d rows in %d calls, want 3 in batches of 2", total, calls)
+	}
+	left, err := s.ListAuthzReportCounts(ctx, "payments", minute.Add(-time.Hour), minute.Add(time.Hour), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 2 {
+		t.Fatalf("%d aggregates left, want the 2 minutes at and after the cut-off", len(left))
+	}
+	for _, r := range left {
+		if r.Minute.Before(cut) {
+			t.Errorf("an aggregate of %v, before the cut-off, was kept", r.Minute)
+		}
+	}
+	if _, err := s.PruneAuthzReportCounts(ctx, time.Time{}, 10); !errors.Is(err, store.ErrInvalidQuery) {
+		t.Errorf("a zero cut-off: %v, want ErrInvalidQuery", err)
 	}
 }

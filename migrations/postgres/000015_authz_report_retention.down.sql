@@ -1,0 +1,1 @@
+DROP INDEX authz_report_counts_minute_idx;
