@@ -179,8 +179,8 @@ func testAuthzPage(t *testing.T, st store.Store) {
 		`data-verdict="not-ready"`, "8 request(s) would have been denied",
 		`<span class="mode mode-observe">observe</span>`,
 		// observed callers vs the policy: orders may write, reporting may not.
-		`<td class="mono">` + reporting + `</td><td>refunds-write</td><td><span class="decision decision-would_deny">would_deny</span></td><td><span class="reason">policy_no_write_permission</span></td><td>7</td><td><span class="bad">no</span></td>`,
-		`<td class="mono">` + orders + `</td><td>refunds-write</td><td><span class="decision decision-allow">allow</span></td><td><span class="reason">allowed</span></td><td>12</td><td>yes</td>`,
+		`<td class="mono">` + reporting + `</td><td>refunds-write</td><td><span class="decision decision-would_deny">would_deny</span></td><td><span class="reason reason-policy_no_write_permission">policy_no_write_permission</span></td><td>7</td><td><span class="bad">no</span></td>`,
+		`<td class="mono">` + orders + `</td><td>refunds-write</td><td><span class="decision decision-allow">allow</span></td><td><span class="reason reason-allowed">allowed</span></td><td>12</td><td>yes</td>`,
 		"spiffe://example.org/prod/&lt;script&gt;alert(1)&lt;/script&gt;",
 		"— 8 in total",
 		// refunds-read's allow entry never observed; refunds-write's was.
