@@ -23,7 +23,7 @@ import (
 type dashboardStore = dashboard.Store
 
 // mountDashboard serves the dashboard under /ui on the API router.
-func mountDashboard(api chi.Router, cfg *config.Config, b *backends, pol *policy.Holder, ops server.OperatorDeps, holds dashboard.HoldLister, log *slog.Logger) error {
+func mountDashboard(api chi.Router, cfg *config.Config, b *backends, pol *policy.Holder, ops server.OperatorDeps, holds dashboard.HoldLister, authzPol dashboard.AuthzPolicySource, log *slog.Logger) error {
 	st, ok := b.store.(dashboardStore)
 	if !ok {
 		return fmt.Errorf("the store %T cannot serve the dashboard", b.store)
@@ -64,7 +64,7 @@ func mountDashboard(api chi.Router, cfg *config.Config, b *backends, pol *policy
 	if ops.Revoker != nil {
 		rv = ops.Revoker
 	}
-	db, err := dashboard.New(dc, dashboard.Deps{Log: log, Clock: clock.Real{}, Store: st, Revoker: rv, Holds: holds, Policy: pol, RequestID: server.RequestID})
+	db, err := dashboard.New(dc, dashboard.Deps{Log: log, Clock: clock.Real{}, Store: st, Revoker: rv, Holds: holds, AuthzPolicy: authzPol, Authz: b.store, Policy: pol, RequestID: server.RequestID})
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"os"
@@ -89,8 +90,12 @@ roles:
     issuer: corp-idp
     when: '"pki-revokers" in claims.groups'
 `, 0o644)
+	// The authorization policy of authz_e2e_test.go: payments in observe
+	// mode, for /ui/authz.
+	authzPath := filepath.Join(dir, "authz.yaml")
+	writeFile(t, authzPath, authzE2EPolicy("observe"), 0o644)
 	cfgPath := filepath.Join(dir, "ca.yaml")
-	writeFile(t, cfgPath, "enroll:\n  token_issuer_ca_file: "+issuerCAFile(t, ci, dir)+"\ndashboard:\n  idp: corp-idp\n", 0o644)
+	writeFile(t, cfgPath, "enroll:\n  token_issuer_ca_file: "+issuerCAFile(t, ci, dir)+"\ndashboard:\n  idp: corp-idp\nauthz_policy_file: "+authzPath+"\n", 0o644)
 	vars := map[string]string{
 		"CA_CONFIG": cfgPath, "CA_DATABASE_URL": dbURL, "CA_PKCS11_MODULE": tok.Module,
 		"CA_PKCS11_TOKEN": tok.TokenLabel, "CA_PKCS11_PIN": tok.PIN,
@@ -104,9 +109,11 @@ roles:
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(bundle)
 	api := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
-	enroll := func(repo string) string {
+	// enroll returns the certificate's serial and its key pair with chain.
+	enroll := func(repo string) (string, tls.Certificate) {
 		t.Helper()
-		body, _ := json.Marshal(server.CertRequest{CSR: string(newCSR(t, p256(t), nil))})
+		key := p256(t)
+		body, _ := json.Marshal(server.CertRequest{CSR: string(newCSR(t, key, nil))})
 		req, _ := http.NewRequest(http.MethodPost, s.apiURL+"/v1/enroll", strings.NewReader(string(body)))
 		req.Header.Set("Authorization", "Bearer "+ci.GitHubToken(t, map[string]any{"repository": repo}))
 		req.Header.Set("Content-Type", "application/json")
@@ -119,11 +126,20 @@ roles:
 		if err := json.NewDecoder(res.Body).Decode(&got); err != nil || res.StatusCode != 201 {
 			t.Fatalf("enroll %s: %d %v", repo, res.StatusCode, err)
 		}
-		return got.Serial
+		pair := tls.Certificate{PrivateKey: key}
+		for rest := []byte(got.Certificate + got.Chain); ; {
+			var b *pem.Block
+			if b, rest = pem.Decode(rest); b == nil {
+				break
+			}
+			pair.Certificate = append(pair.Certificate, b.Bytes)
+		}
+		return got.Serial, pair
 	}
-	target := enroll("acme/ledger")
-	other := enroll("acme/payments")
+	target, _ := enroll("acme/ledger")
+	other, paymentsPair := enroll("acme/payments")
 	enroll("acme/search")
+	seedAuthzReport(t, s.apiURL, dbURL, roots, paymentsPair)
 
 	shots := artifactsDir(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
@@ -213,6 +229,19 @@ roles:
 		t.Errorf("after revoking, status %q", status)
 	}
 	screenshot(ctx, "5-revoked")
+	// The authorization page is the auditors': the revoker-only rita is
+	// refused it.
+	do(ctx, "revoker opens the authorization page",
+		chromedp.Navigate(s.apiURL+"/ui/authz"),
+		chromedp.WaitVisible(chromedp.ID("error")),
+	)
+	if errText := text(ctx, "error"); !strings.Contains(errText, "auditor role") {
+		t.Errorf("revoker on the authorization page: %q", errText)
+	}
+	do(ctx, "back to the overview",
+		chromedp.Navigate(s.apiURL+"/ui/"),
+		chromedp.WaitVisible(chromedp.ID("count-active")),
+	)
 
 	// Sign out, then replay a copy of the session cookie taken before: the
 	// session is ended in the database, so the copy opens nothing.
@@ -248,6 +277,7 @@ roles:
 	if errText := text(ctx, "error"); !strings.Contains(errText, "revoker role") {
 		t.Errorf("auditor on the revoke page: %q", errText)
 	}
+	checkAuthzPage(t, ctx, s.apiURL, screenshot, do, text)
 
 	// The API agrees, and the sign-ins are audited.
 	st := s.stderr.String()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/workload-ca/workload-ca/internal/clock"
 	"github.com/workload-ca/workload-ca/pkg/config"
+	"github.com/workload-ca/workload-ca/pkg/dashboard"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/revoke"
 	"github.com/workload-ca/workload-ca/pkg/server"
@@ -223,7 +224,13 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		return err
 	}
 	api := routes.API()
-	if err := mountDashboard(api, cfg, b, pol.holder, ops, holds, log); err != nil {
+	// The dashboard's /ui/authz reads the current authorization policy (nil
+	// when none is configured: the page says so).
+	var authzPol dashboard.AuthzPolicySource
+	if authzRel != nil {
+		authzPol = authzRel.holder
+	}
+	if err := mountDashboard(api, cfg, b, pol.holder, ops, holds, authzPol, log); err != nil {
 		return err
 	}
 	srv := server.New(server.Config{

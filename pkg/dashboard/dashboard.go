@@ -94,6 +94,11 @@ type Deps struct {
 	Policy  *policy.Holder
 	// Holds, optional, lists the identity holds (/ui/holds).
 	Holds HoldLister
+	// AuthzPolicy, optional, yields the service-to-service authorization
+	// policy, and Authz reads its overrides and reports (/ui/authz; the
+	// page says when none is configured).
+	AuthzPolicy AuthzPolicySource
+	Authz       AuthzReader
 	// RequestID returns the request id the HTTP edge assigned.
 	RequestID func(ctx context.Context) string
 }
@@ -202,6 +207,7 @@ func (db *Dashboard) Mount(r chi.Router) {
 			r.Get("/denials", db.denials)
 			r.Get("/audit", db.audit)
 			r.Get("/holds", db.holds)
+			r.Get("/authz", db.authz)
 		})
 	})
 	r.Get("/", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusFound) })
