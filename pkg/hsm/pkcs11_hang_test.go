@@ -73,10 +73,23 @@ func TestAHungTokenFailsFastAndTheStoreAnswersAgainWhenItRecovers(t *testing.T) 
 	}
 	verify(sig)
 
-	// 1. The token hangs; many requests, each with a request deadline.
+	// 1. The token hangs. One request gives up at its deadline; its call
+	// stays stuck, and readiness says so at once although a search (what
+	// Ping does, never signing) would still answer.
 	h.Hang(t)
-	before := runtime.NumGoroutine()
 	const deadline = 300 * time.Millisecond
+	if _, _, err := signWithin(deadline); !errors.Is(err, hsm.ErrUnavailable) {
+		t.Fatalf("sign on the hung token: %v; want ErrUnavailable", err)
+	}
+	if got := hsm.StuckCalls(s); got != 1 {
+		t.Fatalf("%d calls stuck after one request; want 1", got)
+	}
+	if err := s.Ping(context.Background()); !errors.Is(err, hsm.ErrUnavailable) {
+		t.Errorf("Ping with a signature stuck in the token: %v; want ErrUnavailable", err)
+	}
+
+	// Many requests, each with a request deadline.
+	before := runtime.NumGoroutine()
 	const requests = 24
 	var wg sync.WaitGroup
 	errs := make(chan error, requests)
