@@ -313,7 +313,9 @@ func (s *PKCS11Store) Attributes(ctx context.Context, uri string) (KeyAttributes
 
 // Ping checks that the token answers and still holds this store's keys,
 // without signing: readiness probes call it, anonymous clients can make them
-// call it, and a CA key must not sign for them. With a key handed out it
+// call it, and a CA key must not sign for them. While calls abandoned at
+// their deadline have not returned (Workers.Stuck), Ping fails at once with
+// ErrUnavailable: signing hangs even if a search still answers. With a key handed out it
 // finds that key pair on the token again by CKA_ID and label (a session and an
 // object search on the token) and checks its public key; before any key was
 // handed out it reads random bytes from the token through a session. A token
@@ -322,6 +324,12 @@ func (s *PKCS11Store) Attributes(ctx context.Context, uri string) (KeyAttributes
 // returns ErrUnavailable (after one bounded reconnect attempt, if the backoff
 // allows one).
 func (s *PKCS11Store) Ping(ctx context.Context) error {
+	if n := s.workers.Stuck(); n > 0 {
+		// A token whose signatures hang may still answer a search: while
+		// calls are stuck past their deadline the store is not ready,
+		// whatever the probe would say.
+		return fmt.Errorf("hsm: ping: %w: %d calls on the token have not returned since their deadline", ErrUnavailable, n)
+	}
 	c, err := s.connection(ctx)
 	if err != nil {
 		return err

@@ -97,6 +97,19 @@ func (s *timedSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) (
 	return sig, err
 }
 
+// SignContext times a signature bounded by ctx as hsm.WithContext bounds
+// it: a wrapped hsm.ContextSigner (a PKCS#11 key) gets the caller's
+// deadline, so that timing a signature never hides the request's deadline
+// from the token (issue 18).
+func (s *timedSigner) SignContext(ctx context.Context, r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	start := time.Now()
+	sig, err := hsm.WithContext(ctx, s.Signer).Sign(r, digest, opts)
+	s.obs.WithLabelValues(outcome(err)).Observe(time.Since(start).Seconds())
+	return sig, err
+}
+
+var _ hsm.ContextSigner = (*timedSigner)(nil)
+
 // KeyName is the name part of a key URI, for labels: the object attribute
 // of a pkcs11: URI, the name of a softkey: URI, "unknown" otherwise. Key
 // names are [A-Za-z0-9._-] (hsm's rule), so nothing needs decoding.
