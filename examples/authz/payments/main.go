@@ -1,5 +1,5 @@
 // Command payments is the example payments service: it keeps refunds (POST /v1/refunds,
-// GET /v1/refunds/{id}) and lets pkg/authz decide, from the policy the CA serves it,
+// GET /v1/refunds/{id}, POST /v1/refunds/{id} to re-issue one) and lets pkg/authz decide, from the policy the CA serves it,
 // who may write and who may only read them.
 //
 // Run it with the service's certificate from `ca enroll` and the CA's URLs; see

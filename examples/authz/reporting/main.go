@@ -1,6 +1,6 @@
 // Command reporting is the example reporting service: it reads refunds from payments
 // (GET /v1/refund-reports/{id}) and also re-issues them (POST
-// /v1/refund-reports/{id}/reissue), a write the policy does not allow it: logged
+// /v1/refund-reports/{id}/reissue, calling payments' POST /v1/refunds/{id}), a write the policy does not allow it: logged
 // would_deny while payments observes, refused with 403 policy_no_write_permission
 // once payments enforces.
 //

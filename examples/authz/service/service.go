@@ -4,11 +4,12 @@
 // taking its part of the policy from the CA (Fetcher), reporting decision
 // counts back (Reporter) and deciding every request (Middleware).
 //
-// payments keeps refunds (POST /v1/refunds, GET /v1/refunds/{id}); orders
+// payments keeps refunds (POST /v1/refunds creates one, GET
+// /v1/refunds/{id} reads one, POST /v1/refunds/{id} re-issues one); orders
 // refunds an order by calling payments (POST /v1/orders/{id}/refund);
 // reporting reads refunds (GET /v1/refund-reports/{id}) and, by mistake,
-// also re-issues them (POST /v1/refund-reports/{id}/reissue): the write the
-// policy takes away from it.
+// also re-issues them (POST /v1/refund-reports/{id}/reissue): a write to a
+// path it may read, which the policy takes away from it.
 package service
 
 import (
@@ -220,6 +221,7 @@ func (s *Service) routes() http.Handler {
 	case Payments:
 		mux.HandleFunc("POST /v1/refunds", s.createRefund)
 		mux.HandleFunc("GET /v1/refunds/{id}", s.getRefund)
+		mux.HandleFunc("POST /v1/refunds/{id}", s.reissueRefund)
 	case Orders:
 		mux.HandleFunc("POST /v1/orders/{id}/refund", func(w http.ResponseWriter, r *http.Request) {
 			s.callPayments(w, r, http.MethodPost, "/v1/refunds", refund{OrderID: r.PathValue("id"), AmountCents: 1999})
@@ -229,7 +231,7 @@ func (s *Service) routes() http.Handler {
 			s.callPayments(w, r, http.MethodGet, "/v1/refunds/"+r.PathValue("id"), nil)
 		})
 		mux.HandleFunc("POST /v1/refund-reports/{id}/reissue", func(w http.ResponseWriter, r *http.Request) {
-			s.callPayments(w, r, http.MethodPost, "/v1/refunds", refund{OrderID: "reissue-" + r.PathValue("id"), AmountCents: 1999})
+			s.callPayments(w, r, http.MethodPost, "/v1/refunds/"+r.PathValue("id"), nil)
 		})
 	}
 	return mux
@@ -248,6 +250,22 @@ func (s *Service) createRefund(w http.ResponseWriter, r *http.Request) {
 	s.refunds[in.ID] = in
 	s.mu.Unlock()
 	writeJSON(w, http.StatusCreated, in)
+}
+
+// reissueRefund records a new refund with the order and amount of refund
+// {id}.
+func (s *Service) reissueRefund(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	orig, ok := s.refunds[r.PathValue("id")]
+	if !ok {
+		writeJSON(w, http.StatusNotFound, map[string]string{"reason": "not_found"})
+		return
+	}
+	s.nextID++
+	rf := refund{ID: fmt.Sprintf("rf-%d", s.nextID), OrderID: orig.OrderID, AmountCents: orig.AmountCents, By: authz.MTLSPeer(r)}
+	s.refunds[rf.ID] = rf
+	writeJSON(w, http.StatusCreated, rf)
 }
 
 func (s *Service) getRefund(w http.ResponseWriter, r *http.Request) {
