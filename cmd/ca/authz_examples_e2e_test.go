@@ -229,8 +229,9 @@ func TestThreeExampleServicesObserveThenEnforceWithATwoPersonOverride(t *testing
 	if err != nil {
 		t.Fatal(err)
 	}
+	frontendCert := creds["frontend"].pair
 	frontendTo := func(id string) *http.Client {
-		ccfg, err := mtls.ClientTLSConfig(mtls.Config{Bundles: bundles, Identity: mtls.StaticIdentity{Cert: &[]tls.Certificate{creds["frontend"].pair}[0]},
+		ccfg, err := mtls.ClientTLSConfig(mtls.Config{Bundles: bundles, Identity: mtls.StaticIdentity{Cert: &frontendCert},
 			Authorize: mtls.AuthorizeID(spiffeid.RequireFromString(id))})
 		if err != nil {
 			t.Fatal(err)
@@ -362,8 +363,12 @@ func TestThreeExampleServicesObserveThenEnforceWithATwoPersonOverride(t *testing
 		}
 	}
 	refresh()
-	if h := payments.Fetcher.Health(); h.PolicyVersion != sha256Hex(enforce) {
-		t.Fatalf("payments enforces %+v, want the new version", h)
+	// payments says in its health (GET /healthz over mTLS) which version
+	// it enforces.
+	_, raw := get(t, frontendTo(exPaymentsID), "https://"+payments.Addr()+"/healthz")
+	var health authz.FetcherHealth
+	if err := json.Unmarshal(raw, &health); err != nil || !health.Loaded || health.Source != "ca" || health.PolicyVersion != sha256Hex(enforce) {
+		t.Fatalf("payments' health after the switch: %s (%v), want version %s", raw, err, sha256Hex(enforce))
 	}
 	code, body := reissueByReporting()
 	if code != http.StatusForbidden || body["reason"] != authz.ReasonNoWritePermission {
