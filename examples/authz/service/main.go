@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,6 +35,9 @@ func Main(name string, args []string, stderr io.Writer) int {
 		fs.StringVar(&cfg.PaymentsID, "payments-id", env("PAYMENTS_ID", "spiffe://example.org/prod/payments"), "the SPIFFE `ID` payments must present")
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	cfg.Log = slog.New(slog.NewJSONHandler(stderr, nil))
