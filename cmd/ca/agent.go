@@ -30,8 +30,9 @@ import (
 // certificate renewed exactly as `ca renew --daemon` does (the same loop,
 // flags and files) and serves the SPIFFE Workload API on PATH from those
 // files and from the CA's /bundle.json (refreshed on its refresh hint and
-// after every renewal), and Envoy's SDS on the same socket. With --health it asks a running agent on PATH
-// instead and exits 0 while it serves a valid SVID.
+// after every renewal), and Envoy's SDS on the same socket. SIGUSR1 forces
+// a renewal at once. With --health it asks a running agent on PATH instead
+// and exits 0 while it serves a valid SVID.
 func cmdAgent(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	fset := flag.NewFlagSet("agent", flag.ContinueOnError)
 	build := renewerFlags(fset, getenv)
@@ -51,6 +52,10 @@ func cmdAgent(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	if *health {
 		return agentHealth(ctx, *socket, stdout)
 	}
+	// SIGUSR1 forces a renewal (as for ca renew --daemon); registered before
+	// the socket exists, so a signal never finds the agent unprepared.
+	force, stopForce := forceRenewals()
+	defer stopForce()
 	uids, err := parseIDs(allowUID, "--allow-uid")
 	if err != nil {
 		return err
@@ -67,6 +72,7 @@ func cmdAgent(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	r := build(stdout, stderr)
+	r.force = force
 	if _, err := os.Stat(r.out.cert); errors.Is(err, fs.ErrNotExist) {
 		if r.tokenFile == "" {
 			return fmt.Errorf("%w: no certificate at %s: enroll first (ca enroll) or give --token-file", errUsage, r.out.cert)
