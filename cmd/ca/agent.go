@@ -22,6 +22,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	gospiffe "github.com/spiffe/go-spiffe/v2/workloadapi"
 
+	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/mtls"
 	"github.com/workload-ca/workload-ca/pkg/workloadapi"
 )
@@ -342,16 +343,27 @@ func agentHealth(ctx context.Context, socket string, stdout io.Writer) error {
 	if !now.Before(leaf.NotAfter) {
 		return fmt.Errorf("the agent on %s serves an expired SVID (%s, expired %s)", socket, svid.ID, leaf.NotAfter.Format(time.RFC3339))
 	}
-	life := leaf.NotAfter.Sub(leaf.NotBefore)
-	// ca renew renews at 2/3 of the lifetime ±5%; past 3/4 the renewals
-	// are failing (CA outage) and the agent serves the last good SVID.
-	if now.After(leaf.NotBefore.Add(life * 3 / 4)) {
+	if renewalOverdue(leaf, now) {
 		fmt.Fprintf(stdout, "degraded: %s, serial %x, valid until %s: renewal is overdue (the CA may be unreachable); serving the last good SVID\n",
 			svid.ID, leaf.SerialNumber, leaf.NotAfter.Format(time.RFC3339))
 		return nil
 	}
 	fmt.Fprintf(stdout, "ok: %s, serial %x, valid until %s\n", svid.ID, leaf.SerialNumber, leaf.NotAfter.Format(time.RFC3339))
 	return nil
+}
+
+// renewalOverdue tells whether the agent should have renewed leaf by now:
+// it renews at 2/3 (±5%) of the lifetime counted from when it obtained the
+// certificate, so past 3/4 the renewals are failing (CA outage). A client
+// of the socket does not know when that was; the CA backdates notBefore
+// (issuer.DefaultBackdate unless configured otherwise), so it counts from
+// notBefore plus that backdate when that leaves a lifetime.
+func renewalOverdue(leaf *x509.Certificate, now time.Time) bool {
+	start := leaf.NotBefore
+	if s := start.Add(issuer.DefaultBackdate); s.Before(leaf.NotAfter) {
+		start = s
+	}
+	return now.After(start.Add(leaf.NotAfter.Sub(start) * 3 / 4))
 }
 
 func parseIDs(vals []string, flagName string) ([]uint32, error) {

@@ -137,4 +137,28 @@ func TestRenewAtIsTwoThirdsIntoTheLifetimeWithBoundedJitter(t *testing.T) {
 	}
 }
 
+func TestAgentHealthCallsARenewalOverdueOnlyPastThreeQuartersOfTheUnbackdatedLifetime(t *testing.T) {
+	issued := time.Date(2030, 1, 1, 0, 5, 0, 0, time.UTC)
+	// A 2-minute certificate as the CA issues it: notBefore backdated 5 minutes.
+	short := &x509.Certificate{NotBefore: issued.Add(-5 * time.Minute), NotAfter: issued.Add(2 * time.Minute)}
+	for _, tt := range []struct {
+		name string
+		c    *x509.Certificate
+		at   time.Duration // after issue
+		want bool
+	}{
+		{"a 2-minute SVID 30s after issue is not overdue (renewal is due at 80s)", short, 30 * time.Second, false},
+		{"a 2-minute SVID 85s after issue is not overdue", short, 85 * time.Second, false},
+		{"a 2-minute SVID 95s after issue is overdue", short, 95 * time.Second, true},
+		{"a 1-hour SVID 40 minutes after issue is not overdue", &x509.Certificate{NotBefore: issued.Add(-5 * time.Minute), NotAfter: issued.Add(time.Hour)}, 40 * time.Minute, false},
+		{"a 1-hour SVID 46 minutes after issue is overdue", &x509.Certificate{NotBefore: issued.Add(-5 * time.Minute), NotAfter: issued.Add(time.Hour)}, 46 * time.Minute, true},
+		{"a 3-minute SVID without backdating 2m10s after issue is not overdue", &x509.Certificate{NotBefore: issued, NotAfter: issued.Add(3 * time.Minute)}, 130 * time.Second, false},
+		{"a 3-minute SVID without backdating 2m20s after issue is overdue", &x509.Certificate{NotBefore: issued, NotAfter: issued.Add(3 * time.Minute)}, 140 * time.Second, true},
+	} {
+		if got := renewalOverdue(tt.c, issued.Add(tt.at)); got != tt.want {
+			t.Errorf("%s: overdue %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
