@@ -413,7 +413,13 @@ func TestAgentServesTheSPIFFEWorkloadAPIToGoSPIFFE(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("ca issuers rotate --root = %d\n%s\n%s", code, out, errOut)
 		}
-		// The agent refreshes /bundle.json after each renewal: force one.
+		// The CA serves the new root within its bundle recheck (5s); the
+		// agent refreshes /bundle.json after each renewal: then force one.
+		plain := &http.Client{Timeout: 10 * time.Second}
+		eventually(t, 30*time.Second, "the CA serves both roots", func() bool {
+			_, b := get(t, plain, e.s.publicURL+"/bundle.pem")
+			return len(parseCerts(b)) == 2
+		})
 		payments.forceRenewal(t)
 		eventually(t, 30*time.Second, "the new root on the stream", func() bool {
 			_, _, roots := u.last()
