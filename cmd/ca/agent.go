@@ -22,6 +22,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	gospiffe "github.com/spiffe/go-spiffe/v2/workloadapi"
 
+	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/mtls"
 	"github.com/workload-ca/workload-ca/pkg/workloadapi"
 )
@@ -30,8 +31,9 @@ import (
 // certificate renewed exactly as `ca renew --daemon` does (the same loop,
 // flags and files) and serves the SPIFFE Workload API on PATH from those
 // files and from the CA's /bundle.json (refreshed on its refresh hint and
-// after every renewal), and Envoy's SDS on the same socket. With --health it asks a running agent on PATH
-// instead and exits 0 while it serves a valid SVID.
+// after every renewal), and Envoy's SDS on the same socket. SIGUSR1 forces
+// a renewal at once. With --health it asks a running agent on PATH instead
+// and exits 0 while it serves a valid SVID.
 func cmdAgent(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	fset := flag.NewFlagSet("agent", flag.ContinueOnError)
 	build := renewerFlags(fset, getenv)
@@ -51,6 +53,10 @@ func cmdAgent(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	if *health {
 		return agentHealth(ctx, *socket, stdout)
 	}
+	// SIGUSR1 forces a renewal (as for ca renew --daemon); registered before
+	// the socket exists, so a signal never finds the agent unprepared.
+	force, stopForce := forceRenewals()
+	defer stopForce()
 	uids, err := parseIDs(allowUID, "--allow-uid")
 	if err != nil {
 		return err
@@ -67,6 +73,7 @@ func cmdAgent(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	r := build(stdout, stderr)
+	r.force = force
 	if _, err := os.Stat(r.out.cert); errors.Is(err, fs.ErrNotExist) {
 		if r.tokenFile == "" {
 			return fmt.Errorf("%w: no certificate at %s: enroll first (ca enroll) or give --token-file", errUsage, r.out.cert)
@@ -336,16 +343,27 @@ func agentHealth(ctx context.Context, socket string, stdout io.Writer) error {
 	if !now.Before(leaf.NotAfter) {
 		return fmt.Errorf("the agent on %s serves an expired SVID (%s, expired %s)", socket, svid.ID, leaf.NotAfter.Format(time.RFC3339))
 	}
-	life := leaf.NotAfter.Sub(leaf.NotBefore)
-	// ca renew renews at 2/3 of the lifetime ±5%; past 3/4 the renewals
-	// are failing (CA outage) and the agent serves the last good SVID.
-	if now.After(leaf.NotBefore.Add(life * 3 / 4)) {
+	if renewalOverdue(leaf, now) {
 		fmt.Fprintf(stdout, "degraded: %s, serial %x, valid until %s: renewal is overdue (the CA may be unreachable); serving the last good SVID\n",
 			svid.ID, leaf.SerialNumber, leaf.NotAfter.Format(time.RFC3339))
 		return nil
 	}
 	fmt.Fprintf(stdout, "ok: %s, serial %x, valid until %s\n", svid.ID, leaf.SerialNumber, leaf.NotAfter.Format(time.RFC3339))
 	return nil
+}
+
+// renewalOverdue tells whether the agent should have renewed leaf by now:
+// it renews at 2/3 (±5%) of the lifetime counted from when it obtained the
+// certificate, so past 3/4 the renewals are failing (CA outage). A client
+// of the socket does not know when that was; the CA backdates notBefore
+// (issuer.DefaultBackdate unless configured otherwise), so it counts from
+// notBefore plus that backdate when that leaves a lifetime.
+func renewalOverdue(leaf *x509.Certificate, now time.Time) bool {
+	start := leaf.NotBefore
+	if s := start.Add(issuer.DefaultBackdate); s.Before(leaf.NotAfter) {
+		start = s
+	}
+	return now.After(start.Add(leaf.NotAfter.Sub(start) * 3 / 4))
 }
 
 func parseIDs(vals []string, flagName string) ([]uint32, error) {

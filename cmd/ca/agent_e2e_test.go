@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -114,6 +115,14 @@ func runAgent(t *testing.T, e *enrollE2E, dir, ttl string, extra ...string) *run
 	return ra
 }
 
+// forceRenewal sends the agent SIGUSR1: it renews at once.
+func (ra *runningAgent) forceRenewal(t *testing.T) {
+	t.Helper()
+	if err := ra.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // x509Updates collects what a go-spiffe watcher receives.
 type x509Updates struct {
 	mu      sync.Mutex
@@ -149,11 +158,27 @@ func (u *x509Updates) last() (count int, serial string, roots int) {
 // own clients, as a SPIFFE workload would.
 func TestAgentServesTheSPIFFEWorkloadAPIToGoSPIFFE(t *testing.T) {
 	e := startEnrollE2E(t)
-	// The CA backdates notBefore by 5 minutes and ca renew renews at 2/3 of
-	// the whole validity (±5%), so a 3m certificate renews 0-45 s after issue.
+	// payments' 3m certificate is not due for about 2 minutes (2/3 of its
+	// lifetime from when it was obtained, although the CA backdates its
+	// notBefore by 5 minutes): the renewals below are forced with SIGUSR1.
 	metricsAddr := testkit.FreeAddr(t)
 	payments := startAgent(t, e, "acme/payments", "3m", "--metrics-addr", metricsAddr)
+	started := time.Now()
 	billing := startAgent(t, e, "acme/billing", "1h")
+	eventually(t, 30*time.Second, "payments' renewal scheduled", func() bool {
+		return strings.Contains(payments.stderr.String(), "next renewal of serial")
+	})
+	// Not at once: about 2m (±9s jitter) after the certificate was obtained.
+	line := payments.stderr.String()
+	line = line[strings.Index(line, "next renewal of serial"):]
+	line = line[:strings.IndexByte(line, '\n')]
+	at, err := time.Parse(time.RFC3339, line[strings.LastIndexByte(line, ' ')+1:])
+	if err != nil {
+		t.Fatalf("%q: %v", line, err)
+	}
+	if d := at.Sub(started); d < 100*time.Second {
+		t.Errorf("a 3m certificate obtained now is renewed %v after the agent started (%s), want about 2m", d.Round(time.Second), line)
+	}
 	paymentsID := spiffeid.RequireFromString("spiffe://" + e2eTrustDomain + "/gh/acme/payments")
 	billingID := spiffeid.RequireFromString("spiffe://" + e2eTrustDomain + "/gh/acme/billing")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -379,7 +404,8 @@ func TestAgentServesTheSPIFFEWorkloadAPIToGoSPIFFE(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		eventually(t, 90*time.Second, "a renewed SVID on the stream", func() bool {
+		payments.forceRenewal(t)
+		eventually(t, 30*time.Second, "a renewed SVID on the stream after SIGUSR1", func() bool {
 			_, s, _ := u.last()
 			return s != first
 		})
@@ -396,8 +422,15 @@ func TestAgentServesTheSPIFFEWorkloadAPIToGoSPIFFE(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("ca issuers rotate --root = %d\n%s\n%s", code, out, errOut)
 		}
-		// The agent refreshes /bundle.json after the next renewal.
-		eventually(t, 90*time.Second, "the new root on the stream", func() bool {
+		// The CA serves the new root within its bundle recheck (5s); the
+		// agent refreshes /bundle.json after each renewal: then force one.
+		plain := &http.Client{Timeout: 10 * time.Second}
+		eventually(t, 30*time.Second, "the CA serves both roots", func() bool {
+			_, b := get(t, plain, e.s.publicURL+"/bundle.pem")
+			return len(parseCerts(b)) == 2
+		})
+		payments.forceRenewal(t)
+		eventually(t, 30*time.Second, "the new root on the stream", func() bool {
 			_, _, roots := u.last()
 			return roots == 2
 		})
@@ -443,7 +476,8 @@ func TestAgentServesTheSPIFFEWorkloadAPIToGoSPIFFE(t *testing.T) {
 			t.Fatal(err)
 		}
 		<-e.s.exited
-		eventually(t, 90*time.Second, "a failed renewal logged", func() bool {
+		payments.forceRenewal(t)
+		eventually(t, 30*time.Second, "a failed renewal logged", func() bool {
 			return strings.Contains(payments.stderr.String(), "renewal failed; serving the last good SVID")
 		})
 		_, body := get(t, &http.Client{Timeout: 10 * time.Second}, "http://"+metricsAddr+"/metrics")

@@ -104,12 +104,60 @@ func TestRenewAtIsTwoThirdsIntoTheLifetimeWithBoundedJitter(t *testing.T) {
 		jitter float64
 		want   time.Duration
 	}{{0.5, 60 * time.Minute}, {0, 60*time.Minute - 270*time.Second}, {1, 60*time.Minute + 270*time.Second}} {
-		if got := renewAt(c, nb, tt.jitter).Sub(nb); got != tt.want {
+		if got := renewAt(c, nb, nb, tt.jitter).Sub(nb); got != tt.want {
 			t.Errorf("jitter %v: renew after %v, want %v", tt.jitter, got, tt.want)
 		}
 	}
-	if got := renewAt(c, nb.Add(80*time.Minute), 0.5); !got.Equal(nb.Add(80 * time.Minute)) {
+	if got := renewAt(c, nb, nb.Add(80*time.Minute), 0.5); !got.Equal(nb.Add(80 * time.Minute)) {
 		t.Errorf("an overdue renewal is not immediate: %v", got)
+	}
+
+	// The CA backdates notBefore by 5 minutes: the lifetime counts from
+	// when the certificate was obtained, max(notBefore, obtained).
+	now := nb.Add(5 * time.Minute)
+	short := &x509.Certificate{NotBefore: nb, NotAfter: now.Add(2 * time.Minute)}
+	for _, tt := range []struct {
+		name     string
+		c        *x509.Certificate
+		obtained time.Time
+		jitter   float64
+		want     time.Duration // after now
+	}{
+		{"a 2-minute certificate obtained now is renewed after 80s, not at once", short, now, 0.5, 80 * time.Second},
+		{"its jitter is 5% of the 2 minutes, not of the backdated 7", short, now, 0, 80*time.Second - 6*time.Second},
+		{"the upper jitter bound of a 2-minute certificate", short, now, 1, 80*time.Second + 6*time.Second},
+		{"a 1-hour certificate obtained now is renewed after 40 minutes", &x509.Certificate{NotBefore: nb, NotAfter: now.Add(time.Hour)}, now, 0.5, 40 * time.Minute},
+		{"obtained a minute ago (the file's mtime), it is renewed 20s sooner", short, now.Add(-time.Minute), 0.5, 80*time.Second - 20*time.Second},
+		{"an obtained time before notBefore counts from notBefore", &x509.Certificate{NotBefore: now, NotAfter: now.Add(3 * time.Minute)}, nb, 0.5, 2 * time.Minute},
+		{"obtained after it expired, it is renewed at once", short, now.Add(3 * time.Minute), 0.5, 0},
+	} {
+		if got := renewAt(tt.c, tt.obtained, now, tt.jitter).Sub(now); got != tt.want {
+			t.Errorf("%s: renew after %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestAgentHealthCallsARenewalOverdueOnlyPastThreeQuartersOfTheUnbackdatedLifetime(t *testing.T) {
+	issued := time.Date(2030, 1, 1, 0, 5, 0, 0, time.UTC)
+	// A 2-minute certificate as the CA issues it: notBefore backdated 5 minutes.
+	short := &x509.Certificate{NotBefore: issued.Add(-5 * time.Minute), NotAfter: issued.Add(2 * time.Minute)}
+	for _, tt := range []struct {
+		name string
+		c    *x509.Certificate
+		at   time.Duration // after issue
+		want bool
+	}{
+		{"a 2-minute SVID 30s after issue is not overdue (renewal is due at 80s)", short, 30 * time.Second, false},
+		{"a 2-minute SVID 85s after issue is not overdue", short, 85 * time.Second, false},
+		{"a 2-minute SVID 95s after issue is overdue", short, 95 * time.Second, true},
+		{"a 1-hour SVID 40 minutes after issue is not overdue", &x509.Certificate{NotBefore: issued.Add(-5 * time.Minute), NotAfter: issued.Add(time.Hour)}, 40 * time.Minute, false},
+		{"a 1-hour SVID 46 minutes after issue is overdue", &x509.Certificate{NotBefore: issued.Add(-5 * time.Minute), NotAfter: issued.Add(time.Hour)}, 46 * time.Minute, true},
+		{"a 3-minute SVID without backdating 2m10s after issue is not overdue", &x509.Certificate{NotBefore: issued, NotAfter: issued.Add(3 * time.Minute)}, 130 * time.Second, false},
+		{"a 3-minute SVID without backdating 2m20s after issue is overdue", &x509.Certificate{NotBefore: issued, NotAfter: issued.Add(3 * time.Minute)}, 140 * time.Second, true},
+	} {
+		if got := renewalOverdue(tt.c, issued.Add(tt.at)); got != tt.want {
+			t.Errorf("%s: overdue %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }
 

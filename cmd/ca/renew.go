@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
 	"syscall"
 	"time"
@@ -19,7 +20,8 @@ import (
 
 // cmdRenew renews a workload certificate over mTLS with the current one:
 // once, or with --daemon at about two thirds of each certificate's lifetime
-// (with jitter), retrying failures with exponential backoff, replacing the
+// (counted from when it was obtained, with jitter; SIGUSR1 forces a renewal
+// at once), retrying failures with exponential backoff, replacing the
 // files atomically and running a reload hook after each renewal. When the
 // CA answers reauthentication_required (the lineage is older than its
 // rule's reauthenticate_after), it enrolls again with the token in
@@ -29,7 +31,7 @@ import (
 func cmdRenew(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("renew", flag.ContinueOnError)
 	build := renewerFlags(fs, getenv)
-	daemon := fs.Bool("daemon", false, "keep running, renewing at about 2/3 of each certificate's lifetime")
+	daemon := fs.Bool("daemon", false, "keep running, renewing at about 2/3 of each certificate's lifetime (SIGUSR1: renew now)")
 	execCmd := fs.String("exec", "", "after each renewal, run `COMMAND` with sh -c (e.g. to reload a server)")
 	sigName := fs.String("signal", "", "after each renewal, send `SIG` (HUP, USR1, USR2, TERM) to --pid")
 	pid := fs.Int("pid", 0, "process to signal after each renewal")
@@ -42,17 +44,20 @@ func cmdRenew(ctx context.Context, args []string, getenv env, stdout, stderr io.
 	}
 	r := build(stdout, stderr)
 	r.exec, r.sig, r.pid = *execCmd, sig, *pid
-	if !*daemon {
-		_, err := r.renewOnce(ctx)
-		if isReauthentication(err) {
-			r.reportReauthentication(err)
-			if r.tokenFile != "" {
-				_, err = r.reenroll(ctx)
-			}
-		}
-		return err
+	if *daemon {
+		force, stop := forceRenewals()
+		defer stop()
+		r.force = force
+		return r.run(ctx)
 	}
-	return r.run(ctx)
+	_, err = r.renewOnce(ctx)
+	if isReauthentication(err) {
+		r.reportReauthentication(err)
+		if r.tokenFile != "" {
+			_, err = r.reenroll(ctx)
+		}
+	}
+	return err
 }
 
 // renewerFlags defines the flags `ca renew` and `ca agent` share (the CA,
@@ -94,6 +99,19 @@ type renewer struct {
 	renewed func(ctx context.Context)
 	// failed, if set, is told of each failed renewal the daemon retries.
 	failed func(err error)
+	// force, if set, makes the daemon renew at once, one renewal per
+	// value (SIGUSR1, see forceRenewals).
+	force <-chan os.Signal
+}
+
+// forceRenewals makes SIGUSR1 force a renewal: a signal that arrives while
+// one is already pending is folded into it. Call it before the daemon is
+// announced as running: without it SIGUSR1 ends the process. The returned
+// function stops the delivery.
+func forceRenewals() (<-chan os.Signal, func()) {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, syscall.SIGUSR1)
+	return c, func() { signal.Stop(c) }
 }
 
 // isReauthentication tells whether err is the CA's 403
@@ -221,34 +239,52 @@ func (r *renewer) hook(ctx context.Context) {
 // run renews at renewAt of each certificate until ctx ends. A failure is
 // retried with exponential backoff (5s doubling to 5m, with jitter); once
 // the certificate has expired, mTLS renewal is impossible and run returns.
+// A value on r.force (SIGUSR1) ends the current wait: the daemon renews at
+// once, one renewal per value, then goes back to its schedule.
 func (r *renewer) run(ctx context.Context) error {
 	cur, err := currentLeaf(r.out.cert)
 	if err != nil {
 		return err
 	}
+	// The certificate in the file was obtained when the file was written;
+	// the CA backdates notBefore, so notBefore alone says too early.
+	obtained := cur.NotBefore
+	if fi, err := os.Stat(r.out.cert); err == nil {
+		obtained = fi.ModTime()
+	}
 	backoff := 5 * time.Second
-	next := renewAt(cur, time.Now(), rand.Float64())
+	next := renewAt(cur, obtained, time.Now(), rand.Float64())
+	// reauthWait is set while the CA requires re-authentication and there
+	// is no token: the wait runs to the certificate's expiry.
+	var reauthWait error
 	for {
-		fmt.Fprintf(r.stderr, "ca renew: next renewal of serial %x at %s\n", cur.SerialNumber, next.Format(time.RFC3339))
-		if err := sleepUntil(ctx, next); err != nil {
+		if reauthWait == nil {
+			fmt.Fprintf(r.stderr, "ca renew: next renewal of serial %x at %s\n", cur.SerialNumber, next.Format(time.RFC3339))
+		}
+		forced, err := r.sleepUntil(ctx, next)
+		if err != nil {
 			return nil
 		}
+		if forced {
+			fmt.Fprintf(r.stderr, "ca renew: SIGUSR1: renewing serial %x now\n", cur.SerialNumber)
+		} else if reauthWait != nil {
+			return fmt.Errorf("the certificate expired; the CA requires re-authentication: %w", reauthWait)
+		}
+		reauthWait = nil
 		leaf, err := r.renewOnce(ctx)
 		if isReauthentication(err) {
 			r.reportReauthentication(err)
 			if r.tokenFile == "" {
-				// Renewing cannot succeed again; keep serving the current
-				// certificate until it expires.
-				if sleepUntil(ctx, cur.NotAfter) != nil {
-					return nil
-				}
-				return fmt.Errorf("the certificate expired; the CA requires re-authentication: %w", err)
+				// Renewing cannot succeed again (unless the operator forces a
+				// try); keep serving the current certificate until it expires.
+				reauthWait, next = err, cur.NotAfter
+				continue
 			}
 			leaf, err = r.reenroll(ctx)
 		}
 		if err == nil {
 			cur, backoff = leaf, 5*time.Second
-			next = renewAt(cur, time.Now(), rand.Float64())
+			next = renewAt(cur, time.Now(), time.Now(), rand.Float64())
 			continue
 		}
 		var p *problemError
@@ -270,12 +306,34 @@ func (r *renewer) run(ctx context.Context) error {
 	}
 }
 
-// renewAt is two thirds into the certificate's lifetime, moved by up to
-// ±5% of the lifetime (jitter in [0,1)), so a fleet started together does
-// not renew together; never in the past.
-func renewAt(c *x509.Certificate, now time.Time, jitter float64) time.Time {
-	life := c.NotAfter.Sub(c.NotBefore)
-	at := c.NotBefore.Add(life * 2 / 3).Add(time.Duration((jitter - 0.5) * 0.1 * float64(life)))
+// sleepUntil waits until t, ctx's end (its error) or a value on r.force
+// (forced is true).
+func (r *renewer) sleepUntil(ctx context.Context, t time.Time) (forced bool, err error) {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-timer.C:
+		return false, nil
+	case <-r.force:
+		return true, nil
+	}
+}
+
+// renewAt is two thirds into the certificate's lifetime as the workload
+// sees it, from when it was obtained (the CA backdates notBefore, so a
+// certificate counts from max(notBefore, obtained); an obtained time past
+// notAfter is not believed) to notAfter, moved by
+// up to ±5% of that lifetime (jitter in [0,1)), so a fleet started together
+// does not renew together; never in the past.
+func renewAt(c *x509.Certificate, obtained, now time.Time, jitter float64) time.Time {
+	start := c.NotBefore
+	if obtained.After(start) && obtained.Before(c.NotAfter) {
+		start = obtained
+	}
+	life := c.NotAfter.Sub(start)
+	at := start.Add(life * 2 / 3).Add(time.Duration((jitter - 0.5) * 0.1 * float64(life)))
 	if at.Before(now) {
 		return now
 	}

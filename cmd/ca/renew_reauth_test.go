@@ -16,9 +16,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,24 +113,36 @@ func (c *reauthCA) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		id, _ := url.Parse("spiffe://example.org/ns/payments/sa/api")
 		cert := c.sign(csr.PublicKey.(*ecdsa.PublicKey), id, time.Hour, x509.ExtKeyUsageClientAuth)
+		c.mu.Lock()
+		c.enrolled++ // counted before the answer, so a client that has it sees the count
+		c.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
 		_ = json.NewEncoder(w).Encode(server.CertResponse{Serial: cert.SerialNumber.Text(16), SPIFFEID: id.String(),
 			Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})), NotAfter: cert.NotAfter})
-		c.mu.Lock()
-		c.enrolled++
-		c.mu.Unlock()
 	default:
 		problem(404, "not_found", r.URL.Path)
 	}
 }
 
-// workloadFiles writes a current certificate (well into its lifetime, so a
-// daemon renews at once), its key and the bundle into dir.
+// workloadFiles writes a current certificate (obtained a minute ago and
+// well into its lifetime, so a daemon renews at once), its key and the
+// bundle into dir.
 func (c *reauthCA) workloadFiles(t *testing.T, dir string) (args []string, certPath string) {
+	args, certPath = c.workloadFilesValidFor(t, dir, 10*time.Second)
+	ago := time.Now().Add(-time.Minute)
+	if err := os.Chtimes(certPath, ago, ago); err != nil {
+		t.Fatal(err)
+	}
+	return args, certPath
+}
+
+// workloadFilesValidFor writes a certificate obtained now and valid for
+// ttl, its key and the bundle into dir.
+func (c *reauthCA) workloadFilesValidFor(t *testing.T, dir string, ttl time.Duration) (args []string, certPath string) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	id, _ := url.Parse("spiffe://example.org/ns/payments/sa/api")
-	cert := c.sign(&key.PublicKey, id, 10*time.Second, x509.ExtKeyUsageClientAuth)
+	cert := c.sign(&key.PublicKey, id, ttl, x509.ExtKeyUsageClientAuth)
 	keyDER, _ := x509.MarshalECPrivateKey(key)
 	f := func(n string) string { return filepath.Join(dir, n) }
 	writeFile(t, f("key.pem"), string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})), 0o600)
@@ -214,4 +228,65 @@ func TestRenewAsksToReauthenticateAndReEnrollsWithATokenFile(t *testing.T) {
 			t.Errorf("after the daemon: serial %s (was %s)\n%s", serialIn(t, certPath), before, stderr.String())
 		}
 	})
+}
+
+// TestSIGUSR1ForcesOneRenewalPerSignal runs `ca renew --daemon` on a
+// certificate that is not due for 40 minutes and forces renewals with
+// SIGUSR1 sent to this process, one at a time (the stand-in CA answers each
+// renewal with reauthentication_required, and the daemon enrolls again with
+// --token-file: that is the renewal counted here).
+func TestSIGUSR1ForcesOneRenewalPerSignal(t *testing.T) {
+	ca := newReauthCA(t)
+	noEnv := func(string) (string, bool) { return "", false }
+	dir := t.TempDir()
+	args, certPath := ca.workloadFilesValidFor(t, dir, time.Hour)
+	tok := filepath.Join(dir, "token")
+	writeFile(t, tok, ca.wantToken, 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	stdout, stderr := &testkit.LockedBuffer{}, &testkit.LockedBuffer{}
+	go func() { done <- cmdRenew(ctx, append(args, "--daemon", "--token-file", tok), noEnv, stdout, stderr) }()
+	// The daemon announces its schedule after it listens for SIGUSR1.
+	waitFor := func(what string, n int) {
+		t.Helper()
+		eventually(t, 30*time.Second, what, func() bool {
+			select {
+			case err := <-done:
+				t.Fatalf("the daemon ended: %v\n%s", err, stderr.String())
+			default:
+			}
+			return strings.Count(stderr.String(), "next renewal of serial") >= n
+		})
+	}
+	waitFor("the daemon's first schedule", 1)
+	if strings.Contains(stdout.String(), "enrolled again") || ca.enrollments() != 0 {
+		t.Fatalf("a certificate obtained now with 1h left was renewed at once:\n%s\n%s", stdout.String(), stderr.String())
+	}
+	for i := 1; i <= 2; i++ {
+		before := serialIn(t, certPath)
+		if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		waitFor("the daemon's schedule after the forced renewal", i+1)
+		if got := ca.enrollments(); got != i {
+			t.Errorf("after %d SIGUSR1: %d renewals, want %d", i, got, i)
+		}
+		if serialIn(t, certPath) == before {
+			t.Errorf("SIGUSR1 %d: the certificate file was not replaced", i)
+		}
+	}
+	if !strings.Contains(stderr.String(), "SIGUSR1: renewing serial") {
+		t.Errorf("the forced renewal is not logged:\n%s", stderr.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("the daemon ended with %v after its context", err)
+	}
+}
+
+func (c *reauthCA) enrollments() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.enrolled
 }
