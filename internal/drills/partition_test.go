@@ -1,7 +1,9 @@
 package drills
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
@@ -19,6 +21,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/workload-ca/workload-ca/internal/testkit"
+	"github.com/workload-ca/workload-ca/pkg/store/postgres"
 )
 
 // Bounds the partition drill checks; the replicas run with
@@ -108,6 +113,83 @@ func (n *netns) heal(t *testing.T, pgPort int) {
 	for _, r := range n.cutRules(pgPort) {
 		n.iptables(t, append([]string{"-D"}, r...)...)
 	}
+}
+
+// leaseHolderEnv makes this test binary, re-run inside the namespace, hold
+// the revocation publisher's leadership through the store's TryLease, the
+// same code the replicas run (holdLease), so that the drill cuts a leader
+// that certainly holds it.
+const leaseHolderEnv = "WCA_DRILL_LEASE_HOLDER"
+
+// publisherLeadership is pkg/revoke's leadership name. The drill checks
+// that no CRL is published while the holder has it, so a rename fails the
+// drill rather than passing it vacuously.
+const publisherLeadership = "revoke-publisher"
+
+// holdLease takes the publisher's lease, says "held", and when the lease
+// ends says "lost" with the cause and exits at once (without closing the
+// store: its connections are cut).
+func holdLease(dbURL string) int {
+	ctx := context.Background()
+	s, err := postgres.Open(ctx, dbURL)
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	for {
+		lease, _, ok, err := s.TryLease(ctx, publisherLeadership)
+		if err != nil {
+			fmt.Println("error", err)
+			return 1
+		}
+		if ok {
+			fmt.Println("held")
+			<-lease.Done()
+			fmt.Println("lost", context.Cause(lease))
+			return 0
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// leaseHolder is the running holdLease process; lost receives when it
+// said "lost".
+type leaseHolder struct {
+	held, lost chan time.Time
+	lines      *testkit.LockedBuffer
+}
+
+func (n *netns) startLeaseHolder(t *testing.T, dbURL string) *leaseHolder {
+	t.Helper()
+	cmd := exec.Command("ip", "netns", "exec", n.name, "env", leaseHolderEnv+"="+dbURL, os.Args[0])
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &leaseHolder{held: make(chan time.Time, 1), lost: make(chan time.Time, 1), lines: &testkit.LockedBuffer{}}
+	cmd.Stderr = h.lines
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			_, _ = h.lines.Write([]byte(sc.Text() + "\n"))
+			switch {
+			case sc.Text() == "held":
+				h.held <- time.Now()
+			case strings.HasPrefix(sc.Text(), "lost"):
+				h.lost <- time.Now()
+			}
+		}
+	}()
+	select {
+	case <-h.held:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the lease holder in the namespace did not take leadership: %s", h.lines)
+	}
+	return h
 }
 
 // timedAnswer is one request's status, problem reason and duration.
@@ -203,6 +285,18 @@ func TestPartitionedReplicaAnswers503WithinTheDeadlineWhileTheOtherTakesOverAndK
 		return nil
 	})
 
+	// A leader in the namespace (the store's TryLease, run by this test
+	// binary there) holds the publisher's leadership: while it does, a
+	// revocation through B reaches no CRL.
+	holder := ns.startLeaseHolder(t, u.String())
+	if err := revokeThrough(revokerB, b, victim.serial); err != nil {
+		t.Fatalf("revoke through B: %v", err)
+	}
+	time.Sleep(6 * time.Second) // more than a publisher tick (5 s): B tried and was refused
+	if err := crlLists(b, crlPath, issuerCert, []enrollAnswer{victim}, 0); err == nil {
+		t.Fatal("B published a CRL while the holder in the namespace had the publisher's leadership")
+	}
+
 	ns.cut(t, d.pg.port)
 	cut := time.Now()
 	t.Logf("cut A's Postgres traffic (iptables DROP in namespace %s)", ns.name)
@@ -213,10 +307,6 @@ func TestPartitionedReplicaAnswers503WithinTheDeadlineWhileTheOtherTakesOverAndK
 		}
 	}()
 
-	// A revocation through B must reach B's CRL within the bound.
-	if err := revokeThrough(revokerB, b, victim.serial); err != nil {
-		t.Fatalf("revoke through B after the cut: %v", err)
-	}
 	// Meanwhile A answers every kind of request with 503 within its deadline.
 	bound := partitionRequestTimeout + partitionMargin
 	checks := map[string]func() timedAnswer{
@@ -274,13 +364,23 @@ func TestPartitionedReplicaAnswers503WithinTheDeadlineWhileTheOtherTakesOverAndK
 		t.Logf("cut-off replica: %s -> %d %s in %v", name, r.status, r.reason, r.took.Round(time.Millisecond))
 	}
 
+	select {
+	case at := <-holder.lost:
+		stopped := at.Sub(cut)
+		t.Logf("the cut-off leader gave up leadership %v after the cut", stopped.Round(100*time.Millisecond))
+		if stopped > 4500*time.Millisecond {
+			t.Errorf("the cut-off leader gave up leadership %v after the cut; want within 4 s", stopped)
+		}
+	case <-time.After(takeoverBound):
+		t.Errorf("the cut-off leader still held its lease %v after the cut: %s", takeoverBound, holder.lines)
+	}
 	waitFor(t, takeoverBound+10*time.Second, "the revocation through B in B's CRL", func() error {
 		return crlLists(b, crlPath, issuerCert, []enrollAnswer{victim}, 0)
 	})
 	took := time.Since(cut)
-	t.Logf("a revocation through B reached B's CRL %v after the cut (bound %v)", took.Round(100*time.Millisecond), takeoverBound)
+	t.Logf("B took over leadership: the revocation through B reached B's CRL %v after the cut (bound %v)", took.Round(100*time.Millisecond), takeoverBound)
 	if took > takeoverBound {
-		t.Errorf("the revocation reached the CRL %v after the cut; want within %v", took, takeoverBound)
+		t.Errorf("B took over leadership %v after the cut; want within %v", took, takeoverBound)
 	}
 	// B keeps issuing.
 	for i := range 3 {
