@@ -32,6 +32,9 @@ import (
 var caBinary string
 
 func TestMain(m *testing.M) {
+	if dbURL := os.Getenv(leaseHolderEnv); dbURL != "" {
+		os.Exit(holdLease(dbURL)) // the partition drill's leader in its namespace
+	}
 	bin, cleanup, err := testkit.BuildCA("../../cmd/ca")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -150,13 +153,25 @@ type replica struct {
 // serve starts a replica and waits until /readyz answers 200.
 func (d *drillCA) serve(t *testing.T) *replica {
 	t.Helper()
-	apiAddr, publicAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
-	vars := map[string]string{"CA_API_ADDR": apiAddr, "CA_PUBLIC_ADDR": publicAddr}
+	return d.serveWith(t, testkit.FreeAddr(t), testkit.FreeAddr(t), nil, nil)
+}
+
+// serveWith starts a replica listening on apiAddr and publicAddr, with
+// vars overriding the CA's environment, run through wrap (say, `ip netns
+// exec NAME`) when it is not empty.
+func (d *drillCA) serveWith(t *testing.T, apiAddr, publicAddr string, vars map[string]string, wrap []string) *replica {
+	t.Helper()
+	all := map[string]string{"CA_API_ADDR": apiAddr, "CA_PUBLIC_ADDR": publicAddr}
 	for k, v := range d.vars {
-		vars[k] = v
+		all[k] = v
 	}
+	for k, v := range vars {
+		all[k] = v
+	}
+	vars = all
 	r := &replica{stderr: &testkit.LockedBuffer{}, apiURL: "https://" + apiAddr, publicURL: "http://" + publicAddr, exited: make(chan error, 1)}
-	r.cmd = exec.Command(caBinary, "serve")
+	argv := append(append([]string{}, wrap...), caBinary, "serve")
+	r.cmd = exec.Command(argv[0], argv[1:]...)
 	r.cmd.Env = testkit.ChildEnv(vars)
 	r.cmd.Stderr = r.stderr
 	if err := r.cmd.Start(); err != nil {

@@ -1,6 +1,7 @@
 package drills
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -28,6 +29,7 @@ type privatePostgres struct {
 	cmd     *exec.Cmd
 	exited  chan error
 	logPath string
+	listen  string // listen_addresses (127.0.0.1 unless listenAlso added one)
 }
 
 // newPrivatePostgres runs initdb into a temp dir and starts the server on a
@@ -95,7 +97,7 @@ func (p *privatePostgres) start() {
 		p.t.Fatal(err)
 	}
 	p.cmd = p.command(filepath.Join(p.bin, "postgres"), "-D", p.data, "-p", strconv.Itoa(p.port), "-k", p.dir,
-		"-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=100")
+		"-c", "listen_addresses="+cmp.Or(p.listen, "127.0.0.1"), "-c", "fsync=off", "-c", "max_connections=100")
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
@@ -136,6 +138,25 @@ func (p *privatePostgres) stop() {
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.exited
 	}
+}
+
+// listenAlso restarts the server listening on addr too, trusting clients
+// from cidr (the partition drill's network namespace).
+func (p *privatePostgres) listenAlso(addr, cidr string) {
+	p.t.Helper()
+	hba := filepath.Join(p.data, "pg_hba.conf")
+	f, err := os.OpenFile(hba, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	_, err = fmt.Fprintf(f, "host all all %s trust\n", cidr)
+	f.Close()
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.stop()
+	p.listen = "127.0.0.1," + addr
+	p.start()
 }
 
 // createDB creates a database and returns its URL.

@@ -30,7 +30,7 @@ type CheckpointStore interface {
 	AuditEntries(ctx context.Context, afterSeq int64, limit int) ([]store.AuditEntry, error)
 	InsertAuditCheckpoint(ctx context.Context, c store.AuditCheckpoint) (store.AuditCheckpoint, error)
 	LatestAuditCheckpoint(ctx context.Context) (store.AuditCheckpoint, error)
-	TryLeadership(ctx context.Context, name string) (release func(), ok bool, err error)
+	TryLease(ctx context.Context, name string) (lease context.Context, release func(), ok bool, err error)
 }
 
 // CheckpointerConfig is what a Checkpointer is built from; every field is
@@ -162,7 +162,7 @@ func (c *Checkpointer) checkReached(ctx context.Context) error {
 // of Run's tick), does not verify with the checkpoint key, or there is
 // none. wrote says whether it did.
 func (c *Checkpointer) Once(ctx context.Context) (wrote bool, err error) {
-	release, ok, err := c.cfg.Store.TryLeadership(ctx, checkpointLeadership)
+	lease, release, ok, err := c.cfg.Store.TryLease(ctx, checkpointLeadership)
 	if err != nil {
 		return false, fmt.Errorf("audit: checkpoint leadership: %w", err)
 	}
@@ -170,6 +170,7 @@ func (c *Checkpointer) Once(ctx context.Context) (wrote bool, err error) {
 		return false, nil
 	}
 	defer release()
+	ctx = lease // a leader cut off from the database stops within the lease's bound
 	latest, err := c.cfg.Store.LatestAuditCheckpoint(ctx)
 	switch {
 	case errors.Is(err, store.ErrNotFound):

@@ -34,7 +34,7 @@ type Store interface {
 	PruneUsedTokens(ctx context.Context, now time.Time) (int64, error)
 	RetentionStats(ctx context.Context) (store.RetentionStats, error)
 	AppendAudit(ctx context.Context, e store.AuditEntry) (store.AuditEntry, error)
-	TryLeadership(ctx context.Context, name string) (release func(), ok bool, err error)
+	TryLease(ctx context.Context, name string) (lease context.Context, release func(), ok bool, err error)
 }
 
 // Config is how long rows are kept and how a run is paced; see
@@ -112,7 +112,7 @@ type Result struct {
 // refreshes the metrics. A run that fails part-way still audits what it
 // deleted before the failure and returns the failure.
 func (p *Pruner) Once(ctx context.Context) (Result, error) {
-	release, ok, err := p.d.Store.TryLeadership(ctx, leadershipName)
+	lease, release, ok, err := p.d.Store.TryLease(ctx, leadershipName)
 	if err != nil {
 		return Result{}, fmt.Errorf("retention: leadership: %w", err)
 	}
@@ -121,6 +121,7 @@ func (p *Pruner) Once(ctx context.Context) (Result, error) {
 		return Result{}, nil
 	}
 	defer release()
+	ctx = lease // a leader cut off from the database stops within the lease's bound
 	start := time.Now()
 	now := p.d.Clock.Now()
 	res := Result{

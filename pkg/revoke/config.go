@@ -195,7 +195,7 @@ type Store interface {
 	PutOCSPResponses(ctx context.Context, rs []store.OCSPResponse) ([]error, error)
 	GetOCSPResponse(ctx context.Context, serial string) (store.OCSPResponse, error)
 	OCSPOldest(ctx context.Context, issuerID string, now time.Time) (time.Time, bool, error)
-	TryLeadership(ctx context.Context, name string) (release func(), ok bool, err error)
+	TryLease(ctx context.Context, name string) (lease context.Context, release func(), ok bool, err error)
 }
 
 // Deps are the collaborators. Store and Keys are required; a nil Clock is

@@ -152,7 +152,7 @@ type ocspScan struct {
 // joined.
 func (p *Publisher) RefreshOnce(ctx context.Context) (Report, error) {
 	var rep Report
-	release, ok, err := p.d.Store.TryLeadership(ctx, leadershipName)
+	lease, release, ok, err := p.d.Store.TryLease(ctx, leadershipName)
 	if err != nil {
 		return rep, fmt.Errorf("revoke: publisher leadership: %w", err)
 	}
@@ -161,6 +161,15 @@ func (p *Publisher) RefreshOnce(ctx context.Context) (Report, error) {
 		rep.Leader = true
 		func() {
 			defer release()
+			// The work runs under the lease: a leader cut off from the
+			// database stops within the lease's bound.
+			ctx := lease
+			defer func() {
+				if cause := context.Cause(lease); errors.Is(cause, store.ErrLeaseLost) {
+					p.d.Log.WarnContext(ctx, "revocation publisher lost leadership", "error", cause.Error())
+					errs = append(errs, cause)
+				}
+			}()
 			cas, err := p.cas.list(ctx, true)
 			if err != nil {
 				errs = append(errs, err)

@@ -42,6 +42,21 @@ func (w leaderWatch) TryLeadership(ctx context.Context, name string) (func(), bo
 	return func() { w.active.Add(-1); release() }, true, nil
 }
 
+func (w leaderWatch) TryLease(ctx context.Context, name string) (context.Context, func(), bool, error) {
+	lease, release, ok, err := w.Store.TryLease(ctx, name)
+	if !ok || err != nil {
+		return lease, release, ok, err
+	}
+	n := w.active.Add(1)
+	for {
+		m := w.maxSeen.Load()
+		if n <= m || w.maxSeen.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	return lease, func() { w.active.Add(-1); release() }, true, nil
+}
+
 // replicas are two "ca serve" processes on one Postgres database and one
 // key directory (standing in for one HSM).
 type replicas struct {

@@ -18,6 +18,9 @@ var (
 	// ErrUnavailable means the database cannot be reached or the connection
 	// failed; the operation did not take effect (or is unknown to have).
 	ErrUnavailable = errors.New("store: database unavailable")
+	// ErrLeaseLost is the cause of a TryLease context cancelled because
+	// the holder's database session stopped answering.
+	ErrLeaseLost = errors.New("store: leadership lease lost")
 	// ErrSchemaMismatch means the database schema is not the version this binary
 	// was built for (run `ca migrate up`), or a migration failed half-way (dirty).
 	ErrSchemaMismatch = errors.New("store: unexpected schema version")
@@ -262,6 +265,14 @@ type Store interface {
 	// up; it is also lost when the holder's process or database session dies.
 	// An error (for example ErrUnavailable) means it is not held.
 	TryLeadership(ctx context.Context, name string) (release func(), ok bool, err error)
+	// TryLease is TryLeadership as a lease with bounded staleness (issue
+	// 18): when ok, lease is a context derived from ctx that is cancelled
+	// when leadership ends, at release or when the holder can no longer
+	// show it still holds it (its database session stopped answering; then
+	// context.Cause(lease) wraps ErrLeaseLost). The holder does its work
+	// under lease, so a leader cut off from the database stops acting as
+	// leader within the store's documented bound.
+	TryLease(ctx context.Context, name string) (lease context.Context, release func(), ok bool, err error)
 
 	// MarkTokenUsed records that the enrollment token identified by key was
 	// used, remembering it until expiresAt. ErrConflict if key is already

@@ -216,6 +216,12 @@ func (s *Store) TryLeadership(ctx context.Context, name string) (release func(),
 	return s.inner.TryLeadership(ctx, name)
 }
 
+// TryLease implements store.Store, timed.
+func (s *Store) TryLease(ctx context.Context, name string) (lease context.Context, release func(), ok bool, err error) {
+	defer s.timed("TryLease")(&err)
+	return s.inner.TryLease(ctx, name)
+}
+
 // MarkTokenUsed implements store.Store, timed.
 func (s *Store) MarkTokenUsed(ctx context.Context, key string, expiresAt, now time.Time) (err error) {
 	defer s.timed("MarkTokenUsed")(&err)

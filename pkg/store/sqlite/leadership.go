@@ -20,3 +20,14 @@ func (s *Store) TryLeadership(ctx context.Context, name string) (func(), bool, e
 	var once sync.Once
 	return func() { once.Do(mu.Unlock) }, true, nil
 }
+
+// TryLease is TryLeadership with a context that is cancelled at release:
+// the lock lives in this process, so the lease cannot be lost otherwise.
+func (s *Store) TryLease(ctx context.Context, name string) (context.Context, func(), bool, error) {
+	release, ok, err := s.TryLeadership(ctx, name)
+	if !ok || err != nil {
+		return nil, release, ok, err
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	return lctx, func() { cancel(); release() }, true, nil
+}

@@ -61,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OCSP response batches answer per response in one transaction", testOCSPResponseBatches},
 		{"OCSP responders are recorded and the latest found", testOCSPResponders},
 		{"leadership has one holder at a time", testLeadership},
+		{"a lease has one holder and ends at release", testLease},
 		{"ping answers", testPing},
 		{"dashboard sessions expire, end on logout and are pruned", testSessions},
 	}
