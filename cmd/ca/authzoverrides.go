@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -73,14 +72,7 @@ func parseAuthzOverridesFlags(args []string, stderr io.Writer) (authzOverridesOp
 		fs.StringVar(&o.reason, "reason", "", "why, for the audit log and the approver (required)")
 	}
 	c := &o.conn
-	fs.StringVar(&c.caURL, "server", "", "the CA's API `URL`, https://host:port (required)")
-	fs.StringVar(&c.tokenFile, "token-file", "", `file holding an operator bearer token ("-" reads stdin)`)
-	fs.StringVar(&c.clientCert, "client-cert", "", "PEM client certificate (and chain) for mTLS")
-	fs.StringVar(&c.clientKey, "client-key", "", "PEM private key of --client-cert")
-	fs.StringVar(&c.caBundle, "ca-bundle", "", "PEM file of the CA roots to verify the API with")
-	fs.StringVar(&c.caFingerprint, "ca-fingerprint", "", "SHA-256 fingerprint of the CA root to verify the API with")
-	fs.StringVar(&c.trustDomain, "trust-domain", "", trustDomainUsage)
-	fs.BoolVar(&c.json, "json", false, "print the CA's JSON answer")
+	c.connFlags(fs)
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		o.id, args = args[0], args[1:]
 	}
@@ -100,14 +92,6 @@ func parseAuthzOverridesFlags(args []string, stderr io.Writer) (authzOverridesOp
 		return o, fmt.Errorf("%w: ca authz overrides %s takes no ID", errUsage, o.verb)
 	case o.verb == "request" && (o.source == "" || o.service == "" || o.endpoint == "" || o.ttl == "" || o.reason == ""):
 		return o, fmt.Errorf("%w: --source, --service, --endpoint, --ttl and --reason are required", errUsage)
-	case c.caURL == "":
-		return o, fmt.Errorf("%w: --server is required", errUsage)
-	case (c.tokenFile == "") == (c.clientCert == "" && c.clientKey == ""):
-		return o, fmt.Errorf("%w: give either --token-file or --client-cert with --client-key", errUsage)
-	case (c.clientCert == "") != (c.clientKey == ""):
-		return o, fmt.Errorf("%w: --client-cert and --client-key go together", errUsage)
-	case (c.caBundle == "") == (c.caFingerprint == ""):
-		return o, fmt.Errorf("%w: give either --ca-bundle or --ca-fingerprint", errUsage)
 	case strings.ContainsAny(o.id, "/?#"):
 		return o, fmt.Errorf("%w: %q is not an override ID", errUsage, o.id)
 	}
@@ -116,12 +100,7 @@ func parseAuthzOverridesFlags(args []string, stderr io.Writer) (authzOverridesOp
 			return o, fmt.Errorf("%w: --ttl must be a duration from 1m to 24h, such as 2h", errUsage)
 		}
 	}
-	u, err := url.Parse(c.caURL)
-	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
-		return o, fmt.Errorf("%w: --server must be https://host[:port]", errUsage)
-	}
-	c.caURL = strings.TrimSuffix(c.caURL, "/")
-	return o, nil
+	return o, c.checkConn()
 }
 
 // cmdAuthzOverrides is `ca authz overrides`, the operator's command-line
@@ -131,23 +110,10 @@ func cmdAuthzOverrides(ctx context.Context, args []string, stdin io.Reader, stdo
 	if err != nil {
 		return err
 	}
-	var certs []tls.Certificate
-	var token string
-	if o.conn.clientCert != "" {
-		kp, err := tls.LoadX509KeyPair(o.conn.clientCert, o.conn.clientKey)
-		if err != nil {
-			return fmt.Errorf("%w: loading the client certificate: %v", errUsage, err)
-		}
-		certs = append(certs, kp)
-	} else if token, err = readToken(o.conn.tokenFile, stdin); err != nil {
-		return err
-	}
-	roots, err := apiRoots(ctx, o.conn)
+	client, token, err := operatorClient(ctx, o.conn, stdin)
 	if err != nil {
 		return err
 	}
-	// The API listener must present spiffe://<td>/ca/server.
-	client := tlsClientFor(roots, o.conn.trustDomain, certs...)
 	defer client.CloseIdleConnections()
 
 	method, path := http.MethodPost, "/v1/authz/overrides"

@@ -3,13 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -76,13 +74,7 @@ func parseIdentityFlags(args []string, stderr io.Writer) (identityOptions, error
 		fs.StringVar(&o.reason, "reason", "unspecified", "RFC 5280 reason name recorded with the hold")
 		fs.StringVar(&o.hold, "for", "", "how long the hold lasts (1m to 720h), such as 24h (required)")
 	}
-	fs.StringVar(&c.caURL, "server", "", "the CA's API `URL`, https://host:port (required)")
-	fs.StringVar(&c.tokenFile, "token-file", "", `file holding an operator bearer token ("-" reads stdin)`)
-	fs.StringVar(&c.clientCert, "client-cert", "", "PEM client certificate (and chain) for mTLS")
-	fs.StringVar(&c.clientKey, "client-key", "", "PEM private key of --client-cert")
-	fs.StringVar(&c.caBundle, "ca-bundle", "", "PEM file of the CA roots to verify the API with")
-	fs.StringVar(&c.caFingerprint, "ca-fingerprint", "", "SHA-256 fingerprint of the CA root to verify the API with")
-	fs.BoolVar(&c.json, "json", false, "print the CA's JSON answer")
+	c.connFlags(fs)
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		o.spiffeID, args = args[0], args[1:]
 	}
@@ -104,14 +96,6 @@ func parseIdentityFlags(args []string, stderr io.Writer) (identityOptions, error
 		return o, fmt.Errorf("%w: --reason is required (one of %s)", errUsage, strings.Join(revoke.ReasonNames(), ", "))
 	case o.verb == "hold" && o.hold == "":
 		return o, fmt.Errorf("%w: --for is required, such as --for 24h", errUsage)
-	case c.caURL == "":
-		return o, fmt.Errorf("%w: --server is required", errUsage)
-	case (c.tokenFile == "") == (c.clientCert == "" && c.clientKey == ""):
-		return o, fmt.Errorf("%w: give either --token-file or --client-cert with --client-key", errUsage)
-	case (c.clientCert == "") != (c.clientKey == ""):
-		return o, fmt.Errorf("%w: --client-cert and --client-key go together", errUsage)
-	case (c.caBundle == "") == (c.caFingerprint == ""):
-		return o, fmt.Errorf("%w: give either --ca-bundle or --ca-fingerprint", errUsage)
 	}
 	if o.reason != "" {
 		if _, err := revoke.ReasonCode(o.reason); err != nil {
@@ -123,12 +107,7 @@ func parseIdentityFlags(args []string, stderr io.Writer) (identityOptions, error
 			return o, fmt.Errorf("%w: the hold must be a positive duration such as 24h", errUsage)
 		}
 	}
-	u, err := url.Parse(c.caURL)
-	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
-		return o, fmt.Errorf("%w: --server must be https://host[:port]", errUsage)
-	}
-	c.caURL = strings.TrimSuffix(c.caURL, "/")
-	return o, nil
+	return o, c.checkConn()
 }
 
 // cmdIdentity is `ca identity`, the operator's command-line client of
@@ -138,22 +117,10 @@ func cmdIdentity(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	if err != nil {
 		return err
 	}
-	var certs []tls.Certificate
-	var token string
-	if o.conn.clientCert != "" {
-		kp, err := tls.LoadX509KeyPair(o.conn.clientCert, o.conn.clientKey)
-		if err != nil {
-			return fmt.Errorf("%w: loading the client certificate: %v", errUsage, err)
-		}
-		certs = append(certs, kp)
-	} else if token, err = readToken(o.conn.tokenFile, stdin); err != nil {
-		return err
-	}
-	roots, err := apiRoots(ctx, o.conn)
+	client, token, err := operatorClient(ctx, o.conn, stdin)
 	if err != nil {
 		return err
 	}
-	client := tlsClient(roots, certs...)
 	defer client.CloseIdleConnections()
 
 	method, path := http.MethodPost, "/v1/identities/"+o.verb

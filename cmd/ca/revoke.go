@@ -3,14 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -59,16 +57,9 @@ func parseRevokeFlags(args []string, stderr io.Writer) (revokeOptions, error) {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.reason, "reason", "", "RFC 5280 revocation reason name (required)")
-	fs.StringVar(&o.caURL, "server", "", "the CA's API `URL`, https://host:port (required; the same flag as ca enroll and ca renew)")
+	o.connFlags(fs)
 	fs.StringVar(&o.caURL, "ca-url", "", "the same as --server (older spelling)")
-	fs.StringVar(&o.tokenFile, "token-file", "", `file holding an operator bearer token ("-" reads stdin)`)
-	fs.StringVar(&o.clientCert, "client-cert", "", "PEM client certificate (and chain) for mTLS")
-	fs.StringVar(&o.clientKey, "client-key", "", "PEM private key of --client-cert")
-	fs.StringVar(&o.caBundle, "ca-bundle", "", "PEM file of the CA roots to verify the API with")
-	fs.StringVar(&o.caFingerprint, "ca-fingerprint", "", "SHA-256 fingerprint of the CA root to verify the API with")
 	fs.StringVar(&o.scope, "scope", "", `"lineage" also revokes every certificate renewed from this one (keyCompromise always does)`)
-	fs.BoolVar(&o.json, "json", false, "print the CA's JSON answer")
-	fs.StringVar(&o.trustDomain, "trust-domain", "", trustDomainUsage)
 	// The serial may come before the flags (ca revoke SERIAL --reason ...).
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		o.serial, args = args[0], args[1:]
@@ -87,14 +78,6 @@ func parseRevokeFlags(args []string, stderr io.Writer) (revokeOptions, error) {
 		return o, fmt.Errorf("%w: the serial number is required", errUsage)
 	case o.reason == "":
 		return o, fmt.Errorf("%w: --reason is required (one of %s)", errUsage, strings.Join(revoke.ReasonNames(), ", "))
-	case o.caURL == "":
-		return o, fmt.Errorf("%w: --server is required", errUsage)
-	case (o.tokenFile == "") == (o.clientCert == "" && o.clientKey == ""):
-		return o, fmt.Errorf("%w: give either --token-file or --client-cert with --client-key", errUsage)
-	case (o.clientCert == "") != (o.clientKey == ""):
-		return o, fmt.Errorf("%w: --client-cert and --client-key go together", errUsage)
-	case (o.caBundle == "") == (o.caFingerprint == ""):
-		return o, fmt.Errorf("%w: give either --ca-bundle or --ca-fingerprint", errUsage)
 	case o.scope != "" && o.scope != "lineage":
 		return o, fmt.Errorf("%w: --scope must be lineage", errUsage)
 	}
@@ -106,12 +89,7 @@ func parseRevokeFlags(args []string, stderr io.Writer) (revokeOptions, error) {
 		return o, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	o.serial = sn
-	u, err := url.Parse(o.caURL)
-	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
-		return o, fmt.Errorf("%w: --server must be https://host[:port]", errUsage)
-	}
-	o.caURL = strings.TrimSuffix(o.caURL, "/")
-	return o, nil
+	return o, o.checkConn()
 }
 
 // cmdRevoke is `ca revoke`, the operator's command-line client of POST
@@ -121,22 +99,10 @@ func cmdRevoke(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if err != nil {
 		return err
 	}
-	var certs []tls.Certificate
-	var token string
-	if o.clientCert != "" {
-		kp, err := tls.LoadX509KeyPair(o.clientCert, o.clientKey)
-		if err != nil {
-			return fmt.Errorf("%w: loading the client certificate: %v", errUsage, err)
-		}
-		certs = append(certs, kp)
-	} else if token, err = readToken(o.tokenFile, stdin); err != nil {
-		return err
-	}
-	roots, err := apiRoots(ctx, o)
+	client, token, err := operatorClient(ctx, o, stdin)
 	if err != nil {
 		return err
 	}
-	client := tlsClientFor(roots, o.trustDomain, certs...)
 	defer client.CloseIdleConnections()
 
 	res, raw, err := postRevoke(ctx, client, o, token)
