@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"github.com/workload-ca/workload-ca/internal/clock"
@@ -58,6 +59,22 @@ var (
 // publishAttempts bounds retries after another replica published between our
 // read of the latest version and our append.
 const publishAttempts = 8
+
+// raceBackoff waits a random time, growing with the attempt (up to 10 ms per
+// attempt), before a publisher that lost a race recomputes: without it two
+// replicas publishing in a tight loop can make the same one lose every time
+// (seen under -race on a loaded machine). It returns ctx's error if ctx ends
+// first. Real time, not the injected clock: it spaces database round trips.
+func raceBackoff(ctx context.Context, attempt int) error {
+	t := time.NewTimer(rand.N(time.Duration(attempt) * 10 * time.Millisecond))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
 
 // Publisher computes the bundle from the issuers table and stores new
 // versions. It holds no state; any number of replicas may publish at once.
@@ -142,6 +159,9 @@ func (p *Publisher) Publish(ctx context.Context, o PublishOptions) (PublishResul
 		got, err := p.append(ctx, latest.Sequence, v, "publish", o.Actor, o.RequestID, content, 0, nil)
 		if errors.Is(err, store.ErrConflict) {
 			p.log.DebugContext(ctx, "bundle published concurrently, recomputing", "attempt", attempt)
+			if err := raceBackoff(ctx, attempt); err != nil {
+				return PublishResult{}, fmt.Errorf("bundle: publish: %w", err)
+			}
 			continue
 		}
 		if err != nil {

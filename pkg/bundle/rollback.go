@@ -119,6 +119,9 @@ func (p *Publisher) Rollback(ctx context.Context, o RollbackOptions) (store.Bund
 		}
 		got, err := p.append(ctx, latest.Sequence, v, "rollback", o.Actor, o.RequestID, content, toSequence, details)
 		if errors.Is(err, store.ErrConflict) {
+			if err := raceBackoff(ctx, attempt); err != nil {
+				return store.BundleVersion{}, fmt.Errorf("bundle: rollback: %w", err)
+			}
 			continue
 		}
 		if err != nil {
