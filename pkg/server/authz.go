@@ -112,16 +112,20 @@ const (
 )
 
 // authzState is the per-process state of the authorization routes: the
-// signed policies served, by content, so that an unchanged policy keeps its
-// issued_at and ETag.
+// latest signed policy served to each service, so that an unchanged policy
+// keeps its issued_at and ETag, and a change, even back to content served
+// before, gets an issued_at no older than the last one (services refuse a
+// policy older than the one they enforce).
 type authzState struct {
 	mu    sync.Mutex
-	cache map[string]signedPolicy
+	cache map[string]signedPolicy // by service
 }
 
 type signedPolicy struct {
-	jws  string
-	etag string
+	key      string // hash of the content signed
+	issuedAt time.Time
+	jws      string
+	etag     string
 }
 
 // mountAuthz adds the /v1/authz routes when an authorization policy is
@@ -224,12 +228,16 @@ func (rt *Routes) authzPolicy(w http.ResponseWriter, r *http.Request) error {
 	sum := sha256.Sum256(content)
 	key := hex.EncodeToString(sum[:])
 	rt.authz.mu.Lock()
-	sp, ok := rt.authz.cache[key]
+	sp, ok := rt.authz.cache[service]
 	rt.authz.mu.Unlock()
-	if !ok {
+	if !ok || sp.key != key {
+		issued := now.UTC().Truncate(time.Second)
+		if ok && issued.Before(sp.issuedAt) {
+			issued = sp.issuedAt // never older than what this service was served
+		}
 		payload, err := json.Marshal(AuthzPolicyPayload{
 			Service: service, Identity: id, Version: pol.Version(), Policy: string(part), Overrides: ovr,
-			IssuedAt: now.UTC().Truncate(time.Second), RefreshHintSeconds: int(hint / time.Second),
+			IssuedAt: issued, RefreshHintSeconds: int(hint / time.Second),
 		})
 		if err != nil {
 			return err
@@ -239,12 +247,12 @@ func (rt *Routes) authzPolicy(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		ps := sha256.Sum256(payload)
-		sp = signedPolicy{jws: jws, etag: `"` + hex.EncodeToString(ps[:]) + `"`}
+		sp = signedPolicy{key: key, issuedAt: issued, jws: jws, etag: `"` + hex.EncodeToString(ps[:]) + `"`}
 		rt.authz.mu.Lock()
 		if len(rt.authz.cache) >= maxAuthzPolicyCache {
 			clear(rt.authz.cache)
 		}
-		rt.authz.cache[key] = sp
+		rt.authz.cache[service] = sp
 		rt.authz.mu.Unlock()
 		// Audited when this process first serves this content to the
 		// service (a new policy version or a change of its overrides), not

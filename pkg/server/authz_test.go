@@ -502,3 +502,36 @@ func TestThePolicySigningCertificateIsRenewedBeforeItExpires(t *testing.T) {
 		t.Errorf("after Close the signing key is still in the key store: %v", err)
 	}
 }
+
+// A service that goes back to content it was served before (an override
+// ended, a policy reverted) gets it with an issued_at no older than the last
+// policy it was served: services refuse an older one (pkg/authz's Fetcher),
+// so reusing the first signing's issued_at left them on the newer policy.
+func TestPolicyContentServedAgainIsNeverOlderThanTheLastOne(t *testing.T) {
+	as := newAuthzServer(t, testkit.SoftHSMKeyStore(t))
+	issuedAt := func() time.Time {
+		t.Helper()
+		res, raw := as.call(creds{cert: &as.payments}, http.MethodGet, "/v1/authz/policy", "", "")
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("GET /v1/authz/policy = %d %s", res.StatusCode, raw)
+		}
+		return decode[AuthzPolicyPayload](t, verifyPolicyJWS(t, string(raw), as.roots, as.clk.Now())).IssuedAt
+	}
+	original := as.pol.Load()
+	first := issuedAt()
+
+	as.clk.Advance(time.Minute)
+	changed, err := authz.ParsePolicy([]byte(strings.Replace(testAuthzPolicy, "mode: observe", "mode: enforce", 1)))
+	if err != nil || changed.Version() == original.Version() {
+		t.Fatalf("a changed policy: %v (version unchanged: %t)", err, err == nil)
+	}
+	as.pol.p.Store(changed)
+	second := issuedAt()
+
+	as.clk.Advance(time.Minute)
+	as.pol.p.Store(original)
+	third := issuedAt()
+	if !second.After(first) || third.Before(second) {
+		t.Errorf("issued_at %v, then %v for new content, then %v for the first content again; want never older than the last served", first, second, third)
+	}
+}
