@@ -85,9 +85,25 @@ func (a *allowList) allows(source string) bool {
 		return true
 	}
 	for _, p := range a.prefixes {
-		if len(source) > len(p) && strings.HasPrefix(source, p) {
+		if underPrefix(p, source) {
 			return true
 		}
 	}
 	return false
+}
+
+// underPrefix tells whether source lies strictly below prefix, which ends
+// with "/": what an allow entry ending in /* grants.
+func underPrefix(prefix, source string) bool {
+	return len(source) > len(prefix) && strings.HasPrefix(source, prefix)
+}
+
+// AllowEntryMatches tells whether one allow entry as written in a policy (an
+// exact SPIFFE ID, or a prefix ending in /*) names source: the rule Decide
+// applies, for readers of a policy such as the dashboard.
+func AllowEntryMatches(entry, source string) bool {
+	if base, ok := strings.CutSuffix(entry, "/*"); ok {
+		return underPrefix(base+"/", source)
+	}
+	return entry == source
 }

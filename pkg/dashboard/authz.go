@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/workload-ca/workload-ca/pkg/authz"
@@ -186,7 +185,7 @@ func summarizeAuthz(p *authz.Policy, info authz.ServiceInfo, rows []store.AuthzR
 		for _, allow := range ep.Allow {
 			seen := false
 			for k := range sums {
-				if k.ep == ep.Name && allowEntryMatches(allow, k.src) {
+				if k.ep == ep.Name && authz.AllowEntryMatches(allow, k.src) {
 					seen = true
 					break
 				}
@@ -217,15 +216,6 @@ func summarizeAuthz(p *authz.Policy, info authz.ServiceInfo, rows []store.AuthzR
 		}
 	}
 	return s
-}
-
-// allowEntryMatches tells whether source is named by one allow entry as
-// written: an exact SPIFFE ID, or a prefix ending in /* (like pkg/authz).
-func allowEntryMatches(entry, source string) bool {
-	if base, ok := strings.CutSuffix(entry, "/*"); ok {
-		return len(source) > len(base)+1 && strings.HasPrefix(source, base+"/")
-	}
-	return entry == source
 }
 
 // hourBars draws the denials per hour as SVG bars (attributes only: the CSP
