@@ -183,17 +183,44 @@ func keyTemplates(id []byte, label string) (pub, priv crypto11.AttributeSet, err
 	return pub, priv, err
 }
 
+// ownURI parses a pkcs11: URI naming a key on this store's token: ErrBadURI
+// if it is malformed or names another token.
+func (s *PKCS11Store) ownURI(uri string) (pkcs11URI, error) {
+	u, err := parsePKCS11URI(uri)
+	if err != nil {
+		return u, err
+	}
+	if u.HasToken && u.Token != s.cfg.TokenLabel {
+		return u, fmt.Errorf("%w: URI names token %q, this store holds %q", ErrBadURI, u.Token, s.cfg.TokenLabel)
+	}
+	return u, nil
+}
+
+// onePair finds the one key pair u names: ErrKeyNotFound if none, ErrBadURI
+// if several match.
+func onePair(cx *crypto11.Context, u pkcs11URI) (crypto11.Signer, error) {
+	matches, err := findPairs(cx, u.ID, []byte(u.Object))
+	if err != nil {
+		return nil, err
+	}
+	switch len(matches) {
+	case 0:
+		return nil, ErrKeyNotFound
+	case 1:
+		return matches[0], nil
+	default:
+		return nil, fmt.Errorf("%w: %d key pairs match; add id= to the URI", ErrBadURI, len(matches))
+	}
+}
+
 // Find returns the key a pkcs11: URI names, by object (CKA_LABEL), id
 // (CKA_ID) or both. It fails with ErrBadURI if the URI is malformed, names
 // another token, or matches more than one key pair, and with ErrKeyNotFound if
 // nothing matches. Finding the same key twice returns the same Signer.
 func (s *PKCS11Store) Find(ctx context.Context, uri string) (Key, error) {
-	u, err := parsePKCS11URI(uri)
+	u, err := s.ownURI(uri)
 	if err != nil {
 		return Key{}, err
-	}
-	if u.HasToken && u.Token != s.cfg.TokenLabel {
-		return Key{}, fmt.Errorf("%w: URI names token %q, this store holds %q", ErrBadURI, u.Token, s.cfg.TokenLabel)
 	}
 	c, err := s.connection(ctx)
 	if err != nil {
@@ -205,18 +232,10 @@ func (s *PKCS11Store) Find(ctx context.Context, uri string) (Key, error) {
 		id    []byte
 	)
 	err = s.do(ctx, c, s.cfg.OpTimeout, func(cx *crypto11.Context) error {
-		matches, err := findPairs(cx, u.ID, []byte(u.Object))
-		if err != nil {
+		var err error
+		if found, err = onePair(cx, u); err != nil {
 			return err
 		}
-		switch len(matches) {
-		case 0:
-			return ErrKeyNotFound
-		case 1:
-		default:
-			return fmt.Errorf("%w: %d key pairs match; add id= to the URI", ErrBadURI, len(matches))
-		}
-		found = matches[0]
 		attrs, err := cx.GetAttributes(found, []crypto11.AttributeType{crypto11.CkaId, crypto11.CkaLabel})
 		if err != nil {
 			return err

@@ -18,12 +18,9 @@ import (
 // calls it for keys of a failed or abandoned rotation, never for a key an
 // issuer in use still names.
 func (s *PKCS11Store) Delete(ctx context.Context, uri string) error {
-	u, err := parsePKCS11URI(uri)
+	u, err := s.ownURI(uri)
 	if err != nil {
 		return err
-	}
-	if u.HasToken && u.Token != s.cfg.TokenLabel {
-		return fmt.Errorf("%w: URI names token %q, this store holds %q", ErrBadURI, u.Token, s.cfg.TokenLabel)
 	}
 	s.genMu.Lock() // no Generate of the same label while it goes
 	defer s.genMu.Unlock()
@@ -33,23 +30,16 @@ func (s *PKCS11Store) Delete(ctx context.Context, uri string) error {
 	}
 	var id []byte
 	err = s.do(ctx, c, s.cfg.OpTimeout, func(cx *crypto11.Context) error {
-		matches, err := findPairs(cx, u.ID, []byte(u.Object))
+		pair, err := onePair(cx, u)
 		if err != nil {
 			return err
 		}
-		switch len(matches) {
-		case 0:
-			return ErrKeyNotFound
-		case 1:
-		default:
-			return fmt.Errorf("%w: %d key pairs match; add id= to the URI", ErrBadURI, len(matches))
-		}
-		attrs, err := cx.GetAttributes(matches[0], []crypto11.AttributeType{crypto11.CkaId})
+		attrs, err := cx.GetAttributes(pair, []crypto11.AttributeType{crypto11.CkaId})
 		if err != nil {
 			return err
 		}
 		id = attrValue(attrs, crypto11.CkaId)
-		return matches[0].Delete()
+		return pair.Delete()
 	})
 	if err != nil {
 		return fmt.Errorf("hsm: delete %s: %w", uri, err)
