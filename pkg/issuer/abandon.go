@@ -111,6 +111,20 @@ func (r *Rotator) Abandon(ctx context.Context, o AbandonOptions) (AbandonResult,
 	}
 	r.d.Log.WarnContext(ctx, "CA rotation abandoned", "issuers", res.Abandoned, "actor", o.Actor, "request_id", o.RequestID)
 
+	// A responder recorded between the reads above and the commit (the
+	// publisher runs on whichever replica leads, without the rotation lock)
+	// is seen now: the store refuses responders for retired issuers and
+	// serialises that check with the abandon.
+	for _, id := range res.Abandoned {
+		resp, err := r.d.Store.LatestOCSPResponder(ctx, id)
+		if err == nil && resp.KeyURI != "" && !kept[resp.KeyURI] && !slices.Contains(keys, resp.KeyURI) {
+			keys = append(keys, resp.KeyURI)
+		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+			r.d.Log.ErrorContext(ctx, "abandon: could not re-read an OCSP responder; check the key store for its key",
+				"issuer", id, "err", err)
+		}
+	}
+
 	res.KeysLeft = r.discardKeys(context.WithoutCancel(ctx), keys, "rotation abandoned")
 	for _, k := range keys {
 		if !slices.Contains(res.KeysLeft, k) {

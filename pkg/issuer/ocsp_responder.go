@@ -145,7 +145,8 @@ func (r *Responders) Ensure(ctx context.Context, issuerID string) (resp OCSPResp
 
 // issue generates a responder key, has the issuer sign its certificate
 // (digitalSignature, id-kp-OCSPSigning, id-pkix-ocsp-nocheck, not a CA),
-// lints it, records it and audits it.
+// lints it, records it and audits it. A key that ends up on no record (the
+// store refused it: the issuer was retired meanwhile) is deleted.
 func (r *Responders) issue(ctx context.Context, cfg ResponderConfig, issuerID string, now time.Time) (OCSPResponder, error) {
 	is, err := r.Store.GetIssuer(ctx, issuerID)
 	if err != nil {
@@ -173,11 +174,35 @@ func (r *Responders) issue(ctx context.Context, cfg ResponderConfig, issuerID st
 	if err != nil {
 		return OCSPResponder{}, fmt.Errorf("issuer: OCSP responder: generating key: %w", err)
 	}
+	resp, err := r.certify(ctx, issuerID, parent, parentKey.Signer, key, now, cfg)
+	if err != nil {
+		// The key is on no record: delete it rather than leave it on the
+		// token (the issuer may have been abandoned meanwhile, and its
+		// keys deleted without this one).
+		if derr := r.Keys.Delete(context.WithoutCancel(ctx), key.URI); derr != nil && !errors.Is(derr, hsm.ErrKeyNotFound) {
+			r.log().ErrorContext(ctx, "could not delete an unrecorded OCSP responder key; delete it from the key store by hand",
+				"issuer", issuerID, "key", key.URI, "err", derr)
+		}
+		return OCSPResponder{}, err
+	}
+	details, _ := json.Marshal(map[string]any{"issuer": issuerID, "not_after": resp.Certificate.NotAfter, "key_type": cfg.KeyType})
+	if _, err := r.Store.AppendAudit(ctx, store.AuditEntry{
+		Time: now, Actor: "system", Action: "ocsp_responder", Target: resp.Record.Serial, Decision: "allow", Details: details,
+	}); err != nil {
+		return OCSPResponder{}, fmt.Errorf("issuer: OCSP responder %s recorded but audit append failed: %w", resp.Record.Serial, err)
+	}
+	r.log().InfoContext(ctx, "OCSP responder certificate issued", "issuer", issuerID, "serial", resp.Record.Serial, "not_after", resp.Certificate.NotAfter)
+	return resp, nil
+}
+
+// certify has the issuer sign the responder certificate for key, lints it
+// and records it; on an error nothing is recorded.
+func (r *Responders) certify(ctx context.Context, issuerID string, parent *x509.Certificate, parentSigner crypto.Signer, key hsm.Key, now time.Time, cfg ResponderConfig) (OCSPResponder, error) {
 	tmpl, err := responderTemplate(parent, key.Signer.Public(), now, cfg)
 	if err != nil {
 		return OCSPResponder{}, err
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Signer.Public(), parentKey.Signer)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Signer.Public(), parentSigner)
 	if err != nil {
 		return OCSPResponder{}, fmt.Errorf("issuer: OCSP responder: signing with %q: %w", issuerID, err)
 	}
@@ -197,13 +222,6 @@ func (r *Responders) issue(ctx context.Context, cfg ResponderConfig, issuerID st
 	if err := r.Store.InsertOCSPResponder(ctx, rec); err != nil {
 		return OCSPResponder{}, fmt.Errorf("issuer: recording OCSP responder of %q: %w", issuerID, err)
 	}
-	details, _ := json.Marshal(map[string]any{"issuer": issuerID, "not_after": cert.NotAfter, "key_type": cfg.KeyType})
-	if _, err := r.Store.AppendAudit(ctx, store.AuditEntry{
-		Time: now, Actor: "system", Action: "ocsp_responder", Target: rec.Serial, Decision: "allow", Details: details,
-	}); err != nil {
-		return OCSPResponder{}, fmt.Errorf("issuer: OCSP responder %s recorded but audit append failed: %w", rec.Serial, err)
-	}
-	r.log().InfoContext(ctx, "OCSP responder certificate issued", "issuer", issuerID, "serial", rec.Serial, "not_after", cert.NotAfter)
 	return OCSPResponder{Record: rec, Certificate: cert, Signer: key.Signer}, nil
 }
 

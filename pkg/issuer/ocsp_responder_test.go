@@ -7,6 +7,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -119,6 +120,49 @@ func TestResponderConfigRefusesNonsense(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := tc.cfg.withDefaults(); !errors.Is(err, ErrInvalidConfig) {
 				t.Errorf("withDefaults(%+v) = %v, want ErrInvalidConfig", tc.cfg, err)
+			}
+		})
+	}
+}
+
+// A responder for an issuer retired meanwhile (a rotation abandoned on
+// another replica while this one's publisher was issuing it one) is refused
+// by the store, and its freshly generated key does not stay on the token:
+// CI once found ocsp-int-4's key left after `ca issuers abandon`.
+func TestOCSPResponderForARetiredIssuerLeavesNoKey(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			keys, st := b.open(t)
+			clk := clock.NewFake(time.Now())
+			d := Deps{Keys: keys, Store: st, Clock: clk, Log: slog.New(slog.DiscardHandler)}
+			res, err := Init(ctx, d, integrationConfig())
+			if err != nil {
+				t.Fatalf("Init: %v", err)
+			}
+			lister := keys.(interface {
+				KeyLabels(context.Context) ([]string, error)
+			})
+			before, err := lister.KeyLabels(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.SetIssuerState(ctx, res.Intermediate.ID, store.IssuerActive, store.IssuerRetired, clk.Now()); err != nil {
+				t.Fatalf("retire: %v", err)
+			}
+			rs := &Responders{Keys: keys, Store: st, Clock: clk}
+			if _, _, err := rs.Ensure(ctx, res.Intermediate.ID); !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("Ensure for a retired issuer: %v, want store.ErrConflict", err)
+			}
+			after, err := lister.KeyLabels(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(before, after) {
+				t.Errorf("key labels after a refused responder %v; want %v", after, before)
+			}
+			if _, err := st.LatestOCSPResponder(ctx, res.Intermediate.ID); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("a responder was recorded for a retired issuer: %v", err)
 			}
 		})
 	}

@@ -252,7 +252,9 @@ type Store interface {
 	// responses for leaves with NotAfter > now; ok is false if there is none.
 	OCSPOldest(ctx context.Context, issuerID string, now time.Time) (oldest time.Time, ok bool, err error)
 	// InsertOCSPResponder records a delegated OCSP responder certificate;
-	// ErrConflict if its serial is taken, ErrNotFound if the issuer does not
+	// ErrConflict if its serial is taken or the issuer is retired (it
+	// serialises with AbandonIssuers, so an abandon never misses a responder
+	// recorded for one of its issuers), ErrNotFound if the issuer does not
 	// exist.
 	InsertOCSPResponder(ctx context.Context, r OCSPResponder) error
 	// LatestOCSPResponder returns the issuer's responder that expires last

@@ -159,19 +159,32 @@ func (s *Store) OCSPOldest(ctx context.Context, issuerID string, now time.Time) 
 	return fromTS(oldest), oldest != nil, nil
 }
 
-// InsertOCSPResponder records a responder certificate.
+// InsertOCSPResponder records a responder certificate. It shares the
+// issuer's row lock (FOR SHARE) so that it serialises with AbandonIssuers'
+// FOR UPDATE: a responder is never recorded for an issuer that has been
+// retired, and an abandon that commits after it sees it.
 func (s *Store) InsertOCSPResponder(ctx context.Context, r store.OCSPResponder) error {
-	_, err := s.pool.Exec(ctx, `
-		INSERT INTO ocsp_responders (serial, issuer_id, key_uri, cert_der, not_before, not_after, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		r.Serial, r.IssuerID, r.KeyURI, r.CertDER, ts(r.NotBefore), ts(r.NotAfter), ts(r.CreatedAt))
-	if isForeignKeyViolation(err) {
-		return fmt.Errorf("postgres: OCSP responder %s: issuer %q: %w", r.Serial, r.IssuerID, store.ErrNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("postgres: OCSP responder %s: %w", r.Serial, mapErr(err))
-	}
-	return nil
+	return s.inTx(ctx, func(tx pgx.Tx) error {
+		var state store.IssuerState
+		err := tx.QueryRow(ctx, `SELECT state FROM issuers WHERE id = $1 FOR SHARE`, r.IssuerID).Scan(&state)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("postgres: OCSP responder %s: issuer %q: %w", r.Serial, r.IssuerID, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("postgres: OCSP responder %s: %w", r.Serial, mapErr(err))
+		}
+		if state == store.IssuerRetired {
+			return fmt.Errorf("postgres: OCSP responder %s: issuer %q is retired: %w", r.Serial, r.IssuerID, store.ErrConflict)
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO ocsp_responders (serial, issuer_id, key_uri, cert_der, not_before, not_after, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			r.Serial, r.IssuerID, r.KeyURI, r.CertDER, ts(r.NotBefore), ts(r.NotAfter), ts(r.CreatedAt))
+		if err != nil {
+			return fmt.Errorf("postgres: OCSP responder %s: %w", r.Serial, mapErr(err))
+		}
+		return nil
+	})
 }
 
 // LatestOCSPResponder returns the issuer's responder that expires last

@@ -154,19 +154,31 @@ func (s *Store) OCSPOldest(ctx context.Context, issuerID string, now time.Time) 
 	return fromUS(oldest), oldest.Valid, nil
 }
 
-// InsertOCSPResponder records a responder certificate.
+// InsertOCSPResponder records a responder certificate, in one write
+// transaction with the check that its issuer exists and is not retired (the
+// single writer serialises it with AbandonIssuers).
 func (s *Store) InsertOCSPResponder(ctx context.Context, r store.OCSPResponder) error {
-	_, err := s.w.ExecContext(ctx, `
-		INSERT INTO ocsp_responders (serial, issuer_id, key_uri, cert_der, not_before, not_after, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		r.Serial, r.IssuerID, r.KeyURI, r.CertDER, us(r.NotBefore), us(r.NotAfter), us(r.CreatedAt))
-	if isForeignKeyViolation(err) {
-		return fmt.Errorf("sqlite: OCSP responder %s: issuer %q: %w", r.Serial, r.IssuerID, store.ErrNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("sqlite: OCSP responder %s: %w", r.Serial, mapErr(err))
-	}
-	return nil
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		var state store.IssuerState
+		err := tx.QueryRowContext(ctx, `SELECT state FROM issuers WHERE id = ?`, r.IssuerID).Scan(&state)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("sqlite: OCSP responder %s: issuer %q: %w", r.Serial, r.IssuerID, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: OCSP responder %s: %w", r.Serial, mapErr(err))
+		}
+		if state == store.IssuerRetired {
+			return fmt.Errorf("sqlite: OCSP responder %s: issuer %q is retired: %w", r.Serial, r.IssuerID, store.ErrConflict)
+		}
+		_, err = tx.ExecContext(ctx, `
+			INSERT INTO ocsp_responders (serial, issuer_id, key_uri, cert_der, not_before, not_after, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			r.Serial, r.IssuerID, r.KeyURI, r.CertDER, us(r.NotBefore), us(r.NotAfter), us(r.CreatedAt))
+		if err != nil {
+			return fmt.Errorf("sqlite: OCSP responder %s: %w", r.Serial, mapErr(err))
+		}
+		return nil
+	})
 }
 
 // LatestOCSPResponder returns the issuer's responder that expires last

@@ -303,6 +303,14 @@ func testOCSPResponders(t *testing.T, s store.Store) {
 	bad := r1
 	bad.Serial, bad.IssuerID = randSerial(), "nobody"
 	wantErr(t, "a responder of an unknown issuer", s.InsertOCSPResponder(ctx, bad), store.ErrNotFound)
+
+	// A retired issuer gets no new responder: its keys are being deleted.
+	if err := s.SetIssuerState(ctx, "a", store.IssuerActive, store.IssuerRetired, t0.Add(2*time.Hour)); err != nil {
+		t.Fatalf("retire a: %v", err)
+	}
+	late := r1
+	late.Serial = randSerial()
+	wantErr(t, "a responder of a retired issuer", s.InsertOCSPResponder(ctx, late), store.ErrConflict)
 }
 
 func testLeadership(t *testing.T, s store.Store) {
