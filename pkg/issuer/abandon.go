@@ -46,7 +46,7 @@ func (r *Rotator) Abandon(ctx context.Context, o AbandonOptions) (AbandonResult,
 	if o.Actor == "" {
 		o.Actor = "system"
 	}
-	release, err := r.lock(ctx)
+	ctx, release, err := r.lock(ctx)
 	if err != nil {
 		return AbandonResult{}, err
 	}

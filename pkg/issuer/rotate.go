@@ -99,7 +99,7 @@ type BundlePublisher interface {
 type RotationStore interface {
 	Store
 	MaxLeafNotAfter(ctx context.Context, issuerID string) (time.Time, error)
-	TryLeadership(ctx context.Context, name string) (release func(), ok bool, err error)
+	TryLease(ctx context.Context, name string) (lease context.Context, release func(), ok bool, err error)
 	// LatestOCSPResponder finds the delegated OCSP responder key an
 	// abandoned issuer may have been given (Abandon deletes it too).
 	LatestOCSPResponder(ctx context.Context, issuerID string) (store.OCSPResponder, error)
@@ -200,7 +200,7 @@ func (r *Rotator) Rotate(ctx context.Context, o RotateOptions) (res RotateResult
 	if o.Actor == "" {
 		o.Actor = "system"
 	}
-	release, err := r.lock(ctx)
+	ctx, release, err := r.lock(ctx)
 	if err != nil {
 		return RotateResult{}, err
 	}
@@ -331,16 +331,19 @@ func (r *Rotator) Rotate(ctx context.Context, o RotateOptions) (res RotateResult
 }
 
 // lock takes the rotation lock, or fails with ErrRotationInProgress if
-// another Rotate or Abandon, on any replica, holds it.
-func (r *Rotator) lock(ctx context.Context) (func(), error) {
-	release, ok, err := r.d.Store.TryLeadership(ctx, rotationLock)
+// another Rotate or Abandon, on any replica, holds it. The lock is a store
+// lease: the context it returns (use it for the work under the lock) ends
+// if the lease is lost, e.g. when this replica is cut off from the
+// database, so a partitioned replica stops instead of racing the next one.
+func (r *Rotator) lock(ctx context.Context) (context.Context, func(), error) {
+	lease, release, ok, err := r.d.Store.TryLease(ctx, rotationLock)
 	if err != nil {
-		return nil, fmt.Errorf("issuer: taking the rotation lock: %w", err)
+		return nil, nil, fmt.Errorf("issuer: taking the rotation lock: %w", err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("%w: another rotation or abandon is running", ErrRotationInProgress)
+		return nil, nil, fmt.Errorf("%w: another rotation or abandon is running", ErrRotationInProgress)
 	}
-	return release, nil
+	return lease, release, nil
 }
 
 // discardKeys deletes keys no recorded issuer names. A key that cannot be

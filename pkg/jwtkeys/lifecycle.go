@@ -30,7 +30,7 @@ const leadershipName = "jwt-keys"
 type ManagerStore interface {
 	store.JWTKeyStore
 	ListBundleVersions(ctx context.Context, before int64, limit int) ([]store.BundleVersion, error)
-	TryLeadership(ctx context.Context, name string) (release func(), ok bool, err error)
+	TryLease(ctx context.Context, name string) (lease context.Context, release func(), ok bool, err error)
 }
 
 // BundlePublisher publishes the trust bundle; *bundle.Publisher satisfies
@@ -102,7 +102,10 @@ func (r TickResult) changed() bool { return len(r.Prepared)+len(r.Activated)+len
 // the bundle, so that prepared keys are out and retired ones gone.
 func (m *Manager) Tick(ctx context.Context) (TickResult, error) {
 	var res TickResult
-	release, ok, err := m.d.Store.TryLeadership(ctx, leadershipName)
+	// A lease, not a plain lock: its context ends if this replica loses
+	// the database, so a cut-off replica stops generating keys before the
+	// next leader starts.
+	lease, release, ok, err := m.d.Store.TryLease(ctx, leadershipName)
 	if err != nil {
 		return res, fmt.Errorf("jwtkeys: tick: taking leadership: %w", err)
 	}
@@ -111,6 +114,7 @@ func (m *Manager) Tick(ctx context.Context) (TickResult, error) {
 		return res, nil
 	}
 	defer release()
+	ctx = lease
 
 	// Publish first: a key prepared by Rotate whose publish failed goes out
 	// now, and the activation check below sees the bundle as it is.
