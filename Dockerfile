@@ -25,9 +25,13 @@ RUN go mod download
 COPY . .
 ARG VERSION=dev
 RUN CGO_ENABLED=1 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/ca ./cmd/ca
+# Marks the binary stages' intermediate images (podman keeps them), so that
+# .ci/compose-test can remove them.
+LABEL io.workload-ca.stage=binary
 
 FROM scratch AS prebuilt
 COPY bin/ca /out/ca
+LABEL io.workload-ca.stage=binary
 
 FROM ${CA_BINARY} AS binary
 
