@@ -12,7 +12,7 @@ STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) 
 # key stores and issuance); override with `make test TESTFLAGS=...`.
 TESTFLAGS   ?= -race -count=1 -timeout 20m
 
-.PHONY: all build run test test-short bench drills lint fmt vet staticcheck fuzz clean
+.PHONY: all build run test test-short bench drills compose-test compose-clean lint fmt vet staticcheck fuzz clean
 
 all: lint test build
 
@@ -54,6 +54,21 @@ bench: build
 # fails the drills instead of skipping them.
 drills:
 	$(GO) test -count=1 -timeout 12m -v ./internal/drills/...
+
+# docker-compose.yml and the Dockerfile end to end (.ci/compose-test): build,
+# up, enroll from the host, revoke, CRL and OCSP through the published port,
+# restart, tear down. docker compose with an engine, else podman-compose;
+# images are built locally when no registry answers. Needs root for podman.
+compose-test:
+	.ci/compose-test
+
+# The images compose-test keeps as caches (localhost/workload-ca-compose/*).
+compose-clean:
+	@for e in docker podman; do \
+		command -v $$e >/dev/null 2>&1 && $$e info >/dev/null 2>&1 || continue; \
+		imgs=$$($$e images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/workload-ca-compose/' || true); \
+		[ -z "$$imgs" ] || $$e rmi $$imgs; \
+	done; true
 
 lint: fmt vet staticcheck
 

@@ -68,6 +68,8 @@ commands:
             --workloads N [--renew-every 1h] [--span 8760h]: a history of
             enrollments and renewals with OCSP and audit (Postgres or SQLite)
   testkit   --out DIR: a throwaway test CA's bad credentials for negative tests
+  healthcheck [--url URL]: exit 0 when the public listener's /readyz answers
+            200 (a container HEALTHCHECK; the runtime image has no curl)
   version   print the version
 
 Every command takes --config FILE (or CA_CONFIG); see README.md for the
@@ -136,6 +138,8 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		err = cmdGendata(ctx, args[1:], getenv, stdout, stderr)
 	case "dev-token":
 		err = cmdDevToken(args[1:], getenv, stdout, stderr)
+	case "healthcheck":
+		err = cmdHealthcheck(ctx, args[1:], getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":

@@ -24,6 +24,11 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// DatabaseURL is "postgres://..." / "postgresql://..." or "sqlite:PATH".
 	DatabaseURL string `yaml:"database_url"`
+	// DatabasePasswordFile holds the Postgres password (trailing newline
+	// ignored), for a URL that names the user but carries no password: a
+	// mounted secret such as a container's /run/secrets/db_password. Load
+	// puts it into DatabaseURL.
+	DatabasePasswordFile string `yaml:"database_password_file"`
 	// PKCS11 selects the HSM; an empty Module means software keys in KeysDir.
 	PKCS11 PKCS11 `yaml:"pkcs11"`
 	// KeysDir is where software keys live when no PKCS#11 module is configured.
@@ -257,6 +262,9 @@ func Load(path string, env Env) (*Config, error) {
 		return nil, err
 	}
 	c.applyDefaults()
+	if err := c.resolveDatabasePassword(); err != nil {
+		return nil, err
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -296,6 +304,8 @@ var envOverrides = []struct {
 	{"CA_PKCS11_MODULE", func(c *Config, v string) { c.PKCS11.Module = v }},
 	{"CA_PKCS11_TOKEN", func(c *Config, v string) { c.PKCS11.Token = v }},
 	{"CA_PKCS11_PIN", func(c *Config, v string) { c.PKCS11.PIN = Secret(v) }},
+	{"CA_PKCS11_PIN_FILE", func(c *Config, v string) { c.PKCS11.PINFile = v }},
+	{"CA_DATABASE_PASSWORD_FILE", func(c *Config, v string) { c.DatabasePasswordFile = v }},
 	{"CA_POLICY_FILE", func(c *Config, v string) { c.PolicyFile = v }},
 	{"CA_API_ADDR", func(c *Config, v string) { c.APIAddr = v }},
 	{"CA_PUBLIC_ADDR", func(c *Config, v string) { c.PublicAddr = v }},
@@ -332,6 +342,43 @@ func (c *Config) resolvePIN() error {
 		return &FieldError{Field: "pkcs11.pin_file", Err: err}
 	}
 	c.PKCS11.PIN = Secret(strings.TrimRight(string(data), "\r\n"))
+	return nil
+}
+
+// resolveDatabasePassword reads database_password_file into database_url's
+// user info. The URL must be a postgres:// URL that names the user and
+// carries no password of its own (two sources of one secret would leave it
+// unclear which one is in use).
+func (c *Config) resolveDatabasePassword() error {
+	const field = "database_password_file"
+	if c.DatabasePasswordFile == "" {
+		return nil
+	}
+	if c.DatabaseDriver() != "postgres" {
+		return fieldErr(field, "goes only with a postgres:// database_url")
+	}
+	u, err := url.Parse(c.DatabaseURL)
+	if err != nil {
+		// url.Parse errors echo the URL, which may carry a password.
+		return fieldErr("database_url", "not a valid postgres:// URL")
+	}
+	if u.User == nil || u.User.Username() == "" {
+		return fieldErr(field, "database_url must name the user (postgres://USER@HOST/DB)")
+	}
+	if _, set := u.User.Password(); set {
+		return fieldErr(field, "database_url already carries a password; give it in one place only")
+	}
+	data, err := os.ReadFile(c.DatabasePasswordFile)
+	if err != nil {
+		// The path is not secret; the content never appears in an error.
+		return &FieldError{Field: field, Err: err}
+	}
+	pw := strings.TrimRight(string(data), "\r\n")
+	if pw == "" {
+		return fieldErr(field, "%s is empty", c.DatabasePasswordFile)
+	}
+	u.User = url.UserPassword(u.User.Username(), pw)
+	c.DatabaseURL = u.String()
 	return nil
 }
 
