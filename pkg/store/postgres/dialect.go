@@ -86,6 +86,10 @@ type pgTx struct {
 // lockKeys are the pg_advisory_xact_lock keys of the shared locks.
 var lockKeys = map[sqlstore.Lock]int64{sqlstore.LockRotation: RotationLockKey}
 
+// RotationLockKey is the pg_advisory_xact_lock key that serialises
+// RecordRotation and AbandonIssuers across replicas (sqlstore.LockRotation).
+const RotationLockKey int64 = 0x7763615f726f7461 // "wca_rota"
+
 func (t pgTx) Lock(ctx context.Context, l sqlstore.Lock) error {
 	key, ok := lockKeys[l]
 	if !ok {
