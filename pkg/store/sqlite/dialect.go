@@ -36,12 +36,20 @@ func newOps(s *Store) *ops {
 	return sqlstore.New(dialect, sqlQuerier{s.r}, sqlWriter{sqlQuerier{s.w}, s})
 }
 
-// rebind turns the shared queries' $N placeholders into SQLite's ?N.
+// rebind turns the shared queries' $N placeholders into SQLite's numbered
+// ?N, which binds the same argument wherever N repeats. A '$' not followed
+// by a digit stays.
 func rebind(q string) string {
 	if !strings.Contains(q, "$") {
 		return q
 	}
-	return strings.ReplaceAll(q, "$", "?")
+	b := []byte(q)
+	for i := 0; i+1 < len(b); i++ {
+		if b[i] == '$' && b[i+1] >= '0' && b[i+1] <= '9' {
+			b[i] = '?'
+		}
+	}
+	return string(b)
 }
 
 // sqlQuerier is a sqlstore.Querier over a pool or a transaction.

@@ -1,0 +1,34 @@
+package sqlstore
+
+import (
+	"testing"
+	"time"
+)
+
+func TestNullTimeReadsEitherEncoding(t *testing.T) {
+	at := time.Date(2026, 12, 5, 13, 0, 0, 123456000, time.FixedZone("x", 3600))
+	tests := []struct {
+		name string
+		src  any
+		want time.Time
+	}{
+		{"NULL is zero", nil, time.Time{}},
+		{"a Postgres timestamptz in UTC", at, at.UTC()},
+		{"SQLite unix microseconds in UTC", at.UnixMicro(), at.UTC()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nt := NullTime{Time: time.Unix(1, 0)} // a stale value is overwritten
+			if err := nt.Scan(tt.src); err != nil {
+				t.Fatal(err)
+			}
+			if !nt.Time.Equal(tt.want) || nt.Time.Location() != time.UTC {
+				t.Errorf("Scan(%v) = %v, want %v in UTC", tt.src, nt.Time, tt.want)
+			}
+		})
+	}
+	var nt NullTime
+	if err := nt.Scan("2026-12-05"); err == nil {
+		t.Error("Scan of a string succeeded, want an error")
+	}
+}
