@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -22,7 +23,7 @@ type ops = sqlstore.Ops
 // dialect is what Postgres spells its own way.
 var dialect = sqlstore.Dialect{
 	Name:                  "postgres",
-	Time:                  ts,
+	Time:                  func(t time.Time) any { return t.UTC().Truncate(time.Microsecond) },
 	MapErr:                mapErr,
 	IsNoRows:              func(err error) bool { return errors.Is(err, pgx.ErrNoRows) },
 	IsForeignKeyViolation: isForeignKeyViolation,

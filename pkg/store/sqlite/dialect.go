@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/workload-ca/workload-ca/pkg/store"
 	"github.com/workload-ca/workload-ca/pkg/store/sqlstore"
@@ -21,7 +22,7 @@ type ops = sqlstore.Ops
 // dialect is what SQLite spells its own way.
 var dialect = sqlstore.Dialect{
 	Name:                  "sqlite",
-	Time:                  us,
+	Time:                  func(t time.Time) any { return t.UnixMicro() },
 	MapErr:                mapErr,
 	IsNoRows:              func(err error) bool { return errors.Is(err, sql.ErrNoRows) },
 	IsForeignKeyViolation: isForeignKeyViolation,

@@ -37,7 +37,7 @@ func (o *Ops) RequestAuthzOverride(ctx context.Context, ov store.AuthzOverride, 
 			INSERT INTO authz_overrides (id, source, service, endpoint, reason, ttl_us, requested_by, requested_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			RETURNING `+overrideColumns,
-			ov.ID, ov.Source, ov.Service, ov.Endpoint, ov.Reason, ov.TTL.Microseconds(), ov.RequestedBy, o.d.Time(ov.RequestedAt)))
+			ov.ID, ov.Source, ov.Service, ov.Endpoint, ov.Reason, ov.TTL.Microseconds(), ov.RequestedBy, o.time(ov.RequestedAt)))
 		if err != nil {
 			return o.errorf("request override %s: %w", ov.ID, o.d.MapErr(err))
 		}
@@ -78,7 +78,7 @@ func (o *Ops) changeOverride(ctx context.Context, what, update, id, by string, a
 	err := o.w.InTx(ctx, func(tx Tx) error {
 		var err error
 		out, err = scanOverride(tx.QueryRow(ctx, update+` RETURNING `+overrideColumns,
-			id, by, o.d.Time(at), o.d.Time(at.Add(-store.MaxAuthzOverrideTTL))))
+			id, by, o.time(at), o.time(at.Add(-store.MaxAuthzOverrideTTL))))
 		if o.d.IsNoRows(err) {
 			return o.errorf("%s override %s: %w", what, id, o.overrideRefusal(ctx, tx, id, by, sameActor))
 		}
@@ -132,7 +132,7 @@ func (o *Ops) ActiveAuthzOverrides(ctx context.Context, service string, now time
 	list, err := queryAll(ctx, o, o.r, scanOverride, `
 		SELECT `+overrideColumns+` FROM authz_overrides
 		WHERE approved_at IS NOT NULL AND ended_at IS NULL AND until > $2 AND ($1 = '' OR service = $1)
-		ORDER BY until, id LIMIT 10000`, service, o.d.Time(now))
+		ORDER BY until, id LIMIT 10000`, service, o.time(now))
 	if err != nil {
 		return nil, o.errorf("active overrides: %w", err)
 	}
@@ -173,7 +173,7 @@ func (o *Ops) AddAuthzReportCounts(ctx context.Context, rows []store.AuthzReport
 				VALUES ($1, $2, $3, $4, $5, $6, $7)
 				ON CONFLICT (service, minute, source, endpoint, decision, reason)
 				DO UPDATE SET count = authz_report_counts.count + excluded.count`,
-				Args: []any{r.Service, o.d.Time(r.Minute.UTC().Truncate(time.Minute)), r.Source, r.Endpoint, r.Decision, r.Reason, r.Count}})
+				Args: []any{r.Service, o.time(r.Minute.UTC().Truncate(time.Minute)), r.Source, r.Endpoint, r.Decision, r.Reason, r.Count}})
 		}
 		if err := tx.Batch(ctx, stmts); err != nil {
 			return o.errorf("add report counts: %w", o.d.MapErr(err))
@@ -208,7 +208,7 @@ func (o *Ops) ListAuthzReportCounts(ctx context.Context, service string, from, t
 	}, `
 		SELECT service, minute, source, endpoint, decision, reason, count FROM authz_report_counts
 		WHERE service = $1 AND minute >= $2 AND minute < $3
-		ORDER BY minute, source, endpoint, decision, reason LIMIT $4`, service, o.d.Time(from), o.d.Time(to), limit)
+		ORDER BY minute, source, endpoint, decision, reason LIMIT $4`, service, o.time(from), o.time(to), limit)
 	if err != nil {
 		return nil, o.errorf("list report counts: %w", err)
 	}

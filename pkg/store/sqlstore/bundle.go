@@ -48,7 +48,7 @@ func (o *Ops) AppendBundleVersion(ctx context.Context, prev int64, v store.Bundl
 		_, err := tx.Exec(ctx, `
 			INSERT INTO bundle_versions (sequence, created_at, content, reason, actor, rolled_back_from, source_digest)
 			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			v.Sequence, o.d.Time(v.CreatedAt), string(v.Content), v.Reason, v.Actor, from, v.SourceDigest)
+			v.Sequence, o.time(v.CreatedAt), string(v.Content), v.Reason, v.Actor, from, v.SourceDigest)
 		if o.d.IsForeignKeyViolation(err) {
 			return o.errorf("bundle version %d rolls back from unknown version %d: %w", v.Sequence, v.RolledBackFrom, store.ErrNotFound)
 		}

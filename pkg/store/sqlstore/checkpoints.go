@@ -42,7 +42,7 @@ func (o *Ops) InsertAuditCheckpoint(ctx context.Context, c store.AuditCheckpoint
 		err := tx.QueryRow(ctx, `
 			INSERT INTO audit_checkpoints (seq, hash, time, kind, key_id, signature)
 			VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
-			c.Seq, hash, o.d.Time(c.Time), string(c.Kind), c.KeyID, c.Signature).Scan(&c.ID)
+			c.Seq, hash, o.d.Time(c.Time), string(c.Kind), c.KeyID, c.Signature).Scan(&c.ID) // NOT NULL: a zero time is stored as such
 		if err != nil {
 			return o.errorf("insert audit checkpoint: %w", o.d.MapErr(err))
 		}

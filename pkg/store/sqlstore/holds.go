@@ -34,7 +34,7 @@ func (o *Ops) PlaceHold(ctx context.Context, h store.Hold, e store.AuditEntry) (
 			INSERT INTO identity_holds (spiffe_id, reason, placed_by, placed_at, until)
 			VALUES ($1, $2, $3, $4, $5)
 			RETURNING `+holdColumns,
-			h.SPIFFEID, h.Reason, h.PlacedBy, o.d.Time(h.PlacedAt), o.d.Time(h.Until)))
+			h.SPIFFEID, h.Reason, h.PlacedBy, o.time(h.PlacedAt), o.time(h.Until)))
 		if err != nil {
 			return o.errorf("place hold on %s: %w", h.SPIFFEID, o.d.MapErr(err))
 		}
@@ -53,7 +53,7 @@ func (o *Ops) ActiveHold(ctx context.Context, spiffeID string, now time.Time) (s
 	h, err := scanHold(o.r.QueryRow(ctx, `
 		SELECT `+holdColumns+` FROM identity_holds
 		WHERE spiffe_id = $1 AND released_at IS NULL AND until > $2
-		ORDER BY until DESC, id DESC LIMIT 1`, spiffeID, o.d.Time(now)))
+		ORDER BY until DESC, id DESC LIMIT 1`, spiffeID, o.time(now)))
 	if o.d.IsNoRows(err) {
 		return store.Hold{}, o.errorf("hold on %s: %w", spiffeID, store.ErrNotFound)
 	}
@@ -72,7 +72,7 @@ func (o *Ops) ActiveHolds(ctx context.Context, now time.Time, limit int) ([]stor
 	list, err := queryAll(ctx, o, o.r, scanHold, `
 		SELECT `+holdColumns+` FROM identity_holds
 		WHERE released_at IS NULL AND until > $1
-		ORDER BY until, id LIMIT $2`, o.d.Time(now), limit)
+		ORDER BY until, id LIMIT $2`, o.time(now), limit)
 	if err != nil {
 		return nil, o.errorf("active holds: %w", err)
 	}
@@ -92,7 +92,7 @@ func (o *Ops) ReleaseHolds(ctx context.Context, spiffeID string, at time.Time, b
 		list, err = queryAll(ctx, o, tx, scanHold, `
 			UPDATE identity_holds SET released_at = $2, released_by = $3
 			WHERE spiffe_id = $1 AND released_at IS NULL AND until > $2
-			RETURNING `+holdColumns, spiffeID, o.d.Time(at), by)
+			RETURNING `+holdColumns, spiffeID, o.time(at), by)
 		if err != nil {
 			return o.errorf("release holds on %s: %w", spiffeID, err)
 		}

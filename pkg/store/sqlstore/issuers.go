@@ -33,7 +33,7 @@ func (o *Ops) insertIssuer(ctx context.Context, q Querier, is store.Issuer, what
 			not_before, not_after, state, created_at, updated_at)
 		VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6, $7, $8, $9, $10, $11)`,
 		is.ID, is.Kind, is.ParentID, is.KeyURI, is.CertDER, is.SubjectKeyID,
-		o.d.Time(is.NotBefore), o.d.Time(is.NotAfter), is.State, o.d.Time(is.CreatedAt), o.d.Time(is.UpdatedAt))
+		o.time(is.NotBefore), o.time(is.NotAfter), is.State, o.time(is.CreatedAt), o.time(is.UpdatedAt))
 	if o.d.IsForeignKeyViolation(err) {
 		return o.errorf("%s %q: parent %q: %w", what, is.ID, is.ParentID, store.ErrNotFound)
 	}
@@ -76,7 +76,7 @@ func (o *Ops) ListIssuers(ctx context.Context) ([]store.Issuer, error) {
 func (o *Ops) SetIssuerState(ctx context.Context, id string, from, to store.IssuerState, at time.Time) error {
 	n, err := o.w.Exec(ctx,
 		`UPDATE issuers SET state = $3, updated_at = $4 WHERE id = $1 AND state = $2`,
-		id, from, to, o.d.Time(at))
+		id, from, to, o.time(at))
 	if err != nil {
 		return o.errorf("set issuer %q state: %w", id, o.d.MapErr(err))
 	}
@@ -93,7 +93,7 @@ func (o *Ops) SetIssuerCertificate(ctx context.Context, id string, der, subjectK
 	n, err := o.w.Exec(ctx, `
 		UPDATE issuers SET cert_der = $2, subject_key_id = $3, not_before = $4, not_after = $5, updated_at = $6
 		WHERE id = $1 AND cert_der IS NULL`,
-		id, der, subjectKeyID, o.d.Time(notBefore), o.d.Time(notAfter), o.d.Time(at))
+		id, der, subjectKeyID, o.time(notBefore), o.time(notAfter), o.time(at))
 	if err != nil {
 		return o.errorf("set issuer %q certificate: %w", id, o.d.MapErr(err))
 	}

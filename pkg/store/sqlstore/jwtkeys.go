@@ -34,8 +34,8 @@ func (o *Ops) InsertJWTKey(ctx context.Context, k store.JWTKey, e store.AuditEnt
 		_, err := tx.Exec(ctx, `
 			INSERT INTO jwt_keys (kid, key_uri, alg, state, public_jwk, created_at, activated_at, retiring_at, retired_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-			k.KeyID, k.KeyURI, k.Alg, k.State, string(k.PublicJWK), o.d.Time(k.CreatedAt),
-			o.d.Time(k.ActivatedAt), o.d.Time(k.RetiringAt), o.d.Time(k.RetiredAt))
+			k.KeyID, k.KeyURI, k.Alg, k.State, string(k.PublicJWK), o.time(k.CreatedAt),
+			o.time(k.ActivatedAt), o.time(k.RetiringAt), o.time(k.RetiredAt))
 		if err != nil {
 			return o.errorf("insert JWT key %q: %w", k.KeyID, o.d.MapErr(err))
 		}
@@ -93,13 +93,13 @@ func (o *Ops) ActivateJWTKey(ctx context.Context, kid string, at time.Time, prev
 		}
 		var retiredAt any
 		if previous == store.JWTKeyRetired {
-			retiredAt = o.d.Time(at)
+			retiredAt = o.time(at)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE jwt_keys SET state = $1, retiring_at = $2, retired_at = $3 WHERE state = 'active'`,
-			previous, o.d.Time(at), retiredAt); err != nil {
+			previous, o.time(at), retiredAt); err != nil {
 			return o.errorf("demote the active JWT key: %w", o.d.MapErr(err))
 		}
-		n, err := tx.Exec(ctx, `UPDATE jwt_keys SET state = 'active', activated_at = $2 WHERE kid = $1 AND state = 'prepared'`, kid, o.d.Time(at))
+		n, err := tx.Exec(ctx, `UPDATE jwt_keys SET state = 'active', activated_at = $2 WHERE kid = $1 AND state = 'prepared'`, kid, o.time(at))
 		if err != nil {
 			return o.errorf("activate JWT key %q: %w", kid, o.d.MapErr(err))
 		}
@@ -119,7 +119,7 @@ func (o *Ops) ActivateJWTKey(ctx context.Context, kid string, at time.Time, prev
 func (o *Ops) RetireJWTKey(ctx context.Context, kid string, at time.Time, e store.AuditEntry) (store.AuditEntry, error) {
 	var out store.AuditEntry
 	err := o.w.InTx(ctx, func(tx Tx) error {
-		n, err := tx.Exec(ctx, `UPDATE jwt_keys SET state = 'retired', retired_at = $2 WHERE kid = $1 AND state = 'retiring'`, kid, o.d.Time(at))
+		n, err := tx.Exec(ctx, `UPDATE jwt_keys SET state = 'retired', retired_at = $2 WHERE kid = $1 AND state = 'retiring'`, kid, o.time(at))
 		if err != nil {
 			return o.errorf("retire JWT key %q: %w", kid, o.d.MapErr(err))
 		}

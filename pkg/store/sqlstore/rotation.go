@@ -72,7 +72,7 @@ func (o *Ops) AbandonIssuers(ctx context.Context, ids []string, at time.Time, e 
 				return o.errorf("abandon issuer %q: it is %s, not prepared: %w", id, state, store.ErrConflict)
 			}
 			if _, err := tx.Exec(ctx, `UPDATE issuers SET state = 'retired', updated_at = $2 WHERE id = $1 AND state = 'prepared'`,
-				id, o.d.Time(at)); err != nil {
+				id, o.time(at)); err != nil {
 				return o.errorf("abandon issuer %q: %w", id, o.d.MapErr(err))
 			}
 		}

@@ -24,7 +24,7 @@ func (o *Ops) CreateSession(ctx context.Context, ds store.DashboardSession) erro
 	_, err := o.w.Exec(ctx, `
 		INSERT INTO dashboard_sessions (id_hash, actor, token_issuer, claims, dev, created_at, expires_at, idle_expires_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		ds.IDHash, ds.Actor, ds.TokenIssuer, claims, ds.Dev, o.d.Time(ds.CreatedAt), o.d.Time(ds.ExpiresAt), o.d.Time(idle))
+		ds.IDHash, ds.Actor, ds.TokenIssuer, claims, ds.Dev, o.time(ds.CreatedAt), o.time(ds.ExpiresAt), o.time(idle))
 	if err != nil {
 		return o.errorf("create dashboard session: %w", o.d.MapErr(err))
 	}
@@ -40,7 +40,7 @@ func (o *Ops) GetSession(ctx context.Context, idHash string, now time.Time) (sto
 		SELECT id_hash, actor, token_issuer, claims, dev, created_at, expires_at, idle_expires_at
 		FROM dashboard_sessions
 		WHERE id_hash = $1 AND expires_at > $2 AND idle_expires_at > $2`,
-		idHash, o.d.Time(now)).Scan(&ds.IDHash, &ds.Actor, &ds.TokenIssuer, &claims, &ds.Dev, &created, &expires, &idle)
+		idHash, o.time(now)).Scan(&ds.IDHash, &ds.Actor, &ds.TokenIssuer, &claims, &ds.Dev, &created, &expires, &idle)
 	if o.d.IsNoRows(err) {
 		return store.DashboardSession{}, o.errorf("dashboard session: %w", store.ErrNotFound)
 	}
@@ -63,7 +63,7 @@ func (o *Ops) TouchSession(ctx context.Context, idHash string, now, idleUntil ti
 		UPDATE dashboard_sessions
 		SET idle_expires_at = `+o.d.Greatest+`(idle_expires_at, `+o.d.Least+`($3, expires_at))
 		WHERE id_hash = $1 AND expires_at > $2 AND idle_expires_at > $2`,
-		idHash, o.d.Time(now), o.d.Time(idleUntil))
+		idHash, o.time(now), o.time(idleUntil))
 	if err != nil {
 		return o.errorf("touch dashboard session: %w", o.d.MapErr(err))
 	}
@@ -88,7 +88,7 @@ func (o *Ops) DeleteSession(ctx context.Context, idHash string) error {
 // PruneSessions deletes expired sessions (index dashboard_sessions_idle_idx:
 // idle_expires_at is never after expires_at, so it alone says expired).
 func (o *Ops) PruneSessions(ctx context.Context, now time.Time) (int64, error) {
-	n, err := o.w.Exec(ctx, `DELETE FROM dashboard_sessions WHERE idle_expires_at <= $1`, o.d.Time(now))
+	n, err := o.w.Exec(ctx, `DELETE FROM dashboard_sessions WHERE idle_expires_at <= $1`, o.time(now))
 	if err != nil {
 		return 0, o.errorf("prune dashboard sessions: %w", o.d.MapErr(err))
 	}

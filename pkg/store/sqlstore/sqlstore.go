@@ -16,9 +16,10 @@ import (
 type Dialect struct {
 	// Name prefixes every error message: "postgres", "sqlite".
 	Name string
-	// Time encodes t as a query argument, NULL when t is zero (Postgres:
-	// timestamptz truncated to microseconds; SQLite: unix microseconds).
-	// Columns read back through NullTime, which takes either encoding.
+	// Time encodes t as a query argument (Postgres: a timestamptz in UTC
+	// truncated to microseconds; SQLite: unix microseconds). Ops.time maps
+	// a zero t to NULL first. Columns read back through NullTime, which
+	// takes either encoding.
 	Time func(t time.Time) any
 	// MapErr wraps a driver error so that store.ErrConflict and
 	// store.ErrUnavailable are recognisable; nil stays nil.
@@ -110,6 +111,14 @@ func New(d Dialect, r Querier, w Writer) *Ops {
 	return &Ops{d: d, r: r, w: w}
 }
 
+// time encodes t for a nullable column: NULL when t is zero.
+func (o *Ops) time(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return o.d.Time(t)
+}
+
 // errorf formats an error prefixed with the dialect's name.
 func (o *Ops) errorf(format string, args ...any) error {
 	return fmt.Errorf("%s: %w", o.d.Name, fmt.Errorf(format, args...))
@@ -134,9 +143,10 @@ func (t *NullTime) Scan(src any) error {
 	return nil
 }
 
-// collect reads every row of rows with scan and closes rows. It returns nil
-// for no rows, and the first error unwrapped.
-func collect[T any](rows Rows, scan func(Row) (T, error)) ([]T, error) {
+// Collect reads every row of rows with scan and closes rows, as
+// pgx.CollectRows does. It returns nil for no rows, and the first error of
+// scan or of the iteration unwrapped: mapping it is the caller's.
+func Collect[T any](rows Rows, scan func(Row) (T, error)) ([]T, error) {
 	defer rows.Close()
 	var list []T
 	for rows.Next() {
@@ -158,7 +168,7 @@ func queryAll[T any](ctx context.Context, o *Ops, q Querier, scan func(Row) (T, 
 	if err != nil {
 		return nil, o.d.MapErr(err)
 	}
-	list, err := collect(rows, scan)
+	list, err := Collect(rows, scan)
 	if err != nil {
 		return nil, o.d.MapErr(err)
 	}

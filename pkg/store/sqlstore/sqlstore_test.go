@@ -32,3 +32,14 @@ func TestNullTimeReadsEitherEncoding(t *testing.T) {
 		t.Error("Scan of a string succeeded, want an error")
 	}
 }
+
+func TestZeroTimeIsNULL(t *testing.T) {
+	o := New(Dialect{Time: func(t time.Time) any { return t.UnixMicro() }}, nil, nil)
+	if v := o.time(time.Time{}); v != nil {
+		t.Errorf("time(zero) = %v, want NULL", v)
+	}
+	at := time.UnixMicro(1_700_000_000_000_001)
+	if v := o.time(at); v != at.UnixMicro() {
+		t.Errorf("time(%v) = %v, want the dialect's %d", at, v, at.UnixMicro())
+	}
+}
