@@ -125,6 +125,13 @@ var rules = []rule{
 		tests: false,
 	},
 	{
+		why:  "the shared store operations name no driver: each dialect adapts its own (pkg/store/sqlstore)",
+		from: inModule("pkg/store/sqlstore"),
+		to: anyOf(exactly("database/sql", "github.com/jackc/pgx", "modernc.org/sqlite"),
+			inModule("pkg/store/postgres"), inModule("pkg/store/sqlite")),
+		tests: true,
+	},
+	{
 		why:   "dependencies point one way: nothing below cmd imports a command",
 		from:  func(p string) bool { return !under(p, module+"/cmd") },
 		to:    inModule("cmd"),
@@ -181,6 +188,9 @@ func TestTheRulesCatchViolations(t *testing.T) {
 		{"the server importing the issuer is allowed", module + "/pkg/server", module + "/pkg/issuer", false},
 		{"a package importing cmd/ca is caught", module + "/pkg/server", module + "/cmd/ca", true},
 		{"net/http/httptest counts as net/http", module + "/pkg/hsm", "net/http/httptest", true},
+		{"the shared store operations importing pgx are caught", module + "/pkg/store/sqlstore", "github.com/jackc/pgx/v5", true},
+		{"the shared store operations importing database/sql are caught", module + "/pkg/store/sqlstore", "database/sql", true},
+		{"the Postgres store importing the shared operations is allowed", module + "/pkg/store/postgres", module + "/pkg/store/sqlstore", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -21,6 +21,7 @@ const defaultConnectTimeout = 5 * time.Second
 
 // Store is a store.Store on Postgres. Build it with Open.
 type Store struct {
+	*ops // the operations shared with SQLite (dialect.go)
 	pool *pgxpool.Pool
 	held sync.Map        // leadership release funcs still held (TryLeadership)
 	gc   *groupCommitter // batches RecordIssuance (groupcommit.go)
@@ -55,6 +56,7 @@ func open(ctx context.Context, dsn string, readOnly bool) (*Store, error) {
 		return nil, fmt.Errorf("postgres: open pool: %w", mapErr(err))
 	}
 	s := &Store{pool: pool}
+	s.ops = newOps(s)
 	if err := s.checkSchema(ctx); err != nil {
 		pool.Close()
 		return nil, err

@@ -26,6 +26,8 @@ const readConns = 4
 
 // Store is a store.Store on one SQLite file. Build it with Open.
 type Store struct {
+	*ops // the operations shared with Postgres (dialect.go)
+
 	w *sql.DB // the one write connection; its transactions are BEGIN IMMEDIATE
 	r *sql.DB // read-only connections
 
@@ -83,6 +85,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	r.SetMaxOpenConns(readConns)
 	r.SetMaxIdleConns(readConns)
 	s := &Store{w: w, r: r}
+	s.ops = newOps(s)
 	// The write connection first: it switches the file to WAL.
 	if err := w.PingContext(ctx); err != nil {
 		_ = s.Close()
@@ -119,6 +122,7 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 	db.SetMaxOpenConns(readConns)
 	db.SetMaxIdleConns(readConns)
 	s := &Store{w: db, r: db}
+	s.ops = newOps(s)
 	if err := s.checkSchema(ctx); err != nil {
 		_ = db.Close()
 		return nil, err

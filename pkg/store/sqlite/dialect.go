@@ -1,0 +1,115 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/workload-ca/workload-ca/pkg/store"
+	"github.com/workload-ca/workload-ca/pkg/store/sqlstore"
+)
+
+// The operations shared with the Postgres store (issuers, rotation, JWT keys,
+// bundle versions, holds, sessions, authorization overrides, audit
+// checkpoints) are written once in pkg/store/sqlstore; Store embeds them
+// (ops) over the adapters below: reads on the read-only pool, writes on the
+// one write connection.
+
+type ops = sqlstore.Ops
+
+// dialect is what SQLite spells its own way.
+var dialect = sqlstore.Dialect{
+	Name:                  "sqlite",
+	Time:                  func(t time.Time) any { return t.UnixMicro() },
+	MapErr:                mapErr,
+	IsNoRows:              func(err error) bool { return errors.Is(err, sql.ErrNoRows) },
+	IsForeignKeyViolation: isForeignKeyViolation,
+	ForUpdate:             "", // the one writer (BEGIN IMMEDIATE) serialises
+	Least:                 "min",
+	Greatest:              "max",
+	AddMicros:             func(t, micros string) string { return t + " + " + micros },
+}
+
+// newOps builds s's shared operations.
+func newOps(s *Store) *ops {
+	return sqlstore.New(dialect, sqlQuerier{s.r}, sqlWriter{sqlQuerier{s.w}, s})
+}
+
+// rebind turns the shared queries' $N placeholders into SQLite's numbered
+// ?N, which binds the same argument wherever N repeats. A '$' not followed
+// by a digit stays.
+func rebind(q string) string {
+	if !strings.Contains(q, "$") {
+		return q
+	}
+	b := []byte(q)
+	for i := 0; i+1 < len(b); i++ {
+		if b[i] == '$' && b[i+1] >= '0' && b[i+1] <= '9' {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
+
+// sqlQuerier is a sqlstore.Querier over a pool or a transaction.
+type sqlQuerier struct{ q querier }
+
+func (s sqlQuerier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
+	res, err := s.q.ExecContext(ctx, rebind(query), args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+func (s sqlQuerier) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
+	return s.q.QueryRowContext(ctx, rebind(query), args...)
+}
+
+func (s sqlQuerier) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
+	rows, err := s.q.QueryContext(ctx, rebind(query), args...)
+	if err != nil {
+		return nil, err
+	}
+	return sqlRows{rows}, nil
+}
+
+// sqlRows is a sqlstore.Rows: Close drops the error, which Err reports.
+type sqlRows struct{ *sql.Rows }
+
+func (r sqlRows) Close() { _ = r.Rows.Close() }
+
+// sqlWriter runs transactions with Store.inTx on the write connection.
+type sqlWriter struct {
+	sqlQuerier
+	s *Store
+}
+
+func (w sqlWriter) InTx(ctx context.Context, fn func(sqlstore.Tx) error) error {
+	return w.s.inTx(ctx, func(tx *sql.Tx) error { return fn(sqlTx{sqlQuerier{tx}, tx}) })
+}
+
+// sqlTx is a sqlstore.Tx.
+type sqlTx struct {
+	sqlQuerier
+	tx *sql.Tx
+}
+
+// Lock takes nothing: the transaction is BEGIN IMMEDIATE, which already
+// serialises it with every other writer.
+func (sqlTx) Lock(context.Context, sqlstore.Lock) error { return nil }
+
+func (t sqlTx) Batch(ctx context.Context, stmts []sqlstore.Stmt) error {
+	for _, st := range stmts {
+		if _, err := t.Exec(ctx, st.Query, st.Args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t sqlTx) AppendAudit(ctx context.Context, e store.AuditEntry) (store.AuditEntry, error) {
+	return appendAudit(ctx, t.tx, e)
+}

@@ -1,0 +1,176 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/workload-ca/workload-ca/pkg/store"
+)
+
+// Queries are written once, with Postgres placeholders ($1, $2, ... a number
+// may repeat); a dialect whose driver spells them otherwise rewrites them in
+// its Querier. No query here has a '$' in a string literal.
+
+// Dialect is what differs between the engines for the operations here.
+type Dialect struct {
+	// Name prefixes every error message: "postgres", "sqlite".
+	Name string
+	// Time encodes t as a query argument (Postgres: a timestamptz in UTC
+	// truncated to microseconds; SQLite: unix microseconds). Ops.time maps
+	// a zero t to NULL first. Columns read back through NullTime, which
+	// takes either encoding.
+	Time func(t time.Time) any
+	// MapErr wraps a driver error so that store.ErrConflict and
+	// store.ErrUnavailable are recognisable; nil stays nil.
+	MapErr func(error) error
+	// IsNoRows tells a single-row query that found no row.
+	IsNoRows func(error) bool
+	// IsForeignKeyViolation tells a reference to a missing row.
+	IsForeignKeyViolation func(error) bool
+	// ForUpdate follows a SELECT of a row the transaction then changes:
+	// " FOR UPDATE" on Postgres; "" on SQLite, whose single writer
+	// (BEGIN IMMEDIATE) already serialises the transaction.
+	ForUpdate string
+	// Least and Greatest name the two-argument scalar minimum and maximum
+	// ("LEAST"/"GREATEST" on Postgres, "min"/"max" on SQLite).
+	Least, Greatest string
+	// AddMicros is the SQL for a time parameter plus a column of
+	// microseconds.
+	AddMicros func(timeParam, micros string) string
+}
+
+// Row is one result row: pgx.Row, *sql.Row.
+type Row interface {
+	Scan(dest ...any) error
+}
+
+// Rows is a result set; Close may be called more than once.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// Querier runs statements: a connection pool or a transaction. Errors are the
+// driver's, unmapped.
+type Querier interface {
+	// Exec runs a statement and returns how many rows it changed.
+	Exec(ctx context.Context, query string, args ...any) (int64, error)
+	QueryRow(ctx context.Context, query string, args ...any) Row
+	Query(ctx context.Context, query string, args ...any) (Rows, error)
+}
+
+// Writer is where writes go (SQLite: its one write connection).
+type Writer interface {
+	Querier
+	// InTx runs fn in a transaction and commits it if fn returns nil. fn
+	// returns mapped errors; the dialect maps begin and commit errors.
+	InTx(ctx context.Context, fn func(tx Tx) error) error
+}
+
+// Lock names a lock a transaction takes for the operations of one kind
+// across replicas.
+type Lock int
+
+// LockRotation serialises RecordRotation and AbandonIssuers.
+const LockRotation Lock = 1
+
+// Stmt is one statement of a Batch.
+type Stmt struct {
+	Query string
+	Args  []any
+}
+
+// Tx is a write transaction.
+type Tx interface {
+	Querier
+	// Lock takes l until the transaction ends (Postgres: an advisory lock;
+	// SQLite: nothing, BEGIN IMMEDIATE already serialises writers). The
+	// error is the driver's, unmapped.
+	Lock(ctx context.Context, l Lock) error
+	// Batch runs stmts in order (Postgres pipelines them); the first
+	// error, unmapped.
+	Batch(ctx context.Context, stmts []Stmt) error
+	// AppendAudit appends e to the audit hash chain inside the
+	// transaction; its errors are mapped.
+	AppendAudit(ctx context.Context, e store.AuditEntry) (store.AuditEntry, error)
+}
+
+// Ops implements the store operations written once here. A store embeds it.
+type Ops struct {
+	d Dialect
+	r Querier // reads outside a transaction
+	w Writer  // writes
+}
+
+// New returns the operations over d, reading through r and writing through w
+// (Postgres passes its pool as both).
+func New(d Dialect, r Querier, w Writer) *Ops {
+	return &Ops{d: d, r: r, w: w}
+}
+
+// time encodes t for a nullable column: NULL when t is zero.
+func (o *Ops) time(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return o.d.Time(t)
+}
+
+// errorf formats an error prefixed with the dialect's name.
+func (o *Ops) errorf(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", o.d.Name, fmt.Errorf(format, args...))
+}
+
+// NullTime scans a nullable time column in either encoding (a time.Time from
+// Postgres, unix microseconds from SQLite): UTC, zero if NULL.
+type NullTime struct{ Time time.Time }
+
+// Scan implements sql.Scanner, which pgx honours as well.
+func (t *NullTime) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		t.Time = time.Time{}
+	case time.Time:
+		t.Time = v.UTC()
+	case int64:
+		t.Time = time.UnixMicro(v).UTC()
+	default:
+		return fmt.Errorf("sqlstore: cannot scan %T into a time", src)
+	}
+	return nil
+}
+
+// Collect reads every row of rows with scan and closes rows, as
+// pgx.CollectRows does. It returns nil for no rows, and the first error of
+// scan or of the iteration unwrapped: mapping it is the caller's.
+func Collect[T any](rows Rows, scan func(Row) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var list []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return list, nil
+}
+
+// queryAll runs a query on q and collects its rows with scan; errors mapped.
+func queryAll[T any](ctx context.Context, o *Ops, q Querier, scan func(Row) (T, error), sql string, args ...any) ([]T, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, o.d.MapErr(err)
+	}
+	list, err := Collect(rows, scan)
+	if err != nil {
+		return nil, o.d.MapErr(err)
+	}
+	return list, nil
+}
