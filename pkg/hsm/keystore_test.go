@@ -36,6 +36,9 @@ type backend struct {
 	// keyTypes are the key types the store supports (all of allKeyTypes
 	// when nil); tests that need one key use the first, "another" the last.
 	keyTypes []hsm.KeyType
+	// serial: subtests do not run in parallel (tpm2-pkcs11 fails
+	// concurrent logins of several stores in one process).
+	serial bool
 }
 
 func (b backend) types() []hsm.KeyType {
@@ -131,8 +134,14 @@ func testKeyStore(t *testing.T, b backend) {
 		return s, reopen
 	}
 
+	par := func(t *testing.T) {
+		if !b.serial {
+			t.Parallel()
+		}
+	}
+
 	t.Run("every key type signs and the signature verifies with crypto/ecdsa or crypto/rsa", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
 		for _, kt := range b.types() {
 			key, err := s.Generate(ctx, "sign-"+string(kt), kt)
@@ -149,7 +158,7 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("a key is found again by its URI after a restart", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, reopen := open(t)
 		label := tokenLabel(s)
 		key, err := s.Generate(ctx, "survivor", b.other())
@@ -178,7 +187,7 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("generating a taken name fails with ErrKeyExists", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
 		if _, err := s.Generate(ctx, "twice", b.kt()); err != nil {
 			t.Fatalf("Generate: %v", err)
@@ -191,7 +200,7 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("concurrent Generate of one name creates it exactly once", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
 		var wg sync.WaitGroup
 		errs := make(chan error, 8)
@@ -218,7 +227,7 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("an unknown key is ErrKeyNotFound", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
 		if _, err := s.Find(ctx, b.uriFor(s, "nobody")); !errors.Is(err, hsm.ErrKeyNotFound) {
 			t.Errorf("Find: err = %v, want ErrKeyNotFound", err)
@@ -226,7 +235,7 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("garbage and foreign URIs are ErrBadURI", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
 		uris := append([]string{
 			"", "garbage", "pkcs11:", "softkey:", "softkey:../../etc/passwd", "softkey:a/b",
@@ -242,7 +251,7 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("names outside [A-Za-z0-9._-] and path tricks are ErrBadName", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
 		for _, name := range []string{"", ".", "..", "../x", "a/b", ".hidden", "-dash", "a b", "ü", strings.Repeat("a", 129)} {
 			if _, err := s.Generate(ctx, name, b.kt()); !errors.Is(err, hsm.ErrBadName) {
@@ -252,7 +261,7 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("an unsupported key type is ErrBadKeyType", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
 		if _, err := s.Generate(ctx, "dsa", hsm.KeyType("dsa-1024")); !errors.Is(err, hsm.ErrBadKeyType) {
 			t.Errorf("Generate: err = %v, want ErrBadKeyType", err)
@@ -260,7 +269,7 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("many goroutines sign with one signer at once", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
 		key, err := s.Generate(ctx, "busy", b.kt())
 		if err != nil {
@@ -289,7 +298,7 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("a digest of the wrong length is refused", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
 		key, err := s.Generate(ctx, "strict", b.kt())
 		if err != nil {
@@ -301,7 +310,7 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("Ping succeeds on a healthy store, before and after keys exist", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
 		if err := s.Ping(ctx); err != nil {
 			t.Fatalf("Ping: %v", err)
@@ -315,7 +324,7 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("after Close signers and the store fail with ErrClosed", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
 		key, err := s.Generate(ctx, "closing", b.kt())
 		if err != nil {

@@ -158,14 +158,17 @@ func (s *PKCS11Store) Generate(ctx context.Context, name string, kt KeyType) (Ke
 // persistent, labelled and identified; the private half private, sensitive,
 // non-extractable and sign-only (no decrypt, unwrap or derive).
 //
-// Only the private half's capabilities are constrained. The public half's
-// verify/encrypt/wrap are left to crypto11's and the token's defaults:
-// tpm2-pkcs11 derives both halves' attributes from one TPM object and
-// refuses a template that sets CKA_VERIFY on and CKA_ENCRYPT off on the
-// public key ("User specified and TPM specified attr mismatch"), and a
-// public key's capabilities protect nothing. checkGenerated reads the
-// private half back: a token that ignored part of this template is caught
-// there, not trusted.
+// The public half gets CKA_VERIFY false and nothing else about its use:
+// the CA verifies its own signatures in Go, never on the token, and a
+// public key's capabilities protect nothing. Anything more is not accepted
+// everywhere: tpm2-pkcs11 (1.9) derives both halves' attributes from one TPM
+// object, reports a sign-only key's public half as CKA_VERIFY false and
+// CKA_ENCRYPT true, and refuses any template that says otherwise ("User
+// specified and TPM specified attr mismatch", CKR_GENERAL_ERROR); crypto11
+// adds CKA_VERIFY true (and CKA_ENCRYPT true for RSA) unless the template
+// sets them, so CKA_VERIFY is set false and CKA_ENCRYPT left to crypto11.
+// checkGenerated reads the private half back: a token that ignored part of
+// this template is caught there, not trusted.
 func keyTemplates(id []byte, label string) (pub, priv crypto11.AttributeSet, err error) {
 	pub, err = crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
 	if err != nil {
@@ -179,6 +182,7 @@ func keyTemplates(id []byte, label string) (pub, priv crypto11.AttributeSet, err
 	}
 	set(pub, crypto11.CkaToken, true)
 	set(pub, crypto11.CkaPrivate, false)
+	set(pub, crypto11.CkaVerify, false)
 	for _, r := range privateKeyRules {
 		if r.inTemplate {
 			set(priv, r.t, r.want)
