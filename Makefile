@@ -12,7 +12,7 @@ STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) 
 # key stores and issuance); override with `make test TESTFLAGS=...`.
 TESTFLAGS   ?= -race -count=1 -timeout 20m
 
-.PHONY: all build run test test-short bench drills lint fmt vet staticcheck fuzz clean
+.PHONY: all build run test test-short bench drills hsm-test lint fmt vet staticcheck fuzz clean
 
 all: lint test build
 
@@ -54,6 +54,12 @@ bench: build
 # fails the drills instead of skipping them.
 drills:
 	$(GO) test -count=1 -timeout 12m -v ./internal/drills/...
+
+# The HSM conformance suite on SoftHSM, tpm2-pkcs11 (swtpm + tpm2-abrmd) and
+# opencryptoki's software token, installed from Debian's packages and set up
+# by .ci/hsm (needs root: apt-get, opencryptoki's pkcsslotd).
+hsm-test:
+	.ci/hsm
 
 lint: fmt vet staticcheck
 
