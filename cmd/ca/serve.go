@@ -92,7 +92,8 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	// token without elliptic curves (opencryptoki's soft token) gets RSA
 	// responders, not P-256 keys it cannot make.
 	rcfg := revoke.Config{Responder: issuer.ResponderConfig{KeyType: hsm.KeyType(cfg.OCSPKeyType())}}
-	rdeps := revoke.Deps{Store: b.store, Keys: b.keys, Clock: clock.Real{}, Log: log, Metrics: reg}
+	rdeps := revoke.Deps{Store: b.store, Keys: b.keys, Clock: clock.Real{}, Log: log, Metrics: reg,
+		KeyHealth: &hsm.KeyHealth{Clock: clock.Real{}}}
 	pub, err := revoke.NewPublisher(rdeps, rcfg)
 	if err != nil {
 		return err
