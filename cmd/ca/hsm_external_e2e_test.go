@@ -22,6 +22,7 @@ import (
 	gojwtsvid "github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"golang.org/x/crypto/ocsp"
 
+	"github.com/workload-ca/workload-ca/internal/testkit"
 	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/server"
 )
@@ -50,6 +51,28 @@ func TestEnrollOCSPAndJWTOnExternalToken(t *testing.T) {
 	t.Logf("ca hsm check:\n%s", out)
 	if code != 0 || !regexp.MustCompile(`(?m)^`+kt+` +ok: .*signed\+verified`).MatchString(out) {
 		t.Fatalf("ca hsm check: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	// A key type the token lacks (HSM_TEST_UNSUPPORTED_CA_KEY_TYPE: EC on
+	// opencryptoki's soft token) fails `ca hsm check` and start-up with
+	// one line naming the missing mechanism, before any key is made.
+	if bad := os.Getenv("HSM_TEST_UNSUPPORTED_CA_KEY_TYPE"); bad != "" {
+		badVars := map[string]string{}
+		for k, v := range vars {
+			badVars[k] = v
+		}
+		badVars["CA_ISSUER_KEY_TYPE"] = bad
+		out, _, code := runCA(t, badVars, "hsm", "check")
+		if code != 1 || !regexp.MustCompile(`(?m)^`+bad+` +FAIL: .*CKM_`).MatchString(out) {
+			t.Errorf("ca hsm check with %s: exit %d, want 1 and a FAIL line naming the mechanism:\n%s", bad, code, out)
+		}
+		badVars["CA_DATABASE_URL"] = testkit.PostgresURL(t)
+		out, errOut, code := runCA(t, badVars, "init")
+		lines := strings.Split(strings.TrimSpace(errOut), "\n")
+		last := lines[len(lines)-1]
+		if code == 0 || !strings.Contains(last, "CKM_") || !strings.Contains(last, "ca hsm check") {
+			t.Errorf("ca init with %s: exit %d, last stderr line %q, want a failure naming the mechanism\n%s", bad, code, last, out)
+		}
 	}
 
 	e := startEnrollE2EOn(t, tok, map[string]string{"CA_ISSUER_KEY_TYPE": kt})

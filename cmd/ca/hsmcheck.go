@@ -98,10 +98,10 @@ func cmdHSMCheck(ctx context.Context, args []string, getenv env, stdout, stderr 
 	for _, m := range hsm.ReportedMechanisms {
 		mi, ok := mechs[m]
 		if !ok {
-			fmt.Fprintf(tw, "  %s\tabsent\t\t\n", hsm.MechanismName(m))
+			fmt.Fprintf(tw, "  %s\tabsent\n", hsm.MechanismName(m))
 			continue
 		}
-		fmt.Fprintf(tw, "  %s\tkey sizes %d-%d\t%s\t\n", hsm.MechanismName(m), mi.MinKeySize, mi.MaxKeySize, mechFlags(mi.Flags))
+		fmt.Fprintf(tw, "  %s\tkey sizes %d-%d\t%s\n", hsm.MechanismName(m), mi.MinKeySize, mi.MaxKeySize, mechFlags(mi.Flags))
 	}
 	_ = tw.Flush()
 
