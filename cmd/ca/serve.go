@@ -196,7 +196,7 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	authzD, authzSigner, err := authzDeps(authzRel, b, leaves, cfg.TrustDomain, log)
+	authzD, authzSigner, err := authzDeps(authzRel, b, leaves, cfg.TrustDomain, hsm.KeyType(cfg.Issuer.KeyType), log)
 	if err != nil {
 		return err
 	}
