@@ -99,10 +99,12 @@ func OpenPKCS11(cfg PKCS11Config, log *slog.Logger, opts ...Option) (*PKCS11Stor
 
 // Generate creates a key pair on the token, labelled name with a fresh random
 // CKA_ID. The private half is CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE and not
-// CKA_EXTRACTABLE, and may only sign (no decrypt, no derive). It returns the key under
-// pkcs11:token=<label>;object=<name>, or ErrKeyExists if a key pair with that
-// label is on the token. If ctx ends while the token is generating, the key
-// may still appear on the token.
+// CKA_EXTRACTABLE, and may only sign (no decrypt, unwrap or derive); its
+// attributes are read back and a weaker key is destroyed (*WeakKeyError). It
+// returns the key under pkcs11:token=<label>;object=<name>, ErrKeyExists if a
+// key pair with that label is on the token, or ErrUnsupported if the token
+// refuses the key type or template. If ctx ends while the token is
+// generating, the key may still appear on the token.
 func (s *PKCS11Store) Generate(ctx context.Context, name string, kt KeyType) (Key, error) {
 	if err := validateName(name); err != nil {
 		return Key{}, err
