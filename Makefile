@@ -12,7 +12,7 @@ STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) 
 # key stores and issuance); override with `make test TESTFLAGS=...`.
 TESTFLAGS   ?= -race -count=1 -timeout 20m
 
-.PHONY: all build run test test-short bench drills compose-test compose-clean lint fmt vet staticcheck fuzz clean
+.PHONY: all build run test test-short bench drills compose-test compose-clean hsm-test lint fmt vet staticcheck fuzz clean
 
 all: lint test build
 
@@ -69,6 +69,12 @@ compose-clean:
 		imgs=$$($$e images --format '{{.Repository}}:{{.Tag}}' | grep '^localhost/workload-ca-compose/' || true); \
 		[ -z "$$imgs" ] || $$e rmi $$imgs; \
 	done; true
+
+# The HSM conformance suite on SoftHSM, tpm2-pkcs11 (swtpm + tpm2-abrmd) and
+# opencryptoki's software token, installed from Debian's packages and set up
+# by .ci/hsm (needs root: apt-get, opencryptoki's pkcsslotd).
+hsm-test:
+	.ci/hsm
 
 lint: fmt vet staticcheck
 

@@ -12,6 +12,7 @@ import (
 	"github.com/workload-ca/workload-ca/internal/clock"
 	"github.com/workload-ca/workload-ca/pkg/authz"
 	"github.com/workload-ca/workload-ca/pkg/config"
+	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/server"
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
@@ -126,12 +127,12 @@ func (r *authzReloader) run(ctx context.Context, hup <-chan os.Signal) {
 
 // authzDeps builds the routes' authorization collaborators (zero when no
 // policy is configured). The signer's keys are deleted at shutdown.
-func authzDeps(r *authzReloader, b *backends, leaves server.LeafIssuer, td string, log *slog.Logger) (server.AuthzDeps, *server.AuthzSigner, error) {
+func authzDeps(r *authzReloader, b *backends, leaves server.LeafIssuer, td string, keyType hsm.KeyType, log *slog.Logger) (server.AuthzDeps, *server.AuthzSigner, error) {
 	if r == nil {
 		return server.AuthzDeps{}, nil, nil
 	}
 	signer, err := server.NewAuthzSigner(server.AuthzSignerConfig{
-		Keys: b.keys, Issuer: leaves, TrustDomain: td, Clock: clock.Real{}, Log: log,
+		Keys: b.keys, Issuer: leaves, TrustDomain: td, Clock: clock.Real{}, Log: log, KeyType: keyType,
 	})
 	if err != nil {
 		return server.AuthzDeps{}, nil, err

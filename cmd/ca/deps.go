@@ -76,6 +76,19 @@ func openKeys(cfg *config.Config, log *slog.Logger) (hsm.KeyStore, error) {
 		if err != nil {
 			return nil, fmt.Errorf("opening PKCS#11 token %q: %w", cfg.PKCS11.Token, err)
 		}
+		// Every key type the CA will generate must have its mechanisms on
+		// the token: a missing one fails start-up with one line naming it,
+		// not a request hours later.
+		ctx, cancel := context.WithTimeout(context.Background(), hsm.DefaultOpTimeout)
+		defer cancel()
+		var kts []hsm.KeyType
+		for _, kt := range cfg.KeyTypes() {
+			kts = append(kts, hsm.KeyType(kt))
+		}
+		if err := ks.CheckKeyTypes(ctx, kts...); err != nil {
+			_ = ks.Close()
+			return nil, fmt.Errorf("PKCS#11 token %q: %w (run `ca hsm check`)", cfg.PKCS11.Token, err)
+		}
 		return ks, nil
 	}
 	ks, err := hsm.OpenSoftware(cfg.KeysDir, log)

@@ -31,6 +31,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/workload-ca/workload-ca/internal/testkit"
+	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/server"
 	"github.com/workload-ca/workload-ca/pkg/store"
 	"github.com/workload-ca/workload-ca/pkg/store/storeopen"
@@ -105,8 +106,14 @@ type enrollE2E struct {
 
 func startEnrollE2E(t *testing.T) *enrollE2E {
 	t.Helper()
+	return startEnrollE2EOn(t, testkit.SoftHSM(t), nil)
+}
+
+// startEnrollE2EOn is startEnrollE2E on the token tok, with extra
+// environment for the CA (CA_ISSUER_KEY_TYPE, ...).
+func startEnrollE2EOn(t *testing.T, tok hsm.PKCS11Config, extra map[string]string) *enrollE2E {
+	t.Helper()
 	dbURL := testkit.PostgresURL(t)
-	tok := testkit.SoftHSM(t)
 	oidc := testkit.NewOIDCIssuer(t)
 	dir := t.TempDir()
 	e := &enrollE2E{dir: dir, oidc: oidc, policyPath: filepath.Join(dir, "policy.yaml")}
@@ -122,6 +129,9 @@ func startEnrollE2E(t *testing.T) *enrollE2E {
 		"CA_CONFIG": cfgPath, "CA_DATABASE_URL": dbURL, "CA_PKCS11_MODULE": tok.Module,
 		"CA_PKCS11_TOKEN": tok.TokenLabel, "CA_PKCS11_PIN": tok.PIN,
 		"CA_TRUST_DOMAIN": e2eTrustDomain, "CA_POLICY_FILE": e.policyPath,
+	}
+	for k, v := range extra {
+		e.vars[k] = v
 	}
 	if out, errOut, code := runCA(t, e.vars, "init"); code != 0 {
 		t.Fatalf("ca init: %d %s %s", code, out, errOut)

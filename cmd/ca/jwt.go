@@ -19,6 +19,7 @@ import (
 
 	"github.com/workload-ca/workload-ca/internal/clock"
 	"github.com/workload-ca/workload-ca/pkg/config"
+	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/jwtkeys"
 	"github.com/workload-ca/workload-ca/pkg/policy"
 	"github.com/workload-ca/workload-ca/pkg/server"
@@ -41,10 +42,11 @@ var (
 	_ server.JWTSigner     = (*jwtkeys.Signer)(nil)
 )
 
-// jwtKeysConfig maps the settings to pkg/jwtkeys' Config.
-func jwtKeysConfig(*config.Config) jwtkeys.Config {
+// jwtKeysConfig maps the settings to pkg/jwtkeys' Config: keys of
+// jwt.key_type (else issuer.key_type).
+func jwtKeysConfig(cfg *config.Config) jwtkeys.Config {
 	return jwtkeys.Config{
-		KeyType: jwtkeys.DefaultKeyType, RotateEvery: jwtRotateEvery, PublishLead: jwtPublishLead,
+		KeyType: hsm.KeyType(cfg.JWTKeyType()), RotateEvery: jwtRotateEvery, PublishLead: jwtPublishLead,
 		MaxTTL: policy.MaxJWTTTL, Grace: jwtkeys.DefaultGrace, Recheck: jwtkeys.DefaultRecheck,
 	}
 }

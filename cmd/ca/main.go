@@ -56,6 +56,9 @@ commands:
             list: contain a compromised workload (same flags as revoke)
   probe     HOST:PORT --bundle-url URL [--client-cert F --client-key F] [--expect-id ID]
             [--json]: debug an mTLS endpoint (reasons as in pkg/mtls); exit 1 on failure
+  hsm       check [--all-key-types | --key-type T ...]: what the PKCS#11 token
+            supports; makes, signs and verifies with, reads back and removes a
+            throwaway key of each configured key type (exit 1 if one fails)
   audit     verify [--checkpoint-key F] [--anchor SEQ:HASH]: check the audit log's
             hash chain against its signed checkpoints (read-only); name the first
             entry altered, removed or reordered, or checkpoints missing or invalid
@@ -130,6 +133,8 @@ func run(ctx context.Context, args []string, getenv env, stdout, stderr io.Write
 		err = cmdIdentity(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "probe":
 		err = cmdProbe(ctx, args[1:], stdout, stderr)
+	case "hsm":
+		err = cmdHSM(ctx, args[1:], getenv, stdout, stderr)
 	case "testkit":
 		err = cmdTestkit(args[1:], stdout, stderr)
 	case "audit":

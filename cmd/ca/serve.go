@@ -16,6 +16,7 @@ import (
 	"github.com/workload-ca/workload-ca/internal/clock"
 	"github.com/workload-ca/workload-ca/pkg/config"
 	"github.com/workload-ca/workload-ca/pkg/dashboard"
+	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/revoke"
 	"github.com/workload-ca/workload-ca/pkg/server"
@@ -87,8 +88,12 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	// regenerates as leader only (advisory lock), and a revocation in this
 	// process kicks it at once. Each leaf this process issues has its first
 	// OCSP response pre-signed here, moments after it is returned.
-	rcfg := revoke.Config{}
-	rdeps := revoke.Deps{Store: b.store, Keys: b.keys, Clock: clock.Real{}, Log: log, Metrics: reg}
+	// Responder keys follow ocsp.key_type (else issuer.key_type), so that a
+	// token without elliptic curves (opencryptoki's soft token) gets RSA
+	// responders, not P-256 keys it cannot make.
+	rcfg := revoke.Config{Responder: issuer.ResponderConfig{KeyType: hsm.KeyType(cfg.OCSPKeyType())}}
+	rdeps := revoke.Deps{Store: b.store, Keys: b.keys, Clock: clock.Real{}, Log: log, Metrics: reg,
+		KeyHealth: &hsm.KeyHealth{Clock: clock.Real{}}}
 	pub, err := revoke.NewPublisher(rdeps, rcfg)
 	if err != nil {
 		return err
@@ -191,7 +196,7 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	authzD, authzSigner, err := authzDeps(authzRel, b, leaves, cfg.TrustDomain, log)
+	authzD, authzSigner, err := authzDeps(authzRel, b, leaves, cfg.TrustDomain, hsm.KeyType(cfg.Issuer.KeyType), log)
 	if err != nil {
 		return err
 	}

@@ -90,6 +90,40 @@ func (h *HangingToken) Release(t testing.TB) {
 	}
 }
 
+// Failure modes of C_GenerateKeyPair (SetFailure): every call answers
+// CKR_GENERAL_ERROR while the token answers everything else (a refused
+// template, as tpm2-pkcs11 reports one); the next call only (a transient
+// failure under load); or generation and object searches both fail (a lost
+// device).
+const (
+	FailGenerate     = "genfail"
+	FailGenerateOnce = "genfail-once"
+	FailDevice       = "down"
+)
+
+// SetFailure turns a failure mode on (on=true) or off.
+func (h *HangingToken) SetFailure(t testing.TB, mode string, on bool) {
+	t.Helper()
+	p := h.Flag + "." + mode
+	if on {
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatalf("testkit: %s: %v", mode, err)
+		}
+		t.Cleanup(func() { _ = os.Remove(p) })
+		return
+	}
+	if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+		t.Fatalf("testkit: %s off: %v", mode, err)
+	}
+}
+
+// FailureArmed reports whether a mode's file still exists (FailGenerateOnce
+// removes its own when it fires).
+func (h *HangingToken) FailureArmed(mode string) bool {
+	_, err := os.Stat(h.Flag + "." + mode)
+	return err == nil
+}
+
 // buildHangModule compiles the hang module into dir and returns its path.
 // The headers are the OASIS ones github.com/miekg/pkcs11 (crypto11's
 // dependency) vendors, found through the go command.

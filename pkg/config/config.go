@@ -56,6 +56,10 @@ type Config struct {
 
 	// Issuer holds the CA hierarchy and leaf settings.
 	Issuer Issuer `yaml:"issuer"`
+	// JWT holds the JWT-SVID signing key settings.
+	JWT JWT `yaml:"jwt"`
+	// OCSP holds the delegated OCSP responder key settings.
+	OCSP OCSP `yaml:"ocsp"`
 	// Server holds HTTP serving settings.
 	Server Server `yaml:"server"`
 	// Log holds logging settings.
@@ -148,6 +152,55 @@ type Issuer struct {
 	// DefaultTTL is a leaf's lifetime when the request names none; MaxTTL caps it.
 	DefaultTTL time.Duration `yaml:"default_ttl"`
 	MaxTTL     time.Duration `yaml:"max_ttl"`
+}
+
+// JWT is the JWT-SVID signing keys' settings.
+type JWT struct {
+	// KeyType of new JWT-SVID signing keys (ES256, ES384 or RS256); ""
+	// follows issuer.key_type. CA_JWT_KEY_TYPE overrides it.
+	KeyType string `yaml:"key_type"`
+}
+
+// OCSP is the delegated OCSP responders' settings.
+type OCSP struct {
+	// KeyType of new OCSP responder keys; "" follows issuer.key_type.
+	// CA_OCSP_KEY_TYPE overrides it.
+	KeyType string `yaml:"key_type"`
+}
+
+// JWTKeyType is the key type of new JWT-SVID signing keys: jwt.key_type,
+// else issuer.key_type.
+func (c *Config) JWTKeyType() string {
+	if c.JWT.KeyType != "" {
+		return c.JWT.KeyType
+	}
+	return c.Issuer.KeyType
+}
+
+// OCSPKeyType is the key type of new OCSP responder keys: ocsp.key_type,
+// else issuer.key_type.
+func (c *Config) OCSPKeyType() string {
+	if c.OCSP.KeyType != "" {
+		return c.OCSP.KeyType
+	}
+	return c.Issuer.KeyType
+}
+
+// KeyTypes lists the distinct key types the CA generates keys of (CA
+// certificates and the audit checkpoint key, JWT-SVID keys, OCSP responder
+// keys): the start-up mechanism check and `ca hsm check` cover these.
+func (c *Config) KeyTypes() []string {
+	var out []string
+	for _, kt := range []string{c.Issuer.KeyType, c.JWTKeyType(), c.OCSPKeyType()} {
+		dup := false
+		for _, o := range out {
+			dup = dup || o == kt
+		}
+		if !dup {
+			out = append(out, kt)
+		}
+	}
+	return out
 }
 
 // Server is HTTP serving settings.
@@ -313,6 +366,9 @@ var envOverrides = []struct {
 	{"CA_PUBLIC_URL", func(c *Config, v string) { c.PublicURL = v }},
 	{"CA_TRUST_DOMAIN", func(c *Config, v string) { c.TrustDomain = v }},
 	{"CA_AUTHZ_POLICY_FILE", func(c *Config, v string) { c.AuthzPolicyFile = v }},
+	{"CA_ISSUER_KEY_TYPE", func(c *Config, v string) { c.Issuer.KeyType = v }},
+	{"CA_JWT_KEY_TYPE", func(c *Config, v string) { c.JWT.KeyType = v }},
+	{"CA_OCSP_KEY_TYPE", func(c *Config, v string) { c.OCSP.KeyType = v }},
 }
 
 // EnvKeys lists the environment variables Load reads, for documentation.

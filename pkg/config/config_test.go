@@ -318,3 +318,34 @@ func TestTheLocalAdminSignInNeedsTheSettingAndTheDevelopmentPolicy(t *testing.T)
 		t.Errorf("a bad CA_DASHBOARD_LOCAL_ADMIN: %v", err)
 	}
 }
+
+func TestKeyTypesPerPurpose(t *testing.T) {
+	dir := t.TempDir()
+	c, err := Load("", MapEnv(map[string]string{"CA_DATA_DIR": dir, "CA_ISSUER_KEY_TYPE": "rsa-3072"}))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if c.Issuer.KeyType != "rsa-3072" || c.JWTKeyType() != "rsa-3072" || c.OCSPKeyType() != "rsa-3072" {
+		t.Errorf("JWT and OCSP keys do not follow issuer.key_type: %q %q %q", c.Issuer.KeyType, c.JWTKeyType(), c.OCSPKeyType())
+	}
+	if got := c.KeyTypes(); len(got) != 1 || got[0] != "rsa-3072" {
+		t.Errorf("KeyTypes = %v", got)
+	}
+	p := filepath.Join(dir, "ca.yaml")
+	if err := os.WriteFile(p, []byte("issuer:\n  key_type: ecdsa-p384\njwt:\n  key_type: rsa-3072\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = Load(p, MapEnv(map[string]string{"CA_DATA_DIR": dir, "CA_OCSP_KEY_TYPE": "ecdsa-p256"}))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if c.JWTKeyType() != "rsa-3072" || c.OCSPKeyType() != "ecdsa-p256" || len(c.KeyTypes()) != 3 {
+		t.Errorf("overrides: jwt %q ocsp %q all %v", c.JWTKeyType(), c.OCSPKeyType(), c.KeyTypes())
+	}
+	for _, env := range []string{"CA_JWT_KEY_TYPE", "CA_OCSP_KEY_TYPE", "CA_ISSUER_KEY_TYPE"} {
+		_, err := Load("", MapEnv(map[string]string{"CA_DATA_DIR": dir, env: "dsa-1024"}))
+		if err == nil || !strings.Contains(err.Error(), "key_type") {
+			t.Errorf("%s=dsa-1024: err = %v, want a key_type field error", env, err)
+		}
+	}
+}

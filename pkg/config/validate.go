@@ -126,14 +126,29 @@ func (c *Config) validateListeners() error {
 
 var validKeyTypes = []string{"ecdsa-p256", "ecdsa-p384", "rsa-3072"}
 
+func validKeyType(field, kt string, empty bool) error {
+	if kt == "" && empty {
+		return nil
+	}
+	for _, v := range validKeyTypes {
+		if kt == v {
+			return nil
+		}
+	}
+	return fieldErr(field, "%q is not one of %s", kt, strings.Join(validKeyTypes, ", "))
+}
+
 func (c *Config) validateIssuer() error {
 	is := c.Issuer
-	ok := false
-	for _, kt := range validKeyTypes {
-		ok = ok || is.KeyType == kt
+	if err := validKeyType("issuer.key_type", is.KeyType, false); err != nil {
+		return err
 	}
-	if !ok {
-		return fieldErr("issuer.key_type", "%q is not one of %s", is.KeyType, strings.Join(validKeyTypes, ", "))
+	// "" follows issuer.key_type (JWTKeyType, OCSPKeyType).
+	if err := validKeyType("jwt.key_type", c.JWT.KeyType, true); err != nil {
+		return err
+	}
+	if err := validKeyType("ocsp.key_type", c.OCSP.KeyType, true); err != nil {
+		return err
 	}
 	switch {
 	case is.RootLifetime <= 0:

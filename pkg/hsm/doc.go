@@ -7,10 +7,10 @@
 // Two stores implement KeyStore and pass one conformance suite:
 //
 //   - PKCS11Store (OpenPKCS11): keys generated on the token, CKA_SENSITIVE,
-//     not CKA_EXTRACTABLE, sign-only, labelled with the key name and a random
-//     16-byte CKA_ID; URIs pkcs11:token=<label>;object=<name>. Find also takes
-//     id= and ignores descriptive attributes; it refuses other tokens and
-//     pin-value.
+//     not CKA_EXTRACTABLE, sign-only (no decrypt, unwrap or derive),
+//     labelled with the key name and a random 16-byte CKA_ID; URIs
+//     pkcs11:token=<label>;object=<name>. Find also takes id= and ignores
+//     descriptive attributes; it refuses other tokens and pin-value.
 //   - SoftwareStore (OpenSoftware): <dir>/<name>.key.pem, PKCS#8 PEM, 0600 in a
 //     0700 directory; URIs softkey:<name>.
 //
@@ -19,12 +19,31 @@
 // only rotation uses it, for the keys of a failed or abandoned rotation, and
 // KeyLabels lists the keys a store holds, so stray keys can be found.
 //
+// # Tokens differ
+//
+// The key templates constrain the private half only, in ways every token
+// tried accepts (SoftHSM, tpm2-pkcs11, opencryptoki; see keyTemplates), and
+// Generate reads the private half's attributes back: a key weaker than
+// asked (a token that ignored part of the template) is destroyed and
+// reported as a *WeakKeyError naming the attribute. CheckKeyTypes checks
+// the mechanisms a key type needs (C_GetMechanismList, C_GetMechanismInfo)
+// and names the missing one. A token refusing a template, mechanism, curve
+// or key size is ErrUnsupported: a configuration error, no reconnect.
+// CKR_GENERAL_ERROR and CKR_FUNCTION_FAILED are ambiguous (tpm2-pkcs11
+// refuses templates and signatures so; SoftHSM returns them now and then
+// under load; a lost device too): from generation or signing, the store asks
+// the token to find the key or name (no template involved); if it cannot,
+// it is an outage, else the call is tried once more and a second failure is
+// ErrUnsupported. KeyHealth records whether a key the CA needs could last
+// sign, for readiness probes that must not sign.
+//
 // # Token failures
 //
 // When a PKCS#11 call reports that the token, module, session or login is gone
 // (CKR_SESSION_HANDLE_INVALID, CKR_TOKEN_NOT_PRESENT, CKR_DEVICE_REMOVED,
 // CKR_DEVICE_ERROR, CKR_USER_NOT_LOGGED_IN, CKR_CRYPTOKI_NOT_INITIALIZED,
-// CKR_GENERAL_ERROR, CKR_OBJECT_HANDLE_INVALID, ...), or a call outlives
+// CKR_OBJECT_HANDLE_INVALID, CKR_GENERAL_ERROR other than as above, ...),
+// or a call outlives
 // PKCS11Config.OpTimeout, the call returns an error wrapping ErrUnavailable
 // and the store retires its crypto11 context. A later call closes it and
 // configures a fresh one (new module initialisation if this was the module's

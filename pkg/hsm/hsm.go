@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"errors"
+	"fmt"
 )
 
 // KeyType names an algorithm and size the key stores can generate.
@@ -52,10 +53,35 @@ var (
 	// process restarts, so that a stale PIN cannot lock a token shared with
 	// other replicas.
 	ErrPINRefused = errors.New("hsm: the token refused the PIN")
+	// ErrUnsupported means the token refused what was asked of it as a
+	// matter of configuration, not of availability: a key template or
+	// attribute it does not accept, a mechanism, curve or key size it does
+	// not have, or a generated key whose attributes came back weaker than
+	// asked (WeakKeyError). It is not transient: reconnecting does not help,
+	// start-up fails, and requests get 503 hsm_unsupported. `ca hsm check`
+	// says what the token supports.
+	ErrUnsupported = errors.New("hsm: the token does not support this key type or operation")
 	// ErrInsecureKeyFile means a software key file is readable or writable by
 	// group or others, or is not a regular file; it is refused, not loaded.
 	ErrInsecureKeyFile = errors.New("hsm: key file has insecure permissions")
 )
+
+// WeakKeyError is a generated key whose attributes, read back from the
+// token, are weaker than the template asked for: the token ignored part of
+// it. The key is destroyed, never used. It wraps ErrUnsupported.
+type WeakKeyError struct {
+	Key       string // key name (CKA_LABEL)
+	Attribute string // e.g. CKA_SENSITIVE
+	Got, Want string // "true", "false" or "absent"
+}
+
+func (e *WeakKeyError) Error() string {
+	return fmt.Sprintf("hsm: the token generated %q with %s=%s, want %s; the key was destroyed and is not used",
+		e.Key, e.Attribute, e.Got, e.Want)
+}
+
+// Unwrap makes a WeakKeyError an ErrUnsupported.
+func (e *WeakKeyError) Unwrap() error { return ErrUnsupported }
 
 // Key is a generated or found key: its URI, by which it is found again after a
 // restart, and its signer. The private half never leaves the store.

@@ -33,7 +33,25 @@ type backend struct {
 	uriFor func(open hsm.KeyStore, name string) string
 	// foreignURIs are well-formed URIs that name another store.
 	foreignURIs []string
+	// keyTypes are the key types the store supports (all of allKeyTypes
+	// when nil); tests that need one key use the first, "another" the last.
+	keyTypes []hsm.KeyType
+	// serial: subtests do not run in parallel (tpm2-pkcs11 fails
+	// concurrent logins of several stores in one process).
+	serial bool
 }
+
+func (b backend) types() []hsm.KeyType {
+	if len(b.keyTypes) == 0 {
+		return allKeyTypes
+	}
+	return b.keyTypes
+}
+
+// kt is the key type tests use when any will do; other is a second one
+// where the store has two.
+func (b backend) kt() hsm.KeyType    { return b.types()[0] }
+func (b backend) other() hsm.KeyType { return b.types()[len(b.types())-1] }
 
 func softwareBackend() backend {
 	return backend{
@@ -103,8 +121,10 @@ func testKeyStore(t *testing.T, b backend) {
 	open := func(t *testing.T) (hsm.KeyStore, func(t *testing.T) hsm.KeyStore) {
 		reopen := b.storage(t)
 		s := reopen(t)
-		if p, ok := s.(*hsm.PKCS11Store); ok {
-			k, err := p.Generate(ctx, "label-probe", hsm.ECDSAP256)
+		if _, software := s.(*hsm.SoftwareStore); !software {
+			k, err := s.(interface {
+				Generate(context.Context, string, hsm.KeyType) (hsm.Key, error)
+			}).Generate(ctx, "label-probe", b.kt())
 			if err != nil {
 				t.Fatalf("Generate probe key: %v", err)
 			}
@@ -114,10 +134,16 @@ func testKeyStore(t *testing.T, b backend) {
 		return s, reopen
 	}
 
+	par := func(t *testing.T) {
+		if !b.serial {
+			t.Parallel()
+		}
+	}
+
 	t.Run("every key type signs and the signature verifies with crypto/ecdsa or crypto/rsa", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
-		for _, kt := range allKeyTypes {
+		for _, kt := range b.types() {
 			key, err := s.Generate(ctx, "sign-"+string(kt), kt)
 			if err != nil {
 				t.Fatalf("Generate %s: %v", kt, err)
@@ -132,10 +158,10 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("a key is found again by its URI after a restart", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, reopen := open(t)
 		label := tokenLabel(s)
-		key, err := s.Generate(ctx, "survivor", hsm.ECDSAP384)
+		key, err := s.Generate(ctx, "survivor", b.other())
 		if err != nil {
 			t.Fatalf("Generate: %v", err)
 		}
@@ -151,22 +177,22 @@ func testKeyStore(t *testing.T, b backend) {
 		if found.URI != key.URI {
 			t.Errorf("found URI = %q, want %q", found.URI, key.URI)
 		}
-		if !key.Signer.Public().(*ecdsa.PublicKey).Equal(found.Signer.Public()) {
+		if !key.Signer.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(found.Signer.Public()) {
 			t.Fatal("the key found after restart has another public key")
 		}
 		verifySigns(t, found.Signer)
-		if _, err := s2.Generate(ctx, "survivor", hsm.ECDSAP256); !errors.Is(err, hsm.ErrKeyExists) {
+		if _, err := s2.Generate(ctx, "survivor", b.kt()); !errors.Is(err, hsm.ErrKeyExists) {
 			t.Errorf("Generate of a name taken before the restart: err = %v, want ErrKeyExists", err)
 		}
 	})
 
 	t.Run("generating a taken name fails with ErrKeyExists", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
-		if _, err := s.Generate(ctx, "twice", hsm.ECDSAP256); err != nil {
+		if _, err := s.Generate(ctx, "twice", b.kt()); err != nil {
 			t.Fatalf("Generate: %v", err)
 		}
-		for _, kt := range allKeyTypes[:2] {
+		for _, kt := range b.types() {
 			if _, err := s.Generate(ctx, "twice", kt); !errors.Is(err, hsm.ErrKeyExists) {
 				t.Errorf("second Generate (%s): err = %v, want ErrKeyExists", kt, err)
 			}
@@ -174,13 +200,13 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("concurrent Generate of one name creates it exactly once", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
 		var wg sync.WaitGroup
 		errs := make(chan error, 8)
 		for range 8 {
 			wg.Go(func() {
-				_, err := s.Generate(ctx, "race", hsm.ECDSAP256)
+				_, err := s.Generate(ctx, "race", b.kt())
 				errs <- err
 			})
 		}
@@ -201,7 +227,7 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("an unknown key is ErrKeyNotFound", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
 		if _, err := s.Find(ctx, b.uriFor(s, "nobody")); !errors.Is(err, hsm.ErrKeyNotFound) {
 			t.Errorf("Find: err = %v, want ErrKeyNotFound", err)
@@ -209,7 +235,7 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("garbage and foreign URIs are ErrBadURI", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
 		uris := append([]string{
 			"", "garbage", "pkcs11:", "softkey:", "softkey:../../etc/passwd", "softkey:a/b",
@@ -225,17 +251,17 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("names outside [A-Za-z0-9._-] and path tricks are ErrBadName", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
 		for _, name := range []string{"", ".", "..", "../x", "a/b", ".hidden", "-dash", "a b", "ü", strings.Repeat("a", 129)} {
-			if _, err := s.Generate(ctx, name, hsm.ECDSAP256); !errors.Is(err, hsm.ErrBadName) {
+			if _, err := s.Generate(ctx, name, b.kt()); !errors.Is(err, hsm.ErrBadName) {
 				t.Errorf("Generate(%q): err = %v, want ErrBadName", name, err)
 			}
 		}
 	})
 
 	t.Run("an unsupported key type is ErrBadKeyType", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
 		if _, err := s.Generate(ctx, "dsa", hsm.KeyType("dsa-1024")); !errors.Is(err, hsm.ErrBadKeyType) {
 			t.Errorf("Generate: err = %v, want ErrBadKeyType", err)
@@ -243,13 +269,12 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("many goroutines sign with one signer at once", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
-		key, err := s.Generate(ctx, "busy", hsm.ECDSAP256)
+		key, err := s.Generate(ctx, "busy", b.kt())
 		if err != nil {
 			t.Fatalf("Generate: %v", err)
 		}
-		pub := key.Signer.Public().(*ecdsa.PublicKey)
 		var wg sync.WaitGroup
 		for g := range 32 {
 			wg.Go(func() {
@@ -260,8 +285,8 @@ func testKeyStore(t *testing.T, b backend) {
 						t.Errorf("Sign: %v", err)
 						return
 					}
-					if !ecdsa.VerifyASN1(pub, d[:], sig) {
-						t.Error("signature does not verify")
+					if err := verifySignature(key.Signer.Public(), d[:], sig); err != nil {
+						t.Error(err)
 					}
 				}
 				if _, err := s.Find(ctx, key.URI); err != nil {
@@ -273,9 +298,9 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("a digest of the wrong length is refused", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
-		key, err := s.Generate(ctx, "strict", hsm.ECDSAP256)
+		key, err := s.Generate(ctx, "strict", b.kt())
 		if err != nil {
 			t.Fatalf("Generate: %v", err)
 		}
@@ -285,12 +310,12 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("Ping succeeds on a healthy store, before and after keys exist", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
 		if err := s.Ping(ctx); err != nil {
 			t.Fatalf("Ping: %v", err)
 		}
-		if _, err := s.Generate(ctx, "pinged", hsm.RSA3072); err != nil {
+		if _, err := s.Generate(ctx, "pinged", b.other()); err != nil {
 			t.Fatalf("Generate: %v", err)
 		}
 		if err := s.Ping(ctx); err != nil {
@@ -299,9 +324,9 @@ func testKeyStore(t *testing.T, b backend) {
 	})
 
 	t.Run("after Close signers and the store fail with ErrClosed", func(t *testing.T) {
-		t.Parallel()
+		par(t)
 		s, _ := open(t)
-		key, err := s.Generate(ctx, "closing", hsm.ECDSAP256)
+		key, err := s.Generate(ctx, "closing", b.kt())
 		if err != nil {
 			t.Fatalf("Generate: %v", err)
 		}
@@ -322,6 +347,20 @@ func testKeyStore(t *testing.T, b backend) {
 			t.Errorf("second Close: %v", err)
 		}
 	})
+}
+
+// verifySignature checks a SHA-256 ECDSA (ASN.1) or PKCS#1 v1.5 signature.
+func verifySignature(pub crypto.PublicKey, digest, sig []byte) error {
+	switch p := pub.(type) {
+	case *ecdsa.PublicKey:
+		if !ecdsa.VerifyASN1(p, digest, sig) {
+			return errors.New("ECDSA signature does not verify")
+		}
+		return nil
+	case *rsa.PublicKey:
+		return rsa.VerifyPKCS1v15(p, crypto.SHA256, digest, sig)
+	}
+	return fmt.Errorf("public key is %T", pub)
 }
 
 func checkKeyType(t *testing.T, pub crypto.PublicKey, kt hsm.KeyType) {

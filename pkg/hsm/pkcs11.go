@@ -99,10 +99,12 @@ func OpenPKCS11(cfg PKCS11Config, log *slog.Logger, opts ...Option) (*PKCS11Stor
 
 // Generate creates a key pair on the token, labelled name with a fresh random
 // CKA_ID. The private half is CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE and not
-// CKA_EXTRACTABLE, and may only sign (no decrypt, no derive). It returns the key under
-// pkcs11:token=<label>;object=<name>, or ErrKeyExists if a key pair with that
-// label is on the token. If ctx ends while the token is generating, the key
-// may still appear on the token.
+// CKA_EXTRACTABLE, and may only sign (no decrypt, unwrap or derive); its
+// attributes are read back and a weaker key is destroyed (*WeakKeyError). It
+// returns the key under pkcs11:token=<label>;object=<name>, ErrKeyExists if a
+// key pair with that label is on the token, or ErrUnsupported if the token
+// refuses the key type or template. If ctx ends while the token is
+// generating, the key may still appear on the token.
 func (s *PKCS11Store) Generate(ctx context.Context, name string, kt KeyType) (Key, error) {
 	if err := validateName(name); err != nil {
 		return Key{}, err
@@ -129,19 +131,18 @@ func (s *PKCS11Store) Generate(ctx context.Context, name string, kt KeyType) (Ke
 		if len(existing) > 0 {
 			return ErrKeyExists
 		}
-		pub, priv, err := keyTemplates(id, name)
-		if err != nil {
+		if signer, err = generateClassified(cx, id, name, kt); err != nil {
 			return err
 		}
-		switch kt {
-		case ECDSAP256:
-			signer, err = cx.GenerateECDSAKeyPairWithAttributes(pub, priv, elliptic.P256())
-		case ECDSAP384:
-			signer, err = cx.GenerateECDSAKeyPairWithAttributes(pub, priv, elliptic.P384())
-		case RSA3072:
-			signer, err = cx.GenerateRSAKeyPairWithAttributes(pub, priv, 3072)
+		// The token may have ignored part of the template: read the
+		// private half back and refuse a key weaker than asked.
+		if werr := checkGenerated(cx, signer, name); werr != nil {
+			if derr := signer.Delete(); derr != nil {
+				return fmt.Errorf("%w (and destroying it failed: %v)", werr, derr)
+			}
+			return werr
 		}
-		return err
+		return nil
 	})
 	if errors.Is(err, ErrKeyExists) {
 		return Key{}, fmt.Errorf("hsm: generate %q: %w", name, ErrKeyExists)
@@ -155,9 +156,21 @@ func (s *PKCS11Store) Generate(ctx context.Context, name string, kt KeyType) (Ke
 	return Key{URI: uri, Signer: k}, nil
 }
 
-// keyTemplates builds the attributes of a CA key pair: both halves persistent,
-// labelled and identified; the private half sensitive, non-extractable and
-// sign-only; the public half verify-only.
+// keyTemplates builds the attributes of a CA key pair: both halves
+// persistent, labelled and identified; the private half private, sensitive,
+// non-extractable and sign-only (no decrypt, unwrap or derive).
+//
+// The public half gets CKA_VERIFY false and nothing else about its use:
+// the CA verifies its own signatures in Go, never on the token, and a
+// public key's capabilities protect nothing. Anything more is not accepted
+// everywhere: tpm2-pkcs11 (1.9) derives both halves' attributes from one TPM
+// object, reports a sign-only key's public half as CKA_VERIFY false and
+// CKA_ENCRYPT true, and refuses any template that says otherwise ("User
+// specified and TPM specified attr mismatch", CKR_GENERAL_ERROR); crypto11
+// adds CKA_VERIFY true (and CKA_ENCRYPT true for RSA) unless the template
+// sets them, so CKA_VERIFY is set false and CKA_ENCRYPT left to crypto11.
+// checkGenerated reads the private half back: a token that ignored part of
+// this template is caught there, not trusted.
 func keyTemplates(id []byte, label string) (pub, priv crypto11.AttributeSet, err error) {
 	pub, err = crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
 	if err != nil {
@@ -171,16 +184,153 @@ func keyTemplates(id []byte, label string) (pub, priv crypto11.AttributeSet, err
 	}
 	set(pub, crypto11.CkaToken, true)
 	set(pub, crypto11.CkaPrivate, false)
-	set(pub, crypto11.CkaVerify, true)
-	set(priv, crypto11.CkaToken, true)
-	set(priv, crypto11.CkaPrivate, true)
-	set(priv, crypto11.CkaSensitive, true)
-	set(priv, crypto11.CkaExtractable, false)
-	set(priv, crypto11.CkaSign, true)
-	set(priv, crypto11.CkaDecrypt, false)
-	set(priv, crypto11.CkaDerive, false)
-	set(pub, crypto11.CkaEncrypt, false)
+	set(pub, crypto11.CkaVerify, false)
+	for _, r := range privateKeyRules {
+		if r.inTemplate {
+			set(priv, r.t, r.want)
+		}
+	}
+	if h := templateHook.Load(); h != nil && err == nil {
+		(*h)(priv)
+	}
 	return pub, priv, err
+}
+
+// templateHook lets tests change the private key template (a token that
+// ignores part of it is simulated so); nil in production.
+var templateHook atomic.Pointer[func(priv crypto11.AttributeSet)]
+
+// attrRule is one attribute a CA private key must have after generation.
+type attrRule struct {
+	t    crypto11.AttributeType
+	name string
+	want bool
+	// absentOK: a token may not report the attribute at all (it has no such
+	// capability for this key type); that is as good as false.
+	absentOK bool
+	// inTemplate: the template asks for it; the others (CKA_LOCAL,
+	// CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE) are the token's to set.
+	inTemplate bool
+}
+
+// privateKeyRules are the private half's attributes checked after
+// generation, in this order (the first mismatch is reported).
+var privateKeyRules = []attrRule{
+	{crypto11.CkaToken, "CKA_TOKEN", true, false, true},
+	{crypto11.CkaPrivate, "CKA_PRIVATE", true, false, true},
+	{crypto11.CkaSensitive, "CKA_SENSITIVE", true, false, true},
+	{crypto11.CkaExtractable, "CKA_EXTRACTABLE", false, true, true},
+	{crypto11.CkaAlwaysSensitive, "CKA_ALWAYS_SENSITIVE", true, false, false},
+	{crypto11.CkaNeverExtractable, "CKA_NEVER_EXTRACTABLE", true, false, false},
+	{crypto11.CkaSign, "CKA_SIGN", true, false, true},
+	{crypto11.CkaDecrypt, "CKA_DECRYPT", false, true, true},
+	{crypto11.CkaUnwrap, "CKA_UNWRAP", false, true, true},
+	{crypto11.CkaDerive, "CKA_DERIVE", false, true, true},
+}
+
+// generateClassified generates the key pair and sorts an ambiguous failure
+// (CKR_GENERAL_ERROR, CKR_FUNCTION_FAILED) into outage or refusal by asking
+// the token something that involves no template: if it cannot answer, the
+// original error goes back (a lost connection: the store reconnects); if it
+// answers, the generation is tried once more (SoftHSM fails so now and then
+// under load), and a second failure while the token still answers is a
+// refusal (ErrUnsupported), not an outage.
+func generateClassified(cx *crypto11.Context, id []byte, name string, kt KeyType) (crypto11.Signer, error) {
+	gen := func() (crypto11.Signer, error) {
+		pub, priv, err := keyTemplates(id, name)
+		if err != nil {
+			return nil, err
+		}
+		switch kt {
+		case ECDSAP256:
+			return cx.GenerateECDSAKeyPairWithAttributes(pub, priv, elliptic.P256())
+		case ECDSAP384:
+			return cx.GenerateECDSAKeyPairWithAttributes(pub, priv, elliptic.P384())
+		case RSA3072:
+			return cx.GenerateRSAKeyPairWithAttributes(pub, priv, 3072)
+		}
+		return nil, fmt.Errorf("%w: %q", ErrBadKeyType, kt)
+	}
+	var first error
+	for attempt := 0; attempt < 2; attempt++ {
+		signer, err := gen()
+		if err == nil || !isAmbiguousFailure(err) {
+			return signer, err
+		}
+		if first == nil {
+			first = err
+		}
+		left, perr := cx.FindKeyPairs(nil, []byte(name))
+		if perr != nil || len(left) > 0 {
+			// The token does not answer a search (an outage), or the
+			// failed call left a key behind (do not make a second one).
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("%w: the token refused to generate a %s key (%v, twice) while it answers other calls: "+
+		"the key type or the key template is not supported; run `ca hsm check`", ErrUnsupported, kt, first)
+}
+
+// attrState is a boolean attribute read from the token, or its absence.
+type attrState int
+
+const (
+	attrAbsent attrState = iota
+	attrFalse
+	attrTrue
+)
+
+func (a attrState) String() string {
+	return [...]string{"absent", "false", "true"}[a]
+}
+
+// readBool reads one boolean attribute of key's private half (pub: its
+// public half). Attributes are read one at a time: a token that does not
+// know one (CKR_ATTRIBUTE_TYPE_INVALID) would fail a combined read.
+func readBool(cx *crypto11.Context, key crypto11.Signer, t crypto11.AttributeType, pub bool) (attrState, error) {
+	var (
+		a   *crypto11.Attribute
+		err error
+	)
+	if pub {
+		a, err = cx.GetPubAttribute(key, t)
+	} else {
+		a, err = cx.GetAttribute(key, t)
+	}
+	if err != nil {
+		if isAttributeUnavailable(err) {
+			return attrAbsent, nil
+		}
+		return attrAbsent, err
+	}
+	if a == nil || len(a.Value) != 1 {
+		return attrAbsent, nil
+	}
+	if a.Value[0] != 0 {
+		return attrTrue, nil
+	}
+	return attrFalse, nil
+}
+
+// checkGenerated reads the private half of a new key back and returns a
+// *WeakKeyError naming the first attribute that is weaker than
+// privateKeyRules ask.
+func checkGenerated(cx *crypto11.Context, key crypto11.Signer, name string) error {
+	for _, r := range privateKeyRules {
+		got, err := readBool(cx, key, r.t, false)
+		if err != nil {
+			return err
+		}
+		want := attrFalse
+		if r.want {
+			want = attrTrue
+		}
+		if got == want || (got == attrAbsent && r.absentOK) {
+			continue
+		}
+		return &WeakKeyError{Key: name, Attribute: r.name, Got: got.String(), Want: want.String()}
+	}
+	return nil
 }
 
 // ownURI parses a pkcs11: URI naming a key on this store's token: ErrBadURI
@@ -303,30 +453,46 @@ func (s *PKCS11Store) Attributes(ctx context.Context, uri string) (KeyAttributes
 	if err != nil {
 		return KeyAttributes{}, err
 	}
-	types := []crypto11.AttributeType{
-		crypto11.CkaLabel, crypto11.CkaId, crypto11.CkaToken, crypto11.CkaPrivate, crypto11.CkaSensitive,
-		crypto11.CkaExtractable, crypto11.CkaAlwaysSensitive, crypto11.CkaNeverExtractable,
-		crypto11.CkaLocal, crypto11.CkaSign, crypto11.CkaDecrypt,
-	}
-	var set crypto11.AttributeSet
+	var (
+		label, id []byte
+		states    = map[crypto11.AttributeType]attrState{}
+		pubStates = map[crypto11.AttributeType]attrState{}
+	)
 	err = s.do(ctx, c, s.cfg.OpTimeout, func(cx *crypto11.Context) error {
-		var err error
-		set, err = cx.GetAttributes(inner, types)
-		return err
+		set, err := cx.GetAttributes(inner, []crypto11.AttributeType{crypto11.CkaLabel, crypto11.CkaId})
+		if err != nil {
+			return err
+		}
+		label, id = attrValue(set, crypto11.CkaLabel), attrValue(set, crypto11.CkaId)
+		for _, t := range []crypto11.AttributeType{
+			crypto11.CkaToken, crypto11.CkaPrivate, crypto11.CkaSensitive, crypto11.CkaExtractable,
+			crypto11.CkaAlwaysSensitive, crypto11.CkaNeverExtractable, crypto11.CkaLocal,
+			crypto11.CkaSign, crypto11.CkaDecrypt, crypto11.CkaUnwrap, crypto11.CkaDerive,
+		} {
+			if states[t], err = readBool(cx, inner, t, false); err != nil {
+				return err
+			}
+		}
+		for _, t := range []crypto11.AttributeType{crypto11.CkaVerify, crypto11.CkaEncrypt, crypto11.CkaWrap} {
+			if pubStates[t], err = readBool(cx, inner, t, true); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return KeyAttributes{}, fmt.Errorf("hsm: attributes of %s: %w", uri, err)
 	}
-	b := func(t crypto11.AttributeType) bool {
-		v := attrValue(set, t)
-		return len(v) == 1 && v[0] != 0
-	}
+	b := func(t crypto11.AttributeType) bool { return states[t] == attrTrue }
+	pb := func(t crypto11.AttributeType) bool { return pubStates[t] == attrTrue }
 	return KeyAttributes{
-		Label: string(attrValue(set, crypto11.CkaLabel)), ID: attrValue(set, crypto11.CkaId),
+		Label: string(label), ID: id,
 		Token: b(crypto11.CkaToken), Private: b(crypto11.CkaPrivate), Sensitive: b(crypto11.CkaSensitive),
 		Extractable: b(crypto11.CkaExtractable), AlwaysSensitive: b(crypto11.CkaAlwaysSensitive),
 		NeverExtractable: b(crypto11.CkaNeverExtractable), Local: b(crypto11.CkaLocal),
-		Sign: b(crypto11.CkaSign), Decrypt: b(crypto11.CkaDecrypt),
+		Sign: b(crypto11.CkaSign), Decrypt: b(crypto11.CkaDecrypt), Unwrap: b(crypto11.CkaUnwrap),
+		Derive:       b(crypto11.CkaDerive),
+		PublicVerify: pb(crypto11.CkaVerify), PublicEncrypt: pb(crypto11.CkaEncrypt), PublicWrap: pb(crypto11.CkaWrap),
 	}, nil
 }
 

@@ -110,4 +110,29 @@ type KeyAttributes struct {
 	Local            bool // generated on the token
 	Sign             bool
 	Decrypt          bool
+	Unwrap           bool
+	Derive           bool
+	// The public half's capabilities, informative: tokens set them their
+	// own way and they protect nothing.
+	PublicVerify, PublicEncrypt, PublicWrap bool
+}
+
+// Mechanism is one mechanism the token lists (C_GetMechanismList) with its
+// C_GetMechanismInfo: key sizes as the token reports them (bits for RSA;
+// tokens differ for EC) and CKF_* flags.
+type Mechanism struct {
+	Type                   uint
+	Name                   string // CKM_* name, or the hex value for ones this package has no name for
+	MinKeySize, MaxKeySize uint
+	Flags                  uint
+}
+
+// Has reports whether the mechanism carries every flag in f.
+func (m Mechanism) Has(f uint) bool { return m.Flags&f == f }
+
+// TokenInfo describes the token (C_GetTokenInfo).
+type TokenInfo struct {
+	Label, Manufacturer, Model, Serial string
+	HardwareVersion, FirmwareVersion   string
+	MaxSessions                        uint
 }

@@ -214,6 +214,10 @@ func (s *PKCS11Store) do(ctx context.Context, c *p11Conn, timeout time.Duration,
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	case isPoolTimeout(err):
 		return fmt.Errorf("%w: no free PKCS#11 session: %w", ErrUnavailable, err)
+	case isRefused(err):
+		// The token refused the request itself (template, mechanism, key
+		// size): a configuration error, no reconnect.
+		return fmt.Errorf("%w: %w", ErrUnsupported, err)
 	}
 	s.mu.Lock()
 	retired := s.conn != c

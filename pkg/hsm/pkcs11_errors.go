@@ -47,6 +47,56 @@ func isConnectionLost(err error) bool {
 	return false
 }
 
+// refused lists the return values by which a token refuses the request
+// itself: a template, attribute, mechanism, curve or key size it does not
+// support, or a key not allowed the operation. Reconnecting cannot fix
+// them; the store answers them with ErrUnsupported (a configuration error).
+var refused = map[pkcs11.Error]bool{
+	pkcs11.CKR_ATTRIBUTE_READ_ONLY:              true,
+	pkcs11.CKR_ATTRIBUTE_TYPE_INVALID:           true,
+	pkcs11.CKR_ATTRIBUTE_VALUE_INVALID:          true,
+	pkcs11.CKR_TEMPLATE_INCOMPLETE:              true,
+	pkcs11.CKR_TEMPLATE_INCONSISTENT:            true,
+	pkcs11.CKR_MECHANISM_INVALID:                true,
+	pkcs11.CKR_MECHANISM_PARAM_INVALID:          true,
+	pkcs11.CKR_DOMAIN_PARAMS_INVALID:            true,
+	pkcs11.CKR_CURVE_NOT_SUPPORTED:              true,
+	pkcs11.CKR_KEY_SIZE_RANGE:                   true,
+	pkcs11.CKR_KEY_TYPE_INCONSISTENT:            true,
+	pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED:       true,
+	pkcs11.CKR_FUNCTION_NOT_SUPPORTED:           true,
+	pkcs11.CKR_KEY_NOT_NEEDED:                   true,
+	pkcs11.CKR_KEY_INDIGESTIBLE:                 true,
+	pkcs11.CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT: true,
+}
+
+// isRefused reports whether err, returned by a crypto11 call, is the token
+// refusing the request as unsupported.
+func isRefused(err error) bool {
+	var rv pkcs11.Error
+	if errors.As(err, &rv) {
+		return refused[rv]
+	}
+	return false
+}
+
+// isAmbiguousFailure reports whether err is CKR_GENERAL_ERROR or
+// CKR_FUNCTION_FAILED: a lost device on some tokens, a refused template on
+// others (tpm2-pkcs11 answers an attribute it cannot honour so), and a
+// transient failure under load on SoftHSM. Generate tells them apart by
+// asking the token something else (generateClassified).
+func isAmbiguousFailure(err error) bool {
+	var rv pkcs11.Error
+	return errors.As(err, &rv) && (rv == pkcs11.CKR_GENERAL_ERROR || rv == pkcs11.CKR_FUNCTION_FAILED)
+}
+
+// isAttributeUnavailable reports whether a C_GetAttributeValue error means
+// the object has no such attribute (or will not show it): not a failure.
+func isAttributeUnavailable(err error) bool {
+	var rv pkcs11.Error
+	return errors.As(err, &rv) && (rv == pkcs11.CKR_ATTRIBUTE_TYPE_INVALID || rv == pkcs11.CKR_ATTRIBUTE_SENSITIVE)
+}
+
 // isLoginRefused reports whether the token refused the PIN; reconnecting
 // cannot fix that, so it is not reported as ErrUnavailable.
 func isLoginRefused(err error) bool {

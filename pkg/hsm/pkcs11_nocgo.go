@@ -5,6 +5,7 @@ package hsm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/workload-ca/workload-ca/internal/clock"
@@ -66,3 +67,22 @@ func (*PKCS11Store) ReloadLogin() bool { return false }
 
 // PINRefused is always false without cgo.
 func (*PKCS11Store) PINRefused() bool { return false }
+
+// Token fails with ErrPKCS11Unsupported.
+func (*PKCS11Store) Token(context.Context) (TokenInfo, error) {
+	return TokenInfo{}, ErrPKCS11Unsupported
+}
+
+// Mechanisms fails with ErrPKCS11Unsupported.
+func (*PKCS11Store) Mechanisms(context.Context) (map[uint]Mechanism, error) {
+	return nil, ErrPKCS11Unsupported
+}
+
+// CheckKeyTypes fails with ErrPKCS11Unsupported.
+func (*PKCS11Store) CheckKeyTypes(context.Context, ...KeyType) error { return ErrPKCS11Unsupported }
+
+// ReportedMechanisms is empty without cgo.
+var ReportedMechanisms []uint
+
+// MechanismName is the hex value of m without cgo.
+func MechanismName(m uint) string { return fmt.Sprintf("0x%08x", m) }

@@ -66,10 +66,24 @@ func (k *p11Signer) sign(ctx context.Context, digest []byte, opts crypto.SignerO
 	}
 	var sig []byte
 	k.store.signatures.Add(1)
-	err = k.store.do(ctx, c, k.store.cfg.OpTimeout, func(*crypto11.Context) error {
+	err = k.store.do(ctx, c, k.store.cfg.OpTimeout, func(cx *crypto11.Context) error {
 		var err error
-		sig, err = inner.Sign(rand.Reader, digest, opts)
-		return err
+		for attempt := 0; attempt < 2; attempt++ {
+			sig, err = inner.Sign(rand.Reader, digest, opts)
+			if err == nil || !isAmbiguousFailure(err) {
+				return err
+			}
+			// CKR_GENERAL_ERROR: a lost device, or a token that cannot
+			// sign so with this key (tpm2-pkcs11 signs CKM_RSA_PKCS
+			// with TPM2_RSA_Decrypt, which a sign-only key refuses).
+			// If the token still finds the key, try once more, then
+			// call it a refusal rather than an outage.
+			if found, perr := cx.FindKeyPairs(k.id, []byte(k.label)); perr != nil || len(found) != 1 {
+				return err
+			}
+		}
+		return fmt.Errorf("%w: the token refused to sign with %q (%v, twice) while it answers other calls: "+
+			"this key type cannot sign on this token; run `ca hsm check`", ErrUnsupported, k.label, err)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("hsm: sign with %q: %w", k.label, err)

@@ -54,6 +54,9 @@ type SignerDeps struct {
 	Store SignerStore
 	Clock clock.Clock
 	Log   *slog.Logger
+	// Health records whether the active key could sign when last used,
+	// for KeyReady (nil: a private one).
+	Health *hsm.KeyHealth
 }
 
 // Signer signs JWT-SVIDs with the active key. It caches which key is active
@@ -89,6 +92,9 @@ func NewSigner(d SignerDeps, cfg Config) (*Signer, error) {
 	}
 	if d.Log == nil {
 		d.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if d.Health == nil {
+		d.Health = &hsm.KeyHealth{Clock: d.Clock}
 	}
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -141,6 +147,7 @@ func (s *Signer) Sign(ctx context.Context, r Request) (*Token, error) {
 	}
 	key, err := s.active(ctx)
 	if err != nil {
+		s.d.Health.Record(err)
 		return nil, err
 	}
 	now := s.d.Clock.Now().Truncate(time.Second)
@@ -166,6 +173,7 @@ func (s *Signer) Sign(ctx context.Context, r Request) (*Token, error) {
 		ID:       jti,
 	}
 	compact, err := signCompact(hsm.WithContext(ctx, key.signer), key.rec.Alg, key.rec.KeyID, claims)
+	s.d.Health.Record(err)
 	if err != nil {
 		return nil, err
 	}
@@ -209,6 +217,20 @@ func (s *Signer) check(r Request) error {
 		return fmt.Errorf("%w: the lifetime must be at least 1s", ErrInvalidRequest)
 	case r.TTL > s.cfg.MaxTTL:
 		return fmt.Errorf("%w: %s > %s", ErrTTLTooLong, r.TTL, s.cfg.MaxTTL)
+	}
+	return nil
+}
+
+// KeyReady reports whether a JWT-SVID could be signed now, without signing:
+// an active key exists and is found in the key store (ErrNoActiveKey, or the
+// key store's error), and it did not fail to sign when last used (within
+// hsm.DefaultKeyHealthWindow). /readyz calls it.
+func (s *Signer) KeyReady(ctx context.Context) error {
+	if _, err := s.active(ctx); err != nil {
+		return err
+	}
+	if err := s.d.Health.Err(); err != nil {
+		return fmt.Errorf("jwtkeys: the active key cannot sign: %w", err)
 	}
 	return nil
 }

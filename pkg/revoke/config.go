@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/workload-ca/workload-ca/internal/clock"
+	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
@@ -206,6 +207,10 @@ type Deps struct {
 	Clock   clock.Clock
 	Log     *slog.Logger
 	Metrics prometheus.Registerer
+	// KeyHealth records whether the OCSP responder keys could sign when last
+	// used (shared by the Publisher and the Responder of one process);
+	// Responder.KeyReady reads it for /readyz. nil records nothing.
+	KeyHealth *hsm.KeyHealth
 }
 
 func (d Deps) withDefaults() (Deps, error) {

@@ -93,6 +93,16 @@ type Responder struct {
 	cache atomic.Pointer[ocspCache] // nil until Follow
 }
 
+// KeyReady reports whether the OCSP responder keys could sign when last used
+// (within hsm.DefaultKeyHealthWindow): nil, or the key store's error. It
+// signs nothing; /readyz calls it.
+func (r *Responder) KeyReady(context.Context) error {
+	if err := r.d.KeyHealth.Err(); err != nil {
+		return fmt.Errorf("revoke: the OCSP responder key cannot sign: %w", err)
+	}
+	return nil
+}
+
 // Follow makes r answer pre-signed responses from memory (a bounded cache
 // of Config.OCSPCache entries keyed by issuer and serial) and has p's
 // process-local revocations drop entries at once. Revocations committed by

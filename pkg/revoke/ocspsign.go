@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/workload-ca/workload-ca/internal/clock"
+	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
@@ -25,6 +26,7 @@ type ocspSigner struct {
 	clock      clock.Clock
 	responders *issuer.Responders
 	metrics    *metrics // may be nil
+	health     *hsm.KeyHealth
 
 	mu     sync.Mutex
 	cached map[string]loadedResponder
@@ -43,6 +45,7 @@ func newOCSPSigner(d Deps, cfg Config, m *metrics) *ocspSigner {
 			Keys: d.Keys, Store: d.Store, Clock: d.Clock, Log: d.Log, Config: cfg.Responder,
 		},
 		metrics: m,
+		health:  d.KeyHealth,
 		cached:  map[string]loadedResponder{},
 	}
 }
@@ -59,6 +62,7 @@ func (o *ocspSigner) responder(ctx context.Context, c *ca) (issuer.OCSPResponder
 	}
 	r, err := o.responders.Load(ctx, c.rec.ID)
 	if err != nil {
+		o.health.Record(err) // only key-store failures count
 		return issuer.OCSPResponder{}, err
 	}
 	o.remember(c.rec.ID, r)
@@ -70,6 +74,7 @@ func (o *ocspSigner) responder(ctx context.Context, c *ca) (issuer.OCSPResponder
 func (o *ocspSigner) ensureResponder(ctx context.Context, c *ca) (issuer.OCSPResponder, error) {
 	r, _, err := o.responders.Ensure(ctx, c.rec.ID)
 	if err != nil {
+		o.health.Record(err) // a responder key the token cannot make
 		return issuer.OCSPResponder{}, err
 	}
 	o.remember(c.rec.ID, r)
@@ -112,6 +117,7 @@ func (o *ocspSigner) sign(r issuer.OCSPResponder, c *ca, serial *big.Int, status
 		tmpl.RevocationReason = reason
 	}
 	der, err := ocsp.CreateResponse(c.cert, r.Certificate, tmpl, r.Signer)
+	o.health.Record(err)
 	if err != nil {
 		return signed{}, fmt.Errorf("revoke: signing OCSP response for %s of %q: %w", serial.Text(16), c.rec.ID, err)
 	}

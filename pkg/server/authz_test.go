@@ -1,8 +1,11 @@
 package server
 
 import (
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -142,7 +145,7 @@ func verifyPolicyJWS(t *testing.T, jws string, roots *x509.CertPool, now time.Ti
 	if err := json.Unmarshal(hdrRaw, &hdr); err != nil {
 		t.Fatal(err)
 	}
-	if hdr.Alg != "ES256" || hdr.Typ != "authz-policy+jwt" || len(hdr.X5C) < 2 {
+	if (hdr.Alg != "ES256" && hdr.Alg != "ES384" && hdr.Alg != "RS256") || hdr.Typ != "authz-policy+jwt" || len(hdr.X5C) < 2 {
 		t.Fatalf("header = %s", hdrRaw)
 	}
 	var certs []*x509.Certificate
@@ -169,13 +172,33 @@ func verifyPolicyJWS(t *testing.T, jws string, roots *x509.CertPool, now time.Ti
 		t.Fatalf("x5c leaf URIs = %v", leaf.URIs)
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
-	if err != nil || len(sig) != 64 {
-		t.Fatalf("signature: %v (%d bytes)", err, len(sig))
+	if err != nil {
+		t.Fatalf("signature: %v", err)
 	}
-	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
-	pub, ok := leaf.PublicKey.(*ecdsa.PublicKey)
-	if !ok || !ecdsa.Verify(pub, sum[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
-		t.Fatal("the JWS signature does not verify with the x5c leaf")
+	input := []byte(parts[0] + "." + parts[1])
+	switch pub := leaf.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		var digest []byte
+		size := 32
+		if hdr.Alg == "ES384" && pub.Curve.Params().BitSize == 384 {
+			d := sha512.Sum384(input)
+			digest, size = d[:], 48
+		} else if hdr.Alg == "ES256" && pub.Curve.Params().BitSize == 256 {
+			d := sha256.Sum256(input)
+			digest = d[:]
+		} else {
+			t.Fatalf("alg %s with a P-%d key", hdr.Alg, pub.Curve.Params().BitSize)
+		}
+		if len(sig) != 2*size || !ecdsa.Verify(pub, digest, new(big.Int).SetBytes(sig[:size]), new(big.Int).SetBytes(sig[size:])) {
+			t.Fatal("the JWS signature does not verify with the x5c leaf")
+		}
+	case *rsa.PublicKey:
+		d := sha256.Sum256(input)
+		if hdr.Alg != "RS256" || rsa.VerifyPKCS1v15(pub, crypto.SHA256, d[:], sig) != nil {
+			t.Fatalf("the %s JWS signature does not verify with the x5c RSA leaf", hdr.Alg)
+		}
+	default:
+		t.Fatalf("x5c leaf key %T", pub)
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
 	if err != nil {
@@ -455,6 +478,38 @@ func TestReportsAreAggregatedPerMinuteForTheReportersOwnService(t *testing.T) {
 	wantProblem(t, "a body over 64 KiB", res, raw, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge)
 	if got, _ := as.st.ListAuthzReportCounts(as.ctx, "payments", end.Add(-time.Hour), end.Add(time.Hour), 0); len(got) != 1 || got[0].Count != 24 {
 		t.Errorf("refused reports changed the aggregates: %+v", got)
+	}
+}
+
+// The policy signing key follows the configured key type (issuer.key_type
+// in ca serve): a token without elliptic curves signs the policy with RSA
+// (RS256), a P-384 CA with ES384; the fetcher's verification accepts both.
+func TestThePolicySigningKeyFollowsTheKeyType(t *testing.T) {
+	keys := softwareKeys(t)
+	as := newAuthzServer(t, keys)
+	for _, c := range []struct {
+		kt  hsm.KeyType
+		alg string
+	}{{hsm.RSA3072, "RS256"}, {hsm.ECDSAP384, "ES384"}, {"", "ES256"}} {
+		signer, err := NewAuthzSigner(AuthzSignerConfig{Keys: keys, Issuer: as.iss, TrustDomain: "example.org", KeyType: c.kt, Clock: as.clk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		jws, err := signer.SignAuthzPolicy(as.ctx, []byte(`{"service":"payments"}`))
+		if err != nil {
+			t.Fatalf("%s: %v", c.kt, err)
+		}
+		hdr, _ := base64.RawURLEncoding.DecodeString(strings.Split(jws, ".")[0])
+		if !strings.Contains(string(hdr), `"alg":"`+c.alg+`"`) {
+			t.Errorf("%s: header %s, want alg %s", c.kt, hdr, c.alg)
+		}
+		verifyPolicyJWS(t, jws, as.roots, as.clk.Now())
+		if err := signer.Close(as.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := NewAuthzSigner(AuthzSignerConfig{Keys: keys, Issuer: as.iss, TrustDomain: "example.org", KeyType: "dsa-1024"}); !errors.Is(err, hsm.ErrBadKeyType) {
+		t.Errorf("an unknown key type: %v", err)
 	}
 }
 

@@ -3,8 +3,11 @@ package server
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/rand"
-	"crypto/sha256"
+	"crypto/rsa"
+	_ "crypto/sha256" // SHA-256 and SHA-384 for the JWS
+	_ "crypto/sha512"
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
@@ -40,12 +43,17 @@ type AuthzSignerConfig struct {
 	// Lifetime asked for the signing certificate (24h when zero; the
 	// issuer may shorten it). It is renewed once a third of it is left.
 	Lifetime time.Duration
-	Clock    clock.Clock
-	Log      *slog.Logger
+	// KeyType of the signing keys (default ecdsa-p256): ES256, ES384 or
+	// RS256 JWS. `ca serve` passes issuer.key_type, so that a token without
+	// elliptic curves can sign the policy too.
+	KeyType hsm.KeyType
+	Clock   clock.Clock
+	Log     *slog.Logger
 }
 
-// AuthzSigner signs GET /v1/authz/policy answers as compact JWS (ES256)
-// with a P-256 key generated in the key store, whose certificate for
+// AuthzSigner signs GET /v1/authz/policy answers as compact JWS (ES256,
+// ES384 or RS256 by AuthzSignerConfig.KeyType) with a key generated in the
+// key store, whose certificate for
 // spiffe://<td>/ca/authz-policy the active intermediate issues (recorded
 // and audited like every certificate). The key and certificate are made on
 // first need and renewed before expiry; the replaced key is deleted from
@@ -73,6 +81,12 @@ func NewAuthzSigner(cfg AuthzSignerConfig) (*AuthzSigner, error) {
 	if cfg.Lifetime <= 0 {
 		cfg.Lifetime = 24 * time.Hour
 	}
+	if cfg.KeyType == "" {
+		cfg.KeyType = hsm.ECDSAP256
+	}
+	if !cfg.KeyType.Valid() {
+		return nil, fmt.Errorf("%w: %q", hsm.ErrBadKeyType, cfg.KeyType)
+	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
@@ -96,7 +110,7 @@ func (s *AuthzSigner) current(ctx context.Context) (*authzSigningKey, error) {
 		return nil, err
 	}
 	name := fmt.Sprintf("authz-policy-%s-%s", now.UTC().Format("20060102"), hex.EncodeToString(b[:]))
-	key, err := s.cfg.Keys.Generate(ctx, name, hsm.ECDSAP256)
+	key, err := s.cfg.Keys.Generate(ctx, name, s.cfg.KeyType)
 	if err != nil {
 		if s.cur != nil && now.Before(s.cur.notAfter) {
 			s.cfg.Log.WarnContext(ctx, "renewing the authorization-policy signing key failed; the current one stays until it expires", "err", err)
@@ -137,31 +151,48 @@ func (s *AuthzSigner) current(ctx context.Context) (*authzSigningKey, error) {
 	return next, nil
 }
 
-// SignAuthzPolicy returns payload as a compact JWS: header {"alg":"ES256",
-// "typ":"authz-policy+jwt","x5c":[leaf, intermediates...]}.
+// SignAuthzPolicy returns payload as a compact JWS: header {"alg":"ES256"
+// (ES384 for a P-384 key, RS256 for an RSA key), "typ":"authz-policy+jwt",
+// "x5c":[leaf, intermediates...]}.
 func (s *AuthzSigner) SignAuthzPolicy(ctx context.Context, payload []byte) (string, error) {
 	k, err := s.current(ctx)
 	if err != nil {
 		return "", err
 	}
-	hdr, err := json.Marshal(map[string]any{"alg": "ES256", "typ": AuthzPolicyJWSType, "x5c": k.x5c})
+	alg, h, size := "ES256", crypto.SHA256, 32
+	switch pub := k.key.Signer.Public().(type) {
+	case *ecdsa.PublicKey:
+		if pub.Curve.Params().BitSize == 384 {
+			alg, h, size = "ES384", crypto.SHA384, 48
+		}
+	case *rsa.PublicKey:
+		alg, size = "RS256", 0
+	default:
+		return "", fmt.Errorf("signing the authorization policy: unsupported key %T", pub)
+	}
+	hdr, err := json.Marshal(map[string]any{"alg": alg, "typ": AuthzPolicyJWSType, "x5c": k.x5c})
 	if err != nil {
 		return "", err
 	}
 	input := base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(payload)
-	sum := sha256.Sum256([]byte(input))
-	der, err := k.key.Signer.Sign(rand.Reader, sum[:], crypto.SHA256)
+	hh := h.New()
+	hh.Write([]byte(input))
+	sig, err := hsm.WithContext(ctx, k.key.Signer).Sign(rand.Reader, hh.Sum(nil), h)
 	if err != nil {
 		return "", fmt.Errorf("signing the authorization policy: %w", err)
 	}
-	var sig struct{ R, S *big.Int }
-	if _, err := asn1.Unmarshal(der, &sig); err != nil {
-		return "", fmt.Errorf("signing the authorization policy: unexpected signature encoding: %w", err)
+	if size > 0 {
+		// JWS wants ECDSA's r||s, not the ASN.1 the signer returns.
+		var rs struct{ R, S *big.Int }
+		if _, err := asn1.Unmarshal(sig, &rs); err != nil {
+			return "", fmt.Errorf("signing the authorization policy: unexpected signature encoding: %w", err)
+		}
+		raw := make([]byte, 2*size)
+		rs.R.FillBytes(raw[:size])
+		rs.S.FillBytes(raw[size:])
+		sig = raw
 	}
-	raw := make([]byte, 64)
-	sig.R.FillBytes(raw[:32])
-	sig.S.FillBytes(raw[32:])
-	return input + "." + base64.RawURLEncoding.EncodeToString(raw), nil
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig), nil
 }
 
 // Close deletes this process's signing keys from the key store (their

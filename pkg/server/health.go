@@ -35,10 +35,17 @@ func (rt *Routes) readyz(w http.ResponseWriter, r *http.Request) error {
 		if errors.Is(res.err, hsm.ErrPINRefused) {
 			return res.err // 503 hsm_pin_refused (classify): no login until a reload
 		}
-		return &Error{Status: http.StatusServiceUnavailable, Reason: res.failed.reason, Detail: res.failed.detail, Err: res.err}
+		reason := res.failed.reason
+		if errors.Is(res.err, hsm.ErrUnsupported) {
+			reason = ReasonHSMUnsupported // a configuration error, not an outage
+		}
+		return &Error{Status: http.StatusServiceUnavailable, Reason: reason, Detail: res.failed.detail, Err: res.err}
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	ok := map[string]string{"store": "ok", "hsm": "ok"}
+	ok := map[string]string{}
+	for _, c := range rt.ready.checks {
+		ok[c.name] = "ok"
+	}
 	if rt.d.AuditLogRole != "" {
 		ok["audit_log"] = rt.d.AuditLogRole // informative; never fails readiness
 	}
@@ -78,11 +85,32 @@ type readiness struct {
 	running chan struct{} // closed when the run in flight finishes
 }
 
+// KeyReadiness is a component with a key the CA needs to serve (the OCSP
+// responder, the JWT-SVID signer): KeyReady says, without signing, whether
+// that key can sign. *revoke.Responder and *jwtkeys.Signer fit.
+type KeyReadiness interface {
+	KeyReady(ctx context.Context) error
+}
+
+// keyPinger adapts a KeyReadiness to a readiness check.
+type keyPinger struct{ k KeyReadiness }
+
+func (p keyPinger) Ping(ctx context.Context) error { return p.k.KeyReady(ctx) }
+
 func newReadiness(d Deps) *readiness {
-	return &readiness{clock: d.Clock, timeout: d.ReadyTimeout, checks: []readyCheck{
+	checks := []readyCheck{
 		{"store", d.Store, ReasonStoreUnavailable, "the database does not answer"},
 		{"hsm", d.Keys, ReasonHSMUnavailable, "the key store does not answer"},
-	}}
+	}
+	// The keys the CA needs must be able to sign: a CA that cannot answer
+	// OCSP or sign JWT-SVIDs is not ready (issue 17).
+	if k, ok := d.Revocation.(KeyReadiness); ok {
+		checks = append(checks, readyCheck{"ocsp_key", keyPinger{k}, ReasonHSMUnavailable, "the OCSP responder key cannot sign"})
+	}
+	if k, ok := d.JWT.Signer.(KeyReadiness); ok {
+		checks = append(checks, readyCheck{"jwt_key", keyPinger{k}, ReasonHSMUnavailable, "the JWT-SVID signing key cannot sign"})
+	}
+	return &readiness{clock: d.Clock, timeout: d.ReadyTimeout, checks: checks}
 }
 
 // get returns a result at most readyCacheFor old: the cached one, or the one

@@ -77,6 +77,9 @@ func classify(err error) (status int, reason Reason, detail string) {
 	case errors.Is(err, hsm.ErrPINRefused):
 		return http.StatusServiceUnavailable, ReasonHSMPINRefused,
 			"the HSM token refused the PIN; no login is attempted until the CA is reloaded (SIGHUP) or restarted"
+	case errors.Is(err, hsm.ErrUnsupported):
+		return http.StatusServiceUnavailable, ReasonHSMUnsupported,
+			"the HSM token does not support a key type or operation this needs (a configuration error; see `ca hsm check`)"
 	case errors.Is(err, hsm.ErrUnavailable):
 		return http.StatusServiceUnavailable, ReasonHSMUnavailable, "the key store is unavailable; retry later"
 	case errors.Is(err, store.ErrUnavailable):

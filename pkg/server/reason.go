@@ -25,10 +25,13 @@ const (
 	ReasonForbidden             Reason = "forbidden"
 	ReasonBodyTooLarge          Reason = "body_too_large"
 	ReasonHSMUnavailable        Reason = "hsm_unavailable"
-	ReasonStoreUnavailable      Reason = "store_unavailable"
-	ReasonBadRequest            Reason = "bad_request"
-	ReasonMethodNotAllowed      Reason = "method_not_allowed"
-	ReasonInternal              Reason = "internal_error"
+	// ReasonHSMUnsupported: the token refused a key type, template or
+	// mechanism the CA needs (a configuration error; `ca hsm check`).
+	ReasonHSMUnsupported   Reason = "hsm_unsupported"
+	ReasonStoreUnavailable Reason = "store_unavailable"
+	ReasonBadRequest       Reason = "bad_request"
+	ReasonMethodNotAllowed Reason = "method_not_allowed"
+	ReasonInternal         Reason = "internal_error"
 	// Trust bundle and CA rotation (pkg/server/issuers.go).
 	ReasonBundleUnavailable  Reason = "bundle_unavailable"
 	ReasonRotationInProgress Reason = "rotation_in_progress"
@@ -64,7 +67,7 @@ func AllReasons() []Reason {
 		ReasonJWTKeyUnavailable,
 		ReasonRollbackUnsafe,
 		ReasonIdentityOnHold, ReasonSPIFFEIDInvalid, ReasonHoldInvalid, ReasonIdentityNotOnHold,
-		ReasonHSMPINRefused,
+		ReasonHSMPINRefused, ReasonHSMUnsupported,
 		// Renewal lineage (renew.go).
 		ReasonCertificateSuperseded, ReasonReauthenticationRequired,
 	}, AuthzReasons()...)

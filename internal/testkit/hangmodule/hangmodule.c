@@ -8,6 +8,13 @@
  * and forwards once the file is gone: a network HSM behind a partition, which
  * neither answers nor fails, and answers again when the partition heals.
  *
+ * It also fails C_GenerateKeyPair with CKR_GENERAL_ERROR on demand, the way
+ * tokens answer a template they refuse or a device they lost: while
+ * WCA_HANG_FLAG.genfail exists, every call; when WCA_HANG_FLAG.genfail-once
+ * exists, the next call (which removes the file); and while
+ * WCA_HANG_FLAG.down exists, C_GenerateKeyPair and C_FindObjectsInit both
+ * (a device that answers nothing).
+ *
  * Built by internal/testkit (HangingSoftHSM) with gcc against the OASIS
  * PKCS#11 headers that github.com/miekg/pkcs11 vendors.
  */
@@ -26,6 +33,12 @@ static CK_RV load_rv = CKR_GENERAL_ERROR;
 static CK_FUNCTION_LIST_PTR real;
 static CK_FUNCTION_LIST wrapped;
 static char flag[4096];
+static char genfail[4200], genfail_once[4200], down[4200];
+
+static int exists(const char *p)
+{
+	return p[0] != '\0' && access(p, F_OK) == 0;
+}
 
 /* hang blocks while the flag file exists. */
 static void hang(void)
@@ -49,6 +62,23 @@ static CK_RV hang_Sign(CK_SESSION_HANDLE s, CK_BYTE_PTR data, CK_ULONG n, CK_BYT
 	return real->C_Sign(s, data, n, sig, siglen);
 }
 
+static CK_RV fail_GenerateKeyPair(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pub, CK_ULONG npub,
+				  CK_ATTRIBUTE_PTR priv, CK_ULONG npriv, CK_OBJECT_HANDLE_PTR hpub, CK_OBJECT_HANDLE_PTR hpriv)
+{
+	if (exists(down) || exists(genfail))
+		return CKR_GENERAL_ERROR;
+	if (exists(genfail_once) && unlink(genfail_once) == 0)
+		return CKR_GENERAL_ERROR;
+	return real->C_GenerateKeyPair(s, m, pub, npub, priv, npriv, hpub, hpriv);
+}
+
+static CK_RV fail_FindObjectsInit(CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t, CK_ULONG n)
+{
+	if (exists(down))
+		return CKR_GENERAL_ERROR;
+	return real->C_FindObjectsInit(s, t, n);
+}
+
 static void load(void)
 {
 	const char *target = getenv("WCA_HANG_TARGET");
@@ -62,6 +92,9 @@ static void load(void)
 	}
 	if (f != NULL) {
 		strncpy(flag, f, sizeof(flag) - 1);
+		snprintf(genfail, sizeof(genfail), "%s.genfail", flag);
+		snprintf(genfail_once, sizeof(genfail_once), "%s.genfail-once", flag);
+		snprintf(down, sizeof(down), "%s.down", flag);
 	}
 	/* Never closed: the module may be finalized and initialized again. */
 	h = dlopen(target, RTLD_NOW | RTLD_LOCAL);
@@ -81,6 +114,8 @@ static void load(void)
 	wrapped.C_GetFunctionList = C_GetFunctionList;
 	wrapped.C_SignInit = hang_SignInit;
 	wrapped.C_Sign = hang_Sign;
+	wrapped.C_GenerateKeyPair = fail_GenerateKeyPair;
+	wrapped.C_FindObjectsInit = fail_FindObjectsInit;
 }
 
 CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
