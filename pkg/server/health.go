@@ -35,7 +35,7 @@ func (rt *Routes) readyz(w http.ResponseWriter, r *http.Request) error {
 		if errors.Is(res.err, hsm.ErrPINRefused) {
 			return res.err // 503 hsm_pin_refused (classify): no login until a reload
 		}
-		return &Error{Status: http.StatusServiceUnavailable, Reason: res.failed.reason, Detail: res.failed.detail, Err: res.err}
+		return &Error{Kind: KindUnavailable, Reason: res.failed.reason, Detail: res.failed.detail, Err: res.err}
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	ok := map[string]string{"store": "ok", "hsm": "ok"}

@@ -73,9 +73,9 @@ func newTrustServer(t *testing.T) *trustServer {
 			got := policy.Role(r.Header.Get("X-Test-Role"))
 			switch {
 			case got == "":
-				return "", &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized, Detail: "no credentials"}
+				return "", &Error{Kind: KindBearerMissing, Reason: ReasonUnauthorized, Detail: "no credentials"}
 			case got != role && got != policy.RoleAdmin:
-				return "", &Error{Status: http.StatusForbidden, Reason: ReasonForbidden, Detail: "role " + string(role) + " required"}
+				return "", &Error{Kind: KindPolicy, Reason: ReasonForbidden, Detail: "role " + string(role) + " required"}
 			}
 			return "operator:" + string(got), nil
 		},
