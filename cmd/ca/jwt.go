@@ -22,7 +22,6 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/jwtkeys"
 	"github.com/workload-ca/workload-ca/pkg/policy"
 	"github.com/workload-ca/workload-ca/pkg/server"
-	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
 // JWT-SVID key settings. Constants until pkg/config grows fields for them:
@@ -36,9 +35,7 @@ const (
 )
 
 var (
-	_ jwtkeys.ManagerStore = store.Store(nil)
-	_ jwtkeys.SignerStore  = store.Store(nil)
-	_ server.JWTSigner     = (*jwtkeys.Signer)(nil)
+	_ server.JWTSigner = (*jwtkeys.Signer)(nil)
 )
 
 // jwtKeysConfig maps the settings to pkg/jwtkeys' Config.

@@ -20,9 +20,11 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
-// OperatorStore is what the operator endpoints read, and where their denials
-// are appended; store.Store fits.
+// OperatorStore is what the operator endpoints read (certificates, the audit
+// log, the grouped denials of GET /v1/denials), and where their denials are
+// appended; store.Store fits.
 type OperatorStore interface {
+	DenialStore
 	GetCertificate(ctx context.Context, serial string) (store.Certificate, error)
 	ListCertificates(ctx context.Context, f store.CertificateFilter) ([]store.Certificate, string, error)
 	AuditEntries(ctx context.Context, afterSeq int64, limit int) ([]store.AuditEntry, error)
