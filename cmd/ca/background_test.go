@@ -11,10 +11,10 @@ import (
 // closable stands for the store or the key store: a use after Close is
 // recorded as the defect it would be.
 type closable struct {
-	mu       sync.Mutex
-	closed   bool
-	uses     int
-	misused  atomic.Bool
+	mu      sync.Mutex
+	closed  bool
+	uses    int
+	misused atomic.Bool
 }
 
 func (c *closable) use() {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/workload-ca/workload-ca/internal/testkit"
 	"github.com/workload-ca/workload-ca/pkg/server"
 	"github.com/workload-ca/workload-ca/pkg/store/storeopen"
 )
@@ -201,7 +202,7 @@ func TestRotationDrillWithTheRealBinaryOnPostgresAndSoftHSM(t *testing.T) {
 		other pubLeaf
 	}{{old, oldCRL, fresh}, {fresh, freshCRL, old}} {
 		var d crlDownload
-		eventually(t, 30*time.Second, c.l.serial+" in "+c.url, func() bool {
+		testkit.EventuallyTrue(t, 30*time.Second, c.l.serial+" in "+c.url, func() bool {
 			d = fetchCRL(t, "A", c.url, c.l.issuer)
 			_, listed := d.revokes(c.l.serial)
 			return listed
@@ -275,7 +276,7 @@ func TestRotationDrillWithTheRealBinaryOnPostgresAndSoftHSM(t *testing.T) {
 	if badInter == nil {
 		t.Fatalf("no certificate for the prepared intermediate %q", badInterID)
 	}
-	eventually(t, 30*time.Second, "a CRL of the prepared "+badInterID, func() bool {
+	testkit.EventuallyTrue(t, 30*time.Second, "a CRL of the prepared "+badInterID, func() bool {
 		res, _ := get(t, &http.Client{Timeout: 10 * time.Second}, n.s.publicURL+"/crl/"+badInterID+".crl")
 		return res.StatusCode == http.StatusOK
 	})
