@@ -103,7 +103,7 @@ func runAgent(t *testing.T, e *enrollE2E, dir, ttl string, extra ...string) *run
 			t.Logf("ca agent stderr:\n%s\nstdout:\n%s", ra.stderr, ra.stdout)
 		}
 	})
-	eventually(t, 30*time.Second, "the agent's socket appears", func() bool {
+	testkit.EventuallyTrue(t, 30*time.Second, "the agent's socket appears", func() bool {
 		select {
 		case err := <-ra.exited:
 			t.Fatalf("ca agent exited early (%v):\n%s", err, ra.stderr)
@@ -165,7 +165,7 @@ func TestAgentServesTheSPIFFEWorkloadAPIToGoSPIFFE(t *testing.T) {
 	payments := startAgent(t, e, "acme/payments", "3m", "--metrics-addr", metricsAddr)
 	started := time.Now()
 	billing := startAgent(t, e, "acme/billing", "1h")
-	eventually(t, 30*time.Second, "payments' renewal scheduled", func() bool {
+	testkit.EventuallyTrue(t, 30*time.Second, "payments' renewal scheduled", func() bool {
 		return strings.Contains(payments.stderr.String(), "next renewal of serial")
 	})
 	// Not at once: about 2m (±9s jitter) after the certificate was obtained.
@@ -334,12 +334,7 @@ func TestAgentServesTheSPIFFEWorkloadAPIToGoSPIFFE(t *testing.T) {
 			out := guarded.stderr.String()
 			return strings.Contains(out, "caller refused") && strings.Contains(out, `"uid":`+strconv.Itoa(os.Getuid()))
 		}
-		for deadline := time.Now().Add(5 * time.Second); !logged() && time.Now().Before(deadline); {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if !logged() {
-			t.Errorf("no log line names the refused caller:\n%s", guarded.stderr)
-		}
+		testkit.EventuallyTrue(t, 30*time.Second, "a log line naming the refused caller", logged)
 	})
 
 	t.Run("a renewal and a root rotation reach the streams (go-spiffe and Envoy SDS) as new messages", func(t *testing.T) {
@@ -353,7 +348,7 @@ func TestAgentServesTheSPIFFEWorkloadAPIToGoSPIFFE(t *testing.T) {
 		defer wcancel()
 		go func() { _ = c.WatchX509Context(wctx, u) }()
 		var first string
-		eventually(t, 30*time.Second, "the first X.509 context", func() bool {
+		testkit.EventuallyTrue(t, 30*time.Second, "the first X.509 context", func() bool {
 			var n int
 			n, first, _ = u.last()
 			return n > 0
@@ -405,7 +400,7 @@ func TestAgentServesTheSPIFFEWorkloadAPIToGoSPIFFE(t *testing.T) {
 		}
 
 		payments.forceRenewal(t)
-		eventually(t, 30*time.Second, "a renewed SVID on the stream after SIGUSR1", func() bool {
+		testkit.EventuallyTrue(t, 30*time.Second, "a renewed SVID on the stream after SIGUSR1", func() bool {
 			_, s, _ := u.last()
 			return s != first
 		})
@@ -425,12 +420,12 @@ func TestAgentServesTheSPIFFEWorkloadAPIToGoSPIFFE(t *testing.T) {
 		// The CA serves the new root within its bundle recheck (5s); the
 		// agent refreshes /bundle.json after each renewal: then force one.
 		plain := &http.Client{Timeout: 10 * time.Second}
-		eventually(t, 30*time.Second, "the CA serves both roots", func() bool {
+		testkit.EventuallyTrue(t, 30*time.Second, "the CA serves both roots", func() bool {
 			_, b := get(t, plain, e.s.publicURL+"/bundle.pem")
 			return len(parseCerts(b)) == 2
 		})
 		payments.forceRenewal(t)
-		eventually(t, 30*time.Second, "the new root on the stream", func() bool {
+		testkit.EventuallyTrue(t, 30*time.Second, "the new root on the stream", func() bool {
 			_, _, roots := u.last()
 			return roots == 2
 		})
@@ -477,7 +472,7 @@ func TestAgentServesTheSPIFFEWorkloadAPIToGoSPIFFE(t *testing.T) {
 		}
 		<-e.s.exited
 		payments.forceRenewal(t)
-		eventually(t, 30*time.Second, "a failed renewal logged", func() bool {
+		testkit.EventuallyTrue(t, 30*time.Second, "a failed renewal logged", func() bool {
 			return strings.Contains(payments.stderr.String(), "renewal failed; serving the last good SVID")
 		})
 		_, body := get(t, &http.Client{Timeout: 10 * time.Second}, "http://"+metricsAddr+"/metrics")

@@ -18,16 +18,9 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/server"
 )
 
-// dashboardStore is what the dashboard reads beyond store.Store: both stores
-// have Denials and CertificateStats.
-type dashboardStore = dashboard.Store
-
 // mountDashboard serves the dashboard under /ui on the API router.
 func mountDashboard(api chi.Router, cfg *config.Config, b *backends, pol *policy.Holder, ops server.OperatorDeps, holds dashboard.HoldLister, authzPol dashboard.AuthzPolicySource, log *slog.Logger) error {
-	st, ok := b.store.(dashboardStore)
-	if !ok {
-		return fmt.Errorf("the store %T cannot serve the dashboard", b.store)
-	}
+	st := b.store
 	dc := dashboard.Config{ExternalURL: cfg.APIURL, DevLogin: localAdminSignIn(cfg, log), SessionLifetime: cfg.Dashboard.SessionLifetime,
 		SessionIdleTimeout: cfg.Dashboard.SessionIdleTimeout}
 	if f := cfg.Dashboard.SessionKeyFile; f != "" {

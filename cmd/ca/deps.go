@@ -17,11 +17,10 @@ import (
 )
 
 // Assert, where they are wired, that the real implementations fit the
-// issuer's consumer-side interfaces.
+// issuer's consumer-side interfaces (the stores' are in stores.go).
 var (
 	_ issuer.KeyStore = (*hsm.PKCS11Store)(nil)
 	_ issuer.KeyStore = (*hsm.SoftwareStore)(nil)
-	_ issuer.Store    = store.Store(nil)
 )
 
 // newLogger logs JSON to w at the configured level.

@@ -571,8 +571,7 @@ func TestEnrollAndRenewEndToEndOnPostgresAndSoftHSM(t *testing.T) {
 // asynchronously to the signal).
 func (e *enrollE2E) waitAudit(t *testing.T, action, decision string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	testkit.EventuallyTrue(t, 20*time.Second, "a new "+action+" "+decision+" audit entry", func() bool {
 		entries, err := e.st.AuditEntries(context.Background(), 0, 10000)
 		if err != nil {
 			t.Fatal(err)
@@ -583,10 +582,9 @@ func (e *enrollE2E) waitAudit(t *testing.T, action, decision string) {
 					e.consumed = map[int64]bool{}
 				}
 				e.consumed[en.Seq] = true
-				return
+				return true
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("no %s %s audit entry within 20s", action, decision)
+		return false
+	})
 }

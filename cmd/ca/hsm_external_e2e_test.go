@@ -111,7 +111,7 @@ func TestEnrollOCSPAndJWTOnExternalToken(t *testing.T) {
 		var last string
 		// The responder certificate is made by the leader's publisher
 		// moments after start: tryLater until then.
-		eventually(t, 60*time.Second, "a signed OCSP answer", func() bool {
+		testkit.EventuallyTrue(t, 60*time.Second, "a signed OCSP answer", func() bool {
 			res, err := (&http.Client{Timeout: 30 * time.Second}).Post(e.s.publicURL+"/ocsp", "application/ocsp-request", bytes.NewReader(req))
 			if err != nil {
 				last = err.Error()

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
+	"github.com/workload-ca/workload-ca/internal/testkit"
 	"github.com/workload-ca/workload-ca/pkg/server"
 )
 
@@ -56,7 +57,7 @@ func TestContainingAnIdentityAcrossTwoServeProcesses(t *testing.T) {
 	// Both processes publish both certificates as revoked (CRL and OCSP), and
 	// leave the other identity's alone.
 	for _, n := range []*pubNode{a, b} {
-		took := eventually(t, 30*time.Second, "the identity's certificates in the CRL of "+n.name, func() bool {
+		took := testkit.EventuallyTrue(t, 30*time.Second, "the identity's certificates in the CRL of "+n.name, func() bool {
 			d := fetchCRL(t, n.name, n.s.publicURL+crlPath, held[0].issuer)
 			for _, l := range held {
 				if reason, listed := d.revokes(l.serial); !listed || reason != ocsp.KeyCompromise {

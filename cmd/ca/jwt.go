@@ -23,7 +23,6 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/jwtkeys"
 	"github.com/workload-ca/workload-ca/pkg/policy"
 	"github.com/workload-ca/workload-ca/pkg/server"
-	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
 // JWT-SVID key settings. Constants until pkg/config grows fields for them:
@@ -37,9 +36,7 @@ const (
 )
 
 var (
-	_ jwtkeys.ManagerStore = store.Store(nil)
-	_ jwtkeys.SignerStore  = store.Store(nil)
-	_ server.JWTSigner     = (*jwtkeys.Signer)(nil)
+	_ server.JWTSigner = (*jwtkeys.Signer)(nil)
 )
 
 // jwtKeysConfig maps the settings to pkg/jwtkeys' Config: keys of
@@ -56,13 +53,13 @@ func jwtKeysConfig(cfg *config.Config) jwtkeys.Config {
 // ctx ends, and returns the signer for POST /v1/jwt. A failed first tick is
 // logged, not fatal: the background tick retries, and /v1/jwt answers 503
 // jwt_key_unavailable meanwhile.
-func startJWTKeys(ctx context.Context, cfg *config.Config, b *backends, tr *trust, log *slog.Logger) (*jwtkeys.Signer, error) {
+func startJWTKeys(ctx context.Context, bg *background, cfg *config.Config, b *backends, tr *trust, log *slog.Logger) (*jwtkeys.Signer, error) {
 	if res, err := tr.jwtKeys.Tick(ctx); err != nil {
 		log.Error("JWT signing keys: first tick failed; retrying in the background", "err", err)
 	} else if len(res.Activated)+len(res.Prepared)+len(res.Retired) > 0 {
 		log.Info("JWT signing keys", "prepared", res.Prepared, "activated", res.Activated, "retired", res.Retired)
 	}
-	go tr.jwtKeys.Run(ctx, jwtTick)
+	bg.Go(func(ctx context.Context) { tr.jwtKeys.Run(ctx, jwtTick) })
 	return jwtkeys.NewSigner(jwtkeys.SignerDeps{Keys: b.keys, Store: b.store, Clock: clock.Real{}, Log: log}, jwtKeysConfig(cfg))
 }
 

@@ -17,6 +17,7 @@ import (
 	gojwtsvid "github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
+	"github.com/workload-ca/workload-ca/internal/testkit"
 	"github.com/workload-ca/workload-ca/pkg/jwtkeys"
 	"github.com/workload-ca/workload-ca/pkg/jwtsvid"
 	"github.com/workload-ca/workload-ca/pkg/server"
@@ -141,13 +142,11 @@ func TestJWTSVIDEndToEndOnPostgresAndSoftHSM(t *testing.T) {
 			t.Fatalf("ca jwt-keys rotate --emergency: %d %s %s", code, out, errOut)
 		}
 		// The serving cache rechecks the store every few seconds.
-		after := fetchBundle(t)
-		for deadline := time.Now().Add(30 * time.Second); after.HasJWTAuthority(got.KeyID); after = fetchBundle(t) {
-			if time.Now().After(deadline) {
-				t.Fatal("the retired key is still in bundle.json after 30s")
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
+		var after *spiffebundle.Bundle
+		testkit.EventuallyTrue(t, 30*time.Second, "the retired key gone from bundle.json", func() bool {
+			after = fetchBundle(t)
+			return !after.HasJWTAuthority(got.KeyID)
+		})
 		if _, err := gojwtsvid.ParseAndValidate(got.Token, after, []string{"vault"}); err == nil {
 			t.Error("go-spiffe still accepts the old key's token")
 		}
@@ -159,20 +158,14 @@ func TestJWTSVIDEndToEndOnPostgresAndSoftHSM(t *testing.T) {
 			t.Errorf("old token: %v, want unknown_kid", err)
 		}
 		// The serving replica picks up the new key within its recheck.
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		testkit.Eventually(t, 30*time.Second, "the server signing with the new key", func() error {
 			out, errOut, code := runCA(t, e.vars, jwtArgs("--audience", "vault")...)
 			if code != 0 {
 				t.Fatalf("ca jwt after the rotation: %d %s", code, errOut)
 			}
-			if _, err := gojwtsvid.ParseAndValidate(strings.TrimSpace(out), after, []string{"vault"}); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the server still signs with the retired key after 30s")
-			}
-			time.Sleep(time.Second)
-		}
+			_, err := gojwtsvid.ParseAndValidate(strings.TrimSpace(out), after, []string{"vault"})
+			return err
+		})
 		out, _, code := runCA(t, e.vars, "jwt-keys", "list")
 		if code != 0 || !strings.Contains(out, "retired") || !strings.Contains(out, "active") {
 			t.Errorf("ca jwt-keys list: %s", out)

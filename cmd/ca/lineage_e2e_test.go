@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/workload-ca/workload-ca/internal/testkit"
 	"github.com/workload-ca/workload-ca/pkg/server"
 	"github.com/workload-ca/workload-ca/pkg/store/storeopen"
 )
@@ -108,7 +109,7 @@ func TestRenewalLineageEndToEnd(t *testing.T) {
 	}
 	crlURL := b.on(renewed.cert.CRLDistributionPoints[0])
 	var crl crlDownload
-	took := eventually(t, 20*time.Second, "the renewed certificate in B's CRL", func() bool {
+	took := testkit.EventuallyTrue(t, 20*time.Second, "the renewed certificate in B's CRL", func() bool {
 		crl = fetchCRL(t, "B", crlURL, renewed.issuer)
 		_, listed := crl.revokes(renewed.serial)
 		return listed
@@ -139,7 +140,7 @@ func TestRenewalLineageEndToEnd(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "revoked "+otherRenewed.serial) || !strings.Contains(stdout, "2 certificates revoked") {
 		t.Fatalf("ca revoke --scope lineage: %d\n%s%s", code, stdout, stderr)
 	}
-	eventually(t, 20*time.Second, "the second lineage's renewal in A's CRL", func() bool {
+	testkit.EventuallyTrue(t, 20*time.Second, "the second lineage's renewal in A's CRL", func() bool {
 		_, listed := fetchCRL(t, "A", a.on(otherRenewed.cert.CRLDistributionPoints[0]), otherRenewed.issuer).revokes(otherRenewed.serial)
 		return listed
 	})

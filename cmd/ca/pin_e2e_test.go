@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -68,17 +69,13 @@ func TestARefusedPINIsTriedOncePerSIGHUP(t *testing.T) {
 	// until polls /readyz (another process's state) until cond holds.
 	until := func(what string, cond func(code int, reason string) bool) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		testkit.Eventually(t, 30*time.Second, what, func() error {
 			code, reason := readyReason(t, s)
-			if cond(code, reason) {
-				return
+			if !cond(code, reason) {
+				return fmt.Errorf("readyz still %d %s", code, reason)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: readyz still %d %s after 30s", what, code, reason)
-			}
-			time.Sleep(100 * time.Millisecond) // polling another process
-		}
+			return nil
+		})
 	}
 	// holds checks for a while that no further login is attempted, while
 	// probes and the server's background work keep using the key store.
@@ -120,14 +117,10 @@ func TestARefusedPINIsTriedOncePerSIGHUP(t *testing.T) {
 	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for refusals() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no login attempt after SIGHUP:\n%s", s.stderr)
-		}
+	testkit.EventuallyTrue(t, 30*time.Second, "a login attempt after SIGHUP", func() bool {
 		readyReason(t, s)
-		time.Sleep(100 * time.Millisecond) // polling another process
-	}
+		return refusals() >= 2
+	})
 	holds(2)
 
 	// The PIN is put back; SIGHUP; ready again.

@@ -17,16 +17,16 @@ type loginReloader interface {
 // watchLoginReload makes SIGHUP the explicit reload after a refused PIN: the
 // key store then makes exactly one new login attempt on its next use (the
 // PIN is the one configured at start; fix the token's PIN, or restart with
-// the new one). It returns at once for key stores that never refuse a PIN,
-// and stops when ctx ends.
-func watchLoginReload(ctx context.Context, keys any, log *slog.Logger) {
+// the new one). It returns at once for key stores that never refuse a PIN;
+// the watch runs in bg.
+func watchLoginReload(bg *background, keys any, log *slog.Logger) {
 	r, ok := keys.(loginReloader)
 	if !ok {
 		return
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
+	bg.Go(func(ctx context.Context) {
 		defer signal.Stop(hup)
 		for {
 			select {
@@ -38,5 +38,5 @@ func watchLoginReload(ctx context.Context, keys any, log *slog.Logger) {
 				}
 			}
 		}
-	}()
+	})
 }

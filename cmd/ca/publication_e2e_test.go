@@ -265,20 +265,6 @@ func fetchCRL(t *testing.T, node, url string, issuer *x509.Certificate) crlDownl
 	return crlDownload{node: node, number: crl.Number.Int64(), der: der, etag: res.Header.Get("ETag"), crl: crl}
 }
 
-// eventually polls cond (another process's work: a CRL regeneration, a
-// bundle refresh) until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > within {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(100 * time.Millisecond) // polling another process, not waiting for an expiry
-	}
-	return time.Since(start)
-}
-
 // ocspStatus asks url about leaf with the Go relying-party code, checking
 // the responder's signature and delegation by the leaf's issuer.
 func ocspStatus(t *testing.T, url string, l pubLeaf) *ocsp.Response {
@@ -431,7 +417,7 @@ func TestRevocationIsPublishedForOpenSSLAtTheCertificatesOwnURLs(t *testing.T) {
 
 	p.revoke(t, n, bad.serial, "keyCompromise")
 	var after crlDownload
-	took := eventually(t, 20*time.Second, "the revoked serial in the CRL at the leaf's CRL DP", func() bool {
+	took := testkit.EventuallyTrue(t, 20*time.Second, "the revoked serial in the CRL at the leaf's CRL DP", func() bool {
 		after = fetchCRL(t, "A", crlURL, good.issuer)
 		_, listed := after.revokes(bad.serial)
 		return listed
@@ -531,7 +517,7 @@ func TestTwoServeProcessesShareRevocationPublication(t *testing.T) {
 	awaitRevoked := func(l pubLeaf, reason int, alive ...*pubNode) {
 		t.Helper()
 		for _, n := range alive {
-			took := eventually(t, 30*time.Second, l.serial+" in the CRL of "+n.name, func() bool {
+			took := testkit.EventuallyTrue(t, 30*time.Second, l.serial+" in the CRL of "+n.name, func() bool {
 				_, listed := download(n).revokes(l.serial)
 				return listed
 			})
@@ -579,7 +565,7 @@ func TestTwoServeProcessesShareRevocationPublication(t *testing.T) {
 		}
 	}
 	for _, n := range nodes {
-		eventually(t, 30*time.Second, "the burst in the CRL of "+n.name, func() bool {
+		testkit.EventuallyTrue(t, 30*time.Second, "the burst in the CRL of "+n.name, func() bool {
 			d := download(n)
 			for _, l := range burst {
 				if _, listed := d.revokes(l.serial); !listed {

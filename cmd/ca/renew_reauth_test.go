@@ -212,7 +212,7 @@ func TestRenewAsksToReauthenticateAndReEnrollsWithATokenFile(t *testing.T) {
 		done := make(chan error, 1)
 		stdout, stderr := &testkit.LockedBuffer{}, &testkit.LockedBuffer{}
 		go func() { done <- cmdRenew(ctx, append(args, "--daemon", "--token-file", tok), noEnv, stdout, stderr) }()
-		eventually(t, 30*time.Second, "the daemon enrolls again", func() bool {
+		testkit.EventuallyTrue(t, 30*time.Second, "the daemon enrolls again", func() bool {
 			select {
 			case err := <-done:
 				t.Fatalf("the daemon ended: %v\n%s", err, stderr.String())
@@ -250,7 +250,7 @@ func TestSIGUSR1ForcesOneRenewalPerSignal(t *testing.T) {
 	// The daemon announces its schedule after it listens for SIGUSR1.
 	waitFor := func(what string, n int) {
 		t.Helper()
-		eventually(t, 30*time.Second, what, func() bool {
+		testkit.EventuallyTrue(t, 30*time.Second, what, func() bool {
 			select {
 			case err := <-done:
 				t.Fatalf("the daemon ended: %v\n%s", err, stderr.String())

@@ -14,22 +14,19 @@ import (
 
 // startRetention prunes what outlived retention.* on whichever replica
 // holds the retention leadership: at start and every retention.interval,
-// until the returned stop is called (before the store closes).
-func startRetention(ctx context.Context, cfg *config.Config, b *backends, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
+// in bg, until bg stops (before the store closes).
+func startRetention(bg *background, cfg *config.Config, b *backends, reg prometheus.Registerer, log *slog.Logger) error {
 	r := cfg.Retention
 	p, err := retention.New(retention.Deps{Store: b.store, Clock: clock.Real{}, Log: log.With("component", "retention"), Metrics: reg},
 		retention.Config{Certificates: r.Certificates, OCSPResponses: r.OCSPResponses, AuthzReports: r.AuthzReports, Interval: r.Interval,
 			BatchSize: r.BatchSize, BatchPause: r.BatchPause, MaxRun: r.MaxRun})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := p.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+	bg.Go(func(ctx context.Context) {
+		if err := p.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			log.Error("retention pruner stopped", "error", err.Error())
 		}
-	}()
-	return func() { cancel(); <-done }, nil
+	})
+	return nil
 }

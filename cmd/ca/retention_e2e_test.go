@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/workload-ca/workload-ca/internal/testkit"
 )
 
 // ca serve prunes as leader every retention.interval: the first run comes
@@ -21,18 +23,11 @@ func TestServePrunesEveryIntervalAndTheAuditLogVerifies(t *testing.T) {
 	if got := sumFamily(fams["ca_store_table_rows"], map[string]string{"table": "audit_log"}); got < 1 {
 		t.Errorf("ca_store_table_rows{table=audit_log} = %v at start, want the initialisation's entries", got)
 	}
-	deadline := time.Now().Add(40 * time.Second)
-	for {
+	// Polling a real process's interval, not waiting for an expiry.
+	testkit.EventuallyTrue(t, 40*time.Second, "a complete retention run", func() bool {
 		fams = scrape(t, s.publicURL+"/metrics")
-		if sumFamily(fams["ca_retention_runs_total"], map[string]string{"outcome": "complete"}) >= 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no complete retention run within 40s of start")
-		}
-		// Polling a real process's interval, not waiting for an expiry.
-		<-time.After(500 * time.Millisecond)
-	}
+		return sumFamily(fams["ca_retention_runs_total"], map[string]string{"outcome": "complete"}) >= 1
+	})
 	if got := sumFamily(fams["ca_store_table_rows"], map[string]string{"table": "certificates"}); got < 1 {
 		t.Errorf("ca_store_table_rows{table=certificates} = %v after a run, want the server certificate's row", got)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/workload-ca/workload-ca/internal/testkit"
 )
 
 // servedBundle fetches /bundle.json and parses it as a SPIFFE relying party.
@@ -42,17 +45,15 @@ func servedBundle(t *testing.T, s *servingCA, ifNoneMatch string) (seq int64, ro
 // few seconds) serves sequence want.
 func awaitSequence(t *testing.T, s *servingCA, want int64) (roots int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testkit.Eventually(t, 30*time.Second, fmt.Sprintf("bundle version %d served", want), func() error {
 		seq, n, _, _ := servedBundle(t, s, "")
-		if seq == want {
-			return n
+		if seq != want {
+			return fmt.Errorf("the server still serves bundle version %d", seq)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the server still serves bundle version %d, want %d", seq, want)
-		}
-		time.Sleep(200 * time.Millisecond) // polling another process, not waiting for an expiry
-	}
+		roots = n
+		return nil
+	})
+	return roots
 }
 
 func TestRotationAndRollbackWithTheRealBinary(t *testing.T) {

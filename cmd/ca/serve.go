@@ -54,9 +54,14 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		}
 		log.Info("store and key store closed", "duration_ms", time.Since(start).Milliseconds())
 	}()
+	// Every background goroutine runs in bg; stopping it (deferred after
+	// the store's Close, so it runs before) waits for all of them, so
+	// none uses the store or the key store once they are closed.
+	bg := newBackground(ctx)
+	defer bg.stop()
 
 	// SIGHUP also clears a refused HSM login (the key store then tries once).
-	watchLoginReload(ctx, b.keys, log)
+	watchLoginReload(bg, b.keys, log)
 	auditLogRole := checkAuditLogRole(ctx, b.store, log)
 	reg := newMetricsRegistry()
 	if err := instrumentBackends(b, reg, log); err != nil {
@@ -68,18 +73,17 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	}
 	// Signed checkpoints of the audit head: at startup, every
 	// audit.checkpoint_interval, and after the listeners closed (deferred
-	// before the store closes).
+	// before the store closes; its loop is stopped and waited for first,
+	// so it has its own stop rather than bg's).
 	endCheckpoints, err := startCheckpoints(ctx, cfg, b, log)
 	if err != nil {
 		return err
 	}
 	defer endCheckpoints()
 	// Retention: the leader prunes expired rows in small batches.
-	stopRetention, err := startRetention(ctx, cfg, b, reg, log)
-	if err != nil {
+	if err := startRetention(bg, cfg, b, reg, log); err != nil {
 		return err
 	}
-	defer stopRetention()
 	counted, err := telemetry.InstrumentIssuer(iss, reg)
 	if err != nil {
 		return err
@@ -109,10 +113,8 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	if _, err := tr.publish(ctx, "system"); err != nil {
 		return err
 	}
-	rotCtx, stopRot := context.WithCancel(ctx)
-	defer stopRot()
-	go tr.rotator.Run(rotCtx, rotationTick)
-	jwtSigner, err := startJWTKeys(rotCtx, cfg, b, tr, log)
+	bg.Go(func(ctx context.Context) { tr.rotator.Run(ctx, rotationTick) })
+	jwtSigner, err := startJWTKeys(ctx, bg, cfg, b, tr, log)
 	if err != nil {
 		return err
 	}
@@ -127,9 +129,7 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	hupCtx, stopHUP := context.WithCancel(ctx)
-	defer stopHUP()
-	go reloader.run(hupCtx, hup)
+	bg.Go(func(ctx context.Context) { reloader.run(ctx, hup) })
 	// The authorization policy (authz_policy_file), reloaded on the same
 	// SIGHUP.
 	authzRel, err := newAuthzReloader(ctx, cfg, b.store, clock.Real{}, log)
@@ -140,7 +140,7 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		authzHUP := make(chan os.Signal, 1)
 		signal.Notify(authzHUP, syscall.SIGHUP)
 		defer signal.Stop(authzHUP)
-		go authzRel.run(hupCtx, authzHUP)
+		bg.Go(func(ctx context.Context) { authzRel.run(ctx, authzHUP) })
 	}
 	verifier, err := newVerifier(cfg, log)
 	if err != nil {
@@ -181,13 +181,11 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	// OCSP answers from memory; this process's revocations (through pub)
 	// drop entries at once, other replicas' within OCSPCacheRecheck.
 	responder.Follow(pub)
-	pubCtx, stopPub := context.WithCancel(ctx)
-	defer stopPub()
-	go func() {
-		if err := pub.Run(pubCtx); err != nil && !errors.Is(err, context.Canceled) {
+	bg.Go(func(ctx context.Context) {
+		if err := pub.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 			log.Error("revocation publisher stopped", "err", err)
 		}
-	}()
+	})
 	ops, err := operatorDeps(b, rcfg, pub, log)
 	if err != nil {
 		return err
@@ -246,9 +244,7 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 		Log:           log,
 	})
 
-	renewCtx, stopRenew := context.WithCancel(ctx)
-	defer stopRenew()
-	go certs.Run(renewCtx)
+	bg.Go(certs.Run)
 
 	return srv.Serve(ctx, apiLn, publicLn)
 }

@@ -28,9 +28,7 @@ const (
 )
 
 var (
-	_ bundle.Store         = store.Store(nil)
-	_ issuer.RotationStore = store.Store(nil)
-	_ server.BundleSource  = (*bundle.Cache)(nil)
+	_ server.BundleSource = (*bundle.Cache)(nil)
 )
 
 // trust is the trust-bundle publisher, its serving cache, the CA rotator

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/workload-ca/workload-ca/internal/testkit"
 	"github.com/workload-ca/workload-ca/pkg/audit"
 	"github.com/workload-ca/workload-ca/pkg/store/storeopen"
 )
@@ -64,7 +65,7 @@ func TestKill9OfTheServerDuringEnrollmentLoadLosesNoCertificate(t *testing.T) {
 	var current *replica = d.serve(t)
 	target := func() *replica { return current }
 	l := startLoad(t, d, target, 6)
-	waitFor(t, 60*time.Second, "enrollments under load", func() error {
+	testkit.Eventually(t, 60*time.Second, "enrollments under load", func() error {
 		if n := l.count(issuedOK); n < 40 {
 			return fmt.Errorf("%d issued so far", n)
 		}
@@ -74,7 +75,7 @@ func TestKill9OfTheServerDuringEnrollmentLoadLosesNoCertificate(t *testing.T) {
 	// trying and get transport errors until the restart.
 	current.kill9(t)
 	killedAt := l.count(func(enrollAnswer) bool { return true })
-	waitFor(t, 30*time.Second, "clients notice the dead server", func() error {
+	testkit.Eventually(t, 30*time.Second, "clients notice the dead server", func() error {
 		if l.count(func(a enrollAnswer) bool { return a.err != nil }) == 0 {
 			return errors.New("no transport error yet")
 		}
@@ -82,7 +83,7 @@ func TestKill9OfTheServerDuringEnrollmentLoadLosesNoCertificate(t *testing.T) {
 	})
 	restarted := d.serve(t)
 	current = restarted
-	waitFor(t, 60*time.Second, "enrollments after the restart", func() error {
+	testkit.Eventually(t, 60*time.Second, "enrollments after the restart", func() error {
 		if n := l.count(issuedOK); n < killedAt+20 {
 			return fmt.Errorf("%d issued, %d before the kill", n, killedAt)
 		}
@@ -97,7 +98,7 @@ func TestPostgresStoppedDuringLoadAnswersStoreUnavailableAndRecoversWithoutResta
 	d := newDrillCA(t, "log:\n  level: warn\nserver:\n  ready_timeout: 1s\n")
 	r := d.serve(t)
 	l := startLoad(t, d, func() *replica { return r }, 4)
-	waitFor(t, 60*time.Second, "enrollments under load", func() error {
+	testkit.Eventually(t, 60*time.Second, "enrollments under load", func() error {
 		if n := l.count(issuedOK); n < 20 {
 			return fmt.Errorf("%d issued so far", n)
 		}
@@ -105,7 +106,7 @@ func TestPostgresStoppedDuringLoadAnswersStoreUnavailableAndRecoversWithoutResta
 	})
 	d.pg.stop()
 	stoppedAt := time.Now()
-	waitFor(t, 60*time.Second, "503 store_unavailable and readiness false", func() error {
+	testkit.Eventually(t, 60*time.Second, "503 store_unavailable and readiness false", func() error {
 		if c := r.readyz(); c == http.StatusOK {
 			return fmt.Errorf("readyz still %d", c)
 		}
@@ -118,7 +119,7 @@ func TestPostgresStoppedDuringLoadAnswersStoreUnavailableAndRecoversWithoutResta
 	// Hold the outage while the load keeps coming.
 	unavailable := func(a enrollAnswer) bool { return a.status == http.StatusServiceUnavailable }
 	held := l.count(unavailable)
-	waitFor(t, 60*time.Second, "load answered during the outage", func() error {
+	testkit.Eventually(t, 60*time.Second, "load answered during the outage", func() error {
 		if n := l.count(unavailable); n < held+20 {
 			return fmt.Errorf("%d 503s during the outage", n-held)
 		}
@@ -135,7 +136,7 @@ func TestPostgresStoppedDuringLoadAnswersStoreUnavailableAndRecoversWithoutResta
 	d.pg.start()
 	t.Logf("postgres down for %v", time.Since(stoppedAt).Round(time.Millisecond))
 	before := l.count(issuedOK)
-	waitFor(t, 90*time.Second, "service resumes by itself", func() error {
+	testkit.Eventually(t, 90*time.Second, "service resumes by itself", func() error {
 		if c := r.readyz(); c != http.StatusOK {
 			return fmt.Errorf("readyz %d", c)
 		}

@@ -188,7 +188,7 @@ func (d *drillCA) serveWith(t *testing.T, apiAddr, publicAddr string, vars map[s
 		}
 	})
 	plain := &http.Client{Timeout: 5 * time.Second}
-	waitFor(t, 60*time.Second, "ca serve ready", func() error {
+	testkit.Eventually(t, 60*time.Second, "ca serve ready", func() error {
 		select {
 		case err := <-r.exited:
 			r.exited <- err
@@ -305,22 +305,6 @@ func (r *replica) enrollKey(t *testing.T, token string, k *ecdsa.PrivateKey) enr
 	_ = json.Unmarshal(raw, &p)
 	a.reason = p.Reason
 	return a
-}
-
-// waitFor polls check until it returns nil or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, d, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // load runs workers enrolling against r until stop is closed, collecting

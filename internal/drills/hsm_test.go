@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/workload-ca/workload-ca/internal/testkit"
 )
 
 // TestSoftHSMTokenUnavailableDuringLoadAnswersHSMUnavailableAndRecoversWithoutRestart
@@ -19,7 +21,7 @@ func TestSoftHSMTokenUnavailableDuringLoadAnswersHSMUnavailableAndRecoversWithou
 	d := newDrillCA(t, "log:\n  level: warn\nserver:\n  ready_timeout: 1s\n")
 	r := d.serve(t)
 	l := startLoad(t, d, func() *replica { return r }, 4)
-	waitFor(t, 60*time.Second, "enrollments under load", func() error {
+	testkit.Eventually(t, 60*time.Second, "enrollments under load", func() error {
 		if n := l.count(issuedOK); n < 20 {
 			return fmt.Errorf("%d issued so far", n)
 		}
@@ -42,7 +44,7 @@ func TestSoftHSMTokenUnavailableDuringLoadAnswersHSMUnavailableAndRecoversWithou
 	t.Cleanup(restore)
 	removedAt := time.Now()
 
-	waitFor(t, 60*time.Second, "503 hsm_unavailable and readiness false", func() error {
+	testkit.Eventually(t, 60*time.Second, "503 hsm_unavailable and readiness false", func() error {
 		if c := r.readyz(); c == http.StatusOK {
 			return fmt.Errorf("readyz still %d", c)
 		}
@@ -56,7 +58,7 @@ func TestSoftHSMTokenUnavailableDuringLoadAnswersHSMUnavailableAndRecoversWithou
 	held := l.count(unavailable)
 	// Hold the outage for a few seconds, so that several reconnect attempts
 	// (backoff from 250ms upward) fail while the load keeps coming.
-	waitFor(t, 60*time.Second, "load answered during the outage", func() error {
+	testkit.Eventually(t, 60*time.Second, "load answered during the outage", func() error {
 		if n := l.count(unavailable); n < held+20 || time.Since(removedAt) < 3*time.Second {
 			return fmt.Errorf("%d 503s during the outage", n-held)
 		}
@@ -71,7 +73,7 @@ func TestSoftHSMTokenUnavailableDuringLoadAnswersHSMUnavailableAndRecoversWithou
 	t.Logf("token away for %v", time.Since(removedAt).Round(time.Millisecond))
 	backAt := time.Now()
 	// The key store retries with a backoff of at most 30s (hsm.DefaultMaxBackoff).
-	waitFor(t, 90*time.Second, "service resumes by itself", func() error {
+	testkit.Eventually(t, 90*time.Second, "service resumes by itself", func() error {
 		if c := r.readyz(); c != http.StatusOK {
 			return fmt.Errorf("readyz %d", c)
 		}

@@ -278,7 +278,7 @@ func TestPartitionedReplicaAnswers503WithinTheDeadlineWhileTheOtherTakesOverAndK
 	issuerCert := parseChain(t, victim.chain)
 	crlPath := leaf.CRLDistributionPoints[0][strings.Index(leaf.CRLDistributionPoints[0], "/crl/"):]
 	// Both replicas publish before the cut (leadership is taken per tick).
-	waitFor(t, 30*time.Second, "a CRL published", func() error {
+	testkit.Eventually(t, 30*time.Second, "a CRL published", func() error {
 		if len(crlLogs(a, "A", crlPath))+len(crlLogs(b, "B", crlPath)) == 0 {
 			return fmt.Errorf("none yet")
 		}
@@ -374,7 +374,7 @@ func TestPartitionedReplicaAnswers503WithinTheDeadlineWhileTheOtherTakesOverAndK
 	case <-time.After(takeoverBound):
 		t.Errorf("the cut-off leader still held its lease %v after the cut: %s", takeoverBound, holder.lines)
 	}
-	waitFor(t, takeoverBound+10*time.Second, "the revocation through B in B's CRL", func() error {
+	testkit.Eventually(t, takeoverBound+10*time.Second, "the revocation through B in B's CRL", func() error {
 		return crlLists(b, crlPath, issuerCert, []enrollAnswer{victim}, 0)
 	})
 	took := time.Since(cut)
@@ -392,7 +392,7 @@ func TestPartitionedReplicaAnswers503WithinTheDeadlineWhileTheOtherTakesOverAndK
 	ns.heal(t, d.pg.port)
 	healed = true
 	heal := time.Now()
-	waitFor(t, 45*time.Second, "A ready and enrolling again after the heal", func() error {
+	testkit.Eventually(t, 45*time.Second, "A ready and enrolling again after the heal", func() error {
 		if st := a.readyz(); st != http.StatusOK {
 			return fmt.Errorf("readyz %d", st)
 		}

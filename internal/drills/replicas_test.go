@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ocsp"
+
+	"github.com/workload-ca/workload-ca/internal/testkit"
 )
 
 // TestTwoReplicasUnderEnrollmentAndRevocationKeepSerialsUniqueAndCRLNumbersIncreasingAcrossAKill9
@@ -58,7 +60,7 @@ func TestTwoReplicasUnderEnrollmentAndRevocationKeepSerialsUniqueAndCRLNumbersIn
 		return alive[int(next.Add(1))%len(alive)]
 	}
 	l := startLoad(t, d, pick, 6)
-	waitFor(t, 90*time.Second, "enrollments on both replicas", func() error {
+	testkit.Eventually(t, 90*time.Second, "enrollments on both replicas", func() error {
 		if n := l.count(issuedOK); n < 60 {
 			return fmt.Errorf("%d issued so far", n)
 		}
@@ -102,7 +104,7 @@ func TestTwoReplicasUnderEnrollmentAndRevocationKeepSerialsUniqueAndCRLNumbersIn
 	issuerCert := parseChain(t, revoked[0].chain)
 	crlPath := leaf.CRLDistributionPoints[0][strings.Index(leaf.CRLDistributionPoints[0], "/crl/"):]
 	for _, n := range nodes {
-		waitFor(t, 60*time.Second, "the revocations in "+names[n]+"'s CRL", func() error {
+		testkit.Eventually(t, 60*time.Second, "the revocations in "+names[n]+"'s CRL", func() error {
 			return crlLists(n, crlPath, issuerCert, revoked, 0)
 		})
 	}
@@ -119,14 +121,14 @@ func TestTwoReplicasUnderEnrollmentAndRevocationKeepSerialsUniqueAndCRLNumbersIn
 	victim.kill9(t)
 	t.Logf("killed %s (generated CRL %d) with SIGKILL under load", names[victim], latest.number)
 	issuedAtKill := l.count(issuedOK)
-	waitFor(t, 60*time.Second, "enrollments on the survivor", func() error {
+	testkit.Eventually(t, 60*time.Second, "enrollments on the survivor", func() error {
 		if n := l.count(issuedOK); n < issuedAtKill+20 {
 			return fmt.Errorf("%d issued since the kill", n-issuedAtKill)
 		}
 		return nil
 	})
 	revokeSome(3, func(int) *replica { return survivor })
-	waitFor(t, 60*time.Second, "the survivor's CRL after the kill", func() error {
+	testkit.Eventually(t, 60*time.Second, "the survivor's CRL after the kill", func() error {
 		return crlLists(survivor, crlPath, issuerCert, revoked, latest.number+1)
 	})
 	for _, a := range revoked[len(revoked)-3:] {

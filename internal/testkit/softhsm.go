@@ -299,3 +299,15 @@ func removeStaleSoftHSMDirs() {
 		}
 	}
 }
+
+// SoftwareKeys is the software key store of the embedded default in a
+// fresh temp directory, closed at cleanup.
+func SoftwareKeys(t testing.TB) *hsm.SoftwareStore {
+	t.Helper()
+	ks, err := hsm.OpenSoftware(t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("testkit: OpenSoftware: %v", err)
+	}
+	t.Cleanup(func() { _ = ks.Close() })
+	return ks
+}

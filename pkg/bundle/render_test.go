@@ -7,7 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
-	"log/slog"
+
 	"testing"
 	"time"
 
@@ -17,8 +17,8 @@ import (
 
 	"github.com/workload-ca/workload-ca/internal/clock"
 	"github.com/workload-ca/workload-ca/internal/testkit"
+	"github.com/workload-ca/workload-ca/internal/testkit/cafixture"
 	"github.com/workload-ca/workload-ca/pkg/bundle"
-	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
 )
 
@@ -90,21 +90,8 @@ func TestBundleJSONIsASPIFFEBundle(t *testing.T) {
 func TestPublishedBundleVerifiesIssuedSVIDs(t *testing.T) {
 	ctx := context.Background()
 	st := testkit.SQLite(t)
-	keys, err := hsm.OpenSoftware(t.TempDir(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = keys.Close() })
 	clk := clock.NewFake(time.Now())
-	d := issuer.Deps{Keys: keys, Store: st, Clock: clk}
-	cfg := issuer.Config{TrustDomain: "example.org", PublicURL: "http://127.0.0.1:8080"}
-	if _, err := issuer.Init(ctx, d, cfg); err != nil {
-		t.Fatal(err)
-	}
-	iss, err := issuer.Load(ctx, d, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	iss := cafixture.New(t, testkit.SoftwareKeys(t), st, clk, nil).Issuer
 	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	got, err := iss.Issue(ctx, issuer.Request{PublicKey: leafKey.Public(), SPIFFEID: "spiffe://example.org/ci/payments", Actor: "test"})
 	if err != nil {

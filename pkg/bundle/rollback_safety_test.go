@@ -12,6 +12,7 @@ import (
 
 	"github.com/workload-ca/workload-ca/internal/clock"
 	"github.com/workload-ca/workload-ca/internal/testkit"
+	"github.com/workload-ca/workload-ca/internal/testkit/cafixture"
 	"github.com/workload-ca/workload-ca/pkg/bundle"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/jwtkeys"
@@ -38,10 +39,7 @@ func newSafetyRig(t *testing.T) *safetyRig {
 	ctx := context.Background()
 	keys, st := testkit.SoftHSMKeyStore(t), testkit.Postgres(t)
 	clk := clock.NewFake(time.Now().Truncate(time.Second))
-	cfg := issuer.Config{TrustDomain: "example.org", PublicURL: "http://127.0.0.1:8080"}
-	if _, err := issuer.Init(ctx, issuer.Deps{Keys: keys, Store: st, Clock: clk}, cfg); err != nil {
-		t.Fatalf("Init: %v", err)
-	}
+	cfg := cafixture.New(t, keys, st, clk, nil).Config
 	pub, err := bundle.NewPublisher(bundle.Deps{Store: st, JWTKeys: jwtkeys.NewPublished(st), Clock: clk, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

@@ -36,21 +36,6 @@ func FuzzParseSPIFFEID(f *testing.F) {
 	})
 }
 
-// FuzzValidDNSName checks accepted names are plain lowercase LDH names.
-func FuzzValidDNSName(f *testing.F) {
-	for _, s := range []string{"a.example.org", "*.a.org", "a..b", "-a.b", "a_b.c", "10.0.0.1", "xn--bcher-kva.example"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if validDNSName(s) != nil {
-			return
-		}
-		if len(s) > 253 || strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789-.") != "" || strings.Contains(s, "..") || strings.HasPrefix(s, ".") || strings.HasSuffix(s, ".") {
-			t.Fatalf("accepted %q", s)
-		}
-	})
-}
-
 // FuzzParseChainPEM checks the import parser never panics and only returns
 // 2..maxImportCerts certificates.
 func FuzzParseChainPEM(f *testing.F) {

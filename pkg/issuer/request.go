@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/workload-ca/workload-ca/pkg/names"
 )
 
 // Request is an already-authorised request for a leaf certificate. The
@@ -22,8 +24,10 @@ type Request struct {
 	// SPIFFEID is required, spiffe://<TrustDomain>/<path>, and becomes the only
 	// URI SAN.
 	SPIFFEID string
-	// DNSNames are optional DNS SANs: letters, digits and hyphens in labels of
-	// at most 63 bytes, no wildcards, no trailing dot. They are lowercased.
+	// DNSNames are optional DNS SANs, lowercased, then checked by
+	// names.CheckDNSName (lower-case LDH, no wildcard, no IP literal). One
+	// label is allowed here, for the CA's own "localhost"; the policy
+	// grants workloads only names of two labels or more.
 	DNSNames []string
 	// IPAddresses are IP SANs, meant only for the CA's own API server
 	// certificate.
@@ -119,8 +123,11 @@ func (i *Issuer) validate(r Request, now time.Time) (validRequest, error) {
 	seen := map[string]bool{}
 	for _, n := range r.DNSNames {
 		n = strings.ToLower(n)
-		if err := validDNSName(n); err != nil {
-			return v, err
+		// The syntax rule only (pkg/names): the CA's own server
+		// certificate names "localhost"; the two-label rule for
+		// workloads is the policy's, applied before a request gets here.
+		if err := names.CheckDNSName(n); err != nil {
+			return v, invalidf("%v", err)
 		}
 		if seen[n] {
 			return v, invalidf("duplicate DNS name %q", n)
@@ -220,31 +227,4 @@ func parseSPIFFEID(id, td string) (*url.URL, error) {
 		return nil, invalidf("SPIFFE ID is not a plain URI")
 	}
 	return u, nil
-}
-
-// validDNSName checks a lowercased DNS SAN: at most 253 bytes, labels of 1 to
-// 63 letters, digits and hyphens, not starting or ending with a hyphen.
-// Wildcards, underscores, trailing dots and IP literals are refused.
-func validDNSName(n string) error {
-	if n == "" || len(n) > 253 {
-		return invalidf("DNS name %q has a bad length", n)
-	}
-	if net.ParseIP(n) != nil {
-		return invalidf("DNS name %q is an IP address", n)
-	}
-	for label := range strings.SplitSeq(n, ".") {
-		if label == "" || len(label) > 63 {
-			return invalidf("DNS name %q has an empty or too long label", n)
-		}
-		if label[0] == '-' || label[len(label)-1] == '-' {
-			return invalidf("DNS name %q has a label starting or ending with a hyphen", n)
-		}
-		for j := 0; j < len(label); j++ {
-			c := label[j]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return invalidf("DNS name %q has character %q", n, c)
-			}
-		}
-	}
-	return nil
 }

@@ -2,13 +2,13 @@ package policy
 
 import (
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net/url"
-	"strings"
 
 	steppolicy "github.com/smallstep/certificates/policy"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/workload-ca/workload-ca/pkg/names"
 )
 
 // maxSPIFFEIDBytes is the SPIFFE spec's limit on an ID's length.
@@ -50,7 +50,7 @@ func (g *nameGuard) check(id string, dnsNames []string) error {
 		return fmt.Errorf("SPIFFE ID %q: %w", id, err)
 	}
 	for _, n := range dnsNames {
-		if err := checkDNSName(n); err != nil {
+		if err := names.CheckWorkloadDNSName(n); err != nil {
 			return err
 		}
 	}
@@ -76,27 +76,4 @@ func parseSPIFFEID(id string) (spiffeid.ID, error) {
 		return spiffeid.ID{}, fmt.Errorf("SPIFFE ID %q has no path", id)
 	}
 	return sid, nil
-}
-
-// checkDNSName accepts lower-case LDH host names of at least two labels, no
-// wildcards, at most 253 bytes.
-func checkDNSName(n string) error {
-	if n == "" || len(n) > 253 {
-		return errors.New("DNS name empty or longer than 253 bytes")
-	}
-	labels := strings.Split(n, ".")
-	if len(labels) < 2 {
-		return fmt.Errorf("DNS name %q must have at least two labels", n)
-	}
-	for _, l := range labels {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return fmt.Errorf("DNS name %q has an invalid label", n)
-		}
-		for _, c := range []byte(l) {
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return fmt.Errorf("DNS name %q: character %q not allowed (names are lower-case LDH)", n, c)
-			}
-		}
-	}
-	return nil
 }

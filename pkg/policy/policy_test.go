@@ -80,6 +80,8 @@ func TestParseRefusesInvalidPolicies(t *testing.T) {
 		{"an unterminated placeholder is refused", rule("    spiffe_id: spiffe://example.org/{{claims.x\n"), "unterminated"},
 		{"a literal spiffe_id with a query is refused", rule("    spiffe_id: spiffe://example.org/a?b\n"), "spiffe_id"},
 		{"a DNS name outside permitted_dns_domains is refused", rule("    spiffe_id: spiffe://example.org/a\n    dns_names: [evil.com]\n"), "not allowed"},
+		{"a single-label DNS name is refused (pkg/names: workload names have two labels)", rule("    spiffe_id: spiffe://example.org/a\n    dns_names: [orders]\n"), "two labels"},
+		{"an IP literal as a DNS name is refused", rule("    spiffe_id: spiffe://example.org/a\n    dns_names: ['10.0.0.1']\n"), "IP address"},
 		{"a DNS name two labels below a wildcard domain is refused", rule("    spiffe_id: spiffe://example.org/a\n    dns_names: ['a.b.c.prod.internal']\n"), "not allowed"},
 		{"an unknown key type is refused", rule("    spiffe_id: spiffe://example.org/a\n    key_types: [rsa-1024]\n"), "key type"},
 		{"two issuers with one name are refused", basePolicy + "  - {name: github, issuer: 'https://x.example.org', audience: a}\n", "twice"},

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/cel-go/cel"
+
+	"github.com/workload-ca/workload-ca/pkg/names"
 )
 
 // MaxRuleTTL is the longest max_ttl a rule may grant.
@@ -213,7 +215,7 @@ func (r *rule) identity(c claimSource) (string, []string, error) {
 			return "", nil, &identityError{CheckDNSNames, err}
 		}
 		n = strings.ToLower(n)
-		if err := checkDNSName(n); err != nil {
+		if err := names.CheckWorkloadDNSName(n); err != nil {
 			return "", nil, &identityError{CheckDNSNames, err}
 		}
 		if !seen[n] {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/workload-ca/workload-ca/internal/clock"
 	"github.com/workload-ca/workload-ca/internal/testkit"
+	"github.com/workload-ca/workload-ca/internal/testkit/cafixture"
 	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/store"
@@ -33,18 +34,9 @@ type backend struct {
 	open func(t testing.TB) (issuer.KeyStore, store.Store)
 }
 
-func softwareKeys(t testing.TB) issuer.KeyStore {
-	ks, err := hsm.OpenSoftware(t.TempDir(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("OpenSoftware: %v", err)
-	}
-	t.Cleanup(func() { _ = ks.Close() })
-	return ks
-}
-
 var (
-	sqliteBackend   = backend{"software keys and SQLite", func(t testing.TB) (issuer.KeyStore, store.Store) { return softwareKeys(t), testkit.SQLite(t) }}
-	postgresBackend = backend{"software keys and Postgres", func(t testing.TB) (issuer.KeyStore, store.Store) { return softwareKeys(t), testkit.Postgres(t) }}
+	sqliteBackend   = backend{"software keys and SQLite", func(t testing.TB) (issuer.KeyStore, store.Store) { return testkit.SoftwareKeys(t), testkit.SQLite(t) }}
+	postgresBackend = backend{"software keys and Postgres", func(t testing.TB) (issuer.KeyStore, store.Store) { return testkit.SoftwareKeys(t), testkit.Postgres(t) }}
 	softhsmBackend  = backend{"SoftHSM and Postgres", func(t testing.TB) (issuer.KeyStore, store.Store) {
 		return testkit.SoftHSMKeyStore(t), testkit.Postgres(t)
 	}}
@@ -105,21 +97,10 @@ func newFixture(t testing.TB, b backend, cfg Config) *fixture {
 
 func newFixtureOn(t testing.TB, ks issuer.KeyStore, st store.Store, clk *clock.Fake, cfg Config) *fixture {
 	t.Helper()
-	ctx := context.Background()
 	keys := &countingKeys{KeyStore: ks}
-	d := issuer.Deps{Keys: keys, Store: st, Clock: clk, Log: slog.New(slog.DiscardHandler)}
-	icfg := issuer.Config{TrustDomain: "example.org", PublicURL: "http://127.0.0.1:8080"}
-	res, err := issuer.Init(ctx, d, icfg)
-	if err != nil {
-		t.Fatalf("issuer.Init: %v", err)
-	}
-	iss, err := issuer.Load(ctx, d, icfg)
-	if err != nil {
-		t.Fatalf("issuer.Load: %v", err)
-	}
-	root, _ := x509.ParseCertificate(res.Root.CertDER)
-	return &fixture{t: t, ctx: ctx, keys: keys, st: st, clk: clk, iss: iss, root: root,
-		inter: iss.Certificate(), interID: iss.ActiveIssuerID(), cfg: cfg}
+	ca := cafixture.New(t, keys, st, clk, nil)
+	return &fixture{t: t, ctx: context.Background(), keys: keys, st: st, clk: clk, iss: ca.Issuer, root: ca.Root,
+		inter: ca.Issuer.Certificate(), interID: ca.Issuer.ActiveIssuerID(), cfg: cfg}
 }
 
 func (f *fixture) deps() Deps {

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/ocsp"
 
+	"github.com/workload-ca/workload-ca/internal/testkit"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
@@ -49,20 +50,12 @@ func TestIssuedLeavesGetTheirOCSPResponseWithoutATick(t *testing.T) {
 				}
 				issued = append(issued, got)
 			}
-			deadline := time.Now().Add(20 * time.Second)
 			for _, l := range issued {
 				var stored store.OCSPResponse
-				var err error
-				for {
+				testkit.Eventually(t, 20*time.Second, "the pre-signed response for "+l.Serial, func() (err error) {
 					stored, err = f.st.GetOCSPResponse(f.ctx, l.Serial)
-					if err == nil || !errors.Is(err, store.ErrNotFound) || time.Now().After(deadline) {
-						break
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
-				if err != nil {
-					t.Fatalf("no pre-signed response for %s: %v", l.Serial, err)
-				}
+					return err
+				})
 				parsed, err := ocsp.ParseResponseForCert(stored.DER, l.Certificate, f.inter)
 				if err != nil {
 					t.Fatalf("stored response for %s: %v", l.Serial, err)

@@ -3,8 +3,11 @@ package revoke
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/workload-ca/workload-ca/internal/testkit"
 )
 
 // Run regenerates the CRL as soon as a revocation in this process kicks it,
@@ -22,14 +25,13 @@ func TestRunRegeneratesPromptlyAfterARevocation(t *testing.T) {
 
 	waitCRL := func(number int64) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
-			if c, err := f.st.CRLInfo(f.ctx, f.interID); err == nil && c.Number >= number {
-				return
+		testkit.Eventually(t, 10*time.Second, fmt.Sprintf("CRL %d published", number), func() error {
+			c, err := f.st.CRLInfo(f.ctx, f.interID)
+			if err == nil && c.Number < number {
+				err = fmt.Errorf("the latest CRL is number %d", c.Number)
 			}
-			time.Sleep(10 * time.Millisecond) // polling the store, not waiting for expiry
-		}
-		t.Fatalf("CRL %d not published within 10s", number)
+			return err
+		})
 	}
 	waitCRL(1) // Run's first tick
 	start := time.Now()

@@ -163,12 +163,12 @@ func (rt *Routes) authzCaller(r *http.Request, pol *authz.Policy) (id, service s
 	}
 	id = ClientSPIFFEID(r)
 	if id == "" || rec.SPIFFEID != id {
-		return "", "", &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized,
+		return "", "", &Error{Kind: KindCredential, Reason: ReasonUnauthorized,
 			Detail: "the client certificate carries no SPIFFE ID of its record"}
 	}
 	name, ok := pol.ServiceByIdentity(id)
 	if !ok {
-		return id, "", &Error{Status: http.StatusNotFound, Reason: ReasonNotFound,
+		return id, "", &Error{Kind: KindNotFound, Reason: ReasonNotFound,
 			Detail: "no service of the authorization policy has the identity " + id}
 	}
 	return id, name, nil
@@ -352,11 +352,11 @@ func (rt *Routes) authzReports(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if rep.Service != service {
-		return &Error{Status: http.StatusForbidden, Reason: ReasonForbidden,
+		return &Error{Kind: KindPolicy, Reason: ReasonForbidden,
 			Detail: fmt.Sprintf("%s reports only for its own service %q", id, service)}
 	}
 	if len(rep.Counts) > maxAuthzReportRows {
-		return &Error{Status: http.StatusRequestEntityTooLarge, Reason: ReasonBodyTooLarge,
+		return &Error{Kind: KindTooLarge, Reason: ReasonBodyTooLarge,
 			Detail: fmt.Sprintf("a report has at most %d rows", maxAuthzReportRows)}
 	}
 	now := rt.d.Clock.Now()
@@ -448,7 +448,7 @@ func (rt *Routes) requestOverride(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	invalid := func(detail string) error {
-		return &Error{Status: http.StatusBadRequest, Reason: ReasonOverrideInvalid, Detail: detail}
+		return &Error{Kind: KindInput, Reason: ReasonOverrideInvalid, Detail: detail}
 	}
 	if err := validIdentity(req.Source, pol.TrustDomain()); err != nil {
 		return err
@@ -508,12 +508,12 @@ func (rt *Routes) changeOverride(w http.ResponseWriter, r *http.Request, action 
 	op, _ := OperatorFrom(r.Context())
 	id := chi.URLParam(r, "id")
 	if id == "" || len(id) > 64 {
-		return &Error{Status: http.StatusNotFound, Reason: ReasonNotFound, Detail: "no such override"}
+		return &Error{Kind: KindNotFound, Reason: ReasonNotFound, Detail: "no such override"}
 	}
 	now := rt.d.Clock.Now()
 	cur, err := rt.d.Authz.Store.GetAuthzOverride(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
-		return &Error{Status: http.StatusNotFound, Reason: ReasonNotFound, Detail: "no such override", Err: err}
+		return &Error{Kind: KindNotFound, Reason: ReasonNotFound, Detail: "no such override", Err: err}
 	}
 	if err != nil {
 		return err
@@ -527,10 +527,10 @@ func (rt *Routes) changeOverride(w http.ResponseWriter, r *http.Request, action 
 	}
 	switch {
 	case errors.Is(err, store.ErrSameActor):
-		return &Error{Status: http.StatusForbidden, Reason: ReasonForbidden, Err: err,
+		return &Error{Kind: KindPolicy, Reason: ReasonForbidden, Err: err,
 			Detail: "an override must be approved by a different admin than the one who requested it"}
 	case errors.Is(err, store.ErrConflict):
-		return &Error{Status: http.StatusConflict, Reason: ReasonOverrideNotPending, Err: err,
+		return &Error{Kind: KindConflict, Reason: ReasonOverrideNotPending, Err: err,
 			Detail: fmt.Sprintf("the override is %s", cur.State(now))}
 	case err != nil:
 		return err
@@ -598,7 +598,7 @@ func decodeStrict(body io.Reader, limit int64, v any, shape string) error {
 		return badBody("the request body could not be read", err)
 	}
 	if int64(len(data)) > limit {
-		return &Error{Status: http.StatusRequestEntityTooLarge, Reason: ReasonBodyTooLarge,
+		return &Error{Kind: KindTooLarge, Reason: ReasonBodyTooLarge,
 			Detail: fmt.Sprintf("the request must be at most %d bytes", limit)}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))

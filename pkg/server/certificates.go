@@ -196,7 +196,7 @@ func queryValue(key string, vals []string) (string, error) {
 }
 
 func badQuery(name, problem string) *Error {
-	return &Error{Status: http.StatusBadRequest, Reason: ReasonBadRequest,
+	return &Error{Kind: KindInput, Reason: ReasonBadRequest,
 		Detail: fmt.Sprintf("query parameter %s %s", strconv.Quote(clipString(name, 64)), problem)}
 }
 
@@ -205,7 +205,7 @@ func badQuery(name, problem string) *Error {
 func serialParam(r *http.Request) (string, error) {
 	sn, err := revoke.NormalizeSerial(chi.URLParam(r, "serial"))
 	if err != nil {
-		return "", &Error{Status: http.StatusBadRequest, Reason: ReasonBadRequest,
+		return "", &Error{Kind: KindInput, Reason: ReasonBadRequest,
 			Detail: "the serial number must be 1 to 40 hex digits", Err: err}
 	}
 	return sn, nil

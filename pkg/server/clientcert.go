@@ -34,7 +34,7 @@ type certificateRecords interface {
 // the rest.
 func currentClientCertificate(r *http.Request, records certificateRecords, clk clock.Clock, info *decisionInfo, noCert string) (*x509.Certificate, store.Certificate, error) {
 	unauthorized := func(detail string) error {
-		return &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized, Detail: detail}
+		return &Error{Kind: KindCredential, Reason: ReasonUnauthorized, Detail: detail}
 	}
 	// VerifiedChains is empty without a client certificate.
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
@@ -54,7 +54,7 @@ func currentClientCertificate(r *http.Request, records certificateRecords, clk c
 		return cur, rec, unauthorized("the client certificate is not the one recorded under its serial")
 	case rec.Status == store.CertRevoked:
 		info.details["revocation_reason"] = rec.RevocationReason
-		return cur, rec, &Error{Status: http.StatusForbidden, Reason: ReasonCertificateRevoked, Detail: "the client certificate is revoked"}
+		return cur, rec, &Error{Kind: KindPolicy, Reason: ReasonCertificateRevoked, Detail: "the client certificate is revoked"}
 	case rec.Status != store.CertActive:
 		return cur, rec, unauthorized("the client certificate is not active")
 	case !clk.Now().Before(rec.NotAfter):

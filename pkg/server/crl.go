@@ -28,7 +28,7 @@ var _ RevocationSource = (*revoke.Responder)(nil)
 
 // errRevocationNotConfigured answers CRL and OCSP requests of a server built
 // without Deps.Revocation.
-var errRevocationNotConfigured = &Error{Status: http.StatusNotFound, Reason: ReasonNotFound,
+var errRevocationNotConfigured = &Error{Kind: KindNotFound, Reason: ReasonNotFound,
 	Detail: "this server does not publish revocation information"}
 
 // mountRevocation adds GET /crl/{issuer}.crl, POST /ocsp and GET

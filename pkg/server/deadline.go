@@ -73,8 +73,8 @@ func unavailableReason(reason Reason) bool {
 }
 
 // setRetryAfter adds Retry-After to a 503 for an unavailable dependency.
-func setRetryAfter(w http.ResponseWriter, status int, reason Reason) {
-	if status == http.StatusServiceUnavailable && unavailableReason(reason) {
+func setRetryAfter(w http.ResponseWriter, kind Kind, reason Reason) {
+	if kind == KindUnavailable && unavailableReason(reason) {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterUnavailable))
 	}
 }

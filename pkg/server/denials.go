@@ -15,7 +15,7 @@ import (
 
 // DenialStore groups recent denied decisions of the audit log; the Postgres
 // and SQLite stores fit (an index of denials by time makes it cheap). It is
-// found on Deps.Operators.Store by type assertion.
+// part of OperatorStore.
 type DenialStore interface {
 	Denials(ctx context.Context, q store.DenialQuery) ([]store.DenialGroup, error)
 }
@@ -105,8 +105,8 @@ func ParseDenialQuery(v url.Values) (DenialQuery, error) {
 // listDenials is GET /v1/denials: recent refusals grouped by identity and
 // reason, so that renewal failures are alerted on, not only expiry.
 func (rt *Routes) listDenials(w http.ResponseWriter, r *http.Request) error {
-	ds, ok := rt.d.Operators.Store.(DenialStore)
-	if !ok {
+	ds := rt.d.Operators.Store
+	if ds == nil {
 		return errOperatorsNotConfigured
 	}
 	q, err := ParseDenialQuery(r.URL.Query())

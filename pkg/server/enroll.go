@@ -91,7 +91,7 @@ type CertResponse struct {
 // with 400 bad_request. The CSR itself is checked later (enroll.ParseCSR).
 func ParseCertRequest(body []byte) (csrPEM []byte, ttl time.Duration, err error) {
 	bad := func(detail string) error {
-		return &Error{Status: http.StatusBadRequest, Reason: ReasonBadRequest, Detail: detail}
+		return &Error{Kind: KindInput, Reason: ReasonBadRequest, Detail: detail}
 	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
@@ -112,48 +112,14 @@ func ParseCertRequest(body []byte) (csrPEM []byte, ttl time.Duration, err error)
 		}
 		switch {
 		case ttl < 0:
-			return nil, 0, &Error{Status: http.StatusBadRequest, Reason: ReasonTTLInvalid, Detail: "ttl must not be negative"}
+			return nil, 0, &Error{Kind: KindInput, Reason: ReasonTTLInvalid, Detail: "ttl must not be negative"}
 		case ttl == 0:
-			return nil, 0, &Error{Status: http.StatusBadRequest, Reason: ReasonTTLInvalid, Detail: "ttl must be positive (omit it for the rule's default)"}
+			return nil, 0, &Error{Kind: KindInput, Reason: ReasonTTLInvalid, Detail: "ttl must be positive (omit it for the rule's default)"}
 		case ttl > maxRequestTTL:
-			return nil, 0, &Error{Status: http.StatusBadRequest, Reason: ReasonTTLTooLong, Detail: "ttl exceeds 720h"}
+			return nil, 0, &Error{Kind: KindInput, Reason: ReasonTTLTooLong, Detail: "ttl exceeds 720h"}
 		}
 	}
 	return []byte(req.CSR), ttl, nil
-}
-
-// enrollProblem maps an enroll.Error's reason to the answer; classify calls
-// it. Token problems are the credential's fault (401, RFC 9110 section
-// 15.5.2), including a replayed token, which is a spent credential rather
-// than a conflict with the state of the resource; a token issuer we cannot
-// reach is ours (503); a policy refusal is 403; a bad CSR or TTL is 400.
-func enrollProblem(e *enroll.Error) (int, Reason, string) {
-	switch e.Reason {
-	case enroll.ReasonTokenMalformed, enroll.ReasonTokenExpired, enroll.ReasonTokenNotYetValid,
-		enroll.ReasonTokenBadSignature, enroll.ReasonTokenUnknownIssuer, enroll.ReasonTokenWrongAudience,
-		enroll.ReasonTokenReplayed:
-		return http.StatusUnauthorized, Reason(e.Reason), e.Detail
-	case enroll.ReasonTokenIssuerUnavailable:
-		return http.StatusServiceUnavailable, ReasonTokenIssuerUnavailable, "the token issuer's keys are unavailable; retry later"
-	case enroll.ReasonPolicyDenied:
-		return http.StatusForbidden, ReasonPolicyDenied, e.Detail
-	case enroll.ReasonCSRMalformed, enroll.ReasonCSRBadSignature, enroll.ReasonCSRWeakKey,
-		enroll.ReasonCSRForbiddenExtension, enroll.ReasonTTLTooLong, enroll.ReasonTTLInvalid:
-		return http.StatusBadRequest, Reason(e.Reason), e.Detail
-	case enroll.ReasonStoreUnavailable:
-		return http.StatusServiceUnavailable, ReasonStoreUnavailable, "the database is unavailable; retry later"
-	case enroll.ReasonUnauthorized:
-		return http.StatusUnauthorized, ReasonUnauthorized, e.Detail
-	case enroll.ReasonCertificateRevoked:
-		return http.StatusForbidden, ReasonCertificateRevoked, e.Detail
-	case enroll.ReasonCertificateSuperseded:
-		return http.StatusForbidden, ReasonCertificateSuperseded, e.Detail
-	case enroll.ReasonReauthenticationRequired:
-		return http.StatusForbidden, ReasonReauthenticationRequired, e.Detail
-	case enroll.ReasonKeyReused:
-		return http.StatusBadRequest, ReasonKeyReused, e.Detail
-	}
-	return http.StatusInternalServerError, ReasonInternal, "internal error; quote the request_id when reporting it"
 }
 
 // lineageRevoker is the operators' revoker as the Renewer needs it for
@@ -243,8 +209,7 @@ func (e *enrollment) enroll(w http.ResponseWriter, r *http.Request) error {
 func (e *enrollment) enrollOnce(w http.ResponseWriter, r *http.Request, info *decisionInfo) error {
 	tok, ok := bearerToken(r)
 	if !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="workload-ca"`)
-		return &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized,
+		return &Error{Kind: KindBearerMissing, Reason: ReasonUnauthorized,
 			Detail: "enrollment needs Authorization: Bearer <provenance token>"}
 	}
 	body, err := io.ReadAll(r.Body)
@@ -261,9 +226,6 @@ func (e *enrollment) enrollOnce(w http.ResponseWriter, r *http.Request, info *de
 		if errors.As(err, &ee) {
 			info.fromEnrollError(ee)
 			info.authenticated = ee.Subject != "" // set only once the token was verified
-			if ee.Reason != enroll.ReasonTokenIssuerUnavailable && strings.HasPrefix(ee.Reason, "token_") {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="workload-ca", error="invalid_token"`)
-			}
 		}
 		return err
 	}
@@ -334,7 +296,8 @@ func (e *enrollment) done(r *http.Request, action string, info *decisionInfo, er
 		logDecision(r.Context(), e.d.Log, r, line)
 		return
 	}
-	status, reason, detail := classify(err)
+	kind, reason, detail := classify(err)
+	status := kind.Status()
 	noteReservedName(info, err)
 	var notRecorded *issuer.NotRecordedError
 	if errors.As(err, &notRecorded) {

@@ -352,9 +352,9 @@ func TestEnrollErrorsMapToStatusesByReason(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.reason+" is "+fmt.Sprint(tt.status), func(t *testing.T) {
 			err := fmt.Errorf("wrapped: %w", &enroll.Error{Reason: tt.reason, Detail: "d", Err: store.ErrUnavailable})
-			status, reason, _ := classify(err)
-			if status != tt.status || reason != tt.want {
-				t.Errorf("classify = %d %s, want %d %s", status, reason, tt.status, tt.want)
+			kind, reason, _ := classify(err)
+			if status := kind.Status(); status != tt.status || reason != tt.want {
+				t.Errorf("classify = %d %s, want %d %s", kind.Status(), reason, tt.status, tt.want)
 			}
 		})
 	}
@@ -388,7 +388,7 @@ func TestParseCertRequest(t *testing.T) {
 				return
 			}
 			var e *Error
-			if !errors.As(err, &e) || e.Reason != tt.reason || e.Status != http.StatusBadRequest {
+			if !errors.As(err, &e) || e.Reason != tt.reason || e.Kind != KindInput {
 				t.Fatalf("err = %v, want %s", err, tt.reason)
 			}
 		})
@@ -405,7 +405,7 @@ func FuzzParseCertRequest(f *testing.F) {
 		csr, ttl, err := ParseCertRequest(body)
 		if err != nil {
 			var e *Error
-			if !errors.As(err, &e) || e.Status != http.StatusBadRequest {
+			if !errors.As(err, &e) || e.Kind != KindInput {
 				t.Fatalf("error is not a 400 problem: %v", err)
 			}
 			return

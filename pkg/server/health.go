@@ -39,7 +39,7 @@ func (rt *Routes) readyz(w http.ResponseWriter, r *http.Request) error {
 		if errors.Is(res.err, hsm.ErrUnsupported) {
 			reason = ReasonHSMUnsupported // a configuration error, not an outage
 		}
-		return &Error{Status: http.StatusServiceUnavailable, Reason: reason, Detail: res.failed.detail, Err: res.err}
+		return &Error{Kind: KindUnavailable, Reason: reason, Detail: res.failed.detail, Err: res.err}
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	ok := map[string]string{}

@@ -73,7 +73,7 @@ func checkHold(ctx context.Context, h HoldKeeper, spiffeID string) error {
 	err := h.Check(ctx, spiffeID)
 	var oh *hold.OnHoldError
 	if errors.As(err, &oh) {
-		return &Error{Status: http.StatusForbidden, Reason: ReasonIdentityOnHold, Err: err,
+		return &Error{Kind: KindPolicy, Reason: ReasonIdentityOnHold, Err: err,
 			Detail: fmt.Sprintf("%s is on hold until %s", spiffeID, oh.Until.UTC().Format(time.RFC3339))}
 	}
 	return err
@@ -207,7 +207,7 @@ func ParseIdentityRequest(body io.Reader, td string, op identityOp) (IdentityReq
 		return req, 0, badBody("the request body could not be read", err)
 	}
 	if len(data) > maxIdentityBody {
-		return req, 0, &Error{Status: http.StatusRequestEntityTooLarge, Reason: ReasonBodyTooLarge,
+		return req, 0, &Error{Kind: KindTooLarge, Reason: ReasonBodyTooLarge,
 			Detail: fmt.Sprintf("the request must be at most %d bytes", maxIdentityBody)}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -229,7 +229,7 @@ func ParseIdentityRequest(body io.Reader, td string, op identityOp) (IdentityReq
 		return req, 0, nil
 	case opHold:
 		if req.Hold == "" {
-			return req, 0, &Error{Status: http.StatusBadRequest, Reason: ReasonHoldInvalid, Detail: `"hold" is required, a duration such as "24h"`}
+			return req, 0, &Error{Kind: KindInput, Reason: ReasonHoldInvalid, Detail: `"hold" is required, a duration such as "24h"`}
 		}
 	}
 	if req.Reason == "" {
@@ -246,7 +246,7 @@ func ParseIdentityRequest(body io.Reader, td string, op identityOp) (IdentityReq
 		err = hold.ValidateDuration(d)
 	}
 	if err != nil {
-		return req, 0, &Error{Status: http.StatusBadRequest, Reason: ReasonHoldInvalid, Err: err,
+		return req, 0, &Error{Kind: KindInput, Reason: ReasonHoldInvalid, Err: err,
 			Detail: fmt.Sprintf(`"hold" must be a duration from %s to %s (30 days), such as "24h"`, hold.MinDuration, hold.MaxDuration)}
 	}
 	return req, d, nil
@@ -256,7 +256,7 @@ func ParseIdentityRequest(body io.Reader, td string, op identityOp) (IdentityReq
 // the trust domain td; anything else is 400 spiffe_id_invalid.
 func validIdentity(id, td string) error {
 	bad := func(detail string) error {
-		return &Error{Status: http.StatusBadRequest, Reason: ReasonSPIFFEIDInvalid, Detail: detail}
+		return &Error{Kind: KindInput, Reason: ReasonSPIFFEIDInvalid, Detail: detail}
 	}
 	if id == "" {
 		return bad(`"spiffe_id" is required`)
@@ -372,7 +372,7 @@ func (rt *Routes) releaseIdentity(w http.ResponseWriter, r *http.Request) error 
 	}
 	list, err := rt.d.Identities.Holds.Release(r.Context(), req.SPIFFEID, op.Actor, RequestID(r.Context()), op.PolicyVersion)
 	if errors.Is(err, hold.ErrNotHeld) {
-		err = &Error{Status: http.StatusNotFound, Reason: ReasonIdentityNotOnHold, Detail: req.SPIFFEID + " is not on hold", Err: err}
+		err = &Error{Kind: KindNotFound, Reason: ReasonIdentityNotOnHold, Detail: req.SPIFFEID + " is not on hold", Err: err}
 	}
 	if err != nil {
 		return rt.identityDenied(r, line, err)
@@ -408,8 +408,8 @@ func (rt *Routes) listHolds(w http.ResponseWriter, r *http.Request) error {
 // err for the edge to answer. Refusals of well-authorised operators for bad
 // input are logged, not audited: nothing was decided about the identity.
 func (rt *Routes) identityDenied(r *http.Request, line decisionLine, err error) error {
-	status, reason, _ := classify(err)
-	line.decision, line.status, line.reason = "deny", status, string(reason)
+	kind, reason, _ := classify(err)
+	line.decision, line.status, line.reason = "deny", kind.Status(), string(reason)
 	logDecision(r.Context(), rt.d.Log, r, line)
 	return err
 }

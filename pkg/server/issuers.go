@@ -262,14 +262,14 @@ func (rt *Routes) listBundleVersions(w http.ResponseWriter, r *http.Request) err
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > maxVersionsPage {
-			return &Error{Status: http.StatusBadRequest, Reason: ReasonBadRequest, Detail: fmt.Sprintf("limit must be 1 to %d", maxVersionsPage)}
+			return &Error{Kind: KindInput, Reason: ReasonBadRequest, Detail: fmt.Sprintf("limit must be 1 to %d", maxVersionsPage)}
 		}
 		limit = n
 	}
 	if s := q.Get("before"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 1 {
-			return &Error{Status: http.StatusBadRequest, Reason: ReasonBadRequest, Detail: "before must be a positive sequence number"}
+			return &Error{Kind: KindInput, Reason: ReasonBadRequest, Detail: "before must be a positive sequence number"}
 		}
 		before = n
 	}
@@ -326,10 +326,10 @@ func decodeBody(r *http.Request, v any) error {
 	case errors.As(err, &tooLarge):
 		return err
 	case err != nil:
-		return &Error{Status: http.StatusBadRequest, Reason: ReasonBadRequest, Detail: "the body is not the expected JSON object", Err: err}
+		return &Error{Kind: KindInput, Reason: ReasonBadRequest, Detail: "the body is not the expected JSON object", Err: err}
 	}
 	if dec.More() {
-		return &Error{Status: http.StatusBadRequest, Reason: ReasonBadRequest, Detail: "trailing data after the JSON object"}
+		return &Error{Kind: KindInput, Reason: ReasonBadRequest, Detail: "trailing data after the JSON object"}
 	}
 	return nil
 }

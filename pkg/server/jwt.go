@@ -70,7 +70,7 @@ const actionJWT = jwtkeys.ActionJWT
 // ttl; anything else is a 400 *Error (bad_request, ttl_invalid).
 func ParseJWTRequest(body []byte) (audience []string, ttl time.Duration, err error) {
 	bad := func(detail string) error {
-		return &Error{Status: http.StatusBadRequest, Reason: ReasonBadRequest, Detail: detail}
+		return &Error{Kind: KindInput, Reason: ReasonBadRequest, Detail: detail}
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -100,7 +100,7 @@ func ParseJWTRequest(body []byte) (audience []string, ttl time.Duration, err err
 			return nil, 0, bad(`ttl is not a duration such as "5m"`)
 		}
 		if ttl < time.Second {
-			return nil, 0, &Error{Status: http.StatusBadRequest, Reason: ReasonTTLInvalid, Detail: "ttl must be at least 1s (omit it for the policy's default)"}
+			return nil, 0, &Error{Kind: KindInput, Reason: ReasonTTLInvalid, Detail: "ttl must be at least 1s (omit it for the policy's default)"}
 		}
 	}
 	return req.Audience, ttl, nil
@@ -161,7 +161,7 @@ func (j *jwtMinting) mintOnce(w http.ResponseWriter, r *http.Request, info *deci
 		return err
 	}
 	if rec.SPIFFEID == "" || rec.SPIFFEID != ClientSPIFFEID(r) {
-		return &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized,
+		return &Error{Kind: KindCredential, Reason: ReasonUnauthorized,
 			Detail: "the client certificate carries no SPIFFE ID of its record"}
 	}
 	info.authenticated = true
@@ -211,7 +211,8 @@ func (j *jwtMinting) done(r *http.Request, info *decisionInfo, err error) {
 		logDecision(r.Context(), j.d.Log, r, line)
 		return
 	}
-	status, reason, detail := classify(err)
+	kind, reason, detail := classify(err)
+	status := kind.Status()
 	j.decisions.WithLabelValues("deny", string(reason)).Inc()
 	line.decision, line.status, line.reason, line.detail = "deny", status, string(reason), detail
 	logDecision(r.Context(), j.d.Log, r, line)
@@ -245,17 +246,17 @@ func isJWTProblem(err error) bool {
 
 // jwtProblem maps the signer's and the jwt policy's errors; classify calls
 // it.
-func jwtProblem(err error) (int, Reason, string) {
+func jwtProblem(err error) (Kind, Reason, string) {
 	var de *policy.DenyError
 	switch {
 	case errors.Is(err, jwtkeys.ErrNoActiveKey):
-		return http.StatusServiceUnavailable, ReasonJWTKeyUnavailable, "no JWT-SVID signing key is active yet; retry later"
+		return KindUnavailable, ReasonJWTKeyUnavailable, "no JWT-SVID signing key is active yet; retry later"
 	case errors.Is(err, jwtkeys.ErrTTLTooLong), errors.Is(err, policy.ErrJWTTTLTooLong):
-		return http.StatusBadRequest, ReasonTTLTooLong, "ttl exceeds the policy's jwt.max_ttl"
+		return KindInput, ReasonTTLTooLong, "ttl exceeds the policy's jwt.max_ttl"
 	case errors.Is(err, jwtkeys.ErrInvalidRequest):
-		return http.StatusBadRequest, ReasonBadRequest, "the JWT-SVID request is invalid"
+		return KindInput, ReasonBadRequest, "the JWT-SVID request is invalid"
 	case errors.As(err, &de):
-		return http.StatusForbidden, ReasonPolicyDenied, de.Detail
+		return KindPolicy, ReasonPolicyDenied, de.Detail
 	}
-	return http.StatusInternalServerError, ReasonInternal, "internal error; quote the request_id when reporting it"
+	return KindInternal, ReasonInternal, internalDetail
 }

@@ -263,7 +263,7 @@ func recoverer(e edge) func(http.Handler) http.Handler {
 				}
 				e.log.ErrorContext(r.Context(), "panic while handling request",
 					"request_id", RequestID(r.Context()), "panic", v, "stack", string(debug.Stack()))
-				writeProblem(w, r, http.StatusInternalServerError, ReasonInternal, "internal error; quote the request_id when reporting it")
+				writeProblem(w, r, KindInternal, ReasonInternal, internalDetail)
 			}()
 			next.ServeHTTP(w, r)
 		})
@@ -277,7 +277,7 @@ func limitBody(limit int64) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.ContentLength > limit {
-				writeProblem(w, r, http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, "the request body exceeds the size limit")
+				writeProblem(w, r, KindTooLarge, ReasonBodyTooLarge, "the request body exceeds the size limit")
 				return
 			}
 			if r.Body != nil {

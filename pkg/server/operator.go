@@ -20,9 +20,11 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
-// OperatorStore is what the operator endpoints read, and where their denials
-// are appended; store.Store fits.
+// OperatorStore is what the operator endpoints read (certificates, the audit
+// log, the grouped denials of GET /v1/denials), and where their denials are
+// appended; store.Store fits.
 type OperatorStore interface {
+	DenialStore
 	GetCertificate(ctx context.Context, serial string) (store.Certificate, error)
 	ListCertificates(ctx context.Context, f store.CertificateFilter) ([]store.Certificate, string, error)
 	AuditEntries(ctx context.Context, afterSeq int64, limit int) ([]store.AuditEntry, error)
@@ -110,7 +112,7 @@ func (f *authFailure) ourFault() error {
 		return nil
 	}
 	if f.tokenReason == enroll.ReasonTokenIssuerUnavailable {
-		return &Error{Status: http.StatusServiceUnavailable, Reason: ReasonTokenIssuerUnavailable,
+		return &Error{Kind: KindUnavailable, Reason: ReasonTokenIssuerUnavailable,
 			Detail: "the operator token issuer's keys are unavailable; retry later", Err: f.cause}
 	}
 	if (f.tokenReason == "" || f.tokenReason == enroll.ReasonInternal) && !errors.Is(f.cause, errOperatorsNotConfigured) {
@@ -226,8 +228,8 @@ func (rt *Routes) requireRole(want policy.Role) func(http.Handler) http.Handler 
 }
 
 // authorizeOperator authenticates r as an operator and checks that it holds
-// want. It returns a *Error: 401 unauthorized (no or bad credentials; it also
-// sets WWW-Authenticate on w) or 403 forbidden (authenticated, role missing),
+// want. It returns a *Error: 401 unauthorized (no or bad credentials, kind
+// KindBearerMissing, so the answer carries WWW-Authenticate) or 403 forbidden (authenticated, role missing),
 // after appending an "authz" deny entry to the audit log naming the actor,
 // the route and why.
 func (rt *Routes) authorizeOperator(w http.ResponseWriter, r *http.Request, want policy.Role) (*Operator, error) {
@@ -242,19 +244,18 @@ func (rt *Routes) authorizeOperator(w http.ResponseWriter, r *http.Request, want
 			// unavailable. Refused all the same, as a 503 to retry.
 			rt.d.Log.WarnContext(r.Context(), "operator authentication failed on our side",
 				"request_id", RequestID(r.Context()), "err", fail.cause)
-			_, reason, _ := classify(err)
-			rt.operatorDenied(r, pol, want, reason, fail)
+			kind, reason, _ := classify(err)
+			rt.operatorDenied(r, pol, want, kind, reason, fail)
 			return nil, err
 		}
-		rt.operatorDenied(r, pol, want, ReasonUnauthorized, fail)
-		w.Header().Set("WWW-Authenticate", `Bearer realm="workload-ca"`)
-		return nil, &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized, Detail: fail.detail, Err: fail.cause}
+		rt.operatorDenied(r, pol, want, KindBearerMissing, ReasonUnauthorized, fail)
+		return nil, &Error{Kind: KindBearerMissing, Reason: ReasonUnauthorized, Detail: fail.detail, Err: fail.cause}
 	}
 	if !op.Has(want) {
-		rt.operatorDenied(r, pol, want, ReasonForbidden, &authFailure{
+		rt.operatorDenied(r, pol, want, KindPolicy, ReasonForbidden, &authFailure{
 			actor: op.Actor, method: op.Method, tokenIssuer: op.TokenIssuer,
 		}, op.Roles...)
-		return nil, &Error{Status: http.StatusForbidden, Reason: ReasonForbidden,
+		return nil, &Error{Kind: KindPolicy, Reason: ReasonForbidden,
 			Detail: fmt.Sprintf("this operation needs the %s role", want)}
 	}
 	rt.ops.allowed.Inc()
@@ -286,7 +287,7 @@ type denialDetails struct {
 // (unauthenticated floods must not be able to monopolise audit appends); the
 // next audited denial then says how many were skipped. A failing append is
 // logged and does not change the answer.
-func (rt *Routes) operatorDenied(r *http.Request, pol *policy.Policy, want policy.Role, reason Reason, f *authFailure, roles ...policy.Role) {
+func (rt *Routes) operatorDenied(r *http.Request, pol *policy.Policy, want policy.Role, kind Kind, reason Reason, f *authFailure, roles ...policy.Role) {
 	rt.ops.denied.WithLabelValues(string(reason)).Inc()
 	route := routePattern(r)
 	actor := f.actor
@@ -294,13 +295,7 @@ func (rt *Routes) operatorDenied(r *http.Request, pol *policy.Policy, want polic
 		actor = "anonymous"
 	}
 	ctx := r.Context()
-	status := http.StatusServiceUnavailable
-	switch reason {
-	case ReasonUnauthorized:
-		status = http.StatusUnauthorized
-	case ReasonForbidden:
-		status = http.StatusForbidden
-	}
+	status := kind.Status()
 	line := decisionLine{
 		action: "authz", decision: "deny", reason: string(reason), status: status, source: actor,
 		destination: r.Method + " " + route, tokenIssuer: f.tokenIssuer, detail: f.detail,

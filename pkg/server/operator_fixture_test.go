@@ -24,6 +24,7 @@ import (
 
 	"github.com/workload-ca/workload-ca/internal/clock"
 	"github.com/workload-ca/workload-ca/internal/testkit"
+	"github.com/workload-ca/workload-ca/internal/testkit/cafixture"
 	"github.com/workload-ca/workload-ca/pkg/bundle"
 	"github.com/workload-ca/workload-ca/pkg/enroll"
 	"github.com/workload-ca/workload-ca/pkg/hsm"
@@ -87,16 +88,9 @@ func newOperatorServerWith(t testing.TB, keys hsm.KeyStore, adjust func(o *opera
 	o := &operatorServer{t: t, ctx: ctx, clk: clk, st: testkit.Postgres(t), logs: &syncBuffer{}}
 	log := slog.New(slog.NewJSONHandler(o.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
-	d := issuer.Deps{Keys: keys, Store: o.st, Clock: clk, Log: log}
-	cfg := issuer.Config{TrustDomain: "example.org", PublicURL: "http://127.0.0.1:8080"}
-	if _, err := issuer.Init(ctx, d, cfg); err != nil {
-		t.Fatalf("issuer.Init: %v", err)
-	}
-	iss, err := issuer.Load(ctx, d, cfg)
-	if err != nil {
-		t.Fatalf("issuer.Load: %v", err)
-	}
-	o.iss = iss
+	ca := cafixture.New(t, keys, o.st, clk, log)
+	cfg := ca.Config
+	o.iss = ca.Issuer
 	rv, err := revoke.NewRevoker(revoke.Deps{Store: o.st, Keys: keys, Clock: clk, Log: log}, revoke.Config{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -152,11 +146,11 @@ roles:
 
 	o.policy = policy.NewHolder(pol)
 	deps := Deps{
-		Log: log, Clock: clk, Store: o.st, Keys: keys, Anchors: iss,
+		Log: log, Clock: clk, Store: o.st, Keys: keys, Anchors: o.iss,
 		Metrics: prometheus.NewRegistry(), BodyLimit: 64 << 10, ReadyTimeout: time.Second,
 		Policy: o.policy, Verifier: verifier,
 		Operators: OperatorDeps{Store: o.st, Revoker: rv},
-		Enroll:    EnrollDeps{Issuer: iss, Records: o.st}, // the real issuer and store (lineage_test.go)
+		Enroll:    EnrollDeps{Issuer: o.iss, Records: o.st}, // the real issuer and store (lineage_test.go)
 		Trust: &TrustDeps{
 			Bundles: bundle.NewCache(o.st, clk, nil, bundle.ServeConfig{RefreshHint: 5 * time.Minute, Recheck: time.Second}),
 			Versions: struct {

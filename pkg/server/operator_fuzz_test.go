@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"errors"
-	"net/http"
 	"net/url"
 	"testing"
 	"time"
@@ -27,8 +26,8 @@ func FuzzParseRevokeRequest(f *testing.F) {
 			}
 			return
 		}
-		if status, _, _ := classify(err); status < 400 || status >= 500 {
-			t.Fatalf("status %d for %q: %v", status, body, err)
+		if kind, _, _ := classify(err); kind.Status() < 400 || kind.Status() >= 500 {
+			t.Fatalf("status %d for %q: %v", kind.Status(), body, err)
 		}
 	})
 }
@@ -49,14 +48,14 @@ func FuzzParseCertificateQuery(f *testing.F) {
 		filter, err := ParseCertificateQuery(q, now)
 		if err != nil {
 			var e *Error
-			if !errors.As(err, &e) || e.Status != http.StatusBadRequest || e.Reason != ReasonBadRequest {
+			if !errors.As(err, &e) || e.Kind != KindInput || e.Reason != ReasonBadRequest {
 				t.Fatalf("%q: %v", raw, err)
 			}
 			return
 		}
 		if _, err := filter.Query(); err != nil {
-			if status, reason, _ := classify(err); status != 400 || reason != ReasonBadRequest {
-				t.Fatalf("%q: the store refuses the filter with %d %s: %v", raw, status, reason, err)
+			if kind, reason, _ := classify(err); kind != KindInput || reason != ReasonBadRequest {
+				t.Fatalf("%q: the store refuses the filter with %d %s: %v", raw, kind.Status(), reason, err)
 			}
 		}
 	})
@@ -75,7 +74,7 @@ func FuzzParseAuditQuery(f *testing.F) {
 		q, err := ParseAuditQuery(v)
 		if err != nil {
 			var e *Error
-			if !errors.As(err, &e) || e.Status != http.StatusBadRequest {
+			if !errors.As(err, &e) || e.Kind != KindInput {
 				t.Fatalf("%q: %v", raw, err)
 			}
 			return

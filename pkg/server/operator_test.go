@@ -307,7 +307,7 @@ func TestParseCertificateQuery(t *testing.T) {
 		t.Fatalf("got %+v %v, want %+v", f, err, want)
 	}
 	var e *Error
-	if _, err := ParseCertificateQuery(url.Values{"bogus": {"1"}}, now); !errors.As(err, &e) || e.Status != 400 || !strings.Contains(e.Detail, `"bogus"`) {
+	if _, err := ParseCertificateQuery(url.Values{"bogus": {"1"}}, now); !errors.As(err, &e) || e.Kind.Status() != 400 || !strings.Contains(e.Detail, `"bogus"`) {
 		t.Errorf("unknown parameter: %v", err)
 	}
 }

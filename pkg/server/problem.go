@@ -32,10 +32,12 @@ type Problem struct {
 
 // Error is an error that knows its client-facing answer. Lower layers return
 // sentinel or typed errors; handlers wrap them in *Error only when they know
-// better than the central mapping (classify). Detail is shown to the client,
-// so it must not carry internals or secrets; Err is logged, never shown.
+// better than the central mapping (classify). Kind decides the status and the
+// challenge (kind.go); Reason is the stable code. Detail is shown to the
+// client, so it must not carry internals or secrets; Err is logged, never
+// shown.
 type Error struct {
-	Status int
+	Kind   Kind
 	Reason Reason
 	Detail string
 	Err    error
@@ -55,65 +57,117 @@ func (e *Error) Unwrap() error { return e.Err }
 // it. A handler that returns an error must not have written anything yet.
 type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-// classify maps an error to its status, reason and client-facing detail. It is
-// the only place that decides statuses for errors. Anything it does not
-// recognise is a 500 with a generic detail.
-func classify(err error) (status int, reason Reason, detail string) {
+// enrollKinds says what each refusal of pkg/enroll means to the client.
+// Token problems are the credential's fault (RFC 9110 section 15.5.2),
+// including a replayed token, which is a spent credential rather than a
+// conflict with the state of the resource; a token issuer we cannot reach is
+// ours; a policy refusal, a revoked or superseded certificate is 403; a bad
+// CSR or TTL is 400. A reason missing here is a 500.
+var enrollKinds = map[string]Kind{
+	enroll.ReasonTokenMalformed:           KindBearerInvalid,
+	enroll.ReasonTokenExpired:             KindBearerInvalid,
+	enroll.ReasonTokenNotYetValid:         KindBearerInvalid,
+	enroll.ReasonTokenBadSignature:        KindBearerInvalid,
+	enroll.ReasonTokenUnknownIssuer:       KindBearerInvalid,
+	enroll.ReasonTokenWrongAudience:       KindBearerInvalid,
+	enroll.ReasonTokenReplayed:            KindBearerInvalid,
+	enroll.ReasonTokenIssuerUnavailable:   KindUnavailable,
+	enroll.ReasonStoreUnavailable:         KindUnavailable,
+	enroll.ReasonPolicyDenied:             KindPolicy,
+	enroll.ReasonCertificateRevoked:       KindPolicy,
+	enroll.ReasonCertificateSuperseded:    KindPolicy,
+	enroll.ReasonReauthenticationRequired: KindPolicy,
+	enroll.ReasonCSRMalformed:             KindInput,
+	enroll.ReasonCSRBadSignature:          KindInput,
+	enroll.ReasonCSRWeakKey:               KindInput,
+	enroll.ReasonCSRForbiddenExtension:    KindInput,
+	enroll.ReasonTTLTooLong:               KindInput,
+	enroll.ReasonTTLInvalid:               KindInput,
+	enroll.ReasonKeyReused:                KindInput,
+	enroll.ReasonUnauthorized:             KindCredential,
+}
+
+// enrollAnswer is the answer to an enroll.Error: its kind from enrollKinds,
+// its reason unchanged, its detail unless the failure is ours.
+func enrollAnswer(e *enroll.Error) (Kind, Reason, string) {
+	kind, ok := enrollKinds[e.Reason]
+	switch {
+	case !ok:
+		return KindInternal, ReasonInternal, internalDetail
+	case e.Reason == enroll.ReasonTokenIssuerUnavailable:
+		return kind, ReasonTokenIssuerUnavailable, "the token issuer's keys are unavailable; retry later"
+	case e.Reason == enroll.ReasonStoreUnavailable:
+		return kind, ReasonStoreUnavailable, "the database is unavailable; retry later"
+	}
+	return kind, Reason(e.Reason), e.Detail
+}
+
+// classify maps an error to its kind, reason and client-facing detail. It is
+// the only place that decides what an error means to the client; the kind
+// decides the status (Kind.Status). Anything it does not recognise is a 500
+// with a generic detail.
+func classify(err error) (kind Kind, reason Reason, detail string) {
 	var e *Error
 	var tooLarge *http.MaxBytesError
 	var enrollErr *enroll.Error
 	var unsafeRollback *bundle.UnsafeRollbackError
+	var reserved *issuer.ReservedNameError
 	switch {
 	case errors.As(err, &e):
-		return e.Status, e.Reason, e.Detail
+		if e.Kind == KindInternal {
+			return KindInternal, ReasonInternal, internalDetail
+		}
+		return e.Kind, e.Reason, e.Detail
 	case errors.As(err, &enrollErr):
-		return enrollProblem(enrollErr)
+		return enrollAnswer(enrollErr)
+	case errors.As(err, &reserved):
+		return KindPolicy, ReasonPolicyDenied, reserved.Error()
 	case errors.Is(err, issuer.ErrReservedName):
-		return reservedNameProblem(err)
+		return KindPolicy, ReasonPolicyDenied, "the request names a name reserved for the CA"
 	case isJWTProblem(err):
 		return jwtProblem(err)
 	case errors.As(err, &tooLarge):
-		return http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, "the request body exceeds the size limit"
+		return KindTooLarge, ReasonBodyTooLarge, "the request body exceeds the size limit"
 	case errors.Is(err, hsm.ErrPINRefused):
-		return http.StatusServiceUnavailable, ReasonHSMPINRefused,
+		return KindUnavailable, ReasonHSMPINRefused,
 			"the HSM token refused the PIN; no login is attempted until the CA is reloaded (SIGHUP) or restarted"
 	case errors.Is(err, hsm.ErrUnsupported):
-		return http.StatusServiceUnavailable, ReasonHSMUnsupported,
+		return KindUnavailable, ReasonHSMUnsupported,
 			"the HSM token does not support a key type or operation this needs (a configuration error; see `ca hsm check`)"
 	case errors.Is(err, hsm.ErrUnavailable):
-		return http.StatusServiceUnavailable, ReasonHSMUnavailable, "the key store is unavailable; retry later"
+		return KindUnavailable, ReasonHSMUnavailable, "the key store is unavailable; retry later"
 	case errors.Is(err, store.ErrUnavailable):
-		return http.StatusServiceUnavailable, ReasonStoreUnavailable, "the database is unavailable; retry later"
+		return KindUnavailable, ReasonStoreUnavailable, "the database is unavailable; retry later"
 	case errors.Is(err, context.DeadlineExceeded):
 		// The request's deadline (requestDeadline) passed while a
 		// dependency had not answered; the HSM and external fetches map
 		// their own timeouts above, so what is left is the database.
-		return http.StatusServiceUnavailable, ReasonStoreUnavailable, "the database did not answer within the request deadline; retry later"
+		return KindUnavailable, ReasonStoreUnavailable, "the database did not answer within the request deadline; retry later"
 	case errors.Is(err, store.ErrNotFound):
-		return http.StatusNotFound, ReasonNotFound, "no such resource"
+		return KindNotFound, ReasonNotFound, "no such resource"
 	case errors.Is(err, bundle.ErrNoBundle):
-		return http.StatusServiceUnavailable, ReasonBundleUnavailable, "no trust bundle has been published yet; retry later"
+		return KindUnavailable, ReasonBundleUnavailable, "no trust bundle has been published yet; retry later"
 	case errors.As(err, &unsafeRollback):
-		return http.StatusConflict, ReasonRollbackUnsafe, rollbackUnsafeDetail(unsafeRollback)
+		return KindConflict, ReasonRollbackUnsafe, rollbackUnsafeDetail(unsafeRollback)
 	case errors.Is(err, issuer.ErrNothingPrepared):
-		return http.StatusNotFound, ReasonNotFound, "no prepared issuer to abandon (or the id named is not prepared)"
+		return KindNotFound, ReasonNotFound, "no prepared issuer to abandon (or the id named is not prepared)"
 	case errors.Is(err, bundle.ErrInvalidRollback):
-		return http.StatusBadRequest, ReasonRollbackInvalid, "to_sequence must name an earlier bundle version"
+		return KindInput, ReasonRollbackInvalid, "to_sequence must name an earlier bundle version"
 	case errors.Is(err, issuer.ErrRotationInProgress):
-		return http.StatusConflict, ReasonRotationInProgress, "a prepared issuer exists; activate it before rotating again"
+		return KindConflict, ReasonRotationInProgress, "a prepared issuer exists; activate it before rotating again"
 	case errors.Is(err, issuer.ErrNotReady):
-		return http.StatusConflict, ReasonActivationNotReady, "no prepared issuer has been published for the overlap yet"
+		return KindConflict, ReasonActivationNotReady, "no prepared issuer has been published for the overlap yet"
 	case errors.Is(err, issuer.ErrOfflineRoot):
-		return http.StatusConflict, ReasonRootOffline, "the root key is offline; use the offline-root CSR flow"
+		return KindConflict, ReasonRootOffline, "the root key is offline; use the offline-root CSR flow"
 	case errors.Is(err, revoke.ErrInvalidReason):
-		return http.StatusBadRequest, ReasonRevocationReasonInvalid,
+		return KindInput, ReasonRevocationReasonInvalid,
 			"reason must be one of " + strings.Join(revoke.ReasonNames(), ", ")
 	case errors.Is(err, revoke.ErrInvalidSerial):
-		return http.StatusBadRequest, ReasonBadRequest, "the serial number must be 1 to 40 hex digits"
+		return KindInput, ReasonBadRequest, "the serial number must be 1 to 40 hex digits"
 	case errors.Is(err, store.ErrInvalidQuery):
-		return http.StatusBadRequest, ReasonBadRequest, "the query (filter or cursor) is malformed"
+		return KindInput, ReasonBadRequest, "the query (filter or cursor) is malformed"
 	}
-	return http.StatusInternalServerError, ReasonInternal, "internal error; quote the request_id when reporting it"
+	return KindInternal, ReasonInternal, internalDetail
 }
 
 // edge turns HandlerFuncs into http.Handlers and errors into problems.
@@ -134,7 +188,8 @@ func (e edge) handle(h HandlerFunc) http.Handler {
 // fail writes err as a problem and logs it: server-side failures at error
 // level with the cause, client mistakes at debug level.
 func (e edge) fail(w http.ResponseWriter, r *http.Request, err error) {
-	status, reason, detail := classify(err)
+	kind, reason, detail := classify(err)
+	status := kind.Status()
 	id := RequestID(r.Context())
 	switch {
 	case e.bursts != nil && unavailableReason(reason):
@@ -144,10 +199,14 @@ func (e edge) fail(w http.ResponseWriter, r *http.Request, err error) {
 	default:
 		e.log.DebugContext(r.Context(), "request refused", "request_id", id, "status", status, "reason", string(reason), "err", err)
 	}
-	writeProblem(w, r, status, reason, detail)
+	writeProblem(w, r, kind, reason, detail)
 }
 
-func writeProblem(w http.ResponseWriter, r *http.Request, status int, reason Reason, detail string) {
+// writeProblem writes the problem+json answer of kind: its status, its
+// WWW-Authenticate challenge if it has one, and Retry-After for an
+// unavailable dependency.
+func writeProblem(w http.ResponseWriter, r *http.Request, kind Kind, reason Reason, detail string) {
+	status := kind.Status()
 	p := Problem{
 		Type:      "urn:workload-ca:problem:" + string(reason),
 		Title:     http.StatusText(status),
@@ -160,7 +219,10 @@ func writeProblem(w http.ResponseWriter, r *http.Request, status int, reason Rea
 	h.Set("Content-Type", ProblemContentType)
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	setRetryAfter(w, status, reason)
+	if c := kind.challenge(); c != "" {
+		h.Set("WWW-Authenticate", c)
+	}
+	setRetryAfter(w, kind, reason)
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(p)
 }

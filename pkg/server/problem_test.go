@@ -37,8 +37,8 @@ func TestErrorsMapToStatusAndReason(t *testing.T) {
 		{"an unavailable database is 503 store_unavailable", fmt.Errorf("insert: %w", store.ErrUnavailable), 503, ReasonStoreUnavailable},
 		{"a missing row is 404 not_found", fmt.Errorf("get: %w", store.ErrNotFound), 404, ReasonNotFound},
 		{"an oversized body is 413 body_too_large", fmt.Errorf("decode: %w", &http.MaxBytesError{Limit: 1}), 413, ReasonBodyTooLarge},
-		{"a typed *Error keeps its status and reason", &Error{Status: 403, Reason: ReasonPolicyDenied, Detail: "no rule matched"}, 403, ReasonPolicyDenied},
-		{"a wrapped *Error keeps its status and reason", fmt.Errorf("x: %w", &Error{Status: 401, Reason: ReasonTokenExpired, Detail: "expired"}), 401, ReasonTokenExpired},
+		{"a typed *Error keeps its status and reason", &Error{Kind: KindPolicy, Reason: ReasonPolicyDenied, Detail: "no rule matched"}, 403, ReasonPolicyDenied},
+		{"a wrapped *Error keeps its status and reason", fmt.Errorf("x: %w", &Error{Kind: KindBearerInvalid, Reason: ReasonTokenExpired, Detail: "expired"}), 401, ReasonTokenExpired},
 		{"the issuer's refusal of a CA name is 403 policy_denied", fmt.Errorf("issue: %w", &issuer.ReservedNameError{Check: issuer.CheckReservedDNSName, Name: "ca.example.org"}), 403, ReasonPolicyDenied},
 		{"anything else is a generic 500", errBoom, 500, ReasonInternal},
 	}

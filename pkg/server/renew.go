@@ -38,7 +38,7 @@ func (e *enrollment) renew(w http.ResponseWriter, r *http.Request) error {
 func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *decisionInfo) error {
 	// VerifiedChains is empty without a client certificate.
 	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
-		return &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized,
+		return &Error{Kind: KindCredential, Reason: ReasonUnauthorized,
 			Detail: "renewal needs the current certificate as the TLS client certificate"}
 	}
 	cur := r.TLS.VerifiedChains[0][0]

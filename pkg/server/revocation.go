@@ -60,7 +60,7 @@ func ParseRevokeRequest(body io.Reader) (RevokeRequest, error) {
 		return req, badBody("the request body could not be read", err)
 	}
 	if len(data) > maxRevokeBody {
-		return req, &Error{Status: http.StatusRequestEntityTooLarge, Reason: ReasonBodyTooLarge,
+		return req, &Error{Kind: KindTooLarge, Reason: ReasonBodyTooLarge,
 			Detail: fmt.Sprintf("the revoke request must be at most %d bytes", maxRevokeBody)}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -97,7 +97,7 @@ func trailing(dec *json.Decoder) bool {
 }
 
 func badBody(detail string, err error) *Error {
-	return &Error{Status: http.StatusBadRequest, Reason: ReasonBadRequest, Detail: detail, Err: err}
+	return &Error{Kind: KindInput, Reason: ReasonBadRequest, Detail: detail, Err: err}
 }
 
 func (rt *Routes) revokeCertificate(w http.ResponseWriter, r *http.Request) error {
@@ -122,8 +122,8 @@ func (rt *Routes) revokeCertificate(w http.ResponseWriter, r *http.Request) erro
 		policyVersion: op.PolicyVersion, detail: "reason " + req.Reason,
 	}
 	if err != nil {
-		status, reason, _ := classify(err)
-		line.decision, line.status, line.reason = "deny", status, string(reason)
+		kind, reason, _ := classify(err)
+		line.decision, line.status, line.reason = "deny", kind.Status(), string(reason)
 		logDecision(r.Context(), rt.d.Log, r, line)
 		return fmt.Errorf("revoking %s: %w", sn, err)
 	}
@@ -158,8 +158,8 @@ func (rt *Routes) revokeLineage(w http.ResponseWriter, r *http.Request, sn strin
 	}
 	line.destination, line.issuer = c.SPIFFEID, c.IssuerID
 	if err != nil {
-		status, reason, _ := classify(err)
-		line.decision, line.status, line.reason = "deny", status, string(reason)
+		kind, reason, _ := classify(err)
+		line.decision, line.status, line.reason = "deny", kind.Status(), string(reason)
 		logDecision(r.Context(), rt.d.Log, r, line)
 		return fmt.Errorf("revoking %s and its descendants: %w", sn, err)
 	}

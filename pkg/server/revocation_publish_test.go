@@ -10,7 +10,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"io"
-	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -24,7 +23,7 @@ import (
 
 	"github.com/workload-ca/workload-ca/internal/clock"
 	"github.com/workload-ca/workload-ca/internal/testkit"
-	"github.com/workload-ca/workload-ca/pkg/hsm"
+	"github.com/workload-ca/workload-ca/internal/testkit/cafixture"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/revoke"
 )
@@ -48,23 +47,9 @@ type revocationCA struct {
 
 func newRevocationCA(tb testing.TB) *revocationCA {
 	tb.Helper()
-	ctx := context.Background()
 	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
-	keys, err := hsm.OpenSoftware(tb.TempDir(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = keys.Close() })
-	st := testkit.SQLite(tb)
-	d := issuer.Deps{Keys: keys, Store: st, Clock: clk}
-	icfg := issuer.Config{TrustDomain: "example.org", PublicURL: "http://127.0.0.1:8080"}
-	if _, err := issuer.Init(ctx, d, icfg); err != nil {
-		tb.Fatal(err)
-	}
-	iss, err := issuer.Load(ctx, d, icfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	keys, st := testkit.SoftwareKeys(tb), testkit.SQLite(tb)
+	iss := cafixture.New(tb, keys, st, clk, nil).Issuer
 	rd := revoke.Deps{Store: st, Keys: keys, Clock: clk}
 	rcfg := revoke.Config{CRLValidity: time.Hour, OCSPValidity: time.Hour}
 	pub, err := revoke.NewPublisher(rd, rcfg)

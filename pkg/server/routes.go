@@ -232,7 +232,7 @@ func (rt *Routes) base(listener string) *chi.Mux {
 	}
 	r.Use(access.middleware, recoverer(rt.edge), requestDeadline(rt.d.RequestTimeout), limitBody(rt.d.BodyLimit), middleware.GetHead)
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
-		writeProblem(w, req, http.StatusNotFound, ReasonNotFound, "no such resource")
+		writeProblem(w, req, KindNotFound, ReasonNotFound, "no such resource")
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
 		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
@@ -240,7 +240,7 @@ func (rt *Routes) base(listener string) *chi.Mux {
 				w.Header().Add("Allow", m)
 			}
 		}
-		writeProblem(w, req, http.StatusMethodNotAllowed, ReasonMethodNotAllowed, "method not allowed on this resource")
+		writeProblem(w, req, KindMethod, ReasonMethodNotAllowed, "method not allowed on this resource")
 	})
 	return r
 }

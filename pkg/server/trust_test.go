@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,8 +16,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/workload-ca/workload-ca/internal/testkit"
+	"github.com/workload-ca/workload-ca/internal/testkit/cafixture"
 	"github.com/workload-ca/workload-ca/pkg/bundle"
-	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/policy"
 	"github.com/workload-ca/workload-ca/pkg/store"
@@ -41,15 +40,8 @@ func newTrustServer(t *testing.T) *trustServer {
 	ctx := context.Background()
 	f := newFixture(t)
 	st := testkit.SQLite(t)
-	keys, err := hsm.OpenSoftware(t.TempDir(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = keys.Close() })
-	cfg := issuer.Config{TrustDomain: "example.org", PublicURL: "http://127.0.0.1:8080"}
-	if _, err := issuer.Init(ctx, issuer.Deps{Keys: keys, Store: st, Clock: f.clock}, cfg); err != nil {
-		t.Fatal(err)
-	}
+	keys := testkit.SoftwareKeys(t)
+	cfg := cafixture.New(t, keys, st, f.clock, nil).Config
 	pub, err := bundle.NewPublisher(bundle.Deps{Store: st, Clock: f.clock})
 	if err != nil {
 		t.Fatal(err)
@@ -73,9 +65,9 @@ func newTrustServer(t *testing.T) *trustServer {
 			got := policy.Role(r.Header.Get("X-Test-Role"))
 			switch {
 			case got == "":
-				return "", &Error{Status: http.StatusUnauthorized, Reason: ReasonUnauthorized, Detail: "no credentials"}
+				return "", &Error{Kind: KindBearerMissing, Reason: ReasonUnauthorized, Detail: "no credentials"}
 			case got != role && got != policy.RoleAdmin:
-				return "", &Error{Status: http.StatusForbidden, Reason: ReasonForbidden, Detail: "role " + string(role) + " required"}
+				return "", &Error{Kind: KindPolicy, Reason: ReasonForbidden, Detail: "role " + string(role) + " required"}
 			}
 			return "operator:" + string(got), nil
 		},

@@ -1,6 +1,9 @@
 package store
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // ExpiryBuckets are the upper bounds, from now, of CertificateStats'
 // expiry histogram of active certificates: within 1h, 6h, 24h, 3d, 7d.
@@ -20,4 +23,16 @@ type CertificateStats struct {
 	IssuedSince int64
 	// DeniedSince counts denied decisions (any action) at or after Since.
 	DeniedSince int64
+}
+
+// InventoryReader is the inventory at a glance and the recent denials: what
+// the dashboard, GET /v1/denials and the inventory metrics read. Part of
+// Store, so every store has it (no capability found by type assertion).
+type InventoryReader interface {
+	// CertificateStats counts the inventory as of now (see
+	// CertificateStats), with issuance and denials counted from since.
+	CertificateStats(ctx context.Context, now, since time.Time) (CertificateStats, error)
+	// Denials groups the denied decisions of the audit log that q selects,
+	// most recent group first, at most q.EffectiveLimit() groups.
+	Denials(ctx context.Context, q DenialQuery) ([]DenialGroup, error)
 }

@@ -338,6 +338,8 @@ type Store interface {
 	// AuthzStore keeps authorization overrides and report aggregates
 	// (authz.go).
 	AuthzStore
+	// InventoryReader answers the inventory's aggregate reads (stats.go).
+	InventoryReader
 
 	// Ping checks the database answers; readiness probes call it.
 	Ping(ctx context.Context) error

@@ -2,7 +2,6 @@ package telemetry
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -11,26 +10,15 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
-// inventoryReader is what the dashboard and GET /v1/denials read beyond
-// store.Store; both stores have it, and Store forwards it.
-type inventoryReader interface {
-	Denials(ctx context.Context, q store.DenialQuery) ([]store.DenialGroup, error)
-	CertificateStats(ctx context.Context, now, since time.Time) (store.CertificateStats, error)
-}
-
 // Store is a store.Store that times every call into
 // ca_store_call_duration_seconds{method, outcome} and otherwise behaves
-// exactly like the store it wraps: same results, same errors. It also
-// forwards Denials and CertificateStats.
+// exactly like the store it wraps: same results, same errors.
 type Store struct {
 	inner    store.Store
 	duration *prometheus.HistogramVec
 }
 
-var (
-	_ store.Store     = (*Store)(nil)
-	_ inventoryReader = (*Store)(nil)
-)
+var _ store.Store = (*Store)(nil)
 
 // InstrumentStore wraps inner, registering the latency histogram in reg.
 func InstrumentStore(inner store.Store, reg prometheus.Registerer) (*Store, error) {
@@ -56,9 +44,6 @@ func (s *Store) timed(method string) func(*error) {
 		s.duration.WithLabelValues(method, outcome(*err)).Observe(time.Since(start).Seconds())
 	}
 }
-
-// errNoInventory means the wrapped store cannot answer an inventory query.
-var errNoInventory = fmt.Errorf("telemetry: the wrapped store has no inventory queries: %w", errors.ErrUnsupported)
 
 // InsertIssuer implements store.Store, timed.
 func (s *Store) InsertIssuer(ctx context.Context, is store.Issuer) (err error) {
@@ -315,26 +300,16 @@ func (s *Store) Ping(ctx context.Context) (err error) {
 // Close implements store.Store; it is not timed.
 func (s *Store) Close() error { return s.inner.Close() }
 
-// Denials forwards to the wrapped store's Denials, timed; errors.ErrUnsupported
-// if it has none.
+// Denials implements store.Store, timed.
 func (s *Store) Denials(ctx context.Context, q store.DenialQuery) (groups []store.DenialGroup, err error) {
 	defer s.timed("Denials")(&err)
-	ir, ok := s.inner.(inventoryReader)
-	if !ok {
-		return nil, errNoInventory
-	}
-	return ir.Denials(ctx, q)
+	return s.inner.Denials(ctx, q)
 }
 
-// CertificateStats forwards to the wrapped store's CertificateStats, timed;
-// errors.ErrUnsupported if it has none.
+// CertificateStats implements store.Store, timed.
 func (s *Store) CertificateStats(ctx context.Context, now, since time.Time) (st store.CertificateStats, err error) {
 	defer s.timed("CertificateStats")(&err)
-	ir, ok := s.inner.(inventoryReader)
-	if !ok {
-		return store.CertificateStats{}, errNoInventory
-	}
-	return ir.CertificateStats(ctx, now, since)
+	return s.inner.CertificateStats(ctx, now, since)
 }
 
 // RemoveAuditPrefix implements store.Store, timed.

@@ -9,7 +9,7 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/store/storetest"
 )
 
-var _ storetest.DenialLister = (*postgres.Store)(nil)
+var _ store.InventoryReader = (*postgres.Store)(nil)
 
 func TestInventory(t *testing.T) {
 	storetest.RunInventory(t, func(t *testing.T) store.Store { return testkit.Postgres(t) })

@@ -9,7 +9,7 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/store/storetest"
 )
 
-var _ storetest.DenialLister = (*sqlite.Store)(nil)
+var _ store.InventoryReader = (*sqlite.Store)(nil)
 
 func TestInventory(t *testing.T) {
 	storetest.RunInventory(t, func(t *testing.T) store.Store { return testkit.SQLite(t) })

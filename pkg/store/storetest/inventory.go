@@ -1,7 +1,6 @@
 package storetest
 
 import (
-	"context"
 	"fmt"
 	"reflect"
 	"testing"
@@ -10,15 +9,9 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
-// DenialLister is the inventory's denial read, implemented by both stores
-// (migration 000005's partial index); not part of store.Store.
-type DenialLister interface {
-	Denials(ctx context.Context, q store.DenialQuery) ([]store.DenialGroup, error)
-}
-
-// RunInventory checks the inventory reads beyond the Store interface:
-// Denials grouping, and the Repository filter of ListCertificates. open
-// returns a new, empty, migrated store that also implements DenialLister.
+// RunInventory checks the inventory reads (store.InventoryReader): Denials
+// grouping, CertificateStats, and the Repository filter of
+// ListCertificates. open returns a new, empty, migrated store.
 func RunInventory(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("denials are grouped by action, actor and reason within the window", func(t *testing.T) {
 		t.Parallel()
@@ -32,11 +25,6 @@ func RunInventory(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Parallel()
 		testStats(t, open(t))
 	})
-}
-
-// StatsReader is the dashboard's and the metrics' count of the inventory.
-type StatsReader interface {
-	CertificateStats(ctx context.Context, now, since time.Time) (store.CertificateStats, error)
 }
 
 func testStats(t *testing.T, s store.Store) {
@@ -56,7 +44,7 @@ func testStats(t *testing.T, s store.Store) {
 	if _, err := s.AppendAudit(ctx, store.AuditEntry{Time: now, Actor: "x", Action: "enroll", Decision: "deny", Reason: "policy_denied"}); err != nil {
 		t.Fatal(err)
 	}
-	st, err := s.(StatsReader).CertificateStats(ctx, now, now.Add(-150*time.Minute))
+	st, err := s.CertificateStats(ctx, now, now.Add(-150*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,10 +57,6 @@ func testStats(t *testing.T, s store.Store) {
 
 func testDenials(t *testing.T, s store.Store) {
 	ctx := ctxT(t)
-	dl, ok := s.(DenialLister)
-	if !ok {
-		t.Fatalf("%T does not list denials", s)
-	}
 	type ev struct {
 		at                      time.Duration
 		action, actor, decision string
@@ -94,7 +78,7 @@ func testDenials(t *testing.T, s store.Store) {
 			t.Fatal(err)
 		}
 	}
-	got, err := dl.Denials(ctx, store.DenialQuery{Since: t0.Add(time.Minute), Actions: []string{"enroll", "renew"}})
+	got, err := s.Denials(ctx, store.DenialQuery{Since: t0.Add(time.Minute), Actions: []string{"enroll", "renew"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +101,7 @@ func testDenials(t *testing.T, s store.Store) {
 	if !reflect.DeepEqual(rows, want) {
 		t.Errorf("denials:\n got %+v\nwant %+v", rows, want)
 	}
-	all, err := dl.Denials(ctx, store.DenialQuery{Since: t0, Limit: 2})
+	all, err := s.Denials(ctx, store.DenialQuery{Since: t0, Limit: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
