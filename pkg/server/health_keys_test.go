@@ -63,8 +63,8 @@ func TestReadyzFailsWhileAKeyTheCANeedsCannotSign(t *testing.T) {
 }
 
 func TestHSMUnsupportedIsA503WithItsReason(t *testing.T) {
-	status, reason, detail := classify(fmt.Errorf("issuing: %w", hsm.ErrUnsupported))
-	if status != http.StatusServiceUnavailable || reason != ReasonHSMUnsupported || detail == "" {
-		t.Errorf("classify = %d %s %q", status, reason, detail)
+	kind, reason, detail := classify(fmt.Errorf("issuing: %w", hsm.ErrUnsupported))
+	if kind.Status() != http.StatusServiceUnavailable || reason != ReasonHSMUnsupported || detail == "" {
+		t.Errorf("classify = %v (%d) %s %q", kind, kind.Status(), reason, detail)
 	}
 }

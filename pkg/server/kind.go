@@ -6,42 +6,45 @@ import "net/http"
 // that refuses: it alone decides the HTTP status and the authentication
 // challenge (kindStatus, kindChallenge). Handlers and classify say which kind
 // an error is; nothing else in the package picks a status for an error.
-type Kind int
+// It is a string, not an int, so that an HTTP status cannot be passed where
+// a kind is expected (an untyped 503 converts silently to an int kind: a
+// merge once returned http.StatusServiceUnavailable as a Kind, a 500).
+type Kind string
 
 const (
 	// KindInternal is our failure with no client-facing meaning: 500 with
 	// a generic detail. It is the zero value, so an *Error whose Kind was
 	// forgotten fails closed.
-	KindInternal Kind = iota
+	KindInternal Kind = ""
 	// KindInput is a malformed or out-of-range request: 400.
-	KindInput
+	KindInput Kind = "input"
 	// KindCredential is a missing, unknown, stale or mismatched TLS client
 	// certificate: 401 without a challenge (HTTP has no scheme for it).
-	KindCredential
+	KindCredential Kind = "credential"
 	// KindBearerMissing is a bearer-authenticated route asked without (or
 	// with unusable) credentials: 401 with WWW-Authenticate: Bearer.
-	KindBearerMissing
+	KindBearerMissing Kind = "bearer_missing"
 	// KindBearerInvalid is a bearer token that was presented and refused
 	// (malformed, expired, bad signature, replayed...): 401 with
 	// WWW-Authenticate: Bearer error="invalid_token" (RFC 6750 section 3.1).
-	KindBearerInvalid
+	KindBearerInvalid Kind = "bearer_invalid"
 	// KindPolicy is an authenticated caller refused by policy, a role, a
 	// revocation or a hold: 403.
-	KindPolicy
+	KindPolicy Kind = "policy"
 	// KindNotFound is a resource that does not exist (or a route this
 	// server does not serve): 404.
-	KindNotFound
+	KindNotFound Kind = "not_found"
 	// KindMethod is a method the resource does not allow: 405.
-	KindMethod
+	KindMethod Kind = "method"
 	// KindConflict is a request that contradicts the current state (a
 	// rotation in progress, an unsafe rollback, an override already
 	// decided): 409.
-	KindConflict
+	KindConflict Kind = "conflict"
 	// KindTooLarge is a body over the size limit: 413.
-	KindTooLarge
+	KindTooLarge Kind = "too_large"
 	// KindUnavailable is a dependency that did not answer (database, key
 	// store, token issuer, no bundle yet): 503, to retry.
-	KindUnavailable
+	KindUnavailable Kind = "unavailable"
 )
 
 // kindStatus is the one table from kinds to HTTP statuses.

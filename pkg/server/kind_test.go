@@ -27,14 +27,14 @@ func TestEachKindMapsToOneStatus(t *testing.T) {
 		{KindConflict, 409},
 		{KindTooLarge, 413},
 		{KindUnavailable, 503},
-		{Kind(999), 500},
+		{Kind("bogus"), 500},
 	}
 	if len(tests)-1 != len(kindStatus) {
 		t.Fatalf("the table covers %d kinds, kindStatus has %d", len(tests)-1, len(kindStatus))
 	}
 	for _, tt := range tests {
 		if got := tt.kind.Status(); got != tt.status {
-			t.Errorf("kind %d is %d, want %d", tt.kind, got, tt.status)
+			t.Errorf("kind %q is %d, want %d", tt.kind, got, tt.status)
 		}
 	}
 }
