@@ -142,8 +142,11 @@ func (p *Pruner) Once(ctx context.Context) (Result, error) {
 	if err := p.audit(context.WithoutCancel(ctx), res, runErr); err != nil {
 		runErr = errors.Join(runErr, err)
 	}
-	p.observe(res, runErr)
+	// The sizes first, then the run counters: whoever sees a run counted
+	// (a dashboard, an alert, a test) sees the sizes after it, not the
+	// sizes from before (the e2e test once read the start-up figures).
 	p.refreshStats(ctx)
+	p.observe(res, runErr)
 	return res, runErr
 }
 
