@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	mrand "math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -109,10 +111,24 @@ func postJSON(ctx context.Context, c *http.Client, url, bearer string, body []by
 		return nil, err
 	}
 	got := drain(res)
+	if res.StatusCode == http.StatusServiceUnavailable && bytes.Contains(got, []byte(`"overloaded"`)) {
+		return nil, &shedError{wait: retryAfter(res.Header.Get("Retry-After"))}
+	}
 	if res.StatusCode != want {
 		return nil, &statusError{status: res.StatusCode, body: string(got)}
 	}
 	return got, nil
+}
+
+// retryAfter is a Retry-After in seconds with up to 50% jitter added (1 s
+// when missing or malformed), so that shed clients do not come back in step.
+func retryAfter(h string) time.Duration {
+	secs, err := strconv.Atoi(strings.TrimSpace(h))
+	if err != nil || secs < 1 {
+		secs = 1
+	}
+	d := time.Duration(secs) * time.Second
+	return d + mrand.N(d/2)
 }
 
 func enrollBody(csrPEM string) []byte {
