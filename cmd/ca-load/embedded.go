@@ -85,10 +85,7 @@ func (b *bench) embeddedScenarios(ctx context.Context) error {
 	if len(certs) < o.conc {
 		return fmt.Errorf("only %d certificates kept for renewal", len(certs))
 	}
-	var renewers, minters []*http.Client
-	for _, c := range certs[:o.conc] {
-		renewers = append(renewers, srv.apiClient(4, c.tlsCrt))
-	}
+	var minters []*http.Client
 	for _, c := range certs[o.conc:min(len(certs), 2*o.conc)] {
 		minters = append(minters, srv.apiClient(4, c.tlsCrt))
 	}
@@ -97,7 +94,7 @@ func (b *bench) embeddedScenarios(ctx context.Context) error {
 		return err
 	}
 	if _, err := b.measure(ctx, "renew (mTLS)", o.conc, 0, srv.pid(), true, func() (*recorder, time.Duration) {
-		return closedLoop(ctx, o.conc, o.duration, renewFn(renewers, srv.apiURL, &pool[csrKey]{items: csrs}))
+		return closedLoop(ctx, o.conc, o.duration, renewFn(srv, renewers(certs[:o.conc]), &pool[csrKey]{items: csrs}))
 	}); err != nil {
 		return err
 	}

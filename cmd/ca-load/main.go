@@ -377,16 +377,12 @@ func (b *bench) scenarios(ctx context.Context) error {
 	if len(certs) < o.conc {
 		return fmt.Errorf("only %d certificates kept for renewal", len(certs))
 	}
-	var clients []*http.Client
-	for _, c := range certs[:o.conc] {
-		clients = append(clients, srv.apiClient(4, c.tlsCrt))
-	}
 	csrs, err := parallelMake(inputsFor(peak), newCSR)
 	if err != nil {
 		return err
 	}
 	if _, err := b.measure(ctx, "renew (mTLS)", o.conc, 0, srv.pid(), true, func() (*recorder, time.Duration) {
-		return closedLoop(ctx, o.conc, o.duration, renewFn(clients, srv.apiURL, &pool[csrKey]{items: csrs}))
+		return closedLoop(ctx, o.conc, o.duration, renewFn(srv, renewers(certs[:o.conc]), &pool[csrKey]{items: csrs}))
 	}); err != nil {
 		return err
 	}
