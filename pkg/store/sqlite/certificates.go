@@ -57,6 +57,31 @@ func queryCerts(ctx context.Context, q querier, query string, args ...any) ([]st
 	return list, nil
 }
 
+// The enrollment path's writes, prepared once on the write connection.
+const (
+	insertCertificateSQL = `
+		INSERT INTO certificates (serial, issuer_id, spiffe_id, dns_names, not_before, not_after,
+			der, public_key_sha256, status, revoked_at, revocation_reason, provenance,
+			policy_rule, policy_version, renewed_from, created_at,
+			lineage, repository, token_issuer, subject, lineage_started_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), ?, ?, ?, NULLIF(?, ''), ?, ?, ?, ?, ?, ?)`
+	insertLineageSQL = `INSERT INTO lineages (lineage, started_at, provenance) VALUES (?, ?, ?)
+		ON CONFLICT (lineage) DO NOTHING`
+	supersedeSQL = `
+		UPDATE certificates SET superseded_by = ?
+		WHERE serial = ? AND superseded_by IS NULL
+		RETURNING lineage, repository, token_issuer, subject, lineage_started_at`
+	markTokenSQL = `
+		INSERT INTO used_tokens (key, expires_at) VALUES (?, ?)
+		ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+		WHERE used_tokens.expires_at <= ?`
+	auditHeadSQL   = `SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`
+	insertAuditSQL = `
+		INSERT INTO audit_log (seq, time, actor, action, target, decision, reason,
+			policy_version, request_id, details, prev_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+)
+
 // RecordIssuance commits the certificate row and its audit entry in one
 // transaction. store.ErrConflict if the serial is taken, store.ErrNotFound if
 // the issuer (or a renewal's predecessor) does not exist, store.ErrSuperseded
@@ -86,18 +111,16 @@ func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store
 		c.Lineage, c.LineageStartedAt = c.Serial, c.CreatedAt
 	}
 	var out store.AuditEntry
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	// The group commit (groupcommit.go): many issuances, with their audit
+	// entries chained in order, in one transaction and one WAL sync.
+	err = s.grouped(ctx, "record certificate "+c.Serial, func(ctx context.Context, tx *sql.Tx) error {
+		c := c // supersede fills in this copy
 		if c.RenewedFrom != "" {
-			if err := supersede(ctx, tx, &c); err != nil {
+			if err := s.supersede(ctx, tx, &c); err != nil {
 				return err
 			}
 		}
-		_, err := tx.ExecContext(ctx, `
-			INSERT INTO certificates (serial, issuer_id, spiffe_id, dns_names, not_before, not_after,
-				der, public_key_sha256, status, revoked_at, revocation_reason, provenance,
-				policy_rule, policy_version, renewed_from, created_at,
-				lineage, repository, token_issuer, subject, lineage_started_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), ?, ?, ?, NULLIF(?, ''), ?, ?, ?, ?, ?, ?)`,
+		_, err := s.txExec(ctx, tx, insertCertificateSQL,
 			c.Serial, c.IssuerID, c.SPIFFEID, string(dnsJSON), us(c.NotBefore), us(c.NotAfter),
 			c.DER, c.PublicKeySHA256, c.Status, us(c.RevokedAt), c.RevocationReason, provenance,
 			c.PolicyRule, c.PolicyVersion, c.RenewedFrom, us(c.CreatedAt),
@@ -110,12 +133,11 @@ func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store
 		}
 		// An enrollment's provenance is its lineage's (lineages, migration 14).
 		if c.RenewedFrom == "" && provenance != nil {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO lineages (lineage, started_at, provenance) VALUES (?, ?, ?)
-				ON CONFLICT (lineage) DO NOTHING`, c.Serial, us(c.CreatedAt), provenance); err != nil {
+			if _, err := s.txExec(ctx, tx, insertLineageSQL, c.Serial, us(c.CreatedAt), provenance); err != nil {
 				return fmt.Errorf("sqlite: record lineage %s: %w", c.Serial, mapErr(err))
 			}
 		}
-		out, err = appendAudit(ctx, tx, e)
+		out, err = s.appendAuditTx(ctx, tx, e)
 		return err
 	})
 	if err != nil {
@@ -126,12 +148,9 @@ func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store
 
 // supersede marks c's predecessor renewed by c, only if nothing renewed it
 // before, and copies its lineage fields into c.
-func supersede(ctx context.Context, tx *sql.Tx, c *store.Certificate) error {
+func (s *Store) supersede(ctx context.Context, tx *sql.Tx, c *store.Certificate) error {
 	var started sql.NullInt64
-	err := tx.QueryRowContext(ctx, `
-		UPDATE certificates SET superseded_by = ?
-		WHERE serial = ? AND superseded_by IS NULL
-		RETURNING lineage, repository, token_issuer, subject, lineage_started_at`,
+	err := s.txQueryRow(ctx, tx, supersedeSQL,
 		c.Serial, c.RenewedFrom).Scan(&c.Lineage, &c.Repository, &c.TokenIssuer, &c.Subject, &started)
 	if errors.Is(err, sql.ErrNoRows) {
 		var by string
@@ -157,7 +176,7 @@ func supersede(ctx context.Context, tx *sql.Tx, c *store.Certificate) error {
 // GetCertificate returns one certificate by serial, or store.ErrNotFound.
 func (s *Store) GetCertificate(ctx context.Context, serial string) (store.Certificate, error) {
 	var origin sql.NullString
-	c, err := scanCertExtra(s.r.QueryRowContext(ctx, `SELECT `+certColumns+`,
+	c, err := scanCertExtra(s.readRow(ctx, `SELECT `+certColumns+`,
 		(SELECT l.provenance FROM lineages l WHERE l.lineage = certificates.lineage)
 		FROM certificates WHERE serial = ?`, serial), &origin)
 	if err == nil && origin.Valid {
