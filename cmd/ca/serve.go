@@ -207,7 +207,7 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	routes, err := server.NewRoutes(server.Deps{
 		Log: log, Clock: clock.Real{}, Store: b.store, Keys: b.keys, Anchors: iss,
 		Metrics: reg, BodyLimit: cfg.Server.BodyLimit, ReadyTimeout: cfg.Server.ReadyTimeout,
-		RequestTimeout: cfg.Server.RequestTimeout,
+		RequestTimeout: cfg.Server.RequestTimeout, MaxInFlightEnrollments: cfg.Server.MaxInFlightEnrollments,
 		Trust:          tr.serverDeps(),
 		Policy:         pol.holder, Verifier: verifier,
 		Enroll:     server.EnrollDeps{Issuer: leaves, Records: b.store},

@@ -134,7 +134,7 @@ func (e edge) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, reason, detail := classify(err)
 	id := RequestID(r.Context())
 	switch {
-	case e.bursts != nil && unavailableReason(reason):
+	case e.bursts != nil && (unavailableReason(reason) || reason == ReasonOverloaded):
 		e.bursts.log(r.Context(), e.log, reason, status, id, err)
 	case status >= 500:
 		e.log.ErrorContext(r.Context(), "request failed", "request_id", id, "status", status, "reason", string(reason), "err", err)

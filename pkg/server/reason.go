@@ -26,6 +26,10 @@ const (
 	ReasonBodyTooLarge          Reason = "body_too_large"
 	ReasonHSMUnavailable        Reason = "hsm_unavailable"
 	ReasonStoreUnavailable      Reason = "store_unavailable"
+	// ReasonOverloaded: more enrollments and renewals in flight than the
+	// server takes at once (503 with Retry-After; nothing was done, the
+	// token is not spent).
+	ReasonOverloaded Reason = "overloaded"
 	ReasonBadRequest            Reason = "bad_request"
 	ReasonMethodNotAllowed      Reason = "method_not_allowed"
 	ReasonInternal              Reason = "internal_error"
@@ -55,7 +59,7 @@ func AllReasons() []Reason {
 		ReasonCSRBadSignature, ReasonCSRWeakKey, ReasonCSRForbiddenExtension,
 		ReasonTTLTooLong, ReasonCertificateRevoked, ReasonNotFound,
 		ReasonUnauthorized, ReasonForbidden, ReasonBodyTooLarge,
-		ReasonHSMUnavailable, ReasonStoreUnavailable, ReasonBadRequest,
+		ReasonHSMUnavailable, ReasonStoreUnavailable, ReasonOverloaded, ReasonBadRequest,
 		ReasonMethodNotAllowed, ReasonInternal,
 		ReasonBundleUnavailable, ReasonRotationInProgress, ReasonActivationNotReady,
 		ReasonRootOffline, ReasonRollbackInvalid,
