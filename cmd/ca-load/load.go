@@ -75,7 +75,7 @@ var errShed = errors.New("shed: 503 overloaded")
 // next request: the server's Retry-After with jitter, as `ca enroll` does.
 type shedError struct{ wait time.Duration }
 
-func (e *shedError) Error() string { return errShed.Error() }
+func (e *shedError) Error() string        { return errShed.Error() }
 func (e *shedError) Is(target error) bool { return target == errShed }
 
 func (r *recorder) add(d time.Duration, err error) {

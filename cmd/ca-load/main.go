@@ -229,10 +229,10 @@ type bench struct {
 	// backend names the setup: embedded or production.
 	backend string
 	o       options
-	srv  *serverProc
-	ti   *tokenIssuer
-	rep  *report
-	logf func(string, ...any)
+	srv     *serverProc
+	ti      *tokenIssuer
+	rep     *report
+	logf    func(string, ...any)
 	// db is the server's database, read for the OCSP backlog and the
 	// number of recorded certificates.
 	db dbProbe

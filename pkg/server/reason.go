@@ -29,10 +29,10 @@ const (
 	// ReasonOverloaded: more enrollments and renewals in flight than the
 	// server takes at once (503 with Retry-After; nothing was done, the
 	// token is not spent).
-	ReasonOverloaded Reason = "overloaded"
-	ReasonBadRequest            Reason = "bad_request"
-	ReasonMethodNotAllowed      Reason = "method_not_allowed"
-	ReasonInternal              Reason = "internal_error"
+	ReasonOverloaded       Reason = "overloaded"
+	ReasonBadRequest       Reason = "bad_request"
+	ReasonMethodNotAllowed Reason = "method_not_allowed"
+	ReasonInternal         Reason = "internal_error"
 	// Trust bundle and CA rotation (pkg/server/issuers.go).
 	ReasonBundleUnavailable  Reason = "bundle_unavailable"
 	ReasonRotationInProgress Reason = "rotation_in_progress"

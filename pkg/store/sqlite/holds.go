@@ -53,7 +53,7 @@ func (s *Store) PlaceHold(ctx context.Context, h store.Hold, e store.AuditEntry)
 // ActiveHold returns the identity's hold in force at now that ends last
 // (index identity_holds_identity_idx).
 func (s *Store) ActiveHold(ctx context.Context, spiffeID string, now time.Time) (store.Hold, error) {
-	h, err := scanHold(s.r.QueryRowContext(ctx, `
+	h, err := scanHold(s.readRow(ctx, `
 		SELECT `+holdColumns+` FROM identity_holds
 		WHERE spiffe_id = ? AND released_at IS NULL AND until > ?
 		ORDER BY until DESC, id DESC LIMIT 1`, spiffeID, us(now)))
