@@ -89,6 +89,22 @@ const (
 // recorded. A renewal marks its predecessor superseded with a conditional
 // update in the same transaction and inherits its lineage fields.
 func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store.AuditEntry) (store.AuditEntry, error) {
+	var out store.AuditEntry
+	fn, err := s.recordWrite(c, e, &out)
+	if err != nil {
+		return store.AuditEntry{}, err
+	}
+	// The group commit (groupcommit.go): many issuances, with their audit
+	// entries chained in order, in one transaction and one WAL sync.
+	if err := s.grouped(ctx, "record certificate "+c.Serial, fn); err != nil {
+		return store.AuditEntry{}, err
+	}
+	return out, nil
+}
+
+// recordWrite is RecordIssuance's write, for a group transaction; it sets
+// *out to the appended audit entry.
+func (s *Store) recordWrite(c store.Certificate, e store.AuditEntry, out *store.AuditEntry) (func(context.Context, *sql.Tx) error, error) {
 	if c.Status == "" {
 		c.Status = store.CertActive
 	}
@@ -98,22 +114,19 @@ func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store
 	}
 	dnsJSON, err := json.Marshal(dns)
 	if err != nil {
-		return store.AuditEntry{}, fmt.Errorf("sqlite: record certificate %s: %w", c.Serial, err)
+		return nil, fmt.Errorf("sqlite: record certificate %s: %w", c.Serial, err)
 	}
 	var provenance any
 	if len(c.Provenance) > 0 {
 		if !json.Valid(c.Provenance) {
-			return store.AuditEntry{}, fmt.Errorf("sqlite: record certificate %s: provenance is not JSON", c.Serial)
+			return nil, fmt.Errorf("sqlite: record certificate %s: provenance is not JSON", c.Serial)
 		}
 		provenance = string(c.Provenance)
 	}
 	if c.RenewedFrom == "" {
 		c.Lineage, c.LineageStartedAt = c.Serial, c.CreatedAt
 	}
-	var out store.AuditEntry
-	// The group commit (groupcommit.go): many issuances, with their audit
-	// entries chained in order, in one transaction and one WAL sync.
-	err = s.grouped(ctx, "record certificate "+c.Serial, func(ctx context.Context, tx *sql.Tx) error {
+	return func(ctx context.Context, tx *sql.Tx) error {
 		c := c // supersede fills in this copy
 		if c.RenewedFrom != "" {
 			if err := s.supersede(ctx, tx, &c); err != nil {
@@ -137,13 +150,9 @@ func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store
 				return fmt.Errorf("sqlite: record lineage %s: %w", c.Serial, mapErr(err))
 			}
 		}
-		out, err = s.appendAuditTx(ctx, tx, e)
+		*out, err = s.appendAuditTx(ctx, tx, e)
 		return err
-	})
-	if err != nil {
-		return store.AuditEntry{}, err
-	}
-	return out, nil
+	}, nil
 }
 
 // supersede marks c's predecessor renewed by c, only if nothing renewed it

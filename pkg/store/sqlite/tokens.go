@@ -14,7 +14,12 @@ import (
 // upsert replaces only an expired leftover. It goes through the group
 // commit (groupcommit.go): it returns once the mark is committed.
 func (s *Store) MarkTokenUsed(ctx context.Context, key string, expiresAt, now time.Time) error {
-	return s.grouped(ctx, "mark token used", func(ctx context.Context, tx *sql.Tx) error {
+	return s.grouped(ctx, "mark token used", s.markWrite(key, expiresAt, now))
+}
+
+// markWrite is MarkTokenUsed's write, for a group transaction.
+func (s *Store) markWrite(key string, expiresAt, now time.Time) func(context.Context, *sql.Tx) error {
+	return func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.txExec(ctx, tx, markTokenSQL,
 			key, expiresAt.UnixMicro(), now.UnixMicro())
 		if err != nil {
@@ -24,7 +29,7 @@ func (s *Store) MarkTokenUsed(ctx context.Context, key string, expiresAt, now ti
 			return fmt.Errorf("sqlite: token already used: %w", store.ErrConflict)
 		}
 		return nil
-	})
+	}
 }
 
 // PruneUsedTokens deletes token records expired at or before now (index
