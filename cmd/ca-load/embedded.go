@@ -71,8 +71,14 @@ func (b *bench) embeddedScenarios(ctx context.Context) error {
 		}
 		rate = max(rate, r.Throughput)
 	}
-	in, err := b.ti.enrollInputs(inputsFor(rate * 2))
+	in, err := b.ti.enrollInputs(inputsFor(rate*2) + int(rate*4))
 	if err != nil {
+		return err
+	}
+	// Open the overload run's connections first (unmeasured): the clients
+	// keep theirs alive, as in the other runs.
+	closedLoop(ctx, o.overloadConc, 2*time.Second, enrollFn(api, srv.apiURL, in, nil))
+	if _, err := waitOCSPDrained(ctx, b.db, 3*time.Minute); err != nil {
 		return err
 	}
 	if _, err := b.measure(ctx, "enroll overload", o.overloadConc, 0, srv.pid(), true, func() (*recorder, time.Duration) {

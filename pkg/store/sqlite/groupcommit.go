@@ -31,6 +31,13 @@ import (
 // Other writes (revocations, OCSP responses, retention) keep their own
 // transactions on the same single write connection.
 
+// The savepoint of each write in a group.
+const (
+	savepointSQL  = `SAVEPOINT w`
+	rollbackToSQL = `ROLLBACK TO w`
+	releaseSQL    = `RELEASE w`
+)
+
 // maxGroup bounds how many writes one group transaction carries.
 const maxGroup = 128
 
@@ -166,18 +173,18 @@ func (s *Store) runGroup(ctx context.Context, group []*write, sizes func(int)) (
 	defer func() { _ = tx.Rollback() }()
 	errs = make([]error, len(group))
 	for i, w := range group {
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
+		if _, err := s.txExec(ctx, tx, savepointSQL); err != nil {
 			return nil, fmt.Errorf("savepoint: %w", mapErr(err))
 		}
 		if errs[i] = w.fn(ctx, tx); errs[i] != nil {
 			// Undo this write only. If SQLite already rolled the whole
 			// transaction back (an I/O error, a full disk), this fails and
 			// so does the group.
-			if _, err := tx.ExecContext(ctx, `ROLLBACK TO w`); err != nil {
+			if _, err := s.txExec(ctx, tx, rollbackToSQL); err != nil {
 				return nil, fmt.Errorf("%w (rolling back after: %w)", mapErr(err), errs[i])
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `RELEASE w`); err != nil {
+		if _, err := s.txExec(ctx, tx, releaseSQL); err != nil {
 			return nil, fmt.Errorf("release savepoint: %w", mapErr(err))
 		}
 	}
@@ -243,7 +250,8 @@ func (s *Store) prepared(ctx context.Context, db *sql.DB, query string) *sql.Stm
 // prepareWrites prepares the enrollment path's writes on the write
 // connection, before anything else uses it.
 func (s *Store) prepareWrites(ctx context.Context) error {
-	for _, q := range []string{insertCertificateSQL, insertLineageSQL, supersedeSQL, markTokenSQL, auditHeadSQL, insertAuditSQL} {
+	for _, q := range []string{insertCertificateSQL, insertLineageSQL, supersedeSQL, markTokenSQL, auditHeadSQL, insertAuditSQL,
+		savepointSQL, rollbackToSQL, releaseSQL} {
 		st, err := s.w.PrepareContext(ctx, q)
 		if err != nil {
 			return fmt.Errorf("sqlite: prepare: %w", mapErr(err))
