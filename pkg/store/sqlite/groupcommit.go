@@ -139,8 +139,8 @@ func (c *committer) run() {
 func (c *committer) commit(group []*write) {
 	live := group[:0]
 	for _, w := range group {
-		if err := w.ctx.Err(); err != nil {
-			w.done <- fmt.Errorf("sqlite: write not started: %w", err)
+		if w.ctx.Err() != nil {
+			w.done <- callerGaveUp(w.ctx, "write not started")
 			continue
 		}
 		live = append(live, w)
