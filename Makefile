@@ -36,9 +36,11 @@ test:
 test-short:
 	$(GO) test -count=1 $(TEST_PKGS)
 
-# Go benchmarks of the pieces, then cmd/ca-load against a real `ca serve` on
-# Postgres + SoftHSM; prints every target with its figure and PASS/MISS and
-# writes bench-out/report.md and report.json. Never part of `make test`.
+# Go benchmarks of the pieces, then cmd/ca-load against a real `ca serve` in
+# both setups: the embedded default (SQLite + software keys) and production
+# (Postgres + SoftHSM); prints every target with its figure, PASS/MISS and the
+# server CPU per enrollment, and writes bench-out/report.md and report.json.
+# Never part of `make test`.
 BENCH_OUT   ?= bench-out
 LOADFLAGS   ?=
 bench: build

@@ -19,12 +19,24 @@ type requestFunc func(ctx context.Context) error
 
 // result is one scenario's measurement.
 type result struct {
+	// Backend is the setup measured: embedded or production.
+	Backend     string  `json:"backend"`
 	Scenario    string  `json:"scenario"`
 	Concurrency int     `json:"concurrency"`
 	TargetRate  float64 `json:"target_rate_per_s,omitempty"` // open-loop runs only
 	DurationS   float64 `json:"duration_s"`
 	Requests    int     `json:"requests"`
 	Errors      int     `json:"errors"`
+	// Shed counts the 503 overloaded answers (the server refused the
+	// request before doing anything; the client waited Retry-After).
+	Shed int `json:"shed,omitempty"`
+	// Recorded is, for issuing runs, how many certificates the store gained
+	// over the run: equal to the answered requests when nothing was lost
+	// and nothing was recorded without an answer.
+	Recorded int `json:"recorded,omitempty"`
+	// CPUPerReqMs is the server's CPU time per answered request (drain
+	// included).
+	CPUPerReqMs float64 `json:"server_cpu_ms_per_request"`
 	FirstError  string  `json:"first_error,omitempty"`
 	Throughput  float64 `json:"throughput_per_s"` // successful requests per second
 	// DrainS is, for enroll runs, how long after the run the publisher took
@@ -52,12 +64,27 @@ type recorder struct {
 	mu       sync.Mutex
 	lat      []time.Duration
 	errs     int
+	shed     int
 	firstErr error
 }
+
+// errShed is a request the server shed (503 overloaded).
+var errShed = errors.New("shed: 503 overloaded")
+
+// shedError is errShed with the wait the client should observe before its
+// next request: the server's Retry-After with jitter, as `ca enroll` does.
+type shedError struct{ wait time.Duration }
+
+func (e *shedError) Error() string        { return errShed.Error() }
+func (e *shedError) Is(target error) bool { return target == errShed }
 
 func (r *recorder) add(d time.Duration, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if errors.Is(err, errShed) {
+		r.shed++
+		return
+	}
 	if err != nil {
 		r.errs++
 		if r.firstErr == nil {
@@ -73,8 +100,9 @@ func (r *recorder) fill(res *result, elapsed time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	slices.Sort(r.lat)
-	res.Requests = len(r.lat) + r.errs
+	res.Requests = len(r.lat) + r.errs + r.shed
 	res.Errors = r.errs
+	res.Shed = r.shed
 	if r.firstErr != nil {
 		res.FirstError = r.firstErr.Error()
 	}
@@ -126,6 +154,13 @@ func closedLoop(ctx context.Context, conc int, d time.Duration, fn requestFunc) 
 					return // interrupted, not an answer
 				}
 				rec.add(time.Since(t0), err)
+				var shed *shedError
+				if errors.As(err, &shed) {
+					select {
+					case <-runCtx.Done():
+					case <-time.After(shed.wait):
+					}
+				}
 			}
 		}()
 	}

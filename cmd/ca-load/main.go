@@ -32,6 +32,13 @@ type options struct {
 	dbPool      int
 	goBench     string
 	keepDir     bool
+	// backends are the server setups measured: embedded (the default:
+	// SQLite and software keys) and production (Postgres and SoftHSM).
+	backends []string
+	// embeddedConc are the enroll concurrencies of the embedded runs;
+	// overloadConc the clients of the overload run.
+	embeddedConc []int
+	overloadConc int
 }
 
 func main() {
@@ -59,7 +66,10 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.outDir, "out", "bench-out", "directory for report.md, report.json and the server log")
 	fs.DurationVar(&o.duration, "duration", 8*time.Second, "length of each measured scenario")
 	fs.DurationVar(&o.ceilingTime, "ceiling-time", 2*time.Second, "how long the SoftHSM ceiling signs per worker count")
-	conc := fs.String("enroll-concurrency", "1,4,16,32", "comma-separated concurrency levels of the enroll runs")
+	conc := fs.String("enroll-concurrency", "1,4,16,32", "comma-separated concurrency levels of the production enroll runs")
+	econc := fs.String("embedded-concurrency", "1,16,64", "comma-separated concurrency levels of the embedded-default enroll runs")
+	backends := fs.String("backends", "embedded,production", "which setups to measure: embedded (SQLite + software keys), production (Postgres + SoftHSM)")
+	fs.IntVar(&o.overloadConc, "overload-concurrency", 256, "clients of the embedded overload run")
 	fs.IntVar(&o.conc, "concurrency", 16, "concurrency of the renew, OCSP, bundle and CRL runs")
 	fs.StringVar(&o.adminURL, "postgres-admin-url", envOr("CA_TEST_POSTGRES_URL", defaultPostgresAdminURL), "Postgres server (a user that may create databases)")
 	fs.StringVar(&o.module, "softhsm-module", envOr("SOFTHSM2_MODULE", "/usr/lib/softhsm/libsofthsm2.so"), "SoftHSM2 PKCS#11 module")
@@ -69,17 +79,46 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	for _, s := range strings.Split(*conc, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			return o, fmt.Errorf("--enroll-concurrency: %q is not a positive number", s)
-		}
-		o.enrollConc = append(o.enrollConc, n)
+	var err error
+	if o.enrollConc, err = parseInts("--enroll-concurrency", *conc); err != nil {
+		return o, err
 	}
-	if o.duration <= 0 || o.conc < 1 {
+	if o.embeddedConc, err = parseInts("--embedded-concurrency", *econc); err != nil {
+		return o, err
+	}
+	for _, b := range strings.Split(*backends, ",") {
+		switch b = strings.TrimSpace(b); b {
+		case "embedded", "production":
+			o.backends = append(o.backends, b)
+		default:
+			return o, fmt.Errorf("--backends: %q is neither embedded nor production", b)
+		}
+	}
+	if o.duration <= 0 || o.conc < 1 || o.overloadConc < 1 {
 		return o, errors.New("--duration and --concurrency must be positive")
 	}
 	return o, nil
+}
+
+func parseInts(flag, list string) ([]int, error) {
+	var out []int
+	for _, s := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%s: %q is not a positive number", flag, s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func (o options) measures(backend string) bool {
+	for _, b := range o.backends {
+		if b == backend {
+			return true
+		}
+	}
+	return false
 }
 
 func envOr(k, def string) string {
@@ -109,6 +148,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rep := &report{Started: time.Now().UTC(), Duration: o.duration.String()}
 	rep.fillEnvironment(ctx, o)
 
+	ti, err := newTokenIssuer(dir)
+	if err != nil {
+		return err
+	}
+	if o.measures("embedded") {
+		if err := runEmbedded(ctx, o, dir, ti, rep, logf); err != nil {
+			return fmt.Errorf("embedded default: %w", err)
+		}
+	}
+	if o.measures("production") {
+		if err := runProduction(ctx, o, dir, ti, rep, logf); err != nil {
+			return fmt.Errorf("production: %w", err)
+		}
+	}
+	if o.goBench != "" {
+		rep.GoBench, err = parseGoBench(o.goBench)
+		if err != nil {
+			return err
+		}
+	}
+	rep.evaluate()
+	if err := rep.write(o.outDir); err != nil {
+		return err
+	}
+	rep.printTargets(stdout)
+	return nil
+}
+
+// runProduction measures `ca serve` on Postgres and SoftHSM.
+func runProduction(ctx context.Context, o options, dir string, ti *tokenIssuer, rep *report, logf func(string, ...any)) error {
 	logf("SoftHSM token and ceiling (%v per worker count)", o.ceilingTime)
 	tok, err := newSoftHSMToken(dir, o.module)
 	if err != nil {
@@ -131,10 +200,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			dbURL = strings.Replace(dbURL, "&", "?", 1)
 		}
 	}
-	ti, err := newTokenIssuer(dir)
-	if err != nil {
-		return err
-	}
 	vars := map[string]string{
 		"CA_DATABASE_URL": dbURL, "CA_PKCS11_MODULE": tok.cfg.Module, "CA_PKCS11_TOKEN": tok.cfg.TokenLabel,
 		"CA_PKCS11_PIN": tok.cfg.PIN, "CA_POLICY_FILE": ti.policyPath, "CA_TRUST_DOMAIN": benchTrustDomain,
@@ -143,40 +208,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if out, err := runCA(ctx, o.caBin, vars, "init"); err != nil {
 		return fmt.Errorf("%w: %s", err, out)
 	}
-	srv, err := startServer(ctx, o.caBin, o.outDir, vars)
+	srv, err := startServer(ctx, o.caBin, o.outDir, vars, "serve.log")
 	if err != nil {
 		return err
 	}
 	defer srv.stop()
 	logf("ca serve pid %d: api %s, public %s", srv.pid(), srv.apiURL, srv.publicURL)
 
-	b := &bench{o: o, srv: srv, ti: ti, rep: rep, logf: logf, dbURL: benchDBURL, metricsClient: plainClient(1)}
-	if err := b.scenarios(ctx); err != nil {
+	db, err := newPGProbe(ctx, benchDBURL)
+	if err != nil {
 		return err
 	}
-	if o.goBench != "" {
-		rep.GoBench, err = parseGoBench(o.goBench)
-		if err != nil {
-			return err
-		}
-	}
-	rep.evaluate()
-	if err := rep.write(o.outDir); err != nil {
-		return err
-	}
-	rep.printTargets(stdout)
-	return nil
+	defer db.close()
+	b := &bench{backend: "production", o: o, srv: srv, ti: ti, rep: rep, logf: logf, db: db, metricsClient: plainClient(1)}
+	return b.scenarios(ctx)
 }
 
 // bench runs the scenarios against one server.
 type bench struct {
-	o    options
-	srv  *serverProc
-	ti   *tokenIssuer
-	rep  *report
-	logf func(string, ...any)
-	// dbURL is the server's database, read for the OCSP backlog.
-	dbURL string
+	// backend names the setup: embedded or production.
+	backend string
+	o       options
+	srv     *serverProc
+	ti      *tokenIssuer
+	rep     *report
+	logf    func(string, ...any)
+	// db is the server's database, read for the OCSP backlog and the
+	// number of recorded certificates.
+	db dbProbe
 	// metricsClient scrapes the server's /metrics for the breakdowns.
 	metricsClient *http.Client
 }
@@ -208,14 +267,21 @@ func (b *bench) measure(ctx context.Context, name string, conc int, rate float64
 		}
 	}()
 	var snapBefore histSnapshot
+	recordedBefore := -1
 	if drain {
+		if n, err := b.db.certificates(ctx); err == nil {
+			recordedBefore = n
+		}
 		snapBefore, _ = scrapeHistograms(b.metricsClient, b.srv.publicURL+"/metrics")
 	}
 	rec, elapsed := runIt()
 	var drained time.Duration
 	var drainErr error
 	if drain {
-		drained, drainErr = waitOCSPDrained(ctx, b.dbURL, 3*time.Minute)
+		drained, drainErr = waitOCSPDrained(ctx, b.db, 3*time.Minute)
+		if n, err := b.db.certificates(ctx); err == nil && recordedBefore >= 0 {
+			res.Recorded = n - recordedBefore
+		}
 	}
 	close(stop)
 	<-done
@@ -227,6 +293,10 @@ func (b *bench) measure(ctx context.Context, name string, conc int, rate float64
 	}
 	rec.fill(&res, elapsed)
 	res.ServerCPUS = after.CPUSeconds - before.CPUSeconds
+	res.Backend = b.backend
+	if ok := len(rec.lat); ok > 0 {
+		res.CPUPerReqMs = 1000 * res.ServerCPUS / float64(ok)
+	}
 	res.ServerPeakM = float64(peak) / (1 << 20)
 	if drainErr != nil {
 		return res, fmt.Errorf("%s: %w", name, drainErr)
@@ -243,8 +313,8 @@ func (b *bench) measure(ctx context.Context, name string, conc int, rate float64
 		sustained = fmt.Sprintf(" (OCSP drain %.1fs: sustained %.1f/s)", res.DrainS, res.Sustained)
 	}
 	b.rep.Scenarios = append(b.rep.Scenarios, res)
-	b.logf("%-28s c=%-3d %7.1f/s p50 %6.2f ms p99 %6.2f ms max %7.2f ms err %d cpu %.1fs (client %.1fs, postgres %.1fs, machine %.1fs) rss %.0f MB%s %s",
-		name, conc, res.Throughput, res.P50Ms, res.P99Ms, res.MaxMs, res.Errors, res.ServerCPUS, res.ClientCPUS, res.PostgresCPUS, res.MachineCPUS,
+	b.logf("%-10s %-28s c=%-3d %7.1f/s p50 %6.2f ms p99 %6.2f ms max %7.2f ms err %d shed %d cpu %.1fs = %.3f ms/req (client %.1fs, postgres %.1fs, machine %.1fs) rss %.0f MB%s %s",
+		b.backend, name, conc, res.Throughput, res.P50Ms, res.P99Ms, res.MaxMs, res.Errors, res.Shed, res.ServerCPUS, res.CPUPerReqMs, res.ClientCPUS, res.PostgresCPUS, res.MachineCPUS,
 		res.ServerPeakM, sustained, res.FirstError)
 	return res, nil
 }
@@ -266,7 +336,7 @@ func (b *bench) scenarios(ctx context.Context) error {
 	if w.Errors > 0 || w.Throughput == 0 {
 		return fmt.Errorf("warm-up enrollments failed (%d errors): %s", w.Errors, w.FirstError)
 	}
-	drained, err := waitOCSPDrained(ctx, b.dbURL, 3*time.Minute)
+	drained, err := waitOCSPDrained(ctx, b.db, 3*time.Minute)
 	if err != nil {
 		return fmt.Errorf("after the warm-up: %w", err)
 	}
@@ -307,16 +377,12 @@ func (b *bench) scenarios(ctx context.Context) error {
 	if len(certs) < o.conc {
 		return fmt.Errorf("only %d certificates kept for renewal", len(certs))
 	}
-	var clients []*http.Client
-	for _, c := range certs[:o.conc] {
-		clients = append(clients, srv.apiClient(4, c.tlsCrt))
-	}
 	csrs, err := parallelMake(inputsFor(peak), newCSR)
 	if err != nil {
 		return err
 	}
 	if _, err := b.measure(ctx, "renew (mTLS)", o.conc, 0, srv.pid(), true, func() (*recorder, time.Duration) {
-		return closedLoop(ctx, o.conc, o.duration, renewFn(clients, srv.apiURL, &pool[csrKey]{items: csrs}))
+		return closedLoop(ctx, o.conc, o.duration, renewFn(srv, renewers(certs[:o.conc]), &pool[csrKey]{items: csrs}))
 	}); err != nil {
 		return err
 	}

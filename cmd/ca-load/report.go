@@ -30,6 +30,19 @@ const (
 	crlBenchmarkName    = "BenchmarkCRLBuildAndSign/entries=1000000"
 )
 
+// Targets of issue 20: the embedded default (SQLite, software keys) at
+// least as fast as step-ca on the same machine, the production setup
+// (Postgres + SoftHSM) kept ahead, and overload shed early.
+const (
+	targetEmbedded16     = 1100.0 // enrollments/s at 16 clients
+	targetEmbedded64     = 1500.0 // enrollments/s at 64 clients
+	targetEmbeddedCPUMs  = 1.2    // server CPU ms per enrollment (at 16 clients)
+	targetEmbeddedP99Ms  = 100.0  // p99 at 64 clients
+	targetOverloadP99Ms  = 250.0  // p99 of the accepted requests under overload
+	targetProduction16   = 900.0  // enrollments/s at 16 clients, Postgres + SoftHSM
+	targetProductionConc = 16
+)
+
 // target is one figure checked against its goal.
 type target struct {
 	Name     string  `json:"name"`
@@ -60,7 +73,7 @@ type report struct {
 func (r *report) fillEnvironment(ctx context.Context, o options) {
 	r.Environment = append(r.Environment,
 		fmt.Sprintf("go %s, %s/%s, %d CPUs", strings.TrimPrefix(runtime.Version(), "go"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU()),
-		"server: `ca serve` on Postgres (pool_max_conns "+fmt.Sprint(o.dbPool)+") + SoftHSM2, client and server on the same machine, loopback")
+		"servers: embedded default (`ca serve` with SQLite and software keys) and production (`ca serve` on Postgres (pool_max_conns "+fmt.Sprint(o.dbPool)+") + SoftHSM2); client and server on the same machine, loopback")
 	if out, err := exec.CommandContext(ctx, "git", "describe", "--always", "--dirty").Output(); err == nil {
 		r.Environment = append(r.Environment, "commit "+strings.TrimSpace(string(out)))
 	}
@@ -71,7 +84,17 @@ func (r *report) fillEnvironment(ctx context.Context, o options) {
 
 func (r *report) scenario(name string) (result, bool) {
 	for _, s := range r.Scenarios {
-		if s.Scenario == name {
+		if s.Scenario == name && s.Backend != "embedded" {
+			return s, true
+		}
+	}
+	return result{}, false
+}
+
+// find is the run of backend's scenario at conc clients.
+func (r *report) find(backend, name string, conc int) (result, bool) {
+	for _, s := range r.Scenarios {
+		if s.Backend == backend && s.Scenario == name && s.Concurrency == conc {
 			return s, true
 		}
 	}
@@ -80,6 +103,17 @@ func (r *report) scenario(name string) (result, bool) {
 
 // evaluate computes every target from the measurements.
 func (r *report) evaluate() {
+	r.evaluateEmbedded()
+	if r.Ceiling.Best == 0 {
+		return // the production setup was not measured
+	}
+	if p, ok := r.find("production", "enroll", targetProductionConc); ok {
+		r.Targets = append(r.Targets, target{
+			Name: "production enrollments/s at 16 clients", Goal: fmt.Sprintf(">= %.0f/s sustained, Postgres + SoftHSM", targetProduction16),
+			Measured: fmt.Sprintf("%.0f/s sustained, %.2f ms CPU/enrollment, p99 %.1f ms", p.Sustained, p.CPUPerReqMs, p.P99Ms),
+			Value:    p.Sustained, Pass: p.Sustained >= targetProduction16 && p.Errors == 0,
+		})
+	}
 	r.SigsPerEnroll = sigsPerEnrollment
 	limit := r.Ceiling.Best / sigsPerEnrollment
 	r.Targets = append(r.Targets, target{
@@ -123,6 +157,64 @@ func (r *report) evaluate() {
 	})
 }
 
+// evaluateEmbedded adds the embedded default's targets (issue 20).
+func (r *report) evaluateEmbedded() {
+	const be = "embedded"
+	intact := func(s result) bool { return s.Errors == 0 && s.Recorded == len1(s) }
+	for _, t := range []struct {
+		conc int
+		goal float64
+	}{{16, targetEmbedded16}, {64, targetEmbedded64}} {
+		s, ok := r.find(be, "enroll", t.conc)
+		if !ok {
+			continue
+		}
+		r.Targets = append(r.Targets, target{
+			Name: fmt.Sprintf("embedded enrollments/s at %d clients", t.conc), Goal: fmt.Sprintf(">= %.0f/s sustained, no error, every answer recorded", t.goal),
+			Measured: fmt.Sprintf("%.0f/s sustained (%d errors, %d recorded of %d answered)", s.Sustained, s.Errors, s.Recorded, len1(s)),
+			Value:    s.Sustained, Pass: s.Sustained >= t.goal && intact(s),
+		})
+		if t.conc == 16 {
+			r.Targets = append(r.Targets, target{
+				Name: "embedded server CPU per enrollment (16 clients)", Goal: fmt.Sprintf("<= %.1f ms", targetEmbeddedCPUMs),
+				Measured: fmt.Sprintf("%.3f ms", s.CPUPerReqMs), Value: s.CPUPerReqMs, Pass: s.CPUPerReqMs > 0 && s.CPUPerReqMs <= targetEmbeddedCPUMs,
+			})
+		}
+		if t.conc == 64 {
+			r.Targets = append(r.Targets, target{
+				Name: "embedded enroll p99 at 64 clients", Goal: fmt.Sprintf("<= %.0f ms", targetEmbeddedP99Ms),
+				Measured: fmt.Sprintf("%.1f ms", s.P99Ms), Value: s.P99Ms, Pass: s.P99Ms <= targetEmbeddedP99Ms,
+			})
+		}
+	}
+	for _, s := range r.Scenarios {
+		if s.Backend != be || s.Scenario != "enroll overload" {
+			continue
+		}
+		r.Targets = append(r.Targets, target{
+			Name: fmt.Sprintf("embedded overload (%d clients): p99 of accepted", s.Concurrency),
+			Goal: fmt.Sprintf("<= %.0f ms, excess shed with 503 overloaded, none lost or half-done", targetOverloadP99Ms),
+			Measured: fmt.Sprintf("%.1f ms, %.0f/s accepted, %d shed, %d errors, %d recorded of %d answered",
+				s.P99Ms, s.Throughput, s.Shed, s.Errors, s.Recorded, len1(s)),
+			Value: s.P99Ms, Pass: s.P99Ms <= targetOverloadP99Ms && intact(s),
+		})
+	}
+	for _, name := range []string{"renew (mTLS)", "JWT-SVID (mTLS)"} {
+		for _, s := range r.Scenarios {
+			if s.Backend == be && s.Scenario == name {
+				r.Targets = append(r.Targets, target{
+					Name: "embedded " + name + " (reported)", Goal: "no error",
+					Measured: fmt.Sprintf("%.0f/s, p99 %.1f ms, %.3f ms CPU/request", s.Throughput, s.P99Ms, s.CPUPerReqMs),
+					Value:    s.Throughput, Pass: s.Errors == 0 && s.Throughput > 0,
+				})
+			}
+		}
+	}
+}
+
+// len1 is the number of answered (successful) requests of a run.
+func len1(s result) int { return s.Requests - s.Errors - s.Shed }
+
 func verdict(pass bool) string {
 	if pass {
 		return "PASS"
@@ -165,7 +257,7 @@ func (r *report) markdown() string {
 	b.WriteString("\n## Scenarios\n\nFor the runs that issue certificates, *OCSP drain s* is how long the publisher took after the run to pre-sign\n" +
 		"the new certificates' OCSP responses, and *sustained/s* = answered requests / (duration + drain); server CPU includes the drain.\n\n" +
 		"CPU seconds over each run: the server, the load client, the postgres processes, and the whole machine (2 cores give 2 s per second).\n\n" +
-		"| scenario | concurrency | duration s | requests | errors | req/s | OCSP drain s | sustained/s | p50 ms | p99 ms | max ms | server CPU s | client CPU s | postgres CPU s | machine CPU s | server peak RSS MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		"| setup | scenario | concurrency | duration s | requests | errors | shed | recorded | req/s | OCSP drain s | sustained/s | p50 ms | p99 ms | max ms | server CPU s | server CPU ms/req | client CPU s | postgres CPU s | machine CPU s | server peak RSS MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range r.Scenarios {
 		name := s.Scenario
 		if s.TargetRate > 0 {
@@ -175,9 +267,9 @@ func (r *report) markdown() string {
 		if s.Sustained > 0 {
 			drain, sustained = fmt.Sprintf("%.1f", s.DrainS), fmt.Sprintf("%.0f", s.Sustained)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %.1f | %d | %d | %.0f | %s | %s | %.2f | %.2f | %.2f | %.1f | %.1f | %.1f | %.1f | %.0f |\n",
-			name, s.Concurrency, s.DurationS, s.Requests, s.Errors, s.Throughput, drain, sustained, s.P50Ms, s.P99Ms, s.MaxMs,
-			s.ServerCPUS, s.ClientCPUS, s.PostgresCPUS, s.MachineCPUS, s.ServerPeakM)
+		fmt.Fprintf(&b, "| %s | %s | %d | %.1f | %d | %d | %d | %d | %.0f | %s | %s | %.2f | %.2f | %.2f | %.1f | %.3f | %.1f | %.1f | %.1f | %.0f |\n",
+			s.Backend, name, s.Concurrency, s.DurationS, s.Requests, s.Errors, s.Shed, s.Recorded, s.Throughput, drain, sustained, s.P50Ms, s.P99Ms, s.MaxMs,
+			s.ServerCPUS, s.CPUPerReqMs, s.ClientCPUS, s.PostgresCPUS, s.MachineCPUS, s.ServerPeakM)
 	}
 	for _, s := range r.Scenarios {
 		if s.FirstError != "" {
@@ -192,8 +284,8 @@ func (r *report) markdown() string {
 		if s.TargetRate > 0 {
 			name += fmt.Sprintf(" at %.0f/s", s.TargetRate)
 		}
-		fmt.Fprintf(&b, "\n### Inside the server: %s (c=%d)\n\nMeans of the server's own histograms over the run and its OCSP drain.\n\n"+
-			"| series | calls | per request | mean ms |\n|---|---|---|---|\n", name, s.Concurrency)
+		fmt.Fprintf(&b, "\n### Inside the server: %s %s (c=%d)\n\nMeans of the server's own histograms over the run and its OCSP drain.\n\n"+
+			"| series | calls | per request | mean ms |\n|---|---|---|---|\n", s.Backend, name, s.Concurrency)
 		for _, row := range s.Breakdown {
 			fmt.Fprintf(&b, "| `%s` | %.0f | %.2f | %.3f |\n", row.Series, row.Calls, row.PerRequest, row.MeanMs)
 		}

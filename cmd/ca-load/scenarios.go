@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	mrand "math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -109,10 +111,24 @@ func postJSON(ctx context.Context, c *http.Client, url, bearer string, body []by
 		return nil, err
 	}
 	got := drain(res)
+	if res.StatusCode == http.StatusServiceUnavailable && bytes.Contains(got, []byte(`"overloaded"`)) {
+		return nil, &shedError{wait: retryAfter(res.Header.Get("Retry-After"))}
+	}
 	if res.StatusCode != want {
 		return nil, &statusError{status: res.StatusCode, body: string(got)}
 	}
 	return got, nil
+}
+
+// retryAfter is a Retry-After in seconds with up to 50% jitter added (1 s
+// when missing or malformed), so that shed clients do not come back in step.
+func retryAfter(h string) time.Duration {
+	secs, err := strconv.Atoi(strings.TrimSpace(h))
+	if err != nil || secs < 1 {
+		secs = 1
+	}
+	d := time.Duration(secs) * time.Second
+	return d + mrand.N(d/2)
 }
 
 func enrollBody(csrPEM string) []byte {
@@ -138,19 +154,51 @@ func enrollFn(c *http.Client, apiURL string, in *pool[enrollInput], keep *keeper
 	}
 }
 
-// renewFn renews, over mTLS, one of the clients' certificates (round robin)
-// with the next pre-generated CSR.
-func renewFn(clients []*http.Client, apiURL string, csrs *pool[csrKey]) requestFunc {
-	var next atomic.Int64
+// renewer is a workload that renews its own certificate: each renewal
+// supersedes the certificate it presented, so the next one presents the new
+// certificate, over a new connection (the client certificate is bound to a
+// connection; a renewing workload reconnects with its new one).
+type renewer struct{ crt tls.Certificate }
+
+// renewers are one renewer per certificate.
+func renewers(certs []issued) chan *renewer {
+	ch := make(chan *renewer, len(certs))
+	for _, c := range certs {
+		ch <- &renewer{crt: c.tlsCrt}
+	}
+	return ch
+}
+
+// renewFn renews, over mTLS, the certificate of the next free renewer with
+// the next pre-generated CSR, and gives the renewer the new certificate.
+func renewFn(s *serverProc, holders chan *renewer, csrs *pool[csrKey]) requestFunc {
 	return func(ctx context.Context) error {
 		k, err := csrs.take()
 		if err != nil {
 			return err
 		}
-		c := clients[int(next.Add(1))%len(clients)]
+		var h *renewer
+		select {
+		case h = <-holders:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { holders <- h }()
+		c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: s.roots, Certificates: []tls.Certificate{h.crt}, MinVersion: tls.VersionTLS12},
+			DisableKeepAlives: true,
+		}}
 		b, _ := json.Marshal(map[string]string{"csr": k.csrPEM})
-		_, err = postJSON(ctx, c, apiURL+"/v1/renew", "", b, http.StatusCreated)
-		return err
+		body, err := postJSON(ctx, c, s.apiURL+"/v1/renew", "", b, http.StatusCreated)
+		if err != nil {
+			return err
+		}
+		kp := &keeper{max: 1}
+		if err := kp.keep(body, k); err != nil {
+			return err
+		}
+		h.crt = kp.certs[0].tlsCrt
+		return nil
 	}
 }
 

@@ -192,9 +192,9 @@ func runCA(ctx context.Context, bin string, vars map[string]string, args ...stri
 	return string(out), nil
 }
 
-// startServer starts `ca serve` with vars, logging to dir/serve.log, and
+// startServer starts `ca serve` with vars, logging to dir/logName, and
 // waits until /readyz answers 200 and the bundle can be read.
-func startServer(ctx context.Context, bin, dir string, vars map[string]string) (*serverProc, error) {
+func startServer(ctx context.Context, bin, dir string, vars map[string]string, logName string) (*serverProc, error) {
 	apiAddr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -208,7 +208,7 @@ func startServer(ctx context.Context, bin, dir string, vars map[string]string) (
 		all[k] = v
 	}
 	s := &serverProc{apiURL: "https://" + apiAddr, publicURL: "http://" + publicAddr, exited: make(chan error, 1),
-		logPath: filepath.Join(dir, "serve.log")}
+		logPath: filepath.Join(dir, logName)}
 	logf, err := os.Create(s.logPath)
 	if err != nil {
 		return nil, err

@@ -17,9 +17,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,20 +45,66 @@ func (e *problemError) Error() string {
 // maxAnswerBytes bounds what the client reads from the CA.
 const maxAnswerBytes = 1 << 20
 
+// Shed requests (503 overloaded) did nothing at the CA, the token is not
+// spent: requestCert waits the answer's Retry-After plus up to half of it
+// again at random (so that the clients a CA shed together do not come back
+// together) and tries again, up to maxShedRetries times.
+const (
+	maxShedRetries = 6
+	maxShedWait    = time.Minute // bound on one Retry-After
+)
+
+// shedWait waits d or until ctx ends; tests replace it.
+var shedWait = func(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// retryAfterWithJitter is the wait after a shed answer: Retry-After seconds
+// (1 when missing or malformed, at most maxShedWait) plus up to half again.
+func retryAfterWithJitter(h string) time.Duration {
+	secs, err := strconv.Atoi(strings.TrimSpace(h))
+	if err != nil || secs < 1 {
+		secs = 1
+	}
+	d := min(time.Duration(secs)*time.Second, maxShedWait)
+	return d + time.Duration(mrand.Int64N(int64(d/2)+1))
+}
+
 // requestCert POSTs a CSR to url (enroll with a bearer token, or renew over
-// the client's mTLS connection) and returns the issued certificate.
+// the client's mTLS connection) and returns the issued certificate. A 503
+// overloaded answer is retried after its Retry-After with jitter.
 func requestCert(ctx context.Context, c *http.Client, url, token string, csrPEM []byte, ttl time.Duration) (*server.CertResponse, error) {
+	for attempt := 0; ; attempt++ {
+		cr, retryAfter, err := requestCertOnce(ctx, c, url, token, csrPEM, ttl)
+		var p *problemError
+		if err == nil || attempt >= maxShedRetries || !errors.As(err, &p) || p.Reason != string(server.ReasonOverloaded) {
+			return cr, err
+		}
+		if werr := shedWait(ctx, retryAfterWithJitter(retryAfter)); werr != nil {
+			return nil, err
+		}
+	}
+}
+
+func requestCertOnce(ctx context.Context, c *http.Client, url, token string, csrPEM []byte, ttl time.Duration) (*server.CertResponse, string, error) {
 	body := server.CertRequest{CSR: string(csrPEM)}
 	if ttl > 0 {
 		body.TTL = ttl.String()
 	}
 	raw, err := json.Marshal(body)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(raw))
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
@@ -64,25 +112,25 @@ func requestCert(ctx context.Context, c *http.Client, url, token string, csrPEM 
 	}
 	res, err := c.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("POST %s: %w", url, err)
+		return nil, "", fmt.Errorf("POST %s: %w", url, err)
 	}
 	defer res.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(res.Body, maxAnswerBytes))
 	if err != nil {
-		return nil, fmt.Errorf("POST %s: %w", url, err)
+		return nil, "", fmt.Errorf("POST %s: %w", url, err)
 	}
 	if res.StatusCode != http.StatusCreated {
 		var p server.Problem
 		if json.Unmarshal(answer, &p) != nil || p.Reason == "" {
-			return nil, &problemError{Status: res.StatusCode, Reason: "unknown", Detail: http.StatusText(res.StatusCode)}
+			return nil, "", &problemError{Status: res.StatusCode, Reason: "unknown", Detail: http.StatusText(res.StatusCode)}
 		}
-		return nil, &problemError{Status: res.StatusCode, Reason: string(p.Reason), Detail: p.Detail}
+		return nil, res.Header.Get("Retry-After"), &problemError{Status: res.StatusCode, Reason: string(p.Reason), Detail: p.Detail}
 	}
 	var cr server.CertResponse
 	if err := json.Unmarshal(answer, &cr); err != nil {
-		return nil, fmt.Errorf("the CA's answer does not decode: %w", err)
+		return nil, "", fmt.Errorf("the CA's answer does not decode: %w", err)
 	}
-	return &cr, nil
+	return &cr, "", nil
 }
 
 // newKeyAndCSR generates a workload key locally and a CSR for it. The CSR

@@ -210,9 +210,9 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	routes, err := server.NewRoutes(server.Deps{
 		Log: log, Clock: clock.Real{}, Store: b.store, Keys: b.keys, Anchors: iss,
 		Metrics: reg, BodyLimit: cfg.Server.BodyLimit, ReadyTimeout: cfg.Server.ReadyTimeout,
-		RequestTimeout: cfg.Server.RequestTimeout,
-		Trust:          tr.serverDeps(),
-		Policy:         pol.holder, Verifier: verifier,
+		RequestTimeout: cfg.Server.RequestTimeout, MaxInFlightEnrollments: cfg.Server.MaxInFlightEnrollments,
+		Trust:  tr.serverDeps(),
+		Policy: pol.holder, Verifier: verifier,
 		Enroll:     server.EnrollDeps{Issuer: leaves, Records: b.store},
 		JWT:        server.JWTDeps{Signer: jwtSigner, Records: b.store},
 		Operators:  ops,

@@ -219,6 +219,11 @@ type Server struct {
 	// whose dependency does not answer in time gets 503 store_unavailable
 	// or hsm_unavailable with Retry-After (issue 18).
 	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// MaxInFlightEnrollments bounds the enrollments and renewals being
+	// answered at once (default 64); one more is refused at once with 503
+	// overloaded and Retry-After instead of queueing behind the others
+	// (issue 20).
+	MaxInFlightEnrollments int `yaml:"max_in_flight_enrollments"`
 }
 
 // Log is logging settings.
@@ -438,6 +443,10 @@ func (c *Config) resolveDatabasePassword() error {
 	return nil
 }
 
+// DefaultMaxInFlightEnrollments is server.max_in_flight_enrollments when
+// unset.
+const DefaultMaxInFlightEnrollments = 64
+
 // Defaults of the embedded development setup.
 const (
 	DefaultDataDir     = "./ca-data"
@@ -488,6 +497,9 @@ func (c *Config) applyDefaults() {
 	setDur(&c.Server.CertLifetime, 24*time.Hour)
 	setDur(&c.Server.ReadyTimeout, 2*time.Second)
 	setDur(&c.Server.RequestTimeout, 10*time.Second)
+	if c.Server.MaxInFlightEnrollments == 0 {
+		c.Server.MaxInFlightEnrollments = DefaultMaxInFlightEnrollments
+	}
 	setStr(&c.Log.Level, "info")
 	setStr(&c.Log.ArtifactRequests, "info")
 	if c.Log.ArtifactSample == 0 {

@@ -188,6 +188,8 @@ func (c *Config) validateServer() error {
 		return fieldErr("server.request_timeout", "must be positive")
 	case s.ReadyTimeout > s.RequestTimeout:
 		return fieldErr("server.ready_timeout", "must not exceed server.request_timeout")
+	case s.MaxInFlightEnrollments < 1 || s.MaxInFlightEnrollments > 100000:
+		return fieldErr("server.max_in_flight_enrollments", "must be 1 to 100000")
 	}
 	return nil
 }

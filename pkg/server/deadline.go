@@ -72,10 +72,15 @@ func unavailableReason(reason Reason) bool {
 	return reason == ReasonStoreUnavailable || reason == ReasonHSMUnavailable
 }
 
-// setRetryAfter adds Retry-After to a 503 for an unavailable dependency.
+// setRetryAfter adds Retry-After to a 503 for an unavailable dependency or
+// an overload.
 func setRetryAfter(w http.ResponseWriter, kind Kind, reason Reason) {
-	if kind == KindUnavailable && unavailableReason(reason) {
+	switch {
+	case kind != KindUnavailable:
+	case unavailableReason(reason):
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterUnavailable))
+	case reason == ReasonOverloaded:
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterOverloaded))
 	}
 }
 

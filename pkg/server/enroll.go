@@ -140,6 +140,7 @@ type enrollment struct {
 	reuse     *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	denials   *denialAudit // bounds audit appends of unauthenticated denials
+	load      *admission   // bounds the enrollments and renewals in flight (overload.go)
 }
 
 // newEnrollment returns nil when d.Enroll is not set.
@@ -165,7 +166,8 @@ func newEnrollment(d Deps) (*enrollment, error) {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"action", "decision"}),
 	}
-	for _, c := range []prometheus.Collector{e.decisions, e.duration, e.reuse} {
+	e.load = newAdmission(d.MaxInFlightEnrollments)
+	for _, c := range []prometheus.Collector{e.decisions, e.duration, e.reuse, e.load.shed, e.load.inFlight} {
 		if err := d.Metrics.Register(c); err != nil {
 			return nil, err
 		}
@@ -178,8 +180,8 @@ func (rt *Routes) mountEnroll(r chi.Router) {
 	if rt.enroll == nil {
 		return
 	}
-	r.Method(http.MethodPost, "/v1/enroll", rt.edge.handle(rt.enroll.enroll))
-	r.Method(http.MethodPost, "/v1/renew", rt.edge.handle(rt.enroll.renew))
+	r.Method(http.MethodPost, "/v1/enroll", rt.edge.handle(rt.enroll.admit(actionEnroll, rt.enroll.enroll)))
+	r.Method(http.MethodPost, "/v1/renew", rt.edge.handle(rt.enroll.admit(actionRenew, rt.enroll.renew)))
 }
 
 // decisionInfo is what the decision's audit record and log line say about

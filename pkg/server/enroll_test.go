@@ -148,6 +148,12 @@ type enrollFixture struct {
 
 func newEnrollFixture(t *testing.T) *enrollFixture {
 	t.Helper()
+	return newEnrollFixtureWith(t, nil)
+}
+
+// newEnrollFixtureWith lets a test adjust the dependencies further.
+func newEnrollFixtureWith(t *testing.T, adjust func(f *fixture, d *Deps)) *enrollFixture {
+	t.Helper()
 	oidc := testkit.NewOIDCIssuer(t)
 	pol, err := policy.Parse([]byte(`trust_domain: example.org
 token_issuers:
@@ -169,6 +175,9 @@ rules:
 		d.Policy = policy.NewHolder(pol)
 		d.Verifier = enroll.NewVerifier(d.Clock, enroll.WithHTTPClient(oidc.Client()))
 		d.BodyLimit = 64 << 10
+		if adjust != nil {
+			adjust(f, d)
+		}
 	})
 	return &enrollFixture{fixture: f, rs: startServer(t, f), oidc: oidc, records: f.records}
 }

@@ -192,7 +192,7 @@ func (e edge) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status := kind.Status()
 	id := RequestID(r.Context())
 	switch {
-	case e.bursts != nil && unavailableReason(reason):
+	case e.bursts != nil && (unavailableReason(reason) || reason == ReasonOverloaded):
 		e.bursts.log(r.Context(), e.log, reason, status, id, err)
 	case status >= 500:
 		e.log.ErrorContext(r.Context(), "request failed", "request_id", id, "status", status, "reason", string(reason), "err", err)

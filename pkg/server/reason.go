@@ -29,6 +29,10 @@ const (
 	// mechanism the CA needs (a configuration error; `ca hsm check`).
 	ReasonHSMUnsupported   Reason = "hsm_unsupported"
 	ReasonStoreUnavailable Reason = "store_unavailable"
+	// ReasonOverloaded: more enrollments and renewals in flight than the
+	// server takes at once (503 with Retry-After; nothing was done, the
+	// token is not spent).
+	ReasonOverloaded       Reason = "overloaded"
 	ReasonBadRequest       Reason = "bad_request"
 	ReasonMethodNotAllowed Reason = "method_not_allowed"
 	ReasonInternal         Reason = "internal_error"
@@ -58,7 +62,7 @@ func AllReasons() []Reason {
 		ReasonCSRBadSignature, ReasonCSRWeakKey, ReasonCSRForbiddenExtension,
 		ReasonTTLTooLong, ReasonCertificateRevoked, ReasonNotFound,
 		ReasonUnauthorized, ReasonForbidden, ReasonBodyTooLarge,
-		ReasonHSMUnavailable, ReasonStoreUnavailable, ReasonBadRequest,
+		ReasonHSMUnavailable, ReasonStoreUnavailable, ReasonOverloaded, ReasonBadRequest,
 		ReasonMethodNotAllowed, ReasonInternal,
 		ReasonBundleUnavailable, ReasonRotationInProgress, ReasonActivationNotReady,
 		ReasonRootOffline, ReasonRollbackInvalid,

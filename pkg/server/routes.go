@@ -49,6 +49,10 @@ type Deps struct {
 	// HSM and outgoing calls made for it (deadline.go); zero means
 	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
+	// MaxInFlightEnrollments bounds the enrollments and renewals answered at
+	// once; one more gets 503 overloaded with Retry-After at once
+	// (overload.go). Zero means DefaultMaxInFlightEnrollments.
+	MaxInFlightEnrollments int
 	// Trust, optional, serves the published trust bundle (/bundle.pem from
 	// it instead of Anchors, /bundle.json) and the issuer and bundle
 	// administration routes; see TrustDeps.
@@ -145,6 +149,9 @@ func NewRoutes(d Deps) (*Routes, error) {
 	}
 	if d.RequestTimeout <= 0 {
 		d.RequestTimeout = DefaultRequestTimeout
+	}
+	if d.MaxInFlightEnrollments <= 0 {
+		d.MaxInFlightEnrollments = DefaultMaxInFlightEnrollments
 	}
 	m, err := newMetrics(d.Metrics)
 	if err != nil {

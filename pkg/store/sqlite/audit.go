@@ -11,11 +11,13 @@ import (
 )
 
 // AppendAudit appends one entry to the hash chain; see store.Store.
+// It goes through the group commit (groupcommit.go) with the enrollment
+// path's other writes.
 func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) (store.AuditEntry, error) {
 	var out store.AuditEntry
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.grouped(ctx, "append audit entry", func(ctx context.Context, tx *sql.Tx) error {
 		var err error
-		out, err = appendAudit(ctx, tx, e)
+		out, err = s.appendAuditTx(ctx, tx, e)
 		return err
 	})
 	if err != nil {
@@ -27,9 +29,25 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEntry) (store.Audi
 // appendAudit appends e inside tx, a write transaction (BEGIN IMMEDIATE), so
 // no other writer reads the same last hash.
 func appendAudit(ctx context.Context, tx *sql.Tx, e store.AuditEntry) (store.AuditEntry, error) {
+	return appendAuditVia(ctx, e, tx.QueryRowContext, tx.ExecContext)
+}
+
+// appendAuditTx is appendAudit with the write connection's prepared
+// statements (the enrollment path).
+func (s *Store) appendAuditTx(ctx context.Context, tx *sql.Tx, e store.AuditEntry) (store.AuditEntry, error) {
+	return appendAuditVia(ctx, e,
+		func(ctx context.Context, q string, args ...any) *sql.Row { return s.txQueryRow(ctx, tx, q, args...) },
+		func(ctx context.Context, q string, args ...any) (sql.Result, error) {
+			return s.txExec(ctx, tx, q, args...)
+		})
+}
+
+func appendAuditVia(ctx context.Context, e store.AuditEntry,
+	queryRow func(ctx context.Context, q string, args ...any) *sql.Row,
+	exec func(ctx context.Context, q string, args ...any) (sql.Result, error)) (store.AuditEntry, error) {
 	var last int64
 	var prev []byte
-	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`).Scan(&last, &prev)
+	err := queryRow(ctx, auditHeadSQL).Scan(&last, &prev)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return store.AuditEntry{}, fmt.Errorf("sqlite: read audit head: %w", mapErr(err))
 	}
@@ -45,10 +63,7 @@ func appendAudit(ctx context.Context, tx *sql.Tx, e store.AuditEntry) (store.Aud
 	if prev != nil {
 		prevHash = prev
 	}
-	_, err = tx.ExecContext(ctx, `
-		INSERT INTO audit_log (seq, time, actor, action, target, decision, reason,
-			policy_version, request_id, details, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err = exec(ctx, insertAuditSQL,
 		e.Seq, e.Time.UnixMicro(), e.Actor, e.Action, e.Target, e.Decision, e.Reason,
 		e.PolicyVersion, e.RequestID, details, prevHash, e.Hash)
 	if err != nil {

@@ -57,6 +57,31 @@ func queryCerts(ctx context.Context, q querier, query string, args ...any) ([]st
 	return list, nil
 }
 
+// The enrollment path's writes, prepared once on the write connection.
+const (
+	insertCertificateSQL = `
+		INSERT INTO certificates (serial, issuer_id, spiffe_id, dns_names, not_before, not_after,
+			der, public_key_sha256, status, revoked_at, revocation_reason, provenance,
+			policy_rule, policy_version, renewed_from, created_at,
+			lineage, repository, token_issuer, subject, lineage_started_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), ?, ?, ?, NULLIF(?, ''), ?, ?, ?, ?, ?, ?)`
+	insertLineageSQL = `INSERT INTO lineages (lineage, started_at, provenance) VALUES (?, ?, ?)
+		ON CONFLICT (lineage) DO NOTHING`
+	supersedeSQL = `
+		UPDATE certificates SET superseded_by = ?
+		WHERE serial = ? AND superseded_by IS NULL
+		RETURNING lineage, repository, token_issuer, subject, lineage_started_at`
+	markTokenSQL = `
+		INSERT INTO used_tokens (key, expires_at) VALUES (?, ?)
+		ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+		WHERE used_tokens.expires_at <= ?`
+	auditHeadSQL   = `SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`
+	insertAuditSQL = `
+		INSERT INTO audit_log (seq, time, actor, action, target, decision, reason,
+			policy_version, request_id, details, prev_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+)
+
 // RecordIssuance commits the certificate row and its audit entry in one
 // transaction. store.ErrConflict if the serial is taken, store.ErrNotFound if
 // the issuer (or a renewal's predecessor) does not exist, store.ErrSuperseded
@@ -64,6 +89,22 @@ func queryCerts(ctx context.Context, q querier, query string, args ...any) ([]st
 // recorded. A renewal marks its predecessor superseded with a conditional
 // update in the same transaction and inherits its lineage fields.
 func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store.AuditEntry) (store.AuditEntry, error) {
+	var out store.AuditEntry
+	fn, err := s.recordWrite(c, e, &out)
+	if err != nil {
+		return store.AuditEntry{}, err
+	}
+	// The group commit (groupcommit.go): many issuances, with their audit
+	// entries chained in order, in one transaction and one WAL sync.
+	if err := s.grouped(ctx, "record certificate "+c.Serial, fn); err != nil {
+		return store.AuditEntry{}, err
+	}
+	return out, nil
+}
+
+// recordWrite is RecordIssuance's write, for a group transaction; it sets
+// *out to the appended audit entry.
+func (s *Store) recordWrite(c store.Certificate, e store.AuditEntry, out *store.AuditEntry) (func(context.Context, *sql.Tx) error, error) {
 	if c.Status == "" {
 		c.Status = store.CertActive
 	}
@@ -73,31 +114,26 @@ func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store
 	}
 	dnsJSON, err := json.Marshal(dns)
 	if err != nil {
-		return store.AuditEntry{}, fmt.Errorf("sqlite: record certificate %s: %w", c.Serial, err)
+		return nil, fmt.Errorf("sqlite: record certificate %s: %w", c.Serial, err)
 	}
 	var provenance any
 	if len(c.Provenance) > 0 {
 		if !json.Valid(c.Provenance) {
-			return store.AuditEntry{}, fmt.Errorf("sqlite: record certificate %s: provenance is not JSON", c.Serial)
+			return nil, fmt.Errorf("sqlite: record certificate %s: provenance is not JSON", c.Serial)
 		}
 		provenance = string(c.Provenance)
 	}
 	if c.RenewedFrom == "" {
 		c.Lineage, c.LineageStartedAt = c.Serial, c.CreatedAt
 	}
-	var out store.AuditEntry
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	return func(ctx context.Context, tx *sql.Tx) error {
+		c := c // supersede fills in this copy
 		if c.RenewedFrom != "" {
-			if err := supersede(ctx, tx, &c); err != nil {
+			if err := s.supersede(ctx, tx, &c); err != nil {
 				return err
 			}
 		}
-		_, err := tx.ExecContext(ctx, `
-			INSERT INTO certificates (serial, issuer_id, spiffe_id, dns_names, not_before, not_after,
-				der, public_key_sha256, status, revoked_at, revocation_reason, provenance,
-				policy_rule, policy_version, renewed_from, created_at,
-				lineage, repository, token_issuer, subject, lineage_started_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), ?, ?, ?, NULLIF(?, ''), ?, ?, ?, ?, ?, ?)`,
+		_, err := s.txExec(ctx, tx, insertCertificateSQL,
 			c.Serial, c.IssuerID, c.SPIFFEID, string(dnsJSON), us(c.NotBefore), us(c.NotAfter),
 			c.DER, c.PublicKeySHA256, c.Status, us(c.RevokedAt), c.RevocationReason, provenance,
 			c.PolicyRule, c.PolicyVersion, c.RenewedFrom, us(c.CreatedAt),
@@ -110,28 +146,20 @@ func (s *Store) RecordIssuance(ctx context.Context, c store.Certificate, e store
 		}
 		// An enrollment's provenance is its lineage's (lineages, migration 14).
 		if c.RenewedFrom == "" && provenance != nil {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO lineages (lineage, started_at, provenance) VALUES (?, ?, ?)
-				ON CONFLICT (lineage) DO NOTHING`, c.Serial, us(c.CreatedAt), provenance); err != nil {
+			if _, err := s.txExec(ctx, tx, insertLineageSQL, c.Serial, us(c.CreatedAt), provenance); err != nil {
 				return fmt.Errorf("sqlite: record lineage %s: %w", c.Serial, mapErr(err))
 			}
 		}
-		out, err = appendAudit(ctx, tx, e)
+		*out, err = s.appendAuditTx(ctx, tx, e)
 		return err
-	})
-	if err != nil {
-		return store.AuditEntry{}, err
-	}
-	return out, nil
+	}, nil
 }
 
 // supersede marks c's predecessor renewed by c, only if nothing renewed it
 // before, and copies its lineage fields into c.
-func supersede(ctx context.Context, tx *sql.Tx, c *store.Certificate) error {
+func (s *Store) supersede(ctx context.Context, tx *sql.Tx, c *store.Certificate) error {
 	var started sql.NullInt64
-	err := tx.QueryRowContext(ctx, `
-		UPDATE certificates SET superseded_by = ?
-		WHERE serial = ? AND superseded_by IS NULL
-		RETURNING lineage, repository, token_issuer, subject, lineage_started_at`,
+	err := s.txQueryRow(ctx, tx, supersedeSQL,
 		c.Serial, c.RenewedFrom).Scan(&c.Lineage, &c.Repository, &c.TokenIssuer, &c.Subject, &started)
 	if errors.Is(err, sql.ErrNoRows) {
 		var by string
@@ -157,7 +185,7 @@ func supersede(ctx context.Context, tx *sql.Tx, c *store.Certificate) error {
 // GetCertificate returns one certificate by serial, or store.ErrNotFound.
 func (s *Store) GetCertificate(ctx context.Context, serial string) (store.Certificate, error) {
 	var origin sql.NullString
-	c, err := scanCertExtra(s.r.QueryRowContext(ctx, `SELECT `+certColumns+`,
+	c, err := scanCertExtra(s.readRow(ctx, `SELECT `+certColumns+`,
 		(SELECT l.provenance FROM lineages l WHERE l.lineage = certificates.lineage)
 		FROM certificates WHERE serial = ?`, serial), &origin)
 	if err == nil && origin.Valid {

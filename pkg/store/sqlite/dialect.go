@@ -34,7 +34,19 @@ var dialect = sqlstore.Dialect{
 
 // newOps builds s's shared operations.
 func newOps(s *Store) *ops {
-	return sqlstore.New(dialect, sqlQuerier{s.r}, sqlWriter{sqlQuerier{s.w}, s})
+	return sqlstore.New(dialect, preparedReader{sqlQuerier{s.r}, s}, sqlWriter{sqlQuerier{s.w}, s})
+}
+
+// preparedReader is the read pool's querier, whose single-row reads use the
+// store's cached prepared statements (ActiveHold is on the enrollment path:
+// parsing its SQL on every call was measurable).
+type preparedReader struct {
+	sqlQuerier
+	s *Store
+}
+
+func (p preparedReader) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
+	return p.s.readRow(ctx, rebind(query), args...)
 }
 
 // rebind turns the shared queries' $N placeholders into SQLite's numbered

@@ -31,7 +31,9 @@ type Store struct {
 	w *sql.DB // the one write connection; its transactions are BEGIN IMMEDIATE
 	r *sql.DB // read-only connections
 
-	leaders sync.Map // leadership name -> *sync.Mutex (TryLeadership)
+	leaders sync.Map   // leadership name -> *sync.Mutex (TryLeadership)
+	stmts   sync.Map   // stmtKey -> *sql.Stmt (prepared statements of the hot paths)
+	gc      *committer // group commit of the enrollment path's writes; nil when read-only
 }
 
 var _ store.Store = (*Store)(nil)
@@ -95,6 +97,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		_ = s.Close()
 		return nil, err
 	}
+	if err := s.prepareWrites(ctx); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	s.gc = newCommitter(s)
 	return s, nil
 }
 
@@ -167,8 +174,13 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes both connection pools.
+// Close stops the group committer (after its current group) and closes both
+// connection pools.
 func (s *Store) Close() error {
+	if s.gc != nil {
+		s.gc.stop()
+	}
+	s.closeStatements()
 	if s.r == s.w {
 		return s.r.Close()
 	}

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
@@ -10,20 +11,25 @@ import (
 
 // MarkTokenUsed records a used enrollment token until expiresAt;
 // store.ErrConflict if it is already recorded and unexpired at now. The
-// upsert replaces only an expired leftover.
+// upsert replaces only an expired leftover. It goes through the group
+// commit (groupcommit.go): it returns once the mark is committed.
 func (s *Store) MarkTokenUsed(ctx context.Context, key string, expiresAt, now time.Time) error {
-	res, err := s.w.ExecContext(ctx, `
-		INSERT INTO used_tokens (key, expires_at) VALUES (?, ?)
-		ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
-		WHERE used_tokens.expires_at <= ?`,
-		key, expiresAt.UnixMicro(), now.UnixMicro())
-	if err != nil {
-		return fmt.Errorf("sqlite: mark token used: %w", mapErr(err))
+	return s.grouped(ctx, "mark token used", s.markWrite(key, expiresAt, now))
+}
+
+// markWrite is MarkTokenUsed's write, for a group transaction.
+func (s *Store) markWrite(key string, expiresAt, now time.Time) func(context.Context, *sql.Tx) error {
+	return func(ctx context.Context, tx *sql.Tx) error {
+		res, err := s.txExec(ctx, tx, markTokenSQL,
+			key, expiresAt.UnixMicro(), now.UnixMicro())
+		if err != nil {
+			return fmt.Errorf("sqlite: mark token used: %w", mapErr(err))
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("sqlite: token already used: %w", store.ErrConflict)
+		}
+		return nil
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("sqlite: token already used: %w", store.ErrConflict)
-	}
-	return nil
 }
 
 // PruneUsedTokens deletes token records expired at or before now (index
