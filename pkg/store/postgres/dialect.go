@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,7 +34,16 @@ var dialect = sqlstore.Dialect{
 	AddMicros: func(t, micros string) string {
 		return fmt.Sprintf("%s::timestamptz + %s * interval '1 microsecond'", t, micros)
 	},
+	// spiffe_id is COLLATE "C", so LIKE 'p%' is a range of its index.
+	HasPrefix:     func(column, param string) string { return column + " LIKE " + param },
+	PrefixPattern: func(prefix string) string { return likeEscaper.Replace(prefix) + "%" },
+	Text:          func(param string) string { return param + `::text COLLATE "C"` },
+	CertColumns:   certColumns,
+	ScanCert:      func(row sqlstore.Row, extra ...any) (store.Certificate, error) { return scanCert(row, extra...) },
 }
+
+// likeEscaper quotes LIKE's wildcards so that a prefix matches literally.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // newOps builds s's shared operations: reads and writes on the pool.
 func newOps(s *Store) *ops {

@@ -30,7 +30,16 @@ var dialect = sqlstore.Dialect{
 	Least:                 "min",
 	Greatest:              "max",
 	AddMicros:             func(t, micros string) string { return t + " + " + micros },
+	// GLOB, unlike LIKE, is case-sensitive, and a literal prefix uses the index.
+	HasPrefix:     func(column, param string) string { return column + " GLOB " + param },
+	PrefixPattern: func(prefix string) string { return globEscaper.Replace(prefix) + "*" },
+	Text:          func(param string) string { return param },
+	CertColumns:   certColumns,
+	ScanCert:      scanCertExtra,
 }
+
+// globEscaper quotes GLOB's wildcards so that a prefix matches literally.
+var globEscaper = strings.NewReplacer(`*`, `[*]`, `?`, `[?]`, `[`, `[[]`)
 
 // newOps builds s's shared operations.
 func newOps(s *Store) *ops {

@@ -38,6 +38,20 @@ type Dialect struct {
 	// AddMicros is the SQL for a time parameter plus a column of
 	// microseconds.
 	AddMicros func(timeParam, micros string) string
+	// HasPrefix is the SQL for a text column starting with the pattern
+	// param holds, which PrefixPattern makes of a literal prefix so that
+	// the match is a range of the column's index (Postgres: LIKE 'p%' on a
+	// COLLATE "C" column; SQLite: GLOB 'p*', case-sensitive as LIKE is not).
+	HasPrefix     func(column, param string) string
+	PrefixPattern func(prefix string) string
+	// Text casts a parameter to the key columns' text type where the engine
+	// cannot infer it (a recursive query's seed): Postgres
+	// $1::text COLLATE "C"; SQLite needs none.
+	Text func(param string) string
+	// CertColumns is the select list of a certificates row that ScanCert
+	// reads, followed by any extra destinations.
+	CertColumns string
+	ScanCert    func(row Row, extra ...any) (store.Certificate, error)
 }
 
 // Row is one result row: pgx.Row, *sql.Row.
@@ -118,6 +132,17 @@ func (o *Ops) time(t time.Time) any {
 	}
 	return o.d.Time(t)
 }
+
+// forUpdateOf locks the rows of one table of a join ("" where ForUpdate is).
+func (o *Ops) forUpdateOf(table string) string {
+	if o.d.ForUpdate == "" {
+		return ""
+	}
+	return o.d.ForUpdate + " OF " + table
+}
+
+// scanCert reads a CertColumns row.
+func (o *Ops) scanCert(row Row) (store.Certificate, error) { return o.d.ScanCert(row) }
 
 // errorf formats an error prefixed with the dialect's name.
 func (o *Ops) errorf(format string, args ...any) error {
