@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +41,16 @@ var dialect = sqlstore.Dialect{
 	Text:          func(param string) string { return param + `::text COLLATE "C"` },
 	CertColumns:   certColumns,
 	ScanCert:      func(row sqlstore.Row, extra ...any) (store.Certificate, error) { return scanCert(row, extra...) },
+	InBatch: func(column, subquery string) string {
+		return column + " = ANY (ARRAY(" + subquery + "))"
+	},
+	SkipLocked: " FOR UPDATE SKIP LOCKED",
+	RowID:      "ctid",
+	// The audit_log_guard trigger reads the transaction-local setting.
+	ArchiveWindow: func(through int64) (open, close sqlstore.Stmt) {
+		return sqlstore.Stmt{Query: `SELECT set_config('workload_ca.audit_archive_through', $1, true)`, Args: []any{strconv.FormatInt(through, 10)}},
+			sqlstore.Stmt{Query: `SELECT set_config('workload_ca.audit_archive_through', '', true)`}
+	},
 }
 
 // likeEscaper quotes LIKE's wildcards so that a prefix matches literally.
@@ -95,7 +106,14 @@ type pgTx struct {
 }
 
 // lockKeys are the pg_advisory_xact_lock keys of the shared locks.
-var lockKeys = map[sqlstore.Lock]int64{sqlstore.LockRotation: RotationLockKey}
+var lockKeys = map[sqlstore.Lock]int64{
+	sqlstore.LockRotation:     RotationLockKey,
+	sqlstore.LockAuditArchive: auditArchiveLockKey,
+}
+
+// auditArchiveLockKey is the pg_advisory_xact_lock key that serialises
+// RemoveAuditPrefix calls (not appends: AuditLockKey).
+const auditArchiveLockKey int64 = 0x7763615f61726368 // "wca_arch"
 
 // RotationLockKey is the pg_advisory_xact_lock key that serialises
 // RecordRotation and AbandonIssuers across replicas (sqlstore.LockRotation).

@@ -1,5 +1,8 @@
 package postgres
 
+// PruneOCSPResponses, PruneEndedHolds and PruneAuthzReportCounts are
+// written once in pkg/store/sqlstore.
+
 import (
 	"context"
 	"fmt"
@@ -10,38 +13,13 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
-func checkPrune(what string, before time.Time, limit int) error {
-	if before.IsZero() || limit <= 0 {
-		return fmt.Errorf("postgres: %s: want a cut-off and a positive limit: %w", what, store.ErrInvalidQuery)
-	}
-	return nil
-}
-
-// PruneOCSPResponses deletes one batch of responses of certificates
-// expired before `before` (index ocsp_responses_cert_expiry_idx). Rows
-// locked by a concurrent writer are skipped, not waited for.
-func (s *Store) PruneOCSPResponses(ctx context.Context, before time.Time, limit int) (int64, error) {
-	if err := checkPrune("prune OCSP responses", before, limit); err != nil {
-		return 0, err
-	}
-	tag, err := s.pool.Exec(ctx, `
-		DELETE FROM ocsp_responses WHERE serial = ANY (ARRAY(
-			SELECT serial FROM ocsp_responses WHERE cert_not_after < $1
-			ORDER BY cert_not_after LIMIT $2 FOR UPDATE SKIP LOCKED))`,
-		ts(before), limit)
-	if err != nil {
-		return 0, fmt.Errorf("postgres: prune OCSP responses: %w", mapErr(err))
-	}
-	return tag.RowsAffected(), nil
-}
-
 // PruneExpiredCertificates deletes one batch of certificates expired before
 // `before` and their leftover OCSP responses in one short transaction
 // (index certificates_expiry_idx; the responses by primary key). The batch
 // is locked with SKIP LOCKED, so a revocation or renewal in progress is
 // never waited for.
 func (s *Store) PruneExpiredCertificates(ctx context.Context, before time.Time, limit int) (int64, error) {
-	if err := checkPrune("prune certificates", before, limit); err != nil {
+	if err := dialect.CheckPrune("prune certificates", before, limit); err != nil {
 		return 0, err
 	}
 	var n int64
@@ -88,25 +66,6 @@ func (s *Store) PruneExpiredCertificates(ctx context.Context, before time.Time, 
 	return n, nil
 }
 
-// PruneEndedHolds deletes one batch of holds that ended before `before`
-// (indexes identity_holds_released_idx and identity_holds_until_idx).
-func (s *Store) PruneEndedHolds(ctx context.Context, before time.Time, limit int) (int64, error) {
-	if err := checkPrune("prune holds", before, limit); err != nil {
-		return 0, err
-	}
-	tag, err := s.pool.Exec(ctx, `
-		DELETE FROM identity_holds WHERE id = ANY (ARRAY(
-			(SELECT id FROM identity_holds WHERE released_at IS NOT NULL AND released_at < $1 LIMIT $2)
-			UNION ALL
-			(SELECT id FROM identity_holds WHERE released_at IS NULL AND until < $1 LIMIT $2)
-			LIMIT $2))`,
-		ts(before), limit)
-	if err != nil {
-		return 0, fmt.Errorf("postgres: prune holds: %w", mapErr(err))
-	}
-	return tag.RowsAffected(), nil
-}
-
 // exactCountBelow is the planner estimate under which RetentionStats
 // counts a table's rows exactly.
 const exactCountBelow = 100_000
@@ -141,21 +100,4 @@ func (s *Store) RetentionStats(ctx context.Context) (store.RetentionStats, error
 		st.Tables = append(st.Tables, ts)
 	}
 	return st, nil
-}
-
-// PruneAuthzReportCounts deletes one batch of authorization report
-// aggregates of minutes before `before` (index
-// authz_report_counts_minute_idx, migration 15).
-func (s *Store) PruneAuthzReportCounts(ctx context.Context, before time.Time, limit int) (int64, error) {
-	if err := checkPrune("prune authz reports", before, limit); err != nil {
-		return 0, err
-	}
-	tag, err := s.pool.Exec(ctx, `
-		DELETE FROM authz_report_counts WHERE ctid = ANY (ARRAY(
-			SELECT ctid FROM authz_report_counts WHERE minute < $1 ORDER BY minute LIMIT $2))`,
-		ts(before), limit)
-	if err != nil {
-		return 0, fmt.Errorf("postgres: prune authz reports: %w", mapErr(err))
-	}
-	return tag.RowsAffected(), nil
 }

@@ -36,6 +36,14 @@ var dialect = sqlstore.Dialect{
 	Text:          func(param string) string { return param },
 	CertColumns:   certColumns,
 	ScanCert:      scanCertExtra,
+	InBatch:       func(column, subquery string) string { return column + " IN (" + subquery + ")" },
+	SkipLocked:    "", // the one writer holds no row locks to skip
+	RowID:         "rowid",
+	// The audit_log_no_delete trigger reads audit_archive_window.
+	ArchiveWindow: func(through int64) (open, close sqlstore.Stmt) {
+		return sqlstore.Stmt{Query: `INSERT INTO audit_archive_window (through) VALUES ($1)`, Args: []any{through}},
+			sqlstore.Stmt{Query: `DELETE FROM audit_archive_window`}
+	},
 }
 
 // globEscaper quotes GLOB's wildcards so that a prefix matches literally.

@@ -1,5 +1,8 @@
 package sqlite
 
+// PruneOCSPResponses, PruneEndedHolds and PruneAuthzReportCounts are
+// written once in pkg/store/sqlstore.
+
 import (
 	"context"
 	"database/sql"
@@ -9,38 +12,11 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
-func checkPrune(what string, before time.Time, limit int) error {
-	if before.IsZero() || limit <= 0 {
-		return fmt.Errorf("sqlite: %s: want a cut-off and a positive limit: %w", what, store.ErrInvalidQuery)
-	}
-	return nil
-}
-
-// PruneOCSPResponses deletes one batch of responses of certificates
-// expired before `before` (index ocsp_responses_cert_expiry_idx).
-func (s *Store) PruneOCSPResponses(ctx context.Context, before time.Time, limit int) (int64, error) {
-	if err := checkPrune("prune OCSP responses", before, limit); err != nil {
-		return 0, err
-	}
-	res, err := s.w.ExecContext(ctx, `
-		DELETE FROM ocsp_responses WHERE serial IN (
-			SELECT serial FROM ocsp_responses WHERE cert_not_after < ?
-			ORDER BY cert_not_after LIMIT ?)`, before.UnixMicro(), limit)
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: prune OCSP responses: %w", mapErr(err))
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: prune OCSP responses: %w", mapErr(err))
-	}
-	return n, nil
-}
-
 // PruneExpiredCertificates deletes one batch of certificates expired before
 // `before` and their leftover OCSP responses in one write transaction
 // (index certificates_expiry_idx): the write lock is held for one batch.
 func (s *Store) PruneExpiredCertificates(ctx context.Context, before time.Time, limit int) (int64, error) {
-	if err := checkPrune("prune certificates", before, limit); err != nil {
+	if err := dialect.CheckPrune("prune certificates", before, limit); err != nil {
 		return 0, err
 	}
 	const batch = `SELECT serial FROM certificates WHERE not_after < ? ORDER BY not_after LIMIT ?`
@@ -82,29 +58,6 @@ func (s *Store) PruneExpiredCertificates(ctx context.Context, before time.Time, 
 	return n, nil
 }
 
-// PruneEndedHolds deletes one batch of holds that ended before `before`
-// (indexes identity_holds_released_idx and identity_holds_until_idx).
-func (s *Store) PruneEndedHolds(ctx context.Context, before time.Time, limit int) (int64, error) {
-	if err := checkPrune("prune holds", before, limit); err != nil {
-		return 0, err
-	}
-	b := before.UnixMicro()
-	res, err := s.w.ExecContext(ctx, `
-		DELETE FROM identity_holds WHERE id IN (SELECT id FROM (
-			SELECT id FROM (SELECT id FROM identity_holds WHERE released_at IS NOT NULL AND released_at < ? LIMIT ?)
-			UNION ALL
-			SELECT id FROM (SELECT id FROM identity_holds WHERE released_at IS NULL AND until < ? LIMIT ?)) LIMIT ?)`,
-		b, limit, b, limit, limit)
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: prune holds: %w", mapErr(err))
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: prune holds: %w", mapErr(err))
-	}
-	return n, nil
-}
-
 // RetentionStats reads the oldest NotAfter (certificates_expiry_idx),
 // counts each table's rows, and sums its and its indexes' pages from the
 // dbstat table when the build has it (Bytes -1 otherwise).
@@ -132,25 +85,4 @@ func (s *Store) RetentionStats(ctx context.Context) (store.RetentionStats, error
 		st.Tables = append(st.Tables, ts)
 	}
 	return st, nil
-}
-
-// PruneAuthzReportCounts deletes one batch of authorization report
-// aggregates of minutes before `before` (index
-// authz_report_counts_minute_idx, migration 15).
-func (s *Store) PruneAuthzReportCounts(ctx context.Context, before time.Time, limit int) (int64, error) {
-	if err := checkPrune("prune authz reports", before, limit); err != nil {
-		return 0, err
-	}
-	res, err := s.w.ExecContext(ctx, `
-		DELETE FROM authz_report_counts WHERE rowid IN (
-			SELECT rowid FROM authz_report_counts WHERE minute < ? ORDER BY minute LIMIT ?)`,
-		before.UnixMicro(), limit)
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: prune authz reports: %w", mapErr(err))
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: prune authz reports: %w", mapErr(err))
-	}
-	return n, nil
 }

@@ -52,6 +52,30 @@ type Dialect struct {
 	// reads, followed by any extra destinations.
 	CertColumns string
 	ScanCert    func(row Row, extra ...any) (store.Certificate, error)
+	// InBatch is the SQL for column in the rows a LIMITed subquery selects:
+	// Postgres column = ANY (ARRAY(subquery)), which runs the subquery once
+	// and then probes the key; SQLite column IN (subquery).
+	InBatch func(column, subquery string) string
+	// SkipLocked follows the SELECT of a prune batch: " FOR UPDATE SKIP
+	// LOCKED" on Postgres, so that a batch never waits for a writer; "" on
+	// SQLite.
+	SkipLocked string
+	// RowID names a row's physical address ("ctid", "rowid") for a table
+	// without a key.
+	RowID string
+	// ArchiveWindow is how RemoveAuditPrefix lets the audit log's
+	// append-only guard (migration 13) pass a DELETE of the entries up to
+	// through: open before the deletes, close after them.
+	ArchiveWindow func(through int64) (open, close Stmt)
+}
+
+// CheckPrune refuses a prune batch without a cut-off or a positive limit
+// (store.ErrInvalidQuery).
+func (d Dialect) CheckPrune(what string, before time.Time, limit int) error {
+	if before.IsZero() || limit <= 0 {
+		return fmt.Errorf("%s: %s: want a cut-off and a positive limit: %w", d.Name, what, store.ErrInvalidQuery)
+	}
+	return nil
 }
 
 // Row is one result row: pgx.Row, *sql.Row.
@@ -88,8 +112,13 @@ type Writer interface {
 // across replicas.
 type Lock int
 
-// LockRotation serialises RecordRotation and AbandonIssuers.
-const LockRotation Lock = 1
+// The locks.
+const (
+	// LockRotation serialises RecordRotation and AbandonIssuers.
+	LockRotation Lock = 1
+	// LockAuditArchive serialises RemoveAuditPrefix calls (not appends).
+	LockAuditArchive Lock = 2
+)
 
 // Stmt is one statement of a Batch.
 type Stmt struct {
