@@ -45,7 +45,14 @@ var dialect = sqlstore.Dialect{
 		return column + " = ANY (ARRAY(" + subquery + "))"
 	},
 	SkipLocked: " FOR UPDATE SKIP LOCKED",
-	RowID:      "ctid",
+	InArray:    func(column, param string) string { return column + " = ANY (" + param + ")" },
+	Array: func(v []string) any {
+		if v == nil {
+			return []string{}
+		}
+		return v
+	},
+	RowID: "ctid",
 	// The audit_log_guard trigger reads the transaction-local setting.
 	ArchiveWindow: func(through int64) (open, close sqlstore.Stmt) {
 		return sqlstore.Stmt{Query: `SELECT set_config('workload_ca.audit_archive_through', $1, true)`, Args: []any{strconv.FormatInt(through, 10)}},

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -38,7 +39,11 @@ var dialect = sqlstore.Dialect{
 	ScanCert:      scanCertExtra,
 	InBatch:       func(column, subquery string) string { return column + " IN (" + subquery + ")" },
 	SkipLocked:    "", // the one writer holds no row locks to skip
-	RowID:         "rowid",
+	InArray: func(column, param string) string {
+		return column + " IN (SELECT value FROM json_each(" + param + "))"
+	},
+	Array: jsonArray,
+	RowID: "rowid",
 	// The audit_log_no_delete trigger reads audit_archive_window.
 	ArchiveWindow: func(through int64) (open, close sqlstore.Stmt) {
 		return sqlstore.Stmt{Query: `INSERT INTO audit_archive_window (through) VALUES ($1)`, Args: []any{through}},
@@ -129,4 +134,13 @@ func (t sqlTx) Batch(ctx context.Context, stmts []sqlstore.Stmt) error {
 
 func (t sqlTx) AppendAudit(ctx context.Context, e store.AuditEntry) (store.AuditEntry, error) {
 	return appendAudit(ctx, t.tx, e)
+}
+
+// jsonArray encodes v as a JSON array of strings for json_each; nil is [].
+func jsonArray(v []string) any {
+	if v == nil {
+		v = []string{}
+	}
+	b, _ := json.Marshal(v) // a []string always encodes
+	return string(b)
 }

@@ -63,6 +63,11 @@ type Dialect struct {
 	// RowID names a row's physical address ("ctid", "rowid") for a table
 	// without a key.
 	RowID string
+	// InArray is the SQL for column in the text array param holds, which
+	// Array makes of a Go slice: Postgres column = ANY ($n) over a text[];
+	// SQLite column IN (SELECT value FROM json_each($n)) over a JSON array.
+	InArray func(column, param string) string
+	Array   func(v []string) any
 	// ArchiveWindow is how RemoveAuditPrefix lets the audit log's
 	// append-only guard (migration 13) pass a DELETE of the entries up to
 	// through: open before the deletes, close after them.
