@@ -17,7 +17,9 @@ import (
 
 // The operations shared with the SQLite store (issuers, rotation, JWT keys,
 // bundle versions, holds, sessions, authorization overrides, audit
-// checkpoints) are written once in pkg/store/sqlstore; Store embeds them
+// checkpoints, the certificate list, inventory stats, denials, CRL numbers
+// and storage, RevokeMany, the prune batches, audit prefix removal) are
+// written once in pkg/store/sqlstore; Store embeds them
 // (ops) over the adapters below, which keep pgx native.
 
 type ops = sqlstore.Ops

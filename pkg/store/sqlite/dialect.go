@@ -14,7 +14,9 @@ import (
 
 // The operations shared with the Postgres store (issuers, rotation, JWT keys,
 // bundle versions, holds, sessions, authorization overrides, audit
-// checkpoints) are written once in pkg/store/sqlstore; Store embeds them
+// checkpoints, the certificate list, inventory stats, denials, CRL numbers
+// and storage, RevokeMany, the prune batches, audit prefix removal) are
+// written once in pkg/store/sqlstore; Store embeds them
 // (ops) over the adapters below: reads on the read-only pool, writes on the
 // one write connection.
 
