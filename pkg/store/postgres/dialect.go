@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,7 +17,9 @@ import (
 
 // The operations shared with the SQLite store (issuers, rotation, JWT keys,
 // bundle versions, holds, sessions, authorization overrides, audit
-// checkpoints) are written once in pkg/store/sqlstore; Store embeds them
+// checkpoints, the certificate list, inventory stats, denials, CRL numbers
+// and storage, RevokeMany, the prune batches, audit prefix removal) are
+// written once in pkg/store/sqlstore; Store embeds them
 // (ops) over the adapters below, which keep pgx native.
 
 type ops = sqlstore.Ops
@@ -33,7 +37,33 @@ var dialect = sqlstore.Dialect{
 	AddMicros: func(t, micros string) string {
 		return fmt.Sprintf("%s::timestamptz + %s * interval '1 microsecond'", t, micros)
 	},
+	// spiffe_id is COLLATE "C", so LIKE 'p%' is a range of its index.
+	HasPrefix:     func(column, param string) string { return column + " LIKE " + param },
+	PrefixPattern: func(prefix string) string { return likeEscaper.Replace(prefix) + "%" },
+	Text:          func(param string) string { return param + `::text COLLATE "C"` },
+	CertColumns:   certColumns,
+	ScanCert:      func(row sqlstore.Row, extra ...any) (store.Certificate, error) { return scanCert(row, extra...) },
+	InBatch: func(column, subquery string) string {
+		return column + " = ANY (ARRAY(" + subquery + "))"
+	},
+	SkipLocked: " FOR UPDATE SKIP LOCKED",
+	InArray:    func(column, param string) string { return column + " = ANY (" + param + ")" },
+	Array: func(v []string) any {
+		if v == nil {
+			return []string{}
+		}
+		return v
+	},
+	RowID: "ctid",
+	// The audit_log_guard trigger reads the transaction-local setting.
+	ArchiveWindow: func(through int64) (open, close sqlstore.Stmt) {
+		return sqlstore.Stmt{Query: `SELECT set_config('workload_ca.audit_archive_through', $1, true)`, Args: []any{strconv.FormatInt(through, 10)}},
+			sqlstore.Stmt{Query: `SELECT set_config('workload_ca.audit_archive_through', '', true)`}
+	},
 }
+
+// likeEscaper quotes LIKE's wildcards so that a prefix matches literally.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // newOps builds s's shared operations: reads and writes on the pool.
 func newOps(s *Store) *ops {
@@ -85,7 +115,14 @@ type pgTx struct {
 }
 
 // lockKeys are the pg_advisory_xact_lock keys of the shared locks.
-var lockKeys = map[sqlstore.Lock]int64{sqlstore.LockRotation: RotationLockKey}
+var lockKeys = map[sqlstore.Lock]int64{
+	sqlstore.LockRotation:     RotationLockKey,
+	sqlstore.LockAuditArchive: auditArchiveLockKey,
+}
+
+// auditArchiveLockKey is the pg_advisory_xact_lock key that serialises
+// RemoveAuditPrefix calls (not appends: AuditLockKey).
+const auditArchiveLockKey int64 = 0x7763615f61726368 // "wca_arch"
 
 // RotationLockKey is the pg_advisory_xact_lock key that serialises
 // RecordRotation and AbandonIssuers across replicas (sqlstore.LockRotation).

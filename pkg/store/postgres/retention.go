@@ -1,5 +1,7 @@
 package postgres
 
+// The prune batches are written once in pkg/store/sqlstore.
+
 import (
 	"context"
 	"fmt"
@@ -9,103 +11,6 @@ import (
 
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
-
-func checkPrune(what string, before time.Time, limit int) error {
-	if before.IsZero() || limit <= 0 {
-		return fmt.Errorf("postgres: %s: want a cut-off and a positive limit: %w", what, store.ErrInvalidQuery)
-	}
-	return nil
-}
-
-// PruneOCSPResponses deletes one batch of responses of certificates
-// expired before `before` (index ocsp_responses_cert_expiry_idx). Rows
-// locked by a concurrent writer are skipped, not waited for.
-func (s *Store) PruneOCSPResponses(ctx context.Context, before time.Time, limit int) (int64, error) {
-	if err := checkPrune("prune OCSP responses", before, limit); err != nil {
-		return 0, err
-	}
-	tag, err := s.pool.Exec(ctx, `
-		DELETE FROM ocsp_responses WHERE serial = ANY (ARRAY(
-			SELECT serial FROM ocsp_responses WHERE cert_not_after < $1
-			ORDER BY cert_not_after LIMIT $2 FOR UPDATE SKIP LOCKED))`,
-		ts(before), limit)
-	if err != nil {
-		return 0, fmt.Errorf("postgres: prune OCSP responses: %w", mapErr(err))
-	}
-	return tag.RowsAffected(), nil
-}
-
-// PruneExpiredCertificates deletes one batch of certificates expired before
-// `before` and their leftover OCSP responses in one short transaction
-// (index certificates_expiry_idx; the responses by primary key). The batch
-// is locked with SKIP LOCKED, so a revocation or renewal in progress is
-// never waited for.
-func (s *Store) PruneExpiredCertificates(ctx context.Context, before time.Time, limit int) (int64, error) {
-	if err := checkPrune("prune certificates", before, limit); err != nil {
-		return 0, err
-	}
-	var n int64
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var serials []string
-		if err := tx.QueryRow(ctx, `
-			SELECT coalesce(array_agg(serial), '{}') FROM (
-				SELECT serial FROM certificates WHERE not_after < $1
-				ORDER BY not_after LIMIT $2 FOR UPDATE SKIP LOCKED) b`,
-			ts(before), limit).Scan(&serials); err != nil {
-			return fmt.Errorf("postgres: prune certificates: %w", mapErr(err))
-		}
-		if len(serials) == 0 {
-			return nil
-		}
-		var lineages []string
-		if err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(DISTINCT lineage), '{}') FROM certificates WHERE serial = ANY ($1) AND lineage <> ''`,
-			serials).Scan(&lineages); err != nil {
-			return fmt.Errorf("postgres: prune certificates' lineages: %w", mapErr(err))
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM ocsp_responses WHERE serial = ANY ($1)`, serials); err != nil {
-			return fmt.Errorf("postgres: prune certificates' OCSP responses: %w", mapErr(err))
-		}
-		tag, err := tx.Exec(ctx, `DELETE FROM certificates WHERE serial = ANY ($1)`, serials)
-		if err != nil {
-			return fmt.Errorf("postgres: prune certificates: %w", mapErr(err))
-		}
-		n = tag.RowsAffected()
-		// A lineage's enrollment provenance (migration 14) goes with its
-		// last certificate; certificates_lineage_idx answers NOT EXISTS.
-		// The batch's lineages are read from the rows just deleted, so a
-		// lineage that still renews keeps its row.
-		if _, err := tx.Exec(ctx, `
-			DELETE FROM lineages l
-			WHERE l.lineage = ANY ($1)
-			  AND NOT EXISTS (SELECT 1 FROM certificates c WHERE c.lineage = l.lineage)`, lineages); err != nil {
-			return fmt.Errorf("postgres: prune lineages: %w", mapErr(err))
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	return n, nil
-}
-
-// PruneEndedHolds deletes one batch of holds that ended before `before`
-// (indexes identity_holds_released_idx and identity_holds_until_idx).
-func (s *Store) PruneEndedHolds(ctx context.Context, before time.Time, limit int) (int64, error) {
-	if err := checkPrune("prune holds", before, limit); err != nil {
-		return 0, err
-	}
-	tag, err := s.pool.Exec(ctx, `
-		DELETE FROM identity_holds WHERE id = ANY (ARRAY(
-			(SELECT id FROM identity_holds WHERE released_at IS NOT NULL AND released_at < $1 LIMIT $2)
-			UNION ALL
-			(SELECT id FROM identity_holds WHERE released_at IS NULL AND until < $1 LIMIT $2)
-			LIMIT $2))`,
-		ts(before), limit)
-	if err != nil {
-		return 0, fmt.Errorf("postgres: prune holds: %w", mapErr(err))
-	}
-	return tag.RowsAffected(), nil
-}
 
 // exactCountBelow is the planner estimate under which RetentionStats
 // counts a table's rows exactly.
@@ -141,21 +46,4 @@ func (s *Store) RetentionStats(ctx context.Context) (store.RetentionStats, error
 		st.Tables = append(st.Tables, ts)
 	}
 	return st, nil
-}
-
-// PruneAuthzReportCounts deletes one batch of authorization report
-// aggregates of minutes before `before` (index
-// authz_report_counts_minute_idx, migration 15).
-func (s *Store) PruneAuthzReportCounts(ctx context.Context, before time.Time, limit int) (int64, error) {
-	if err := checkPrune("prune authz reports", before, limit); err != nil {
-		return 0, err
-	}
-	tag, err := s.pool.Exec(ctx, `
-		DELETE FROM authz_report_counts WHERE ctid = ANY (ARRAY(
-			SELECT ctid FROM authz_report_counts WHERE minute < $1 ORDER BY minute LIMIT $2))`,
-		ts(before), limit)
-	if err != nil {
-		return 0, fmt.Errorf("postgres: prune authz reports: %w", mapErr(err))
-	}
-	return tag.RowsAffected(), nil
 }

@@ -15,3 +15,9 @@ func BenchmarkRecordIssuanceParallel(b *testing.B) {
 }
 
 func BenchmarkGetCertificate(b *testing.B) { storetest.BenchGetCertificate(b, testkit.SQLite(b)) }
+
+func BenchmarkListCertificates(b *testing.B) { storetest.BenchListCertificates(b, testkit.SQLite(b)) }
+
+func BenchmarkDenials(b *testing.B) { storetest.BenchDenials(b, testkit.SQLite(b)) }
+
+func BenchmarkRevokeMany(b *testing.B) { storetest.BenchRevokeMany(b, testkit.SQLite(b)) }

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -13,7 +14,9 @@ import (
 
 // The operations shared with the Postgres store (issuers, rotation, JWT keys,
 // bundle versions, holds, sessions, authorization overrides, audit
-// checkpoints) are written once in pkg/store/sqlstore; Store embeds them
+// checkpoints, the certificate list, inventory stats, denials, CRL numbers
+// and storage, RevokeMany, the prune batches, audit prefix removal) are
+// written once in pkg/store/sqlstore; Store embeds them
 // (ops) over the adapters below: reads on the read-only pool, writes on the
 // one write connection.
 
@@ -30,7 +33,28 @@ var dialect = sqlstore.Dialect{
 	Least:                 "min",
 	Greatest:              "max",
 	AddMicros:             func(t, micros string) string { return t + " + " + micros },
+	// GLOB, unlike LIKE, is case-sensitive, and a literal prefix uses the index.
+	HasPrefix:     func(column, param string) string { return column + " GLOB " + param },
+	PrefixPattern: func(prefix string) string { return globEscaper.Replace(prefix) + "*" },
+	Text:          func(param string) string { return param },
+	CertColumns:   certColumns,
+	ScanCert:      scanCertExtra,
+	InBatch:       func(column, subquery string) string { return column + " IN (" + subquery + ")" },
+	SkipLocked:    "", // the one writer holds no row locks to skip
+	InArray: func(column, param string) string {
+		return column + " IN (SELECT value FROM json_each(" + param + "))"
+	},
+	Array: jsonArray,
+	RowID: "rowid",
+	// The audit_log_no_delete trigger reads audit_archive_window.
+	ArchiveWindow: func(through int64) (open, close sqlstore.Stmt) {
+		return sqlstore.Stmt{Query: `INSERT INTO audit_archive_window (through) VALUES ($1)`, Args: []any{through}},
+			sqlstore.Stmt{Query: `DELETE FROM audit_archive_window`}
+	},
 }
+
+// globEscaper quotes GLOB's wildcards so that a prefix matches literally.
+var globEscaper = strings.NewReplacer(`*`, `[*]`, `?`, `[?]`, `[`, `[[]`)
 
 // newOps builds s's shared operations.
 func newOps(s *Store) *ops {
@@ -124,4 +148,13 @@ func (t sqlTx) Batch(ctx context.Context, stmts []sqlstore.Stmt) error {
 
 func (t sqlTx) AppendAudit(ctx context.Context, e store.AuditEntry) (store.AuditEntry, error) {
 	return appendAudit(ctx, t.tx, e)
+}
+
+// jsonArray encodes v as a JSON array of strings for json_each; nil is [].
+func jsonArray(v []string) any {
+	if v == nil {
+		v = []string{}
+	}
+	b, _ := json.Marshal(v) // a []string always encodes
+	return string(b)
 }

@@ -16,3 +16,18 @@ func TestRebindNumbersSQLitePlaceholders(t *testing.T) {
 		}
 	}
 }
+
+func TestJSONArrayOfNoStringsIsEmpty(t *testing.T) {
+	for _, tt := range []struct {
+		in   []string
+		want string
+	}{
+		{nil, `[]`},
+		{[]string{}, `[]`},
+		{[]string{`a"b`, `c`}, `["a\"b","c"]`},
+	} {
+		if got := jsonArray(tt.in); got != tt.want {
+			t.Errorf("jsonArray(%q) = %v, want %s", tt.in, got, tt.want)
+		}
+	}
+}

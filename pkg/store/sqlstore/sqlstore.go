@@ -38,6 +38,49 @@ type Dialect struct {
 	// AddMicros is the SQL for a time parameter plus a column of
 	// microseconds.
 	AddMicros func(timeParam, micros string) string
+	// HasPrefix is the SQL for a text column starting with the pattern
+	// param holds, which PrefixPattern makes of a literal prefix so that
+	// the match is a range of the column's index (Postgres: LIKE 'p%' on a
+	// COLLATE "C" column; SQLite: GLOB 'p*', case-sensitive as LIKE is not).
+	HasPrefix     func(column, param string) string
+	PrefixPattern func(prefix string) string
+	// Text casts a parameter to the key columns' text type where the engine
+	// cannot infer it (a recursive query's seed): Postgres
+	// $1::text COLLATE "C"; SQLite needs none.
+	Text func(param string) string
+	// CertColumns is the select list of a certificates row that ScanCert
+	// reads, followed by any extra destinations.
+	CertColumns string
+	ScanCert    func(row Row, extra ...any) (store.Certificate, error)
+	// InBatch is the SQL for column in the rows a LIMITed subquery selects:
+	// Postgres column = ANY (ARRAY(subquery)), which runs the subquery once
+	// and then probes the key; SQLite column IN (subquery).
+	InBatch func(column, subquery string) string
+	// SkipLocked follows the SELECT of a prune batch: " FOR UPDATE SKIP
+	// LOCKED" on Postgres, so that a batch never waits for a writer; "" on
+	// SQLite.
+	SkipLocked string
+	// RowID names a row's physical address ("ctid", "rowid") for a table
+	// without a key.
+	RowID string
+	// InArray is the SQL for column in the text array param holds, which
+	// Array makes of a Go slice: Postgres column = ANY ($n) over a text[];
+	// SQLite column IN (SELECT value FROM json_each($n)) over a JSON array.
+	InArray func(column, param string) string
+	Array   func(v []string) any
+	// ArchiveWindow is how RemoveAuditPrefix lets the audit log's
+	// append-only guard (migration 13) pass a DELETE of the entries up to
+	// through: open before the deletes, close after them.
+	ArchiveWindow func(through int64) (open, close Stmt)
+}
+
+// CheckPrune refuses a prune batch without a cut-off or a positive limit
+// (store.ErrInvalidQuery).
+func (d Dialect) CheckPrune(what string, before time.Time, limit int) error {
+	if before.IsZero() || limit <= 0 {
+		return fmt.Errorf("%s: %s: want a cut-off and a positive limit: %w", d.Name, what, store.ErrInvalidQuery)
+	}
+	return nil
 }
 
 // Row is one result row: pgx.Row, *sql.Row.
@@ -74,8 +117,13 @@ type Writer interface {
 // across replicas.
 type Lock int
 
-// LockRotation serialises RecordRotation and AbandonIssuers.
-const LockRotation Lock = 1
+// The locks.
+const (
+	// LockRotation serialises RecordRotation and AbandonIssuers.
+	LockRotation Lock = 1
+	// LockAuditArchive serialises RemoveAuditPrefix calls (not appends).
+	LockAuditArchive Lock = 2
+)
 
 // Stmt is one statement of a Batch.
 type Stmt struct {
@@ -118,6 +166,17 @@ func (o *Ops) time(t time.Time) any {
 	}
 	return o.d.Time(t)
 }
+
+// forUpdateOf locks the rows of one table of a join ("" where ForUpdate is).
+func (o *Ops) forUpdateOf(table string) string {
+	if o.d.ForUpdate == "" {
+		return ""
+	}
+	return o.d.ForUpdate + " OF " + table
+}
+
+// scanCert reads a CertColumns row.
+func (o *Ops) scanCert(row Row) (store.Certificate, error) { return o.d.ScanCert(row) }
 
 // errorf formats an error prefixed with the dialect's name.
 func (o *Ops) errorf(format string, args ...any) error {

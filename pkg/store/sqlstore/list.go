@@ -1,30 +1,26 @@
-package postgres
+package sqlstore
 
 import (
 	"context"
-	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
-// likeEscaper quotes LIKE's wildcards so that a prefix matches literally.
-var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
-
 // ListCertificates returns one page of certificates matching f in f.Order();
 // see store.Store. Each order is one range scan of an index from the cursor
 // on: certificates_created_idx (OrderNewest; Status and IssuerID filter it,
-// certificates_revoked_created_idx serves Status revoked),
+// on Postgres certificates_revoked_created_idx serves Status revoked),
 // certificates_identity_order_idx (Identity, newest first; OrderIdentity for
-// IdentityPrefix: spiffe_id is COLLATE "C" so LIKE 'p%' is a range),
+// IdentityPrefix, which Dialect.HasPrefix makes a range),
 // certificates_expiry_order_idx (OrderExpiry for ExpiringWithin),
 // certificates_repository_col_idx (Repository), certificates_lineage_idx
 // (Lineage). Migrations 000006 and 000007.
-func (s *Store) ListCertificates(ctx context.Context, f store.CertificateFilter) ([]store.Certificate, string, error) {
+func (o *Ops) ListCertificates(ctx context.Context, f store.CertificateFilter) ([]store.Certificate, string, error) {
 	q, err := f.Query()
 	if err != nil {
-		return nil, "", fmt.Errorf("postgres: list certificates: %w", err)
+		return nil, "", o.errorf("list certificates: %w", err)
 	}
 	var where []string
 	var args []any
@@ -36,33 +32,31 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertificateFilter)
 		where = append(where, "spiffe_id = "+arg(q.Identity))
 	}
 	if q.IdentityPrefix != "" {
-		where = append(where, "spiffe_id LIKE "+arg(likeEscaper.Replace(q.IdentityPrefix)+"%"))
+		where = append(where, o.d.HasPrefix("spiffe_id", arg(o.d.PrefixPattern(q.IdentityPrefix))))
 	}
 	switch q.Status {
 	case store.CertActive:
-		where = append(where, "status = 'active' AND not_after > "+arg(ts(q.Now)))
+		where = append(where, "status = 'active' AND not_after > "+arg(o.time(q.Now)))
 	case store.CertExpired:
-		where = append(where, "status = 'active' AND not_after <= "+arg(ts(q.Now)))
+		where = append(where, "status = 'active' AND not_after <= "+arg(o.time(q.Now)))
 	case store.CertRevoked:
 		where = append(where, "status = 'revoked'")
 	}
 	if q.ExpiringWithin > 0 {
-		where = append(where, "status = 'active' AND not_after > "+arg(ts(q.Now))+
-			" AND not_after <= "+arg(ts(q.Now.Add(q.ExpiringWithin))))
+		where = append(where, "status = 'active' AND not_after > "+arg(o.time(q.Now))+
+			" AND not_after <= "+arg(o.time(q.Now.Add(q.ExpiringWithin))))
 	}
 	if q.IssuerID != "" {
 		where = append(where, "issuer_id = "+arg(q.IssuerID))
 	}
 	if q.Repository != "" {
-		// certificates_repository_col_idx (migration 000007).
 		where = append(where, "repository = "+arg(q.Repository))
 	}
 	if q.Lineage != "" {
-		// certificates_lineage_idx (migration 000007).
 		where = append(where, "lineage = "+arg(q.Lineage))
 	}
 	if !q.IssuedSince.IsZero() {
-		where = append(where, "created_at >= "+arg(ts(q.IssuedSince)))
+		where = append(where, "created_at >= "+arg(o.time(q.IssuedSince)))
 	}
 	order := "created_at DESC, serial DESC"
 	switch q.Order {
@@ -71,31 +65,27 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertificateFilter)
 		if q.After {
 			id := arg(q.AfterSPIFFEID)
 			where = append(where, "spiffe_id >= "+id+" AND (spiffe_id > "+id+
-				" OR (created_at, serial) < ("+arg(ts(q.AfterCreatedAt))+", "+arg(q.AfterSerial)+"))")
+				" OR (created_at, serial) < ("+arg(o.time(q.AfterCreatedAt))+", "+arg(q.AfterSerial)+"))")
 		}
 	case store.OrderExpiry:
 		order = "not_after, serial"
 		if q.After {
-			where = append(where, "(not_after, serial) > ("+arg(ts(q.AfterNotAfter))+", "+arg(q.AfterSerial)+")")
+			where = append(where, "(not_after, serial) > ("+arg(o.time(q.AfterNotAfter))+", "+arg(q.AfterSerial)+")")
 		}
 	default:
 		if q.After {
-			where = append(where, "(created_at, serial) < ("+arg(ts(q.AfterCreatedAt))+", "+arg(q.AfterSerial)+")")
+			where = append(where, "(created_at, serial) < ("+arg(o.time(q.AfterCreatedAt))+", "+arg(q.AfterSerial)+")")
 		}
 	}
-	sql := `SELECT ` + certColumns + ` FROM certificates`
+	sql := `SELECT ` + o.d.CertColumns + ` FROM certificates`
 	if len(where) > 0 {
 		sql += " WHERE " + strings.Join(where, " AND ")
 	}
 	sql += " ORDER BY " + order + " LIMIT " + arg(q.Limit+1)
 
-	rows, err := s.pool.Query(ctx, sql, args...)
+	page, err := queryAll(ctx, o, o.r, o.scanCert, sql, args...)
 	if err != nil {
-		return nil, "", fmt.Errorf("postgres: list certificates: %w", mapErr(err))
-	}
-	page, err := collectCerts(rows)
-	if err != nil {
-		return nil, "", fmt.Errorf("postgres: list certificates: %w", mapErr(err))
+		return nil, "", o.errorf("list certificates: %w", err)
 	}
 	var next string
 	if len(page) > q.Limit {
