@@ -18,7 +18,8 @@ import (
 // The operations shared with the SQLite store (issuers, rotation, JWT keys,
 // bundle versions, holds, sessions, authorization overrides, audit
 // checkpoints, the certificate list, inventory stats, denials, CRL numbers
-// and storage, RevokeMany, the prune batches, audit prefix removal) are
+// and storage, RevokeMany, the prune batches, audit prefix removal, the
+// certificate status and OCSP responses and responders) are
 // written once in pkg/store/sqlstore; Store embeds them
 // (ops) over the adapters below, which keep pgx native.
 
@@ -32,6 +33,7 @@ var dialect = sqlstore.Dialect{
 	IsNoRows:              func(err error) bool { return errors.Is(err, pgx.ErrNoRows) },
 	IsForeignKeyViolation: isForeignKeyViolation,
 	ForUpdate:             " FOR UPDATE",
+	ForShare:              " FOR SHARE",
 	Least:                 "LEAST",
 	Greatest:              "GREATEST",
 	AddMicros: func(t, micros string) string {
@@ -106,6 +108,33 @@ type pgWriter struct {
 
 func (w pgWriter) InTx(ctx context.Context, fn func(sqlstore.Tx) error) error {
 	return w.s.inTx(ctx, func(tx pgx.Tx) error { return fn(pgTx{pgQuerier{tx}, tx}) })
+}
+
+// ExecAll sends stmts as one pipeline with a single Sync on the pool, which
+// Postgres runs as one implicit transaction (a failing statement rolls back
+// all of them): one round trip.
+func (w pgWriter) ExecAll(ctx context.Context, stmts []sqlstore.Stmt) ([]int64, error) {
+	if len(stmts) == 0 {
+		return []int64{}, nil
+	}
+	batch := &pgx.Batch{}
+	for _, st := range stmts {
+		batch.Queue(st.Query, st.Args...)
+	}
+	br := w.s.pool.SendBatch(ctx, batch)
+	defer br.Close()
+	counts := make([]int64, 0, len(stmts))
+	for range stmts {
+		tag, err := br.Exec()
+		if err != nil {
+			return counts, mapErr(err)
+		}
+		counts = append(counts, tag.RowsAffected())
+	}
+	if err := br.Close(); err != nil {
+		return counts, mapErr(err)
+	}
+	return counts, nil
 }
 
 // pgTx is a sqlstore.Tx.

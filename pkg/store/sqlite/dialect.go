@@ -15,7 +15,8 @@ import (
 // The operations shared with the Postgres store (issuers, rotation, JWT keys,
 // bundle versions, holds, sessions, authorization overrides, audit
 // checkpoints, the certificate list, inventory stats, denials, CRL numbers
-// and storage, RevokeMany, the prune batches, audit prefix removal) are
+// and storage, RevokeMany, the prune batches, audit prefix removal, the
+// certificate status and OCSP responses and responders) are
 // written once in pkg/store/sqlstore; Store embeds them
 // (ops) over the adapters below: reads on the read-only pool, writes on the
 // one write connection.
@@ -30,6 +31,7 @@ var dialect = sqlstore.Dialect{
 	IsNoRows:              func(err error) bool { return errors.Is(err, sql.ErrNoRows) },
 	IsForeignKeyViolation: isForeignKeyViolation,
 	ForUpdate:             "", // the one writer (BEGIN IMMEDIATE) serialises
+	ForShare:              "", // likewise
 	Least:                 "min",
 	Greatest:              "max",
 	AddMicros:             func(t, micros string) string { return t + " + " + micros },
@@ -125,6 +127,25 @@ type sqlWriter struct {
 
 func (w sqlWriter) InTx(ctx context.Context, fn func(sqlstore.Tx) error) error {
 	return w.s.inTx(ctx, func(tx *sql.Tx) error { return fn(sqlTx{sqlQuerier{tx}, tx}) })
+}
+
+// ExecAll runs stmts in one write transaction (not the group commit's: that
+// batches the enrollment path's writes only).
+func (w sqlWriter) ExecAll(ctx context.Context, stmts []sqlstore.Stmt) ([]int64, error) {
+	var counts []int64
+	err := w.s.inTx(ctx, func(tx *sql.Tx) error {
+		counts = make([]int64, 0, len(stmts))
+		q := sqlQuerier{tx}
+		for _, st := range stmts {
+			n, err := q.Exec(ctx, st.Query, st.Args...)
+			if err != nil {
+				return mapErr(err)
+			}
+			counts = append(counts, n)
+		}
+		return nil
+	})
+	return counts, err
 }
 
 // sqlTx is a sqlstore.Tx.

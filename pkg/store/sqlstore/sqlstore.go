@@ -32,6 +32,11 @@ type Dialect struct {
 	// " FOR UPDATE" on Postgres; "" on SQLite, whose single writer
 	// (BEGIN IMMEDIATE) already serialises the transaction.
 	ForUpdate string
+	// ForShare follows a SELECT of a row the transaction reads and must not
+	// see change before it commits (a writer's ForUpdate waits for it):
+	// " FOR SHARE" on Postgres; "" on SQLite, for the same reason as
+	// ForUpdate.
+	ForShare string
 	// Least and Greatest name the two-argument scalar minimum and maximum
 	// ("LEAST"/"GREATEST" on Postgres, "min"/"max" on SQLite).
 	Least, Greatest string
@@ -111,6 +116,14 @@ type Writer interface {
 	// InTx runs fn in a transaction and commits it if fn returns nil. fn
 	// returns mapped errors; the dialect maps begin and commit errors.
 	InTx(ctx context.Context, fn func(tx Tx) error) error
+	// ExecAll runs stmts as one atomic unit and returns how many rows each
+	// changed (Postgres: one pipeline with a single Sync, an implicit
+	// transaction, one round trip; SQLite: one write transaction). Its
+	// errors are mapped. When a statement failed, counts holds the counts
+	// of those before it, so that stmts[len(counts)] is the one; counts is
+	// nil, or as long as stmts, when the unit failed as a whole (begin,
+	// commit).
+	ExecAll(ctx context.Context, stmts []Stmt) (counts []int64, err error)
 }
 
 // Lock names a lock a transaction takes for the operations of one kind
@@ -185,17 +198,20 @@ func (o *Ops) errorf(format string, args ...any) error {
 
 // NullTime scans a nullable time column in either encoding (a time.Time from
 // Postgres, unix microseconds from SQLite): UTC, zero if NULL.
-type NullTime struct{ Time time.Time }
+type NullTime struct {
+	Time  time.Time
+	Valid bool // not NULL
+}
 
 // Scan implements sql.Scanner, which pgx honours as well.
 func (t *NullTime) Scan(src any) error {
 	switch v := src.(type) {
 	case nil:
-		t.Time = time.Time{}
+		t.Time, t.Valid = time.Time{}, false
 	case time.Time:
-		t.Time = v.UTC()
+		t.Time, t.Valid = v.UTC(), true
 	case int64:
-		t.Time = time.UnixMicro(v).UTC()
+		t.Time, t.Valid = time.UnixMicro(v).UTC(), true
 	default:
 		return fmt.Errorf("sqlstore: cannot scan %T into a time", src)
 	}

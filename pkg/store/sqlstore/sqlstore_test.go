@@ -18,12 +18,15 @@ func TestNullTimeReadsEitherEncoding(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			nt := NullTime{Time: time.Unix(1, 0)} // a stale value is overwritten
+			nt := NullTime{Time: time.Unix(1, 0), Valid: tt.src == nil} // a stale value is overwritten
 			if err := nt.Scan(tt.src); err != nil {
 				t.Fatal(err)
 			}
 			if !nt.Time.Equal(tt.want) || nt.Time.Location() != time.UTC {
 				t.Errorf("Scan(%v) = %v, want %v in UTC", tt.src, nt.Time, tt.want)
+			}
+			if nt.Valid != (tt.src != nil) {
+				t.Errorf("Scan(%v).Valid = %v, want %v", tt.src, nt.Valid, tt.src != nil)
 			}
 		})
 	}
