@@ -21,3 +21,7 @@ func BenchmarkListCertificates(b *testing.B) { storetest.BenchListCertificates(b
 func BenchmarkDenials(b *testing.B) { storetest.BenchDenials(b, testkit.Postgres(b)) }
 
 func BenchmarkRevokeMany(b *testing.B) { storetest.BenchRevokeMany(b, testkit.Postgres(b)) }
+
+func BenchmarkGetOCSPResponse(b *testing.B) { storetest.BenchGetOCSPResponse(b, testkit.Postgres(b)) }
+
+func BenchmarkPutOCSPResponses(b *testing.B) { storetest.BenchPutOCSPResponses(b, testkit.Postgres(b)) }
