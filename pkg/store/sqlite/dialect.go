@@ -130,14 +130,33 @@ func (w sqlWriter) InTx(ctx context.Context, fn func(sqlstore.Tx) error) error {
 }
 
 // ExecAll runs stmts in one write transaction (not the group commit's: that
-// batches the enrollment path's writes only).
+// batches the enrollment path's writes only). A run of statements with the
+// same query (a batch of OCSP responses) is prepared once.
 func (w sqlWriter) ExecAll(ctx context.Context, stmts []sqlstore.Stmt) ([]int64, error) {
 	var counts []int64
 	err := w.s.inTx(ctx, func(tx *sql.Tx) error {
 		counts = make([]int64, 0, len(stmts))
-		q := sqlQuerier{tx}
-		for _, st := range stmts {
-			n, err := q.Exec(ctx, st.Query, st.Args...)
+		var st *sql.Stmt
+		defer func() {
+			if st != nil {
+				_ = st.Close()
+			}
+		}()
+		for i, s := range stmts {
+			if i == 0 || s.Query != stmts[i-1].Query {
+				if st != nil {
+					_ = st.Close()
+				}
+				var err error
+				if st, err = tx.PrepareContext(ctx, rebind(s.Query)); err != nil {
+					return mapErr(err)
+				}
+			}
+			res, err := st.ExecContext(ctx, s.Args...)
+			if err != nil {
+				return mapErr(err)
+			}
+			n, err := res.RowsAffected()
 			if err != nil {
 				return mapErr(err)
 			}
