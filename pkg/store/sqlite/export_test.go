@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/workload-ca/workload-ca/pkg/store"
+	"github.com/workload-ca/workload-ca/pkg/store/sqlstore"
 )
 
 // ExecRaw runs a statement directly, bypassing the Store API, so that the
@@ -54,4 +55,10 @@ func (s *Store) CommitGroupForTest(ctx context.Context, writes []GroupWrite) ([]
 		}
 	}
 	return entries, errs
+}
+
+// ExecAllForTest runs the shared operations' ExecAll on the write
+// connection. It exists only in test builds.
+func (s *Store) ExecAllForTest(ctx context.Context, stmts []sqlstore.Stmt) ([]int64, error) {
+	return sqlWriter{sqlQuerier{s.w}, s}.ExecAll(ctx, stmts)
 }
