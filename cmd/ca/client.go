@@ -25,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/workload-ca/workload-ca/internal/clock"
 	"github.com/workload-ca/workload-ca/pkg/server"
 )
 
@@ -55,16 +56,7 @@ const (
 )
 
 // shedWait waits d or until ctx ends; tests replace it.
-var shedWait = func(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+var shedWait = clock.Sleep
 
 // retryAfterWithJitter is the wait after a shed answer: Retry-After seconds
 // (1 when missing or malformed, at most maxShedWait) plus up to half again.

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/workload-ca/workload-ca/internal/clock"
 )
 
 // cmdRenew renews a workload certificate over mTLS with the current one:
@@ -353,14 +355,7 @@ func currentLeaf(path string) (*x509.Certificate, error) {
 }
 
 func sleepUntil(ctx context.Context, t time.Time) error {
-	timer := time.NewTimer(time.Until(t))
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
+	return clock.Sleep(ctx, time.Until(t))
 }
 
 func fetchBundle(ctx context.Context, c *http.Client, server string) []byte {

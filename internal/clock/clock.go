@@ -4,6 +4,7 @@
 package clock
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -48,4 +49,22 @@ func (f *Fake) Set(t time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.now = t.UTC()
+}
+
+// Sleep waits d of real time or until ctx ends, whichever is first, and
+// returns ctx's error in the second case (nil after a full wait; at once for
+// d <= 0 unless ctx has ended). It is for spacing real work (retries,
+// backoffs, batches), not for reading time: that goes through a Clock.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }

@@ -66,14 +66,7 @@ const publishAttempts = 8
 // (seen under -race on a loaded machine). It returns ctx's error if ctx ends
 // first. Real time, not the injected clock: it spaces database round trips.
 func raceBackoff(ctx context.Context, attempt int) error {
-	t := time.NewTimer(rand.N(time.Duration(attempt) * 10 * time.Millisecond))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return clock.Sleep(ctx, rand.N(time.Duration(attempt)*10*time.Millisecond))
 }
 
 // Publisher computes the bundle from the issuers table and stores new

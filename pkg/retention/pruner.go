@@ -208,17 +208,7 @@ func (p *Pruner) prune(ctx context.Context, res *Result) error {
 // pause waits d (wall time: it paces the database, it decides nothing) or
 // until ctx is done.
 func pause(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return clock.Sleep(ctx, d)
 }
 
 // auditDetails is the Details of a prune run's audit entry.
