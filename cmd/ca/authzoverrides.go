@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -126,7 +125,7 @@ func cmdAuthzOverrides(ctx context.Context, args []string, stdin io.Reader, stdo
 	case "list":
 		method = http.MethodGet
 	}
-	raw, err := overrideCall(ctx, client, method, o.conn.caURL+path, token, body)
+	raw, err := operatorCall(ctx, client, method, o.conn.caURL+path, token, body, http.StatusOK, http.StatusCreated)
 	if err != nil {
 		return err
 	}
@@ -179,44 +178,4 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// overrideCall sends one override request and returns a 200 or 201
-// answer; a refusal is a *problemError.
-func overrideCall(ctx context.Context, c *http.Client, method, u, token string, body any) ([]byte, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	res, err := c.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, u, err)
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(res.Body, maxAnswerBytes))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, u, err)
-	}
-	if res.StatusCode != http.StatusOK && res.StatusCode != http.StatusCreated {
-		var p server.Problem
-		if json.Unmarshal(raw, &p) != nil || p.Reason == "" {
-			return nil, &problemError{Status: res.StatusCode, Reason: "unknown", Detail: http.StatusText(res.StatusCode)}
-		}
-		return nil, &problemError{Status: res.StatusCode, Reason: string(p.Reason), Detail: p.Detail}
-	}
-	return raw, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -188,8 +189,10 @@ func printIdentityAnswer(w io.Writer, verb string, raw []byte) error {
 }
 
 // operatorCall sends one operator request (a JSON body unless body is nil)
-// and returns the 200 answer; a refusal is a *problemError.
-func operatorCall(ctx context.Context, c *http.Client, method, u, token string, body any) ([]byte, error) {
+// and returns the answer if its status is one of want (200 when want is
+// empty); a refusal is a *problemError. ca identity and ca authz overrides
+// share it.
+func operatorCall(ctx context.Context, c *http.Client, method, u, token string, body any, want ...int) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -217,7 +220,10 @@ func operatorCall(ctx context.Context, c *http.Client, method, u, token string, 
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, u, err)
 	}
-	if res.StatusCode != http.StatusOK {
+	if len(want) == 0 {
+		want = []int{http.StatusOK}
+	}
+	if !slices.Contains(want, res.StatusCode) {
 		var p server.Problem
 		if json.Unmarshal(raw, &p) != nil || p.Reason == "" {
 			return nil, &problemError{Status: res.StatusCode, Reason: "unknown", Detail: http.StatusText(res.StatusCode)}
