@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -104,25 +103,12 @@ func (r *authzReloader) reload(ctx context.Context) error {
 }
 
 func (r *authzReloader) record(ctx context.Context, e store.AuditEntry, details map[string]string) {
-	e.Time = r.clock.Now()
-	e.Actor = "ca serve"
-	e.Target = "authz_policy"
-	e.Details, _ = json.Marshal(details)
-	if _, err := r.audit.AppendAudit(ctx, e); err != nil {
-		r.log.Error("recording the authorization policy change in the audit log failed", "action", e.Action, "err", err)
-	}
+	recordPolicyChange(ctx, r.audit, r.clock, r.log, "authz_policy", "the authorization policy change", e, details)
 }
 
 // run reloads on every value from hup until ctx ends.
 func (r *authzReloader) run(ctx context.Context, hup <-chan os.Signal) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			_ = r.reload(ctx)
-		}
-	}
+	reloadOnHUP(ctx, hup, r.reload)
 }
 
 // authzDeps builds the routes' authorization collaborators (zero when no

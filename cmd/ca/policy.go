@@ -166,23 +166,36 @@ func (r *policyReloader) recordLoad(ctx context.Context) {
 }
 
 func (r *policyReloader) record(ctx context.Context, e store.AuditEntry, details map[string]string) {
-	e.Time = r.clock.Now()
-	e.Actor = "ca serve"
-	e.Target = "policy"
-	e.Details, _ = json.Marshal(details)
-	if _, err := r.audit.AppendAudit(ctx, e); err != nil {
-		r.log.Error("recording the policy change in the audit log failed", "action", e.Action, "err", err)
-	}
+	recordPolicyChange(ctx, r.audit, r.clock, r.log, "policy", "the policy change", e, details)
 }
 
 // run reloads on every value from hup until ctx ends.
 func (r *policyReloader) run(ctx context.Context, hup <-chan os.Signal) {
+	reloadOnHUP(ctx, hup, r.reload)
+}
+
+// recordPolicyChange appends the audit entry of a policy file's load or
+// reload (the enrollment policy's or the authorization policy's), by "ca
+// serve" on target, with details; a failure is logged, not returned.
+func recordPolicyChange(ctx context.Context, audit auditAppender, clk clock.Clock, log *slog.Logger, target, what string, e store.AuditEntry, details map[string]string) {
+	e.Time = clk.Now()
+	e.Actor = "ca serve"
+	e.Target = target
+	e.Details, _ = json.Marshal(details)
+	if _, err := audit.AppendAudit(ctx, e); err != nil {
+		log.Error("recording "+what+" in the audit log failed", "action", e.Action, "err", err)
+	}
+}
+
+// reloadOnHUP calls reload on every value from hup until ctx ends (a
+// refused reload has already been logged and audited by reload).
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, reload func(context.Context) error) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			_ = r.reload(ctx)
+			_ = reload(ctx)
 		}
 	}
 }
