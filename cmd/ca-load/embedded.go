@@ -41,19 +41,9 @@ func runEmbedded(ctx context.Context, o options, dir string, ti *tokenIssuer, re
 func (b *bench) embeddedScenarios(ctx context.Context) error {
 	o, srv := b.o, b.srv
 	api := srv.apiClient(o.overloadConc)
-	keep := &keeper{max: 256}
-	warm, err := b.ti.enrollInputs(1500)
+	keep, w, _, err := b.warmUp(ctx, api, 1500)
 	if err != nil {
 		return err
-	}
-	rec, el := closedLoop(ctx, 16, 3*time.Second, enrollFn(api, srv.apiURL, warm, keep))
-	var w result
-	rec.fill(&w, el)
-	if w.Errors > 0 || w.Throughput == 0 {
-		return fmt.Errorf("warm-up enrollments failed (%d errors): %s", w.Errors, w.FirstError)
-	}
-	if _, err := waitOCSPDrained(ctx, b.db, 3*time.Minute); err != nil {
-		return fmt.Errorf("after the warm-up: %w", err)
 	}
 	b.logf("embedded warm-up: %.0f enrollments/s", w.Throughput)
 	inputsFor := func(rate float64) int { return int(rate*o.duration.Seconds()*2.5) + 500 }

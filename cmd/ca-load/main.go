@@ -319,26 +319,38 @@ func (b *bench) measure(ctx context.Context, name string, conc int, rate float64
 	return res, nil
 }
 
+// warmUp enrolls from n pre-made inputs with 16 clients for 3 s (caches,
+// connection pools, certificates kept for the renew and OCSP runs), then
+// waits until every certificate has its pre-signed OCSP response; it
+// returns what it kept, the run's figures and the drain time.
+func (b *bench) warmUp(ctx context.Context, api *http.Client, n int) (*keeper, result, time.Duration, error) {
+	keep := &keeper{max: 256}
+	warm, err := b.ti.enrollInputs(n)
+	if err != nil {
+		return nil, result{}, 0, err
+	}
+	rec, el := closedLoop(ctx, 16, 3*time.Second, enrollFn(api, b.srv.apiURL, warm, keep))
+	var w result
+	rec.fill(&w, el)
+	if w.Errors > 0 || w.Throughput == 0 {
+		return nil, result{}, 0, fmt.Errorf("warm-up enrollments failed (%d errors): %s", w.Errors, w.FirstError)
+	}
+	drained, err := waitOCSPDrained(ctx, b.db, 3*time.Minute)
+	if err != nil {
+		return nil, result{}, 0, fmt.Errorf("after the warm-up: %w", err)
+	}
+	return keep, w, drained, nil
+}
+
 func (b *bench) scenarios(ctx context.Context) error {
 	o, srv := b.o, b.srv
 	api := srv.apiClient(64)
 
 	// Warm-up: fill caches and the connection pools, estimate the rate to
 	// size the pre-generated inputs, and keep certificates for renew/OCSP.
-	keep := &keeper{max: 256}
-	warm, err := b.ti.enrollInputs(600)
+	keep, w, drained, err := b.warmUp(ctx, api, 600)
 	if err != nil {
 		return err
-	}
-	rec, el := closedLoop(ctx, 16, 3*time.Second, enrollFn(api, srv.apiURL, warm, keep))
-	var w result
-	rec.fill(&w, el)
-	if w.Errors > 0 || w.Throughput == 0 {
-		return fmt.Errorf("warm-up enrollments failed (%d errors): %s", w.Errors, w.FirstError)
-	}
-	drained, err := waitOCSPDrained(ctx, b.db, 3*time.Minute)
-	if err != nil {
-		return fmt.Errorf("after the warm-up: %w", err)
 	}
 	b.logf("warm-up: %.0f enrollments/s, OCSP drained %.1fs later", w.Throughput, drained.Seconds())
 	inputsFor := func(rate float64) int { return int(rate*o.duration.Seconds()*2.5) + 500 }
