@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/workload-ca/workload-ca/pkg/hsm"
 )
@@ -28,13 +29,20 @@ import (
 // whenever no PKCS11Store of this process holds the module (hsm.ModuleInUse);
 // every SoftHSM call takes a fresh, uniquely labelled token from that pool, so
 // parallel tests each have their own token. If parallel tests drain the pool
-// while the module is held, further tokens are invisible until it is released:
-// raise WCA_SOFTHSM_TOKENS if a package runs more SoftHSM tests in parallel.
+// while the module is held, a further token would be invisible until it is
+// released, so the next caller waits for the release (see take). The pool is
+// not made larger instead: every token in the directory is loaded by each
+// softhsm2-util run and each C_Initialize, so 64 tokens cost seconds.
 
 // softhsmPoolEnv overrides how many tokens a test process pre-creates.
 const softhsmPoolEnv = "WCA_SOFTHSM_TOKENS"
 
 const defaultSoftHSMPool = 24
+
+// softhsmTokenWait bounds how long take waits for the module to be released
+// when the pool is empty (a test that holds a store while it asks for another
+// token would otherwise wait for itself).
+const softhsmTokenWait = 90 * time.Second
 
 // softhsmDirPrefix names the per-process token directories under os.TempDir;
 // the suffix is the owning pid, so later runs can remove the leftovers of
@@ -201,26 +209,39 @@ func (e *softhsmEnv) setup() {
 
 // take hands out the next pooled token. While no PKCS11Store in this process
 // holds the module (so the next C_Initialize will see new tokens) it first
-// tops the pool up; if the pool is empty anyway it creates a token, which is
-// only usable if the module is not initialised when the test opens it.
+// tops the pool up. If the pool is empty while the module is held, a token
+// created now would be invisible to it, so take waits (up to
+// softhsmTokenWait) for the module to be released by the other tests, then
+// tops up; only past that wait does it create a token anyway, which is usable
+// only if the module is not initialised when the test opens it.
 func (e *softhsmEnv) take() (SoftHSMToken, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if len(e.pool) < e.target/2 && !hsm.ModuleInUse(e.module) {
-		for len(e.pool) < e.target {
-			tok, err := e.create()
-			if err != nil {
-				return SoftHSMToken{}, err
+	deadline := time.Now().Add(softhsmTokenWait)
+	for {
+		e.mu.Lock()
+		if len(e.pool) < e.target/2 && !hsm.ModuleInUse(e.module) {
+			for len(e.pool) < e.target {
+				tok, err := e.create()
+				if err != nil {
+					e.mu.Unlock()
+					return SoftHSMToken{}, err
+				}
+				e.pool = append(e.pool, tok)
 			}
-			e.pool = append(e.pool, tok)
 		}
+		if len(e.pool) > 0 {
+			tok := e.pool[0]
+			e.pool = e.pool[1:]
+			e.mu.Unlock()
+			return tok, nil
+		}
+		if time.Now().After(deadline) {
+			tok, err := e.create()
+			e.mu.Unlock()
+			return tok, err
+		}
+		e.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
 	}
-	if len(e.pool) > 0 {
-		tok := e.pool[0]
-		e.pool = e.pool[1:]
-		return tok, nil
-	}
-	return e.create()
 }
 
 // create initialises one token with softhsm2-util and finds its directory as
