@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/workload-ca/workload-ca/pkg/bundle"
+	"github.com/workload-ca/workload-ca/pkg/lifecycle"
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
@@ -74,9 +75,7 @@ func (r *Rotator) Activate(ctx context.Context, o ActivateOptions) (TickResult, 
 
 // Run calls Tick every interval until ctx ends, logging failures.
 func (r *Rotator) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
+	lifecycle.Every(ctx, interval, func(ctx context.Context) {
 		res, err := r.Tick(ctx)
 		if err != nil {
 			r.d.Log.ErrorContext(ctx, "rotation tick failed", "err", err)
@@ -84,12 +83,14 @@ func (r *Rotator) Run(ctx context.Context, interval time.Duration) {
 			r.d.Log.InfoContext(ctx, "rotation tick", "activated", res.Activated, "retiring", res.Retiring,
 				"retired", res.Retired, "bundle_sequence", res.Bundle.Sequence)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
+}
+
+// rule is the lifecycle timing of CA issuers: an intermediate activates
+// once its root has been published for Overlap, and retires MaxTTL plus
+// Grace after it stopped signing, not before its last leaf expires.
+func (r *Rotator) rule() lifecycle.Rule {
+	return lifecycle.Rule{Lead: r.rc.Overlap, MaxTTL: r.cfg.MaxTTL, Grace: r.rc.Grace}
 }
 
 func (r *Rotator) publish(ctx context.Context, res *TickResult, actor, requestID, reason string) error {
@@ -127,13 +128,8 @@ func (r *Rotator) activate(ctx context.Context, res *TickResult, o ActivateOptio
 			if err != nil {
 				return fmt.Errorf("issuer: activate: %w", err)
 			}
-			if !ok {
-				continue
-			}
-			if is.CreatedAt.After(since) {
-				since = is.CreatedAt
-			}
-			if now.Before(since.Add(r.rc.Overlap)) {
+			k := lifecycle.Key{State: lifecycle.Prepared, Published: ok, PublishedSince: since, Created: is.CreatedAt}
+			if r.rule().Due(k, now) != lifecycle.Activate {
 				continue
 			}
 		}
@@ -224,11 +220,8 @@ func (r *Rotator) retire(ctx context.Context, res *TickResult) error {
 		if err != nil {
 			return fmt.Errorf("issuer: retire: last leaf of %q: %w", is.ID, err)
 		}
-		at := is.UpdatedAt.Add(r.cfg.MaxTTL + r.rc.Grace)
-		if last.After(at) {
-			at = last
-		}
-		if now.Before(at) {
+		k := lifecycle.Key{State: lifecycle.Retiring, RetiringSince: is.UpdatedAt, LastExpiry: last}
+		if r.rule().Due(k, now) != lifecycle.Retire {
 			continue
 		}
 		ok, err := r.move(ctx, is.ID, store.IssuerRetiring, store.IssuerRetired, now)

@@ -18,6 +18,7 @@ import (
 	"github.com/workload-ca/workload-ca/internal/clock"
 	"github.com/workload-ca/workload-ca/pkg/bundle"
 	"github.com/workload-ca/workload-ca/pkg/hsm"
+	"github.com/workload-ca/workload-ca/pkg/lifecycle"
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
@@ -326,7 +327,8 @@ func (r *Rotator) Rotate(ctx context.Context, o RotateOptions) (res RotateResult
 		return res, fmt.Errorf("issuer: rotate: %s prepared, but publishing the bundle failed (the next Tick retries): %w", inter.ID, err)
 	}
 	res.Bundle = pub.Version
-	res.ActivateAfter = now.Add(r.rc.Overlap)
+	// Published now, and created now: the earliest activation.
+	res.ActivateAfter, _ = r.rule().ActivateAt(lifecycle.Key{Published: true, PublishedSince: now, Created: now})
 	return res, nil
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/workload-ca/workload-ca/internal/clock"
 	"github.com/workload-ca/workload-ca/pkg/bundle"
+	"github.com/workload-ca/workload-ca/pkg/lifecycle"
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
@@ -142,7 +143,7 @@ func (m *Manager) Tick(ctx context.Context) (TickResult, error) {
 		}
 		res.Activated = append(res.Activated, prepared.KeyID)
 	case prepared == nil:
-		if !now.Before(active.ActivatedAt.Add(m.cfg.RotateEvery - m.cfg.PublishLead)) {
+		if m.rule().Due(lifecycle.Key{State: lifecycle.Active, ActiveSince: active.ActivatedAt}, now) == lifecycle.PrepareSuccessor {
 			k, err := m.insertNew(ctx, store.JWTKeyPrepared, ActionRotate, "system", "",
 				map[string]any{"scheduled": true, "replaces": active.KeyID}, now)
 			if err != nil {
@@ -155,7 +156,7 @@ func (m *Manager) Tick(ctx context.Context) (TickResult, error) {
 		if err != nil {
 			return res, err
 		}
-		if ok && !now.Before(since.Add(m.cfg.PublishLead)) {
+		if m.rule().Due(lifecycle.Key{State: lifecycle.Prepared, Published: ok, PublishedSince: since}, now) == lifecycle.Activate {
 			details := map[string]any{"previous": active.KeyID, "published_since": since}
 			if err := m.activate(ctx, *prepared, store.JWTKeyRetiring, "system", "", details, now); err != nil {
 				return res, err
@@ -181,8 +182,7 @@ func (m *Manager) retire(ctx context.Context, keys []store.JWTKey, now time.Time
 		if k.State != store.JWTKeyRetiring {
 			continue
 		}
-		until := k.RetiringAt.Add(m.cfg.MaxTTL + m.cfg.Grace)
-		if now.Before(until) {
+		if m.rule().Due(lifecycle.Key{State: lifecycle.Retiring, RetiringSince: k.RetiringAt}, now) != lifecycle.Retire {
 			continue
 		}
 		details := map[string]any{"retiring_at": k.RetiringAt, "max_ttl": m.cfg.MaxTTL.String(), "grace": m.cfg.Grace.String()}
@@ -265,7 +265,7 @@ func (m *Manager) Rotate(ctx context.Context, o RotateOptions) (RotateResult, er
 		m.d.Log.WarnContext(ctx, "emergency JWT key rotation: the previous key is retired at once",
 			"kid", next.KeyID, "retired", res.Retired, "actor", o.Actor)
 	} else {
-		res.ActivateAfter = now.Add(m.cfg.PublishLead)
+		res.ActivateAfter, _ = m.rule().ActivateAt(lifecycle.Key{Published: true, PublishedSince: now})
 	}
 	if err := m.publish(ctx, &res.TickResult, o.Actor, o.RequestID, "jwt keys: rotate"); err != nil {
 		return res, fmt.Errorf("%w (key %s is recorded; the next Tick publishes it)", err, next.KeyID)
@@ -275,9 +275,7 @@ func (m *Manager) Rotate(ctx context.Context, o RotateOptions) (RotateResult, er
 
 // Run calls Tick every interval until ctx ends, logging failures.
 func (m *Manager) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
+	lifecycle.Every(ctx, interval, func(ctx context.Context) {
 		res, err := m.Tick(ctx)
 		switch {
 		case err != nil:
@@ -286,12 +284,15 @@ func (m *Manager) Run(ctx context.Context, interval time.Duration) {
 			m.d.Log.InfoContext(ctx, "JWT key rotation tick", "prepared", res.Prepared, "activated", res.Activated,
 				"retired", res.Retired, "bundle_sequence", res.Bundle.Sequence)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
+}
+
+// rule is the lifecycle timing of JWT keys: a key activates once it has
+// been published for PublishLead, its successor is prepared PublishLead
+// before it has signed for RotateEvery, and it retires MaxTTL plus Grace
+// after it stopped signing.
+func (m *Manager) rule() lifecycle.Rule {
+	return lifecycle.Rule{Lead: m.cfg.PublishLead, MaxTTL: m.cfg.MaxTTL, Grace: m.cfg.Grace, RotateEvery: m.cfg.RotateEvery}
 }
 
 // Keys returns every recorded key, oldest first.
