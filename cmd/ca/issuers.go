@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -21,36 +20,33 @@ import (
 // local operator tool on the configured database and key store (like `ca
 // init`); POST /v1/issuers/rotate does the same over the API.
 func cmdIssuers(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: ca issuers list | rotate [--root] | activate [--force] | abandon [--id ID] | tick", errUsage)
-	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("issuers "+sub, flag.ContinueOnError)
-	cfgPath := commonFlags(fs)
-	actor := actorFlag(fs, getenv)
-	var root, force *bool
-	var abandonID *string
-	switch sub {
-	case "abandon":
-		abandonID = fs.String("id", "", "abandon only if this issuer `ID` is among the prepared ones")
-	case "rotate":
-		root = fs.Bool("root", false, "rotate the root too (new root, cross-certificate signed by the old root)")
-	case "activate":
-		force = fs.Bool("force", false, "activate before the new root has been published for the overlap")
-	case "list", "tick":
-	default:
-		return fmt.Errorf("%w: unknown issuers command %q", errUsage, sub)
-	}
-	if err := parseFlagsOnly(fs, args, stderr); err != nil {
+	c, err := newAdminCommand("issuers", "ca issuers list | rotate [--root] | activate [--force] | abandon [--id ID] | tick", args, getenv)
+	if err != nil {
 		return err
 	}
-	b, tr, err := openAdmin(ctx, *cfgPath, getenv, stderr)
+	var root, force *bool
+	var abandonID *string
+	switch c.sub {
+	case "abandon":
+		abandonID = c.fs.String("id", "", "abandon only if this issuer `ID` is among the prepared ones")
+	case "rotate":
+		root = c.fs.Bool("root", false, "rotate the root too (new root, cross-certificate signed by the old root)")
+	case "activate":
+		force = c.fs.Bool("force", false, "activate before the new root has been published for the overlap")
+	case "list", "tick":
+	default:
+		return c.unknown()
+	}
+	if err := c.parse(stderr); err != nil {
+		return err
+	}
+	b, tr, err := c.open(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
 
-	switch sub {
+	switch c.sub {
 	case "list":
 		list, err := b.store.ListIssuers(ctx)
 		if err != nil {
@@ -72,7 +68,7 @@ func cmdIssuers(ctx context.Context, args []string, getenv env, stdout, stderr i
 		}
 		return tw.Flush()
 	case "rotate":
-		res, err := tr.rotator.Rotate(ctx, issuer.RotateOptions{Root: *root, Actor: *actor})
+		res, err := tr.rotator.Rotate(ctx, issuer.RotateOptions{Root: *root, Actor: *c.actor})
 		if err != nil {
 			return err
 		}
@@ -83,7 +79,7 @@ func cmdIssuers(ctx context.Context, args []string, getenv env, stdout, stderr i
 		fmt.Fprintf(stdout, "; bundle version %d; `ca serve` activates it after %s (or run `ca issuers activate`)\n",
 			res.Bundle.Sequence, res.ActivateAfter.Format(time.RFC3339))
 	case "activate":
-		res, err := tr.rotator.Activate(ctx, issuer.ActivateOptions{Actor: *actor, Force: *force})
+		res, err := tr.rotator.Activate(ctx, issuer.ActivateOptions{Actor: *c.actor, Force: *force})
 		if errors.Is(err, issuer.ErrNotReady) {
 			return fmt.Errorf("%w (wait for the overlap, or --force)", err)
 		}
@@ -93,7 +89,7 @@ func cmdIssuers(ctx context.Context, args []string, getenv env, stdout, stderr i
 		fmt.Fprintf(stdout, "activated %s; retiring %s; bundle version %d\n",
 			strings.Join(res.Activated, ", "), strings.Join(res.Retiring, ", "), res.Bundle.Sequence)
 	case "abandon":
-		res, err := tr.rotator.Abandon(ctx, issuer.AbandonOptions{ID: *abandonID, Actor: *actor})
+		res, err := tr.rotator.Abandon(ctx, issuer.AbandonOptions{ID: *abandonID, Actor: *c.actor})
 		if err != nil {
 			return err
 		}
@@ -116,37 +112,34 @@ func cmdIssuers(ctx context.Context, args []string, getenv env, stdout, stderr i
 // cmdBundle runs `ca bundle versions|publish|rollback`: the published trust
 // bundle versions, as a local operator tool.
 func cmdBundle(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: ca bundle versions | publish [--force] | rollback --to N [--force]", errUsage)
-	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("bundle "+sub, flag.ContinueOnError)
-	cfgPath := commonFlags(fs)
-	actor := actorFlag(fs, getenv)
-	var force *bool
-	var to *int64
-	switch sub {
-	case "publish":
-		force = fs.Bool("force", false, "publish the computed bundle even while a rollback is pinned")
-	case "rollback":
-		to = fs.Int64("to", 0, "the earlier bundle `SEQUENCE` whose content to republish")
-		force = fs.Bool("force", false, "roll back even when it is unsafe (drops the active issuer's anchor or a JWT key in use, or brings back a retired one)")
-	case "versions":
-	default:
-		return fmt.Errorf("%w: unknown bundle command %q", errUsage, sub)
-	}
-	if err := parseFlagsOnly(fs, args, stderr); err != nil {
+	c, err := newAdminCommand("bundle", "ca bundle versions | publish [--force] | rollback --to N [--force]", args, getenv)
+	if err != nil {
 		return err
 	}
-	if sub == "rollback" && *to <= 0 {
+	var force *bool
+	var to *int64
+	switch c.sub {
+	case "publish":
+		force = c.fs.Bool("force", false, "publish the computed bundle even while a rollback is pinned")
+	case "rollback":
+		to = c.fs.Int64("to", 0, "the earlier bundle `SEQUENCE` whose content to republish")
+		force = c.fs.Bool("force", false, "roll back even when it is unsafe (drops the active issuer's anchor or a JWT key in use, or brings back a retired one)")
+	case "versions":
+	default:
+		return c.unknown()
+	}
+	if err := c.parse(stderr); err != nil {
+		return err
+	}
+	if c.sub == "rollback" && *to <= 0 {
 		return fmt.Errorf("%w: --to SEQUENCE is required", errUsage)
 	}
-	b, tr, err := openAdmin(ctx, *cfgPath, getenv, stderr)
+	b, tr, err := c.open(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	switch sub {
+	switch c.sub {
 	case "versions":
 		list, err := b.store.ListBundleVersions(ctx, 0, 50)
 		if err != nil {
@@ -172,13 +165,13 @@ func cmdBundle(ctx context.Context, args []string, getenv env, stdout, stderr io
 		}
 		return tw.Flush()
 	case "publish":
-		res, err := tr.publisher.Publish(ctx, bundle.PublishOptions{Actor: *actor, Force: *force, Reason: "operator publish"})
+		res, err := tr.publisher.Publish(ctx, bundle.PublishOptions{Actor: *c.actor, Force: *force, Reason: "operator publish"})
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "bundle version %d (new: %v, pinned rollback kept: %v)\n", res.Version.Sequence, res.Changed, res.Pinned)
 	case "rollback":
-		v, err := tr.publisher.Rollback(ctx, bundle.RollbackOptions{ToSequence: *to, Actor: *actor, Force: *force})
+		v, err := tr.publisher.Rollback(ctx, bundle.RollbackOptions{ToSequence: *to, Actor: *c.actor, Force: *force})
 		if errors.Is(err, bundle.ErrRollbackUnsafe) {
 			return fmt.Errorf("%w (refused and audited; --force to roll back anyway)", err)
 		}

@@ -163,30 +163,27 @@ func requestJWT(ctx context.Context, c *http.Client, url string, audience []stri
 // JWT-SVID signing keys as a local operator tool on the configured database
 // and key store (admin: it needs the database and the HSM PIN).
 func cmdJWTKeys(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%w: ca jwt-keys list | rotate [--emergency] | tick", errUsage)
-	}
-	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("jwt-keys "+sub, flag.ContinueOnError)
-	cfgPath := commonFlags(fs)
-	actor := actorFlag(fs, getenv)
-	var emergency *bool
-	switch sub {
-	case "rotate":
-		emergency = fs.Bool("emergency", false, "activate a new key now and retire the current one at once (its tokens stop verifying)")
-	case "list", "tick":
-	default:
-		return fmt.Errorf("%w: unknown jwt-keys command %q", errUsage, sub)
-	}
-	if err := parseFlagsOnly(fs, args, stderr); err != nil {
+	c, err := newAdminCommand("jwt-keys", "ca jwt-keys list | rotate [--emergency] | tick", args, getenv)
+	if err != nil {
 		return err
 	}
-	b, tr, err := openAdmin(ctx, *cfgPath, getenv, stderr)
+	var emergency *bool
+	switch c.sub {
+	case "rotate":
+		emergency = c.fs.Bool("emergency", false, "activate a new key now and retire the current one at once (its tokens stop verifying)")
+	case "list", "tick":
+	default:
+		return c.unknown()
+	}
+	if err := c.parse(stderr); err != nil {
+		return err
+	}
+	b, tr, err := c.open(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	switch sub {
+	switch c.sub {
 	case "list":
 		keys, err := tr.jwtKeys.Keys(ctx)
 		if err != nil {
@@ -200,7 +197,7 @@ func cmdJWTKeys(ctx context.Context, args []string, getenv env, stdout, stderr i
 		}
 		return tw.Flush()
 	case "rotate":
-		res, err := tr.jwtKeys.Rotate(ctx, jwtkeys.RotateOptions{Emergency: *emergency, Actor: *actor})
+		res, err := tr.jwtKeys.Rotate(ctx, jwtkeys.RotateOptions{Emergency: *emergency, Actor: *c.actor})
 		if errors.Is(err, jwtkeys.ErrRotationInProgress) {
 			return fmt.Errorf("%w (wait for its activation, or use --emergency)", err)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -82,6 +83,45 @@ func openAdmin(ctx context.Context, cfgPath string, getenv env, stderr io.Writer
 		return nil, nil, err
 	}
 	return b, tr, nil
+}
+
+// adminCommand is a local admin command's sub-command (`ca issuers|bundle|
+// jwt-keys SUB [flags]`) while the caller declares its own flags: the
+// sub-command, its flag set (with --config and --actor) and its arguments.
+type adminCommand struct {
+	name, sub string
+	args      []string
+	fs        *flag.FlagSet
+	cfgPath   *string
+	actor     *string
+}
+
+// newAdminCommand splits args into the sub-command and its arguments; none
+// is errUsage with usage.
+func newAdminCommand(name, usage string, args []string, getenv env) (*adminCommand, error) {
+	if len(args) == 0 {
+		return nil, fmt.Errorf("%w: %s", errUsage, usage)
+	}
+	c := &adminCommand{name: name, sub: args[0], args: args[1:]}
+	c.fs = flag.NewFlagSet(name+" "+c.sub, flag.ContinueOnError)
+	c.cfgPath = commonFlags(c.fs)
+	c.actor = actorFlag(c.fs, getenv)
+	return c, nil
+}
+
+// unknown is the usage error of a sub-command the command does not have.
+func (c *adminCommand) unknown() error {
+	return fmt.Errorf("%w: unknown %s command %q", errUsage, c.name, c.sub)
+}
+
+// parse parses the sub-command's flags (no other arguments).
+func (c *adminCommand) parse(stderr io.Writer) error {
+	return parseFlagsOnly(c.fs, c.args, stderr)
+}
+
+// open is openAdmin with the sub-command's --config.
+func (c *adminCommand) open(ctx context.Context, getenv env, stderr io.Writer) (*backends, *trust, error) {
+	return openAdmin(ctx, *c.cfgPath, getenv, stderr)
 }
 
 // publish makes sure the stored bundle matches the issuers (a no-op when it
