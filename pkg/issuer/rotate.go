@@ -46,6 +46,9 @@ import (
 //     no intermediate under it is left. Each change republishes the bundle,
 //     so a retired root leaves it.
 //
+// When steps 2 and 3 are due is pkg/lifecycle's Rule, the one the JWT keys
+// follow too; this package does the moves.
+//
 // Cross-signing on root rotation: the old root was created with pathlen 1,
 // so a certificate for the new root signed by the old root would put two CA
 // certificates under the old root and fail path-length checks (crypto/x509

@@ -24,4 +24,7 @@
 // signed before it). An emergency rotation activates a new key at once and
 // retires the old one immediately, so tokens signed by it stop verifying as
 // soon as relying parties refresh the bundle.
+//
+// When each move is due is pkg/lifecycle's Rule, the one the CA issuers
+// follow too; this package does the moves.
 package jwtkeys
