@@ -83,6 +83,8 @@ func lintCA(der []byte) (*x509.Certificate, error) {
 type lintIssuer struct {
 	parent *x509.Certificate
 	signer crypto.Signer
+	// scheme is the signature algorithm both keys sign with (see signLinted).
+	scheme signatureScheme
 }
 
 // newLintIssuer makes a throwaway key matching real's public key type.
@@ -104,14 +106,19 @@ func newLintIssuer(real *x509.Certificate) (*lintIssuer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("issuer: generating lint key: %w", err)
 	}
-	return &lintIssuer{
-		parent: &x509.Certificate{
-			RawSubject:         real.RawSubject,
-			Subject:            real.Subject,
-			SubjectKeyId:       real.SubjectKeyId,
-			PublicKey:          signer.Public(),
-			PublicKeyAlgorithm: real.PublicKeyAlgorithm,
-		},
-		signer: signer,
-	}, nil
+	parent := &x509.Certificate{
+		RawSubject:         real.RawSubject,
+		Subject:            real.Subject,
+		SubjectKeyId:       real.SubjectKeyId,
+		PublicKey:          signer.Public(),
+		PublicKeyAlgorithm: real.PublicKeyAlgorithm,
+	}
+	// The throwaway key has the real key's type and size, so crypto/x509
+	// chooses the same signature algorithm for both: learn it from the
+	// throwaway key, never by signing a sample with the CA key.
+	scheme, err := learnSignatureScheme(parent, signer)
+	if err != nil {
+		return nil, err
+	}
+	return &lintIssuer{parent: parent, signer: signer, scheme: scheme}, nil
 }
