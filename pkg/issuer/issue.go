@@ -2,7 +2,6 @@ package issuer
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -103,10 +102,10 @@ func (i *Issuer) issueOnce(ctx context.Context, v validRequest, now time.Time) (
 		i.tmplHook(tmpl)
 	}
 
-	// Step 1: sign a copy with the throwaway lint issuer and lint it.
-	lintDERBytes, err := x509.CreateCertificate(rand.Reader, tmpl, i.lint.parent, v.PublicKey, i.lint.signer)
+	// Step 1: encode the tbsCertificate once and lint it (see lintCopy).
+	lintDERBytes, err := i.lint.lintCopy(tmpl, v.PublicKey)
 	if err != nil {
-		return nil, fmt.Errorf("%w: building certificate: %v", ErrLint, err)
+		return nil, err
 	}
 	if err := lintDER(lintDERBytes); err != nil {
 		return nil, err
