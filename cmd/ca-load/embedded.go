@@ -23,7 +23,7 @@ func runEmbedded(ctx context.Context, o options, dir string, ti *tokenIssuer, re
 	vars := map[string]string{
 		"CA_DATA_DIR": dataDir, "CA_POLICY_FILE": ti.policyPath, "CA_TRUST_DOMAIN": benchTrustDomain,
 	}
-	srv, err := startServer(ctx, o.caBin, o.outDir, vars, "serve-embedded.log")
+	srv, err := startServer(ctx, o, vars, "serve-embedded")
 	if err != nil {
 		return err
 	}

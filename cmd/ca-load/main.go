@@ -39,6 +39,9 @@ type options struct {
 	// overloadConc the clients of the overload run.
 	embeddedConc []int
 	overloadConc int
+	// cpuProfile makes each server write a CPU profile of its run
+	// (CA_CPU_PROFILE) next to its log in outDir.
+	cpuProfile bool
 }
 
 func main() {
@@ -75,6 +78,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.module, "softhsm-module", envOr("SOFTHSM2_MODULE", "/usr/lib/softhsm/libsofthsm2.so"), "SoftHSM2 PKCS#11 module")
 	fs.IntVar(&o.dbPool, "db-pool", 16, "pool_max_conns of the server's Postgres pool (0: pgx default)")
 	fs.StringVar(&o.goBench, "gobench", "", "output of `go test -bench` to take the component figures (CRL build) from")
+	fs.BoolVar(&o.cpuProfile, "cpuprofile", false, "have each server write a CPU profile of its run to the output directory (serve.cpu.prof, serve-embedded.cpu.prof)")
 	fs.BoolVar(&o.keepDir, "keep", false, "keep the temporary directory (token, policy) after the run")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -208,7 +212,7 @@ func runProduction(ctx context.Context, o options, dir string, ti *tokenIssuer, 
 	if out, err := runCA(ctx, o.caBin, vars, "init"); err != nil {
 		return fmt.Errorf("%w: %s", err, out)
 	}
-	srv, err := startServer(ctx, o.caBin, o.outDir, vars, "serve.log")
+	srv, err := startServer(ctx, o, vars, "serve")
 	if err != nil {
 		return err
 	}

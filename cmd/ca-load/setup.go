@@ -192,9 +192,11 @@ func runCA(ctx context.Context, bin string, vars map[string]string, args ...stri
 	return string(out), nil
 }
 
-// startServer starts `ca serve` with vars, logging to dir/logName, and
-// waits until /readyz answers 200 and the bundle can be read.
-func startServer(ctx context.Context, bin, dir string, vars map[string]string, logName string) (*serverProc, error) {
+// startServer starts o.caBin's `ca serve` with vars, logging to
+// o.outDir/name.log (and, with o.cpuProfile, profiling to name.cpu.prof),
+// and waits until /readyz answers 200 and the bundle can be read.
+func startServer(ctx context.Context, o options, vars map[string]string, name string) (*serverProc, error) {
+	bin, dir, logName := o.caBin, o.outDir, name+".log"
 	apiAddr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -206,6 +208,9 @@ func startServer(ctx context.Context, bin, dir string, vars map[string]string, l
 	all := map[string]string{"CA_API_ADDR": apiAddr, "CA_PUBLIC_ADDR": publicAddr}
 	for k, v := range vars {
 		all[k] = v
+	}
+	if o.cpuProfile {
+		all["CA_CPU_PROFILE"] = filepath.Join(dir, name+".cpu.prof")
 	}
 	s := &serverProc{apiURL: "https://" + apiAddr, publicURL: "http://" + publicAddr, exited: make(chan error, 1),
 		logPath: filepath.Join(dir, logName)}

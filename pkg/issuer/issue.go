@@ -1,9 +1,7 @@
 package issuer
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -12,7 +10,6 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
@@ -105,35 +102,26 @@ func (i *Issuer) issueOnce(ctx context.Context, v validRequest, now time.Time) (
 		i.tmplHook(tmpl)
 	}
 
-	// Step 1: sign a copy with the throwaway lint issuer and lint it.
-	lintDERBytes, err := x509.CreateCertificate(rand.Reader, tmpl, i.lint.parent, v.PublicKey, i.lint.signer)
+	// Step 1: encode the tbsCertificate once and lint it (see lintCopy).
+	lintDERBytes, err := i.lint.lintCopy(tmpl, v.PublicKey)
 	if err != nil {
-		return nil, fmt.Errorf("%w: building certificate: %v", ErrLint, err)
-	}
-	linted, err := x509.ParseCertificate(lintDERBytes)
-	if err != nil {
-		return nil, fmt.Errorf("%w: parsing lint certificate: %v", ErrLint, err)
+		return nil, err
 	}
 	if err := lintDER(lintDERBytes); err != nil {
 		return nil, err
 	}
-	if i.preSignHook != nil {
-		i.preSignHook(tmpl)
-	}
 
-	// Step 2: the HSM signs the same tbsCertificate.
+	// Step 2: the key store signs the linted tbsCertificate itself, so the
+	// certificate is the linted one byte for byte (see signLinted).
 	// The signer inherits ctx (the request's deadline) where it can: a token
 	// that does not answer fails the issuance with hsm.ErrUnavailable.
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, i.cert, v.PublicKey, hsm.WithContext(ctx, i.signer))
+	der, err := i.signLinted(ctx, lintDERBytes)
 	if err != nil {
-		return nil, fmt.Errorf("issuer: signing with %q: %w", i.rec.ID, err)
+		return nil, err
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		return nil, fmt.Errorf("issuer: parsing signed certificate: %w", err)
-	}
-	if !bytes.Equal(cert.RawTBSCertificate, linted.RawTBSCertificate) {
-		return nil, errSignedNotLinted
 	}
 
 	// Step 3: commit the record and its audit entry, then return.

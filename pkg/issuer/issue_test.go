@@ -1,7 +1,9 @@
 package issuer
 
 import (
+	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -14,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"strings"
@@ -337,16 +340,78 @@ func TestALeafThatIsACAFailsLint(t *testing.T) {
 	t.Log(err)
 }
 
+// The CA key signs the linted tbsCertificate itself: a faulty signature is
+// refused before anything is recorded, and a lint copy whose signature
+// algorithm is not the CA key's is refused before the CA key signs.
 func TestSignedTBSMustEqualLintedTBS(t *testing.T) {
-	u := newUnitCA(t, Config{})
-	u.iss.preSignHook = func(c *x509.Certificate) { c.DNSNames = append(c.DNSNames, "sneaked-in.example.org") }
-	got, err := u.iss.Issue(context.Background(), Request{PublicKey: newP256(t).Public(), SPIFFEID: "spiffe://example.org/x"})
-	if !errors.Is(err, errSignedNotLinted) || got != nil {
-		t.Fatalf("got %v, err %v; want errSignedNotLinted and no certificate", got, err)
+	t.Run("a signature that does not verify is refused", func(t *testing.T) {
+		u := newUnitCA(t, Config{})
+		u.iss.signer = flippingSigner{u.iss.signer}
+		got, err := u.iss.Issue(context.Background(), Request{PublicKey: newP256(t).Public(), SPIFFEID: "spiffe://example.org/x"})
+		if err == nil || !strings.Contains(err.Error(), "does not verify") || got != nil {
+			t.Fatalf("got %v, err %v; want a signature that does not verify and no certificate", got, err)
+		}
+		if u.store.certCount() != 0 {
+			t.Error("a certificate with a faulty signature was recorded")
+		}
+	})
+	t.Run("a lint copy with another signature algorithm is refused unsigned", func(t *testing.T) {
+		u := newUnitCA(t, Config{})
+		rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), NotBefore: time.Unix(0, 0), NotAfter: time.Unix(100, 0)}
+		other, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, rsaKey.Public(), rsaKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := u.keys.signs.Load()
+		if _, err := u.iss.signLinted(context.Background(), other); !errors.Is(err, errSignedNotLinted) {
+			t.Fatalf("err = %v, want errSignedNotLinted", err)
+		}
+		if n := u.keys.signs.Load() - before; n != 0 {
+			t.Errorf("the CA key signed %d times", n)
+		}
+	})
+	t.Run("the issued tbsCertificate is crypto/x509's encoding of the template", func(t *testing.T) {
+		u := newUnitCA(t, Config{})
+		// What x509.CreateCertificate makes of the same template with a
+		// key of the issuer's type: the tbsCertificate must be the same
+		// bytes (the captured encoding with its signature field replaced).
+		throwaway := newP256(t)
+		parent := &x509.Certificate{RawSubject: u.iss.cert.RawSubject, SubjectKeyId: u.iss.cert.SubjectKeyId, PublicKey: throwaway.Public()}
+		var wantTBS []byte
+		pub := newP256(t).Public()
+		u.iss.tmplHook = func(c *x509.Certificate) {
+			der, err := x509.CreateCertificate(rand.Reader, c, parent, pub, throwaway)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantTBS, _, _, _ = splitCertificate(der)
+		}
+		got, err := u.iss.Issue(context.Background(), Request{PublicKey: pub, SPIFFEID: "spiffe://example.org/x", DNSNames: []string{"x.example.org"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Certificate.RawTBSCertificate, wantTBS) {
+			t.Error("the signed tbsCertificate is not crypto/x509's encoding of the template")
+		}
+		if err := got.Certificate.CheckSignatureFrom(u.iss.cert); err != nil {
+			t.Errorf("the certificate does not verify under the issuer: %v", err)
+		}
+	})
+}
+
+// flippingSigner corrupts every signature it makes, as a faulty HSM would.
+type flippingSigner struct{ crypto.Signer }
+
+func (f flippingSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	sig, err := f.Signer.Sign(r, digest, opts)
+	if err == nil {
+		sig[len(sig)-2] ^= 0x01
 	}
-	if u.store.certCount() != 0 {
-		t.Error("a certificate that was not linted was recorded")
-	}
+	return sig, err
 }
 
 func TestStoreFailureReturnsNoCertificate(t *testing.T) {

@@ -76,16 +76,20 @@ func lintCA(der []byte) (*x509.Certificate, error) {
 	return c, nil
 }
 
-// lintIssuer signs the copy of a leaf that is linted before the HSM signs the
-// real one. Its parent has the real issuer's subject and subject key ID, and
-// its throwaway key the real key's algorithm and size, so the linted
-// tbsCertificate is byte-for-byte what the HSM will sign.
+// lintIssuer builds the copy of a leaf that is linted before the CA key signs
+// the same tbsCertificate (see lintCopy and signLinted).
 type lintIssuer struct {
+	// parent has the real issuer's subject and subject key ID, and the
+	// capture key, so the tbsCertificate crypto/x509 encodes names the real
+	// issuer.
 	parent *x509.Certificate
-	signer crypto.Signer
+	// scheme is the signature algorithm the CA key signs with, and a
+	// signature of its shape for the lint copy.
+	scheme signatureScheme
 }
 
-// newLintIssuer makes a throwaway key matching real's public key type.
+// newLintIssuer learns the signature scheme of real's key type from a
+// throwaway key of that type (never from the CA key) and makes the parent.
 func newLintIssuer(real *x509.Certificate) (*lintIssuer, error) {
 	var (
 		signer crypto.Signer
@@ -104,14 +108,23 @@ func newLintIssuer(real *x509.Certificate) (*lintIssuer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("issuer: generating lint key: %w", err)
 	}
+	// The throwaway key has the real key's type and size, so crypto/x509
+	// chooses the same signature algorithm for both.
+	scheme, err := learnSignatureScheme(&x509.Certificate{
+		RawSubject: real.RawSubject, SubjectKeyId: real.SubjectKeyId,
+		PublicKey: signer.Public(), PublicKeyAlgorithm: real.PublicKeyAlgorithm,
+	}, signer)
+	if err != nil {
+		return nil, err
+	}
 	return &lintIssuer{
 		parent: &x509.Certificate{
 			RawSubject:         real.RawSubject,
 			Subject:            real.Subject,
 			SubjectKeyId:       real.SubjectKeyId,
-			PublicKey:          signer.Public(),
-			PublicKeyAlgorithm: real.PublicKeyAlgorithm,
+			PublicKey:          captureKey,
+			PublicKeyAlgorithm: x509.Ed25519,
 		},
-		signer: signer,
+		scheme: scheme,
 	}, nil
 }
