@@ -101,10 +101,12 @@ func (i *Issuer) issueOnce(ctx context.Context, v validRequest, now time.Time) (
 	if err != nil {
 		return nil, err
 	}
-	if i.tmplHook != nil {
-		i.tmplHook(tmpl)
-	}
+	return i.signLinted(ctx, v, now, tmpl)
+}
 
+// signLinted lints, signs and records the leaf tmpl (its serial included),
+// the steps of issueOnce after the template is built.
+func (i *Issuer) signLinted(ctx context.Context, v validRequest, now time.Time, tmpl *x509.Certificate) (*Issued, error) {
 	// Step 1: sign a copy with the throwaway lint issuer and lint it.
 	lintDERBytes, err := x509.CreateCertificate(rand.Reader, tmpl, i.lint.parent, v.PublicKey, i.lint.signer)
 	if err != nil {
@@ -116,9 +118,6 @@ func (i *Issuer) issueOnce(ctx context.Context, v validRequest, now time.Time) (
 	}
 	if err := lintDER(lintDERBytes); err != nil {
 		return nil, err
-	}
-	if i.preSignHook != nil {
-		i.preSignHook(tmpl)
 	}
 
 	// Step 2: the HSM signs the same tbsCertificate.
@@ -137,7 +136,7 @@ func (i *Issuer) issueOnce(ctx context.Context, v validRequest, now time.Time) (
 	}
 
 	// Step 3: commit the record and its audit entry, then return.
-	sh := serialHex(serial)
+	sh := serialHex(tmpl.SerialNumber)
 	details, err := json.Marshal(map[string]any{
 		"issuer":       i.rec.ID,
 		"spiffe_id":    v.SPIFFEID,

@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -309,7 +310,7 @@ func TestNewSerialKeepsTheRandomBits(t *testing.T) {
 func TestLintFailureSignsNothing(t *testing.T) {
 	u := newUnitCA(t, Config{})
 	// A CRL distribution point that is not a URI fails RFC 5280 lints.
-	u.iss.tmplHook = func(c *x509.Certificate) { c.CRLDistributionPoints = []string{"not a uri"} }
+	u.iss.crlURL = "not a uri"
 	before := u.keys.signs.Load()
 	got, err := u.iss.Issue(context.Background(), Request{PublicKey: newP256(t).Public(), SPIFFEID: "spiffe://example.org/lint"})
 	if !errors.Is(err, ErrLint) {
@@ -329,8 +330,18 @@ func TestLintFailureSignsNothing(t *testing.T) {
 
 func TestALeafThatIsACAFailsLint(t *testing.T) {
 	u := newUnitCA(t, Config{})
-	u.iss.tmplHook = func(c *x509.Certificate) { c.KeyUsage |= x509.KeyUsageCertSign }
-	_, err := u.iss.Issue(context.Background(), Request{PublicKey: newP256(t).Public(), SPIFFEID: "spiffe://example.org/lint"})
+	// No request makes such a leaf: the template is edited between the
+	// steps of Issue (issueOnce's, with signLinted after leafTemplate).
+	v, err := u.iss.validate(Request{PublicKey: newP256(t).Public(), SPIFFEID: "spiffe://example.org/lint"}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := u.iss.leafTemplate(v, big.NewInt(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.KeyUsage |= x509.KeyUsageCertSign
+	_, err = u.iss.signLinted(context.Background(), v, t0, tmpl)
 	if !errors.Is(err, ErrLint) {
 		t.Fatalf("err = %v, want ErrLint for keyCertSign without CA", err)
 	}
@@ -339,7 +350,12 @@ func TestALeafThatIsACAFailsLint(t *testing.T) {
 
 func TestSignedTBSMustEqualLintedTBS(t *testing.T) {
 	u := newUnitCA(t, Config{})
-	u.iss.preSignHook = func(c *x509.Certificate) { c.DNSNames = append(c.DNSNames, "sneaked-in.example.org") }
+	// The lint issuer drifts from the real one (another subject key ID, so
+	// another authority key ID in the linted copy): what the HSM signs is
+	// not what was linted.
+	ski := bytes.Clone(u.iss.lint.parent.SubjectKeyId)
+	ski[0] ^= 0xff
+	u.iss.lint.parent.SubjectKeyId = ski
 	got, err := u.iss.Issue(context.Background(), Request{PublicKey: newP256(t).Public(), SPIFFEID: "spiffe://example.org/x"})
 	if !errors.Is(err, errSignedNotLinted) || got != nil {
 		t.Fatalf("got %v, err %v; want errSignedNotLinted and no certificate", got, err)

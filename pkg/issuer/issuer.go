@@ -31,11 +31,6 @@ type Issuer struct {
 
 	crlURL, ocspURL string
 	rand            io.Reader // serial numbers
-
-	// Test hooks: tmplHook runs on the template before it is linted,
-	// preSignHook after linting and before the HSM signs.
-	tmplHook    func(*x509.Certificate)
-	preSignHook func(*x509.Certificate)
 }
 
 // Load returns an Issuer for the active intermediate that has a certificate
