@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"time"
+
+	"github.com/workload-ca/workload-ca/internal/testkit/caserve"
 )
 
 // baselineSize is the fixed response the net/http baseline serves: about
@@ -42,7 +44,7 @@ func startBaseline(ctx context.Context) (*baselineProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	addr, err := freeAddr()
+	addr, err := caserve.FreeAddr()
 	if err != nil {
 		return nil, err
 	}

@@ -13,19 +13,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/workload-ca/workload-ca/internal/testkit/caserve"
 	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/store/storeopen"
 )
@@ -149,42 +148,21 @@ rules:
 
 // serverProc is a running `ca serve`.
 type serverProc struct {
-	cmd       *exec.Cmd
-	exited    chan error
+	proc      *caserve.Process
 	apiURL    string
 	publicURL string
 	roots     *x509.CertPool
 	logPath   string
 }
 
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-// caEnv is the environment of the `ca` child processes: this process's
-// environment without CA_* variables, plus vars.
-func caEnv(vars map[string]string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CA_") && !strings.HasPrefix(kv, "SOFTHSM2_CONF=") {
-			env = append(env, kv)
-		}
-	}
-	for k, v := range vars {
-		env = append(env, k+"="+v)
-	}
-	return env
-}
+// caDropEnv are the variables of this process's environment, besides CA_*,
+// that the `ca` child processes do not inherit.
+var caDropEnv = []string{"SOFTHSM2_CONF"}
 
 // runCA runs a short `ca` command and returns its combined output.
 func runCA(ctx context.Context, bin string, vars map[string]string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = caEnv(vars)
+	cmd.Env = caserve.Env(vars, caDropEnv...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("ca %s: %w", strings.Join(args, " "), err)
@@ -196,80 +174,42 @@ func runCA(ctx context.Context, bin string, vars map[string]string, args ...stri
 // o.outDir/name.log (and, with o.cpuProfile, profiling to name.cpu.prof),
 // and waits until /readyz answers 200 and the bundle can be read.
 func startServer(ctx context.Context, o options, vars map[string]string, name string) (*serverProc, error) {
-	bin, dir, logName := o.caBin, o.outDir, name+".log"
-	apiAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	publicAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	all := map[string]string{"CA_API_ADDR": apiAddr, "CA_PUBLIC_ADDR": publicAddr}
-	for k, v := range vars {
-		all[k] = v
-	}
+	bin, dir := o.caBin, o.outDir
 	if o.cpuProfile {
-		all["CA_CPU_PROFILE"] = filepath.Join(dir, name+".cpu.prof")
+		all := map[string]string{"CA_CPU_PROFILE": filepath.Join(dir, name+".cpu.prof")}
+		for k, v := range vars {
+			all[k] = v
+		}
+		vars = all
 	}
-	s := &serverProc{apiURL: "https://" + apiAddr, publicURL: "http://" + publicAddr, exited: make(chan error, 1),
-		logPath: filepath.Join(dir, logName)}
+	s := &serverProc{logPath: filepath.Join(dir, name+".log")}
 	logf, err := os.Create(s.logPath)
 	if err != nil {
 		return nil, err
 	}
-	s.cmd = exec.Command(bin, "serve")
-	s.cmd.Env = caEnv(all)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	if err := s.cmd.Start(); err != nil {
-		logf.Close()
-		return nil, err
-	}
-	go func() { s.exited <- s.cmd.Wait(); logf.Close() }()
-	deadline := time.Now().Add(90 * time.Second)
-	c := &http.Client{Timeout: 5 * time.Second}
-	for {
-		select {
-		case err := <-s.exited:
-			return nil, fmt.Errorf("ca serve exited early (%v); see %s", err, s.logPath)
-		case <-time.After(100 * time.Millisecond):
-		}
-		if res, err := c.Get(s.publicURL + "/readyz"); err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			s.stop()
-			return nil, fmt.Errorf("ca serve not ready within 90s; see %s", s.logPath)
-		}
-	}
-	res, err := c.Get(s.publicURL + "/bundle.pem")
+	// The child writes to its own copy of the file descriptor.
+	defer logf.Close()
+	s.proc, err = caserve.Start(ctx, caserve.Options{
+		Bin: bin, Vars: vars, DropEnv: caDropEnv, Stdout: logf, Stderr: logf,
+		ReadyWithin: 90 * time.Second, Poll: 100 * time.Millisecond,
+	})
 	if err != nil {
+		return nil, fmt.Errorf("%w; see %s", err, s.logPath)
+	}
+	s.apiURL, s.publicURL = s.proc.APIURL, s.proc.PublicURL
+	if _, s.roots, err = s.proc.Bundle(ctx); err != nil {
 		s.stop()
 		return nil, err
-	}
-	pemBytes, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	s.roots = x509.NewCertPool()
-	if !s.roots.AppendCertsFromPEM(pemBytes) {
-		s.stop()
-		return nil, errors.New("the served bundle holds no certificate")
 	}
 	return s, nil
 }
 
-func (s *serverProc) pid() int { return s.cmd.Process.Pid }
+func (s *serverProc) pid() int { return s.proc.Cmd.Process.Pid }
 
 // stop sends SIGTERM and waits (SIGKILL after 30s).
 func (s *serverProc) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(30 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.exited
+	if err := s.proc.Stop(30 * time.Second); err != nil && !s.proc.Exited() {
+		s.proc.Kill()
 	}
 }
 

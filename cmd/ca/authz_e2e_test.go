@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -13,10 +12,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
-
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/workload-ca/workload-ca/internal/testkit"
 	"github.com/workload-ca/workload-ca/pkg/authz"
@@ -84,25 +79,13 @@ func TestTheAuthzPolicyLoadsAtStartAndReloadsOnSIGHUP(t *testing.T) {
 	observe := authzE2EPolicy("observe")
 	writeFile(t, authzPath, observe, 0o644)
 	s := startServe(t, vars)
-	_, bundle := get(t, &http.Client{Timeout: 10 * time.Second}, s.publicURL+"/bundle.pem")
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(bundle) {
-		t.Fatal("no bundle")
-	}
+	bundle, roots := s.bundle(t)
 	st, err := storeopen.Open(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	doc, err := openapi3.NewLoader().LoadFromFile("../../api/openapi.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc.Servers = openapi3.Servers{{URL: s.apiURL}}
-	router, err := gorillamux.NewRouter(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	router := s.openapiRouter(t)
 	e := &enrollE2E{s: s, roots: roots, st: st, openapi: router}
 	e.client = e.mtlsClient()
 	e.waitAudit(t, "authz_policy_load", "allow")

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -16,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/workload-ca/workload-ca/examples/authz/service"
@@ -143,25 +140,13 @@ func TestThreeExampleServicesObserveThenEnforceWithATwoPersonOverride(t *testing
 		t.Fatalf("ca init: %d %s %s", code, out, errOut)
 	}
 	s := startServe(t, vars)
-	_, bundle := get(t, &http.Client{Timeout: 10 * time.Second}, s.publicURL+"/bundle.pem")
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(bundle) {
-		t.Fatal("no bundle")
-	}
+	bundle, roots := s.bundle(t)
 	st, err := storeopen.Open(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	doc, err := openapi3.NewLoader().LoadFromFile("../../api/openapi.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc.Servers = openapi3.Servers{{URL: s.apiURL}}
-	router, err := gorillamux.NewRouter(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	router := s.openapiRouter(t)
 	e := &enrollE2E{s: s, roots: roots, st: st, openapi: router}
 	e.client = e.mtlsClient()
 	e.waitAudit(t, "authz_policy_load", "allow")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -105,9 +104,7 @@ roles:
 		t.Fatalf("ca init: %d %s %s", code, out, errOut)
 	}
 	s := startServe(t, vars)
-	_, bundle := get(t, &http.Client{Timeout: 10 * time.Second}, s.publicURL+"/bundle.pem")
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(bundle)
+	_, roots := s.bundle(t)
 	api := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	// enroll returns the certificate's serial and its key pair with chain.
 	enroll := func(repo string) (string, tls.Certificate) {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -36,11 +35,7 @@ func TestAnsweredCertificatesSurviveKill9OfTheEmbeddedDefault(t *testing.T) {
 	s := startServe(t, map[string]string{
 		"CA_CONFIG": cfgPath, "CA_DATA_DIR": dataDir, "CA_TRUST_DOMAIN": e2eTrustDomain, "CA_POLICY_FILE": policyPath,
 	})
-	_, bundle := get(t, &http.Client{Timeout: 10 * time.Second}, s.publicURL+"/bundle.pem")
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(bundle) {
-		t.Fatal("no bundle")
-	}
+	_, roots := s.bundle(t)
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, MaxIdleConnsPerHost: 16,
 	}}

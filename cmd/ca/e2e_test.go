@@ -13,11 +13,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
 	"github.com/workload-ca/workload-ca/internal/testkit"
+	"github.com/workload-ca/workload-ca/internal/testkit/caserve"
 	"github.com/workload-ca/workload-ca/pkg/store/storeopen"
 )
 
@@ -58,79 +62,63 @@ func runCA(t *testing.T, vars map[string]string, args ...string) (stdout, stderr
 	return out.String(), errb.String(), code
 }
 
-// servingCA is a running `ca serve`.
+// servingCA is a running `ca serve` (testkit.ServeCA), with the fields the
+// tests read.
 type servingCA struct {
+	proc              *caserve.Process
 	cmd               *exec.Cmd
 	stderr            *testkit.LockedBuffer
 	apiURL, publicURL string
-	exited            chan error
+	exited            <-chan struct{} // closed when the process has exited
 }
 
 // startServe starts `ca serve` with vars plus fresh loopback listen
 // addresses, and waits until the public listener answers /healthz.
 func startServe(t *testing.T, vars map[string]string) *servingCA {
 	t.Helper()
-	apiAddr, publicAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
-	all := map[string]string{"CA_API_ADDR": apiAddr, "CA_PUBLIC_ADDR": publicAddr}
-	for k, v := range vars {
-		all[k] = v
-	}
-	s := &servingCA{stderr: &testkit.LockedBuffer{}, apiURL: "https://" + apiAddr, publicURL: "http://" + publicAddr, exited: make(chan error, 1)}
-	s.cmd = exec.Command(caBinary, "serve")
-	s.cmd.Env = testkit.ChildEnv(all)
-	s.cmd.Dir = t.TempDir()
-	s.cmd.Stderr = s.stderr
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { s.exited <- s.cmd.Wait() }()
-	t.Cleanup(func() {
-		if s.cmd.ProcessState == nil {
-			_ = s.cmd.Process.Kill()
-			<-s.exited
-		}
-		if t.Failed() {
-			t.Logf("ca serve stderr:\n%s", s.stderr)
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	poll := time.NewTicker(50 * time.Millisecond)
-	defer poll.Stop()
-	for {
-		select {
-		case err := <-s.exited:
-			s.exited <- err
-			t.Fatalf("ca serve exited early (%v):\n%s", err, s.stderr)
-		case <-poll.C:
-		}
-		res, err := http.Get(s.publicURL + "/healthz")
-		if err == nil {
-			res.Body.Close()
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ca serve did not answer within 60s:\n%s", s.stderr)
-		}
-	}
+	p := testkit.ServeCA(t, caserve.Options{Bin: caBinary, Vars: vars, Dir: t.TempDir(), ReadyPath: "/healthz"})
+	return &servingCA{proc: p, cmd: p.Cmd, stderr: p.StderrBuffer(), apiURL: p.APIURL, publicURL: p.PublicURL, exited: p.Done()}
 }
 
 // stop sends SIGTERM and expects a clean exit.
 func (s *servingCA) stop(t *testing.T) {
 	t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-s.exited:
-		if err != nil {
-			t.Fatalf("ca serve did not exit cleanly after SIGTERM: %v\n%s", err, s.stderr)
-		}
-	case <-time.After(30 * time.Second):
+	switch err := s.proc.Stop(30 * time.Second); {
+	case errors.Is(err, caserve.ErrStillRunning):
 		t.Fatal("ca serve did not exit within 30s of SIGTERM")
+	case err != nil:
+		t.Fatalf("ca serve did not exit cleanly after SIGTERM: %v\n%s", err, s.stderr)
 	}
 	if !strings.Contains(s.stderr.String(), `"msg":"stopped"`) {
 		t.Errorf("no graceful stop logged:\n%s", s.stderr)
 	}
+}
+
+// bundle reads the served /bundle.pem and returns it with a pool of its
+// certificates.
+func (s *servingCA) bundle(t *testing.T) ([]byte, *x509.CertPool) {
+	t.Helper()
+	bundle, roots, err := s.proc.Bundle(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bundle, roots
+}
+
+// openapiRouter is api/openapi.yaml with s's API listener as its server, to
+// validate requests and answers against.
+func (s *servingCA) openapiRouter(t *testing.T) routers.Router {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromFile("../../api/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc.Servers = openapi3.Servers{{URL: s.apiURL}}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return router
 }
 
 func get(t *testing.T, c *http.Client, url string) (*http.Response, []byte) {

@@ -24,10 +24,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/workload-ca/workload-ca/internal/testkit"
@@ -137,11 +135,7 @@ func startEnrollE2EOn(t *testing.T, tok hsm.PKCS11Config, extra map[string]strin
 		t.Fatalf("ca init: %d %s %s", code, out, errOut)
 	}
 	e.s = startServe(t, e.vars)
-	_, e.bundle = get(t, &http.Client{Timeout: 10 * time.Second}, e.s.publicURL+"/bundle.pem")
-	e.roots = x509.NewCertPool()
-	if !e.roots.AppendCertsFromPEM(e.bundle) {
-		t.Fatal("no bundle")
-	}
+	e.bundle, e.roots = e.s.bundle(t)
 	e.client = e.mtlsClient()
 	st, err := storeopen.Open(context.Background(), dbURL)
 	if err != nil {
@@ -150,15 +144,7 @@ func startEnrollE2EOn(t *testing.T, tok hsm.PKCS11Config, extra map[string]strin
 	t.Cleanup(func() { st.Close() })
 	e.st = st
 
-	loader := openapi3.NewLoader()
-	doc, err := loader.LoadFromFile("../../api/openapi.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc.Servers = openapi3.Servers{{URL: e.s.apiURL}}
-	if e.openapi, err = gorillamux.NewRouter(doc); err != nil {
-		t.Fatal(err)
-	}
+	e.openapi = e.s.openapiRouter(t)
 	return e
 }
 

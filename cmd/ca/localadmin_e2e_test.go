@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -48,9 +47,7 @@ func TestTheLocalAdminSignInNeedsTheDevelopmentPolicyAndTheSetting(t *testing.T)
 			vars := tt.vars(dir)
 			vars["CA_DATA_DIR"] = filepath.Join(dir, "data")
 			s := startServe(t, vars)
-			_, bundle := get(t, &http.Client{Timeout: 10 * time.Second}, s.publicURL+"/bundle.pem")
-			roots := x509.NewCertPool()
-			roots.AppendCertsFromPEM(bundle)
+			_, roots := s.bundle(t)
 			c := &http.Client{Timeout: 10 * time.Second,
 				Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}},
 				CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/ecdsa"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -61,11 +60,7 @@ func TestAFullRunIsMeasuredAndLogsDecisionsWithoutSecrets(t *testing.T) {
 	}
 	s := startServe(t, vars)
 	e := &enrollE2E{s: s}
-	_, e.bundle = get(t, &http.Client{Timeout: 10 * time.Second}, s.publicURL+"/bundle.pem")
-	e.roots = x509.NewCertPool()
-	if !e.roots.AppendCertsFromPEM(e.bundle) {
-		t.Fatal("no bundle")
-	}
+	e.bundle, e.roots = s.bundle(t)
 	e.client = e.mtlsClient()
 	var calls []obsCall
 	expect := func(a answer, status int, action, decision, reason string) {

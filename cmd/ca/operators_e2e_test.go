@@ -12,10 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/workload-ca/workload-ca/internal/testkit"
 	"github.com/workload-ca/workload-ca/pkg/server"
@@ -83,24 +79,11 @@ func TestOperatorsRevokeAndReadTheInventoryEndToEnd(t *testing.T) {
 		t.Fatalf("ca init: %d %s %s", code, out, errOut)
 	}
 	s := startServe(t, vars)
-	_, bundle := get(t, &http.Client{Timeout: 10 * time.Second}, s.publicURL+"/bundle.pem")
+	bundle, roots := s.bundle(t)
 	bundlePath := filepath.Join(dir, "bundle.pem")
 	writeFile(t, bundlePath, string(bundle), 0o644)
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(bundle) {
-		t.Fatal("no bundle")
-	}
 	rootFP := rootFingerprint(t, bundle)
-	loader := openapi3.NewLoader()
-	doc, err := loader.LoadFromFile("../../api/openapi.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc.Servers = openapi3.Servers{{URL: s.apiURL}}
-	router, err := gorillamux.NewRouter(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	router := s.openapiRouter(t)
 	e := &enrollE2E{s: s, roots: roots, openapi: router}
 	e.client = e.mtlsClient()
 

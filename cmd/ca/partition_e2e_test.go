@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,9 +11,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/workload-ca/workload-ca/internal/testkit"
 	"github.com/workload-ca/workload-ca/pkg/server"
@@ -60,24 +56,13 @@ func TestAPartitionedDatabaseGivesBoundedAnswersAndServesAfterTheHeal(t *testing
 	u.Host = p.Addr()
 	e.vars["CA_DATABASE_URL"] = u.String()
 	e.s = startServe(t, e.vars)
-	_, e.bundle = get(t, &http.Client{Timeout: 10 * time.Second}, e.s.publicURL+"/bundle.pem")
-	e.roots = x509.NewCertPool()
-	if !e.roots.AppendCertsFromPEM(e.bundle) {
-		t.Fatal("no bundle")
-	}
+	e.bundle, e.roots = e.s.bundle(t)
 	// Shorter than the 30 s after which the client gave up, longer
 	// than any bounded answer.
 	e.client = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
 		RootCAs: e.roots, MinVersion: tls.VersionTLS12,
 	}}}
-	doc, err := openapi3.NewLoader().LoadFromFile("../../api/openapi.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc.Servers = openapi3.Servers{{URL: e.s.apiURL}}
-	if e.openapi, err = gorillamux.NewRouter(doc); err != nil {
-		t.Fatal(err)
-	}
+	e.openapi = e.s.openapiRouter(t)
 
 	enroll := func(t *testing.T) (*http.Response, server.Problem, time.Duration) {
 		t.Helper()

@@ -19,8 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/workload-ca/workload-ca/internal/testkit"
@@ -115,20 +113,8 @@ type pubNode struct {
 func (p *pubE2E) serve(t *testing.T, name string) *pubNode {
 	t.Helper()
 	s := startServe(t, p.vars)
-	_, bundle := get(t, &http.Client{Timeout: 10 * time.Second}, s.publicURL+"/bundle.pem")
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(bundle) {
-		t.Fatal("no bundle")
-	}
-	doc, err := openapi3.NewLoader().LoadFromFile("../../api/openapi.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc.Servers = openapi3.Servers{{URL: s.apiURL}}
-	router, err := gorillamux.NewRouter(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bundle, roots := s.bundle(t)
+	router := s.openapiRouter(t)
 	e := &enrollE2E{s: s, roots: roots, bundle: bundle, openapi: router}
 	e.client = e.mtlsClient()
 	return &pubNode{name: name, s: s, e: e}

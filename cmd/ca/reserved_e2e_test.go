@@ -2,17 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
-
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/workload-ca/workload-ca/internal/testkit"
 	"github.com/workload-ca/workload-ca/pkg/server"
@@ -51,11 +46,7 @@ rules:
 	}
 	e := &enrollE2E{dir: dir, oidc: oidc, policyPath: policyPath, vars: vars}
 	e.s = startServe(t, vars)
-	_, e.bundle = get(t, &http.Client{Timeout: 10 * time.Second}, e.s.publicURL+"/bundle.pem")
-	e.roots = x509.NewCertPool()
-	if !e.roots.AppendCertsFromPEM(e.bundle) {
-		t.Fatal("no bundle")
-	}
+	e.bundle, e.roots = e.s.bundle(t)
 	e.client = e.mtlsClient()
 	st, err := storeopen.Open(context.Background(), "sqlite:"+filepath.Join(dir, "data", "ca.db"))
 	if err != nil {
@@ -63,14 +54,7 @@ rules:
 	}
 	t.Cleanup(func() { st.Close() })
 	e.st = st
-	doc, err := openapi3.NewLoader().LoadFromFile("../../api/openapi.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc.Servers = openapi3.Servers{{URL: e.s.apiURL}}
-	if e.openapi, err = gorillamux.NewRouter(doc); err != nil {
-		t.Fatal(err)
-	}
+	e.openapi = e.s.openapiRouter(t)
 
 	enroll := func(claims map[string]any) answer {
 		return e.post(t, e.client, "/v1/enroll", oidc.GitHubToken(t, claims),
@@ -113,10 +97,7 @@ rules:
 	e.s.stop(t)
 	vars["CA_PUBLIC_URL"] = "http://web.ca.internal:8080"
 	e.s = startServe(t, vars)
-	doc.Servers = openapi3.Servers{{URL: e.s.apiURL}}
-	if e.openapi, err = gorillamux.NewRouter(doc); err != nil {
-		t.Fatal(err)
-	}
+	e.openapi = e.s.openapiRouter(t)
 	t.Run("a renewal carrying a name the CA now uses is refused", func(t *testing.T) {
 		a := e.post(t, e.mtlsClient(tlsPair(t, web, webKey)), "/v1/renew", "", server.CertRequest{CSR: string(newCSR(t, p256(t), nil))})
 		if a.status != http.StatusForbidden || a.problem.Reason != server.ReasonPolicyDenied {

@@ -25,6 +25,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/workload-ca/workload-ca/internal/testkit"
+	"github.com/workload-ca/workload-ca/internal/testkit/caserve"
 	"github.com/workload-ca/workload-ca/pkg/store/storeopen"
 )
 
@@ -143,90 +144,47 @@ func (d *drillCA) token(t *testing.T, sub string, iat time.Time) string {
 
 // replica is one running `ca serve`.
 type replica struct {
-	cmd               *exec.Cmd
+	proc              *caserve.Process
 	stderr            *testkit.LockedBuffer
 	apiURL, publicURL string
-	exited            chan error
 	client            *http.Client // HTTPS to the API listener, trusting the CA
 }
 
 // serve starts a replica and waits until /readyz answers 200.
 func (d *drillCA) serve(t *testing.T) *replica {
 	t.Helper()
-	return d.serveWith(t, testkit.FreeAddr(t), testkit.FreeAddr(t), nil, nil)
+	return d.serveWith(t, "", "", nil, nil)
 }
 
-// serveWith starts a replica listening on apiAddr and publicAddr, with
-// vars overriding the CA's environment, run through wrap (say, `ip netns
-// exec NAME`) when it is not empty.
+// serveWith starts a replica listening on apiAddr and publicAddr (free
+// loopback ports if empty), with vars overriding the CA's environment, run
+// through wrap (say, `ip netns exec NAME`) when it is not empty.
 func (d *drillCA) serveWith(t *testing.T, apiAddr, publicAddr string, vars map[string]string, wrap []string) *replica {
 	t.Helper()
-	all := map[string]string{"CA_API_ADDR": apiAddr, "CA_PUBLIC_ADDR": publicAddr}
+	all := map[string]string{}
 	for k, v := range d.vars {
 		all[k] = v
 	}
 	for k, v := range vars {
 		all[k] = v
 	}
-	vars = all
-	r := &replica{stderr: &testkit.LockedBuffer{}, apiURL: "https://" + apiAddr, publicURL: "http://" + publicAddr, exited: make(chan error, 1)}
-	argv := append(append([]string{}, wrap...), caBinary, "serve")
-	r.cmd = exec.Command(argv[0], argv[1:]...)
-	r.cmd.Env = testkit.ChildEnv(vars)
-	r.cmd.Stderr = r.stderr
-	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { r.exited <- r.cmd.Wait() }()
-	t.Cleanup(func() {
-		if r.cmd.ProcessState == nil {
-			_ = r.cmd.Process.Kill()
-			<-r.exited
-		}
-		if t.Failed() {
-			t.Logf("ca serve stderr:\n%s", r.stderr)
-		}
-	})
-	plain := &http.Client{Timeout: 5 * time.Second}
-	testkit.Eventually(t, 60*time.Second, "ca serve ready", func() error {
-		select {
-		case err := <-r.exited:
-			r.exited <- err
-			t.Fatalf("ca serve exited early (%v):\n%s", err, r.stderr)
-		default:
-		}
-		res, err := plain.Get(r.publicURL + "/readyz")
-		if err != nil {
-			return err
-		}
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			return fmt.Errorf("readyz %d", res.StatusCode)
-		}
-		return nil
-	})
-	res, err := plain.Get(r.publicURL + "/bundle.pem")
+	p := testkit.ServeCA(t, caserve.Options{Bin: caBinary, Vars: all, APIAddr: apiAddr, PublicAddr: publicAddr, Wrap: wrap})
+	_, roots, err := p.Bundle(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	bundle, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(bundle) {
-		t.Fatal("empty bundle")
-	}
-	r.client = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
-	return r
+	return &replica{proc: p, stderr: p.StderrBuffer(), apiURL: p.APIURL, publicURL: p.PublicURL,
+		client: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}}
 }
 
 // kill9 sends SIGKILL and waits for the process to be gone.
 func (r *replica) kill9(t *testing.T) {
 	t.Helper()
-	if err := r.cmd.Process.Kill(); err != nil {
+	if err := r.proc.Cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	<-r.exited
+	<-r.proc.Done()
 }
 
 // readyz returns the public /readyz status code (0 if unreachable).

@@ -403,8 +403,8 @@ func TestPartitionedReplicaAnswers503WithinTheDeadlineWhileTheOtherTakesOverAndK
 	})
 	t.Logf("A served again %v after the heal, without a restart", time.Since(heal).Round(100*time.Millisecond))
 	select {
-	case err := <-a.exited:
-		t.Fatalf("A exited: %v", err)
+	case <-a.proc.Done():
+		t.Fatalf("A exited: %v", a.proc.ExitErr())
 	default:
 	}
 

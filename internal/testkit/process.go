@@ -1,15 +1,14 @@
 package testkit
 
 import (
-	"bytes"
+	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
+
+	"github.com/workload-ca/workload-ca/internal/testkit/caserve"
 )
 
 // BuildCA builds the real `ca` binary from the package at pkgDir (relative to
@@ -33,46 +32,35 @@ func BuildCA(pkgDir string) (bin string, cleanup func(), err error) {
 // FreeAddr returns a loopback address with a port that was free a moment ago.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := caserve.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // ChildEnv is this process's environment without any CA_* variable, plus
 // vars, so a child `ca` sees only the configuration the test gives it.
-func ChildEnv(vars map[string]string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CA_") {
-			env = append(env, kv)
-		}
-	}
-	for k, v := range vars {
-		env = append(env, k+"="+v)
-	}
-	return env
-}
+func ChildEnv(vars map[string]string) []string { return caserve.Env(vars) }
 
 // LockedBuffer collects a child process's output while it runs; safe for
 // concurrent Write and String.
-type LockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+type LockedBuffer = caserve.LockedBuffer
 
-// Write appends p.
-func (l *LockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// String returns everything written so far.
-func (l *LockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+// ServeCA starts `ca serve` as o says (caserve.Start) and waits until it is
+// ready, failing t if it exits first or is not ready in time. At t's cleanup
+// it kills the process if it still runs, and logs its stderr if t failed.
+func ServeCA(t testing.TB, o caserve.Options) *caserve.Process {
+	t.Helper()
+	p, err := caserve.Start(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() && p.StderrBuffer() != nil {
+			t.Logf("ca serve stderr:\n%s", p.Stderr())
+		}
+	})
+	return p
 }

@@ -59,7 +59,10 @@ type PKCS11Store struct {
 	// hung ones included (workers.go).
 	workers *Workers
 
-	signatures atomic.Uint64 // signatures asked of the token, for tests (Ping must not sign)
+	// signatures counts the signatures asked of the token. Only tests read
+	// it (Ping must not sign), but it stays here: the store's own calls on
+	// the token are seen nowhere else, and a count costs one atomic add.
+	signatures atomic.Uint64
 	// pinRefused is the token's refusal of the PIN, while it holds: no
 	// login is attempted until ReloadLogin clears it.
 	pinRefused error
@@ -197,7 +200,10 @@ func keyTemplates(id []byte, label string) (pub, priv crypto11.AttributeSet, err
 }
 
 // templateHook lets tests change the private key template (a token that
-// ignores part of it is simulated so); nil in production.
+// ignores part of it is simulated so); nil in production. It stays a seam:
+// SoftHSM honours the template, so no real module the tests have can play a
+// token that does not, and the check of the generated key's attributes that
+// such a token must fail is this package's.
 var templateHook atomic.Pointer[func(priv crypto11.AttributeSet)]
 
 // attrRule is one attribute a CA private key must have after generation.

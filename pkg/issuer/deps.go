@@ -75,8 +75,9 @@ var (
 	ErrIssuerExpired = errors.New("issuer: issuing certificate outside its validity")
 )
 
-// errSignedNotLinted means the HSM-signed certificate differs from the linted
-// one; the certificate is discarded. It indicates a bug or a misbehaving signer.
+// errSignedNotLinted means the certificate the CA key signed is not what it
+// must be (the lint copy is not of the CA key's algorithm, or does not name
+// the real issuer); the certificate is discarded. It indicates a bug.
 var errSignedNotLinted = errors.New("issuer: signed certificate differs from linted certificate")
 
 func invalidf(format string, args ...any) error {

@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -98,10 +99,12 @@ func (i *Issuer) issueOnce(ctx context.Context, v validRequest, now time.Time) (
 	if err != nil {
 		return nil, err
 	}
-	if i.tmplHook != nil {
-		i.tmplHook(tmpl)
-	}
+	return i.issueTemplate(ctx, v, now, tmpl)
+}
 
+// issueTemplate lints, signs and records the leaf tmpl (its serial
+// included), the steps of issueOnce after the template is built.
+func (i *Issuer) issueTemplate(ctx context.Context, v validRequest, now time.Time, tmpl *x509.Certificate) (*Issued, error) {
 	// Step 1: encode the tbsCertificate once and lint it (see lintCopy).
 	lintDERBytes, err := i.lint.lintCopy(tmpl, v.PublicKey)
 	if err != nil {
@@ -123,9 +126,14 @@ func (i *Issuer) issueOnce(ctx context.Context, v validRequest, now time.Time) (
 	if err != nil {
 		return nil, fmt.Errorf("issuer: parsing signed certificate: %w", err)
 	}
+	// The names of the issuer come from the lint issuer; they must be the
+	// real issuer's, or the certificate chains to nothing.
+	if !bytes.Equal(cert.RawIssuer, i.cert.RawSubject) || !bytes.Equal(cert.AuthorityKeyId, i.cert.SubjectKeyId) {
+		return nil, errSignedNotLinted
+	}
 
 	// Step 3: commit the record and its audit entry, then return.
-	sh := serialHex(serial)
+	sh := serialHex(tmpl.SerialNumber)
 	details, err := json.Marshal(map[string]any{
 		"issuer":       i.rec.ID,
 		"spiffe_id":    v.SPIFFEID,

@@ -312,7 +312,7 @@ func TestNewSerialKeepsTheRandomBits(t *testing.T) {
 func TestLintFailureSignsNothing(t *testing.T) {
 	u := newUnitCA(t, Config{})
 	// A CRL distribution point that is not a URI fails RFC 5280 lints.
-	u.iss.tmplHook = func(c *x509.Certificate) { c.CRLDistributionPoints = []string{"not a uri"} }
+	u.iss.crlURL = "not a uri"
 	before := u.keys.signs.Load()
 	got, err := u.iss.Issue(context.Background(), Request{PublicKey: newP256(t).Public(), SPIFFEID: "spiffe://example.org/lint"})
 	if !errors.Is(err, ErrLint) {
@@ -332,8 +332,18 @@ func TestLintFailureSignsNothing(t *testing.T) {
 
 func TestALeafThatIsACAFailsLint(t *testing.T) {
 	u := newUnitCA(t, Config{})
-	u.iss.tmplHook = func(c *x509.Certificate) { c.KeyUsage |= x509.KeyUsageCertSign }
-	_, err := u.iss.Issue(context.Background(), Request{PublicKey: newP256(t).Public(), SPIFFEID: "spiffe://example.org/lint"})
+	// No request makes such a leaf: the template is edited between the
+	// steps of Issue (issueOnce's, with issueTemplate after leafTemplate).
+	v, err := u.iss.validate(Request{PublicKey: newP256(t).Public(), SPIFFEID: "spiffe://example.org/lint"}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := u.iss.leafTemplate(v, big.NewInt(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.KeyUsage |= x509.KeyUsageCertSign
+	_, err = u.iss.issueTemplate(context.Background(), v, t0, tmpl)
 	if !errors.Is(err, ErrLint) {
 		t.Fatalf("err = %v, want ErrLint for keyCertSign without CA", err)
 	}
@@ -341,8 +351,9 @@ func TestALeafThatIsACAFailsLint(t *testing.T) {
 }
 
 // The CA key signs the linted tbsCertificate itself: a faulty signature is
-// refused before anything is recorded, and a lint copy whose signature
-// algorithm is not the CA key's is refused before the CA key signs.
+// refused before anything is recorded, a lint copy whose signature
+// algorithm is not the CA key's is refused before the CA key signs, and a
+// certificate that does not name the real issuer is discarded.
 func TestSignedTBSMustEqualLintedTBS(t *testing.T) {
 	t.Run("a signature that does not verify is refused", func(t *testing.T) {
 		u := newUnitCA(t, Config{})
@@ -374,6 +385,21 @@ func TestSignedTBSMustEqualLintedTBS(t *testing.T) {
 			t.Errorf("the CA key signed %d times", n)
 		}
 	})
+	t.Run("a lint issuer that drifted from the real one gives no certificate", func(t *testing.T) {
+		u := newUnitCA(t, Config{})
+		// Another subject key ID, so another authority key ID in the
+		// signed certificate: it would chain to nothing.
+		ski := bytes.Clone(u.iss.lint.parent.SubjectKeyId)
+		ski[0] ^= 0xff
+		u.iss.lint.parent.SubjectKeyId = ski
+		got, err := u.iss.Issue(context.Background(), Request{PublicKey: newP256(t).Public(), SPIFFEID: "spiffe://example.org/x"})
+		if !errors.Is(err, errSignedNotLinted) || got != nil {
+			t.Fatalf("got %v, err %v; want errSignedNotLinted and no certificate", got, err)
+		}
+		if u.store.certCount() != 0 {
+			t.Error("a certificate naming another issuer was recorded")
+		}
+	})
 	t.Run("the issued tbsCertificate is crypto/x509's encoding of the template", func(t *testing.T) {
 		u := newUnitCA(t, Config{})
 		// What x509.CreateCertificate makes of the same template with a
@@ -381,16 +407,21 @@ func TestSignedTBSMustEqualLintedTBS(t *testing.T) {
 		// bytes (the captured encoding with its signature field replaced).
 		throwaway := newP256(t)
 		parent := &x509.Certificate{RawSubject: u.iss.cert.RawSubject, SubjectKeyId: u.iss.cert.SubjectKeyId, PublicKey: throwaway.Public()}
-		var wantTBS []byte
 		pub := newP256(t).Public()
-		u.iss.tmplHook = func(c *x509.Certificate) {
-			der, err := x509.CreateCertificate(rand.Reader, c, parent, pub, throwaway)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wantTBS, _, _, _ = splitCertificate(der)
+		v, err := u.iss.validate(Request{PublicKey: pub, SPIFFEID: "spiffe://example.org/x", DNSNames: []string{"x.example.org"}}, t0)
+		if err != nil {
+			t.Fatal(err)
 		}
-		got, err := u.iss.Issue(context.Background(), Request{PublicKey: pub, SPIFFEID: "spiffe://example.org/x", DNSNames: []string{"x.example.org"}})
+		tmpl, err := u.iss.leafTemplate(v, big.NewInt(42))
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, throwaway)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantTBS, _, _, _ := splitCertificate(der)
+		got, err := u.iss.issueTemplate(context.Background(), v, t0, tmpl)
 		if err != nil {
 			t.Fatal(err)
 		}

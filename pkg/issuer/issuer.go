@@ -31,9 +31,6 @@ type Issuer struct {
 
 	crlURL, ocspURL string
 	rand            io.Reader // serial numbers
-
-	// Test hook: tmplHook runs on the template before it is linted.
-	tmplHook func(*x509.Certificate)
 }
 
 // Load returns an Issuer for the active intermediate that has a certificate

@@ -20,12 +20,12 @@ type GroupResult struct {
 // group deterministically.
 func (s *Store) CommitGroupForTest(ctx context.Context, certs []store.Certificate, entries []store.AuditEntry,
 	hook func(ctx context.Context, conn *pgx.Conn, size int)) []GroupResult {
-	g := &groupCommitter{s: s, beforeCommit: hook}
+	g := &groupCommitter{s: s}
 	group := make([]*issuance, len(certs))
 	for i := range certs {
 		group[i] = &issuance{ctx: ctx, c: certs[i], e: entries[i], done: make(chan issuanceResult, 1)}
 	}
-	g.commit(group)
+	g.commit(group, hook)
 	out := make([]GroupResult, len(group))
 	for i, r := range group {
 		res := <-r.done

@@ -63,9 +63,6 @@ type groupCommitter struct {
 	quit    chan struct{}
 	stopped chan struct{}
 	once    sync.Once
-	// beforeCommit, if set (tests only), runs inside each group transaction
-	// just before its commit.
-	beforeCommit func(ctx context.Context, conn *pgx.Conn, size int)
 }
 
 func newGroupCommitter(s *Store) *groupCommitter {
@@ -130,12 +127,14 @@ func (g *groupCommitter) run() {
 				break fill
 			}
 		}
-		g.commit(group)
+		g.commit(group, nil)
 	}
 }
 
-// commit records one group and hands every caller its result.
-func (g *groupCommitter) commit(group []*issuance) {
+// commit records one group and hands every caller its result. beforeCommit,
+// if not nil (tests only: CommitGroupForTest), runs inside the group
+// transaction just before its commit.
+func (g *groupCommitter) commit(group []*issuance, beforeCommit func(ctx context.Context, conn *pgx.Conn, size int)) {
 	live := group[:0]
 	for _, r := range group {
 		if err := r.ctx.Err(); err != nil {
@@ -149,7 +148,7 @@ func (g *groupCommitter) commit(group []*issuance) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
-	results, err := g.s.recordGroup(ctx, live, g.beforeCommit)
+	results, err := g.s.recordGroup(ctx, live, beforeCommit)
 	var stmtErr *beforeCommitError
 	switch {
 	case err == nil:

@@ -46,7 +46,7 @@ func (s *Store) CommitGroupForTest(ctx context.Context, writes []GroupWrite) ([]
 		}
 		group[i] = &write{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	}
-	res, err := s.runGroup(ctx, group, nil)
+	res, err := s.runGroup(ctx, group)
 	for i := range writes {
 		if err != nil {
 			errs[i] = err

@@ -59,9 +59,6 @@ type committer struct {
 	quit    chan struct{}
 	stopped chan struct{}
 	once    sync.Once
-	// groupSizes, if set (tests only), is told the size of every group
-	// transaction before its commit.
-	groupSizes func(n int)
 }
 
 func newCommitter(s *Store) *committer {
@@ -150,7 +147,7 @@ func (c *committer) commit(group []*write) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
-	errs, err := c.s.runGroup(ctx, live, c.groupSizes)
+	errs, err := c.s.runGroup(ctx, live)
 	for i, w := range live {
 		switch {
 		case err != nil:
@@ -165,7 +162,7 @@ func (c *committer) commit(group []*write) {
 // and commits. errs are the writes' own failures (rolled back to their
 // savepoints); err is a failure of the transaction itself, after which
 // nothing of the group is committed.
-func (s *Store) runGroup(ctx context.Context, group []*write, sizes func(int)) (errs []error, err error) {
+func (s *Store) runGroup(ctx context.Context, group []*write) (errs []error, err error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", mapErr(err))
@@ -187,9 +184,6 @@ func (s *Store) runGroup(ctx context.Context, group []*write, sizes func(int)) (
 		if _, err := s.txExec(ctx, tx, releaseSQL); err != nil {
 			return nil, fmt.Errorf("release savepoint: %w", mapErr(err))
 		}
-	}
-	if sizes != nil {
-		sizes(len(group))
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit: %w", mapErr(err))
