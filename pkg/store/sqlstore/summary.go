@@ -149,18 +149,16 @@ func isIdentifier(s string) bool {
 }
 
 // lexer yields the words of a statement with the parenthesis depth they
-// are at, skipping comments, string literals and punctuation; a quoted
-// identifier is yielded without its quotes. Anything else (a '(' after FROM)
-// ends a word and is never yielded, so that "FROM (" is no table.
+// are at, skipping comments, string literals, numbers, placeholders and
+// punctuation; a quoted identifier is yielded without its quotes, and an
+// opening parenthesis as the word "(" (so that "FROM (" names no table).
 type lexer struct {
 	s string
 	i int
 	d int
 }
 
-// next returns the next word and its depth, or "" at the end. A '(' before
-// the word is returned as the word "(" so that callers see what follows a
-// keyword.
+// next returns the next word and its depth, or "" at the end.
 func (l *lexer) next() (string, int) {
 	s := l.s
 	for l.i < len(s) {
