@@ -71,7 +71,7 @@ func canonicalVerb(word string) string {
 // none), as substrings of sql or constants: it allocates nothing.
 func summarize(sql string) (verb, table string) {
 	lx := lexer{s: sql}
-	tok, depth := lx.next()
+	tok, _ := lx.next()
 	verb = canonicalVerb(tok)
 	if tok == "" || verb == "OTHER" {
 		return "OTHER", ""
@@ -80,7 +80,7 @@ func summarize(sql string) (verb, table string) {
 		// The statement proper is the first of these at depth 0 after
 		// the common table expressions.
 		verb = ""
-		for tok, depth = lx.next(); tok != ""; tok, depth = lx.next() {
+		for tok, depth := lx.next(); tok != ""; tok, depth = lx.next() {
 			if depth == 0 {
 				if v := canonicalVerb(tok); v == "SELECT" || v == "INSERT" || v == "UPDATE" || v == "DELETE" {
 					verb = v
@@ -101,7 +101,7 @@ func summarize(sql string) (verb, table string) {
 	case "UPDATE", "COPY", "ANALYZE", "TRUNCATE", "LOCK":
 		// The table is the next word, after OR <conflict> (SQLite) or
 		// ONLY / TABLE (Postgres).
-		for tok, depth = lx.next(); tok != ""; tok, depth = lx.next() {
+		for tok, depth := lx.next(); tok != ""; tok, depth = lx.next() {
 			switch {
 			case strings.EqualFold(tok, "OR"):
 				lx.next()
@@ -114,10 +114,9 @@ func summarize(sql string) (verb, table string) {
 	default:
 		return verb, ""
 	}
-	for tok, depth = lx.next(); tok != ""; tok, depth = lx.next() {
+	for tok, depth := lx.next(); tok != ""; tok, depth = lx.next() {
 		if depth == 0 && strings.EqualFold(tok, after) {
-			tok, depth = lx.next()
-			return verb, identifierOr(tok, depth)
+			return verb, identifierOr(lx.next())
 		}
 	}
 	return verb, ""
