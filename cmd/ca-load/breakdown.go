@@ -13,7 +13,7 @@ import (
 
 // The server's own histograms, scraped before and after a run, say where an
 // answer's time went inside the server: the whole request, issuance, each
-// signature and each store call. The report lists the mean of each over the
+// signature and each store statement. The report lists the mean of each over the
 // run (delta of sum / delta of count) and how many calls one request made.
 
 // breakdownFamilies are the histograms the report breaks a run down by.

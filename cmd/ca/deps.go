@@ -40,10 +40,11 @@ func warnDevelopment(cfg *config.Config, log *slog.Logger, stderr io.Writer) {
 	fmt.Fprintln(stderr, "WARNING: "+msg)
 }
 
-// openStore opens the database. In development mode it first creates the
-// data directory and migrates the SQLite schema up; in production a schema
-// that is not current is refused with the instruction to run `ca migrate up`.
-func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store.Store, error) {
+// openStore opens the database, its statements told to obs if not nil
+// (`ca serve` times them). In development mode it first creates the data
+// directory and migrates the SQLite schema up; in production a schema that
+// is not current is refused with the instruction to run `ca migrate up`.
+func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger, obs store.Observer) (store.Store, error) {
 	if cfg.DevelopmentMode() {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("data_dir: %w", err)
@@ -53,7 +54,7 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (store
 		}
 		log.Info("development database migrated", "schema", storeopen.ExpectedVersion)
 	}
-	st, err := storeopen.Open(ctx, cfg.DatabaseURL)
+	st, err := storeopen.OpenObserved(ctx, cfg.DatabaseURL, obs)
 	switch {
 	case errors.Is(err, store.ErrSchemaMismatch):
 		return nil, fmt.Errorf("database schema is not version %d; run `ca migrate up` first: %w", storeopen.ExpectedVersion, err)
@@ -123,8 +124,10 @@ type backends struct {
 	deps  issuer.Deps
 }
 
-func openBackends(ctx context.Context, cfg *config.Config, log *slog.Logger) (*backends, error) {
-	st, err := openStore(ctx, cfg, log)
+// openBackends opens the store (its statements told to obs if not nil) and
+// the key store.
+func openBackends(ctx context.Context, cfg *config.Config, log *slog.Logger, obs store.Observer) (*backends, error) {
+	st, err := openStore(ctx, cfg, log, obs)
 	if err != nil {
 		return nil, err
 	}

@@ -63,7 +63,7 @@ func cmdGendata(ctx context.Context, args []string, getenv env, stdout, stderr i
 	if cfg.DatabaseDriver() != "postgres" {
 		return fmt.Errorf("%w", errGendataNeedsPostgres)
 	}
-	st, err := openStore(ctx, cfg, newLogger(cfg, stderr))
+	st, err := openStore(ctx, cfg, newLogger(cfg, stderr), nil)
 	if err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func cmdGendataHistory(ctx context.Context, cfgPath string, getenv env, hp histo
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, cfg, newLogger(cfg, stderr))
+	st, err := openStore(ctx, cfg, newLogger(cfg, stderr), nil)
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ func cmdInit(ctx context.Context, args []string, getenv env, stdout, stderr io.W
 	}
 	log := newLogger(cfg, stderr)
 	warnDevelopment(cfg, log, stderr)
-	b, err := openBackends(ctx, cfg, log)
+	b, err := openBackends(ctx, cfg, log, nil)
 	if err != nil {
 		return err
 	}

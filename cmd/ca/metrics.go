@@ -18,23 +18,20 @@ func newMetricsRegistry() *prometheus.Registry {
 	return reg
 }
 
-// instrumentBackends makes every store call and every CA-key signature of
-// this process observable in reg (latency by method or key, and outcome),
-// and adds the inventory, read from the store on scrape (cached). Call it
-// before anything holds b.store, b.keys or b.deps.
+// instrumentBackends makes every CA-key signature of this process
+// observable in reg (latency by key and outcome), and adds the inventory,
+// read from the store on scrape (cached). Call it before anything holds
+// b.keys or b.deps. (The store's statements are timed from its opening:
+// openBackends with a telemetry.StoreTimer.)
 func instrumentBackends(b *backends, reg prometheus.Registerer, log *slog.Logger) error {
-	st, err := telemetry.InstrumentStore(b.store, reg)
-	if err != nil {
-		return err
-	}
 	ks, err := telemetry.InstrumentKeys(b.keys, reg)
 	if err != nil {
 		return err
 	}
-	if err := reg.Register(telemetry.NewInventory(st, clock.Real{}, telemetry.DefaultInventoryTTL, log)); err != nil {
+	if err := reg.Register(telemetry.NewInventory(b.store, clock.Real{}, telemetry.DefaultInventoryTTL, log)); err != nil {
 		return err
 	}
-	b.store, b.keys = st, ks
-	b.deps.Store, b.deps.Keys = st, ks
+	b.keys = ks
+	b.deps.Keys = ks
 	return nil
 }

@@ -132,9 +132,13 @@ func TestAFullRunIsMeasuredAndLogsDecisionsWithoutSecrets(t *testing.T) {
 			{"ca_enroll_duration_seconds", map[string]string{"action": "renew", "decision": "allow"}, 1},
 			{"ca_jwt_decisions_total", map[string]string{"decision": "allow"}, 1},
 			{"ca_hsm_sign_duration_seconds", map[string]string{"outcome": "ok"}, 6},
-			{"ca_store_call_duration_seconds", map[string]string{"method": "RecordIssuance", "outcome": "ok"}, 5},
-			{"ca_store_call_duration_seconds", map[string]string{"method": "RevokeMany", "outcome": "ok"}, 1}, // keyCompromise revokes the lineage
-			{"ca_store_call_duration_seconds", map[string]string{"method": "MarkTokenUsed", "outcome": "conflict"}, 1},
+			// The store's statements are timed by their summary: the
+			// revocation's UPDATE (keyCompromise revokes the lineage),
+			// the replay marks (the replayed one ran well; its refusal is
+			// the enrollment's token_replayed).
+			{"ca_store_call_duration_seconds", map[string]string{"method": "UPDATE certificates", "outcome": "ok"}, 1},
+			{"ca_store_call_duration_seconds", map[string]string{"method": "INSERT used_tokens", "outcome": "ok"}, 2},
+			{"ca_enroll_decisions_total", map[string]string{"action": "enroll", "decision": "deny", "reason": "token_replayed"}, 1},
 			{"ca_certificates", map[string]string{"status": "active"}, 5},
 			{"ca_certificates", map[string]string{"status": "revoked"}, 1},
 			{"ca_certificates_expiring", map[string]string{"within": "1h0m0s"}, 1},
@@ -148,6 +152,20 @@ func TestAFullRunIsMeasuredAndLogsDecisionsWithoutSecrets(t *testing.T) {
 		for _, c := range checks {
 			if got := sumFamily(fams[c.name], c.labels); got < c.min {
 				t.Errorf("%s%v = %v, want at least %v", c.name, c.labels, got, c.min)
+			}
+		}
+		// Every issuance's certificate row was written by a timed
+		// statement: the group commit's pipeline, or a renewal's INSERT in
+		// its transaction.
+		if got := sumFamily(fams["ca_store_call_duration_seconds"], map[string]string{"method": "BATCH INSERT certificates", "outcome": "ok"}) +
+			sumFamily(fams["ca_store_call_duration_seconds"], map[string]string{"method": "INSERT certificates", "outcome": "ok"}); got < 5 {
+			t.Errorf("ca_store_call_duration_seconds{method=BATCH INSERT certificates or INSERT certificates, outcome=ok} = %v, want at least 5", got)
+		}
+		for _, m := range fams["ca_store_call_duration_seconds"].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "method" && strings.ContainsAny(l.GetValue(), "$?'(") {
+					t.Errorf("ca_store_call_duration_seconds has method=%q: not a statement summary", l.GetValue())
+				}
 			}
 		}
 		if got := sumFamily(fams["ca_certificates"], map[string]string{"status": "revoked"}); got != 1 {

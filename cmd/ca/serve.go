@@ -49,7 +49,13 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	}
 	defer stopProfile()
 
-	b, err := openBackends(ctx, cfg, log)
+	// Every statement the store sends is timed (ca_store_call_duration_seconds).
+	reg := newMetricsRegistry()
+	storeTimer, err := telemetry.NewStoreTimer(reg)
+	if err != nil {
+		return err
+	}
+	b, err := openBackends(ctx, cfg, log, storeTimer)
 	if err != nil {
 		return err
 	}
@@ -69,7 +75,6 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	// SIGHUP also clears a refused HSM login (the key store then tries once).
 	watchLoginReload(bg, b.keys, log)
 	auditLogRole := checkAuditLogRole(ctx, b.store, log)
-	reg := newMetricsRegistry()
 	if err := instrumentBackends(b, reg, log); err != nil {
 		return err
 	}

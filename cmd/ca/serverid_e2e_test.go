@@ -49,7 +49,7 @@ func issuePoserCertificate(t *testing.T, vars map[string]string) tls.Certificate
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := openBackends(ctx, cfg, discardLogger())
+	b, err := openBackends(ctx, cfg, discardLogger(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,9 +18,8 @@ import (
 )
 
 // Each consumer declares the few store methods it uses, next to its code.
-// These are the groups `ca serve` wires a store into; both stores, and the
-// timing wrapper that `ca serve` puts in front of them, must satisfy every
-// one, or this package does not compile. A store cannot lack a capability a
+// These are the groups `ca serve` wires a store into; both stores must
+// satisfy every one, or this package does not compile. A store cannot lack a capability a
 // route needs and fail at run time (as a type assertion would).
 type (
 	// issuanceStores: signing and recording a certificate, deciding an
@@ -73,6 +72,5 @@ type (
 var (
 	_ consumerStores = (*postgres.Store)(nil)
 	_ consumerStores = (*sqlite.Store)(nil)
-	_ consumerStores = (*telemetry.Store)(nil)
 	_ consumerStores = store.Store(nil)
 )

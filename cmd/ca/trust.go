@@ -73,7 +73,7 @@ func openAdmin(ctx context.Context, cfgPath string, getenv env, stderr io.Writer
 		return nil, nil, err
 	}
 	log := newLogger(cfg, stderr)
-	b, err := openBackends(ctx, cfg, log)
+	b, err := openBackends(ctx, cfg, log, nil)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -18,38 +18,73 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/store"
+	"github.com/workload-ca/workload-ca/pkg/store/storeopen"
 	"github.com/workload-ca/workload-ca/pkg/telemetry"
 )
 
-func TestStoreCallsAreTimedByMethodAndOutcomeOnPostgres(t *testing.T) {
+func TestStoreStatementsAreTimedBySummaryAndOutcomeOnPostgres(t *testing.T) {
+	testStoreStatementsAreTimed(t, testkit.PostgresURL(t), "CONNECT")
+}
+
+func TestStoreStatementsAreTimedBySummaryAndOutcomeOnSQLite(t *testing.T) {
+	testStoreStatementsAreTimed(t, testkit.SQLiteURL(t), "CONNECT")
+}
+
+// testStoreStatementsAreTimed opens the store at url observed by a
+// StoreTimer: its statements are timed by their summary (keyword and
+// table, never a value) and outcome, with no wrapper around the store.
+func testStoreStatementsAreTimed(t *testing.T, url string, connect string) {
 	reg := prometheus.NewRegistry()
-	st, err := telemetry.InstrumentStore(testkit.Postgres(t), reg)
+	timer, err := telemetry.NewStoreTimer(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := st.GetCertificate(ctx, "abc"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("GetCertificate of nothing = %v, want the wrapped store's ErrNotFound", err)
-	}
-	if err := st.Ping(ctx); err != nil {
+	st, err := storeopen.OpenObserved(ctx, url, timer)
+	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = st.Close() })
+	if _, err := st.GetCertificate(ctx, "abc"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetCertificate of nothing = %v, want ErrNotFound", err)
+	}
+	is := store.Issuer{ID: "root-x", Kind: store.KindRoot, KeyURI: "softkey:root-x", State: store.IssuerPrepared,
+		CreatedAt: time.Now(), UpdatedAt: time.Now()}
+	if err := st.InsertIssuer(ctx, is); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.InsertIssuer(ctx, is); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("second InsertIssuer = %v, want ErrConflict", err)
+	}
 	if _, err := st.CertificateStats(ctx, time.Now(), time.Now()); err != nil {
-		t.Fatalf("CertificateStats through the wrapper: %v", err)
+		t.Fatalf("CertificateStats: %v", err)
 	}
-	want := map[string]uint64{
-		`method="GetCertificate",outcome="not_found"`: 1,
-		`method="Ping",outcome="ok"`:                  1,
-		`method="CertificateStats",outcome="ok"`:      1,
+	if _, err := st.AppendAudit(ctx, store.AuditEntry{Time: time.Now(), Actor: "test", Action: "test", Decision: "allow"}); err != nil {
+		t.Fatalf("AppendAudit: %v", err)
 	}
-	for labels, n := range want {
-		if got := histogramCount(t, reg, "ca_store_call_duration_seconds", labels); got != n {
-			t.Errorf("ca_store_call_duration_seconds{%s} count = %d, want %d", labels, got, n)
+	// A statement that found no row went well; the store's ErrNotFound is
+	// its own conclusion, not the statement's outcome.
+	atLeast := map[string]uint64{
+		`method="SELECT certificates",outcome="ok"`:  1,
+		`method="INSERT issuers",outcome="ok"`:       1,
+		`method="INSERT issuers",outcome="conflict"`: 1,
+		`method="COMMIT",outcome="ok"`:               1,
+		`method="` + connect + `",outcome="ok"`:      1,
+	}
+	for labels, n := range atLeast {
+		if got := histogramCount(t, reg, "ca_store_call_duration_seconds", labels); got < n {
+			t.Errorf("ca_store_call_duration_seconds{%s} count = %d, want at least %d", labels, got, n)
 		}
 	}
-	// A second wrapper in the same registry shares the family.
-	if _, err := telemetry.InstrumentStore(st.Unwrap(), reg); err != nil {
-		t.Errorf("a second wrapper on one registry: %v", err)
+	if got := histogramCount(t, reg, "ca_store_call_duration_seconds", `method="INSERT issuers",outcome="conflict"`); got != 1 {
+		t.Errorf("ca_store_call_duration_seconds{INSERT issuers, conflict} count = %d, want 1", got)
+	}
+	if text := gatherText(t, reg); strings.Contains(text, "abc") || strings.Contains(text, "root-x") || strings.Contains(text, "$1") {
+		t.Errorf("a statement's values or placeholders are in the labels:\n%s", text)
+	}
+	// A second timer on the same registry shares the family.
+	if _, err := telemetry.NewStoreTimer(reg); err != nil {
+		t.Errorf("a second timer on one registry: %v", err)
 	}
 }
 

@@ -81,43 +81,6 @@ func (s *Store) GetCertificate(ctx context.Context, serial string) (store.Certif
 	return c, nil
 }
 
-// RevokeCertificate revokes an active certificate and appends e in the same
-// transaction; see store.Store for the already-revoked case.
-func (s *Store) RevokeCertificate(ctx context.Context, serial string, at time.Time, reason string, e store.AuditEntry) (store.Certificate, store.AuditEntry, error) {
-	var cert store.Certificate
-	var out store.AuditEntry
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		cert, err = scanCert(tx.QueryRow(ctx, `
-			UPDATE certificates SET status = 'revoked', revoked_at = $2, revocation_reason = $3
-			WHERE serial = $1 AND status <> 'revoked'
-			RETURNING `+certColumns,
-			serial, ts(at), reason))
-		if errors.Is(err, pgx.ErrNoRows) {
-			cert, err = scanCert(tx.QueryRow(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = $1`, serial))
-			if errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("postgres: revoke %s: %w", serial, store.ErrNotFound)
-			}
-			if err != nil {
-				return fmt.Errorf("postgres: revoke %s: %w", serial, mapErr(err))
-			}
-			return fmt.Errorf("postgres: revoke %s: already revoked: %w", serial, store.ErrConflict)
-		}
-		if err != nil {
-			return fmt.Errorf("postgres: revoke %s: %w", serial, mapErr(err))
-		}
-		out, err = appendAudit(ctx, tx, e)
-		return err
-	})
-	if errors.Is(err, store.ErrConflict) {
-		return cert, store.AuditEntry{}, err
-	}
-	if err != nil {
-		return store.Certificate{}, store.AuditEntry{}, err
-	}
-	return cert, out, nil
-}
-
 // RevokedCertificates returns the issuer's revoked, unexpired certificates
 // by serial (index certificates_issuer_idx).
 func (s *Store) RevokedCertificates(ctx context.Context, issuerID string, now time.Time) ([]store.Certificate, error) {

@@ -18,7 +18,7 @@ import (
 // The operations shared with the SQLite store (issuers, rotation, JWT keys,
 // bundle versions, holds, sessions, authorization overrides, audit
 // checkpoints, the certificate list, inventory stats, denials, CRL numbers
-// and storage, RevokeMany, the prune batches, audit prefix removal, the
+// and storage, RevokeCertificate and RevokeMany, the prune batches, audit prefix removal, the
 // certificate status and OCSP responses and responders) are
 // written once in pkg/store/sqlstore; Store embeds them
 // (ops) over the adapters below, which keep pgx native.

@@ -6,5 +6,5 @@ import "context"
 // session runs with default_transaction_read_only, so Postgres itself
 // refuses any write through the returned store.
 func OpenReadOnly(ctx context.Context, dsn string) (*Store, error) {
-	return open(ctx, dsn, true)
+	return open(ctx, dsn, true, nil)
 }

@@ -35,10 +35,12 @@ var _ store.Store = (*Store)(nil)
 // unreachable database gives store.ErrUnavailable. Errors never quote dsn,
 // which may hold a password.
 func Open(ctx context.Context, dsn string) (*Store, error) {
-	return open(ctx, dsn, false)
+	return open(ctx, dsn, false, nil)
 }
 
-func open(ctx context.Context, dsn string, readOnly bool) (*Store, error) {
+// open opens the pool; obs, if not nil, is told of every statement
+// (OpenObserved).
+func open(ctx context.Context, dsn string, readOnly bool, obs store.Observer) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's message may quote the connection string; don't pass it on.
@@ -50,6 +52,9 @@ func open(ctx context.Context, dsn string, readOnly bool) (*Store, error) {
 	boundSessions(cfg) // bounds.go
 	if readOnly {
 		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	}
+	if obs != nil {
+		cfg.ConnConfig.Tracer = tracer{obs: obs} // observe.go
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

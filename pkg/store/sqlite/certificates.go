@@ -200,43 +200,6 @@ func (s *Store) GetCertificate(ctx context.Context, serial string) (store.Certif
 	return c, nil
 }
 
-// RevokeCertificate revokes an active certificate and appends e in the same
-// transaction; see store.Store for the already-revoked case.
-func (s *Store) RevokeCertificate(ctx context.Context, serial string, at time.Time, reason string, e store.AuditEntry) (store.Certificate, store.AuditEntry, error) {
-	var cert store.Certificate
-	var out store.AuditEntry
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		cert, err = scanCert(tx.QueryRowContext(ctx, `
-			UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
-			WHERE serial = ? AND status <> 'revoked'
-			RETURNING `+certColumns,
-			us(at), reason, serial))
-		if errors.Is(err, sql.ErrNoRows) {
-			cert, err = scanCert(tx.QueryRowContext(ctx, `SELECT `+certColumns+` FROM certificates WHERE serial = ?`, serial))
-			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("sqlite: revoke %s: %w", serial, store.ErrNotFound)
-			}
-			if err != nil {
-				return fmt.Errorf("sqlite: revoke %s: %w", serial, mapErr(err))
-			}
-			return fmt.Errorf("sqlite: revoke %s: already revoked: %w", serial, store.ErrConflict)
-		}
-		if err != nil {
-			return fmt.Errorf("sqlite: revoke %s: %w", serial, mapErr(err))
-		}
-		out, err = appendAudit(ctx, tx, e)
-		return err
-	})
-	if errors.Is(err, store.ErrConflict) {
-		return cert, store.AuditEntry{}, err
-	}
-	if err != nil {
-		return store.Certificate{}, store.AuditEntry{}, err
-	}
-	return cert, out, nil
-}
-
 // RevokedCertificates returns the issuer's revoked, unexpired certificates
 // by serial (index certificates_issuer_idx).
 func (s *Store) RevokedCertificates(ctx context.Context, issuerID string, now time.Time) ([]store.Certificate, error) {

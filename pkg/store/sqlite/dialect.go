@@ -15,7 +15,7 @@ import (
 // The operations shared with the Postgres store (issuers, rotation, JWT keys,
 // bundle versions, holds, sessions, authorization overrides, audit
 // checkpoints, the certificate list, inventory stats, denials, CRL numbers
-// and storage, RevokeMany, the prune batches, audit prefix removal, the
+// and storage, RevokeCertificate and RevokeMany, the prune batches, audit prefix removal, the
 // certificate status and OCSP responses and responders) are
 // written once in pkg/store/sqlstore; Store embeds them
 // (ops) over the adapters below: reads on the read-only pool, writes on the

@@ -68,10 +68,15 @@ func CreateFile(path string) error {
 // and checks that its schema is exactly migrations.Version; otherwise the
 // error wraps store.ErrSchemaMismatch and says to run `ca migrate up`.
 func Open(ctx context.Context, path string) (*Store, error) {
+	return open(ctx, path, nil)
+}
+
+// open is Open; obs, if not nil, is told of every statement (OpenObserved).
+func open(ctx context.Context, path string, obs store.Observer) (*Store, error) {
 	if err := CreateFile(path); err != nil {
 		return nil, err
 	}
-	w, err := sql.Open("sqlite", DSN(path)+"&_txlock=immediate")
+	w, err := openDB(DSN(path)+"&_txlock=immediate", obs)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
@@ -79,7 +84,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	r, err := sql.Open("sqlite", DSN(path)+"&_pragma=query_only(1)")
+	r, err := openDB(DSN(path)+"&_pragma=query_only(1)", obs)
 	if err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("sqlite: open: %w", err)

@@ -15,19 +15,26 @@ import (
 // store.ErrSchemaMismatch that says to run `ca migrate up`; an unreachable
 // database gives store.ErrUnavailable; an unknown scheme gives ErrBadURL.
 func Open(ctx context.Context, rawURL string) (store.Store, error) {
+	return OpenObserved(ctx, rawURL, nil)
+}
+
+// OpenObserved is Open with every statement the store sends to its
+// database, and every connection it opens, told to obs (store.Observer;
+// pkg/telemetry times them). A nil obs is Open.
+func OpenObserved(ctx context.Context, rawURL string, obs store.Observer) (store.Store, error) {
 	t, err := parse(rawURL)
 	if err != nil {
 		return nil, err
 	}
 	switch t.kind {
 	case Postgres:
-		s, err := postgres.Open(ctx, t.dsn)
+		s, err := postgres.OpenObserved(ctx, t.dsn, obs)
 		if err != nil {
 			return nil, err
 		}
 		return s, nil
 	default:
-		s, err := sqlite.Open(ctx, t.dsn)
+		s, err := sqlite.OpenObserved(ctx, t.dsn, obs)
 		if err != nil {
 			return nil, err
 		}
