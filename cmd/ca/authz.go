@@ -110,50 +110,27 @@ func cmdAuthzCheck(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+var authzCases = caseSuite{
+	usage:   "ca authz test POLICY.yaml --cases CASES.yaml",
+	subject: "authz policy",
+	noun:    "authz test cases",
+}
+
 // cmdAuthzTest runs a policy's offline test cases. Exit 1 on any failure.
 func cmdAuthzTest(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("authz test", flag.ContinueOnError)
 	cases := fs.String("cases", "", "the test cases `FILE` (YAML: cases: [{name, source, service, method, path, expect}])")
-	rest := args
-	var file string
-	if len(rest) > 0 && len(rest[0]) > 0 && rest[0][0] != '-' {
-		file, rest = rest[0], rest[1:]
-	}
-	if err := parseFlags(fs, rest, stderr); err != nil {
+	file, err := authzCases.parseArgs(fs, cases, args, stderr)
+	if err != nil {
 		return err
-	}
-	if file == "" && fs.NArg() == 1 {
-		file = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
-	}
-	if file == "" || *cases == "" {
-		return fmt.Errorf("%w: ca authz test POLICY.yaml --cases CASES.yaml", errUsage)
 	}
 	p, err := loadAuthzPolicy(file)
 	if err != nil {
 		return err
 	}
-	raw, err := os.ReadFile(*cases)
-	if err != nil {
-		return fmt.Errorf("reading the cases: %w", err)
-	}
-	tcs, err := authz.ParseTestCases(raw)
-	if err != nil {
-		return err
-	}
-	failed := 0
-	for _, res := range authz.RunTests(p, tcs) {
-		fmt.Fprintln(stdout, res.String())
-		if !res.Passed {
-			failed++
-		}
-	}
-	fmt.Fprintf(stdout, "authz policy %s (version %s): %d passed, %d failed\n", file, p.Version()[:12], len(tcs)-failed, failed)
-	if failed > 0 {
-		return fmt.Errorf("%d of %d authz test cases failed", failed, len(tcs))
-	}
-	return nil
+	run := func(tcs []authz.TestCase) []authz.CaseResult { return authz.RunTests(p, tcs) }
+	passed := func(r authz.CaseResult) bool { return r.Passed }
+	return runCases(authzCases, stdout, file, p.Version(), *cases, authz.ParseTestCases, run, passed)
 }
 
 // cmdAuthzExplain prints who may call what, one endpoint per line.

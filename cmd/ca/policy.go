@@ -207,33 +207,26 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
+var policyCases = caseSuite{
+	usage:   "ca policy test POLICY.yaml --cases CASES.yaml",
+	subject: "policy",
+	noun:    "policy test cases",
+}
+
 // cmdPolicy runs `ca policy test FILE --cases CASES`: the policy's offline
 // test cases, no network, token or database. Exit 1 on any failure.
 func cmdPolicy(args []string, getenv env, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "test" {
-		return fmt.Errorf("%w: ca policy test POLICY.yaml --cases CASES.yaml", errUsage)
+		return fmt.Errorf("%w: %s", errUsage, policyCases.usage)
 	}
 	fs := flag.NewFlagSet("policy test", flag.ContinueOnError)
 	cases := fs.String("cases", "", "the test cases `FILE` (YAML: cases: [{name, issuer, claims, expect}])")
 	cfgPath := commonFlags(fs)
 	var caHosts stringsFlag
 	fs.Var(&caHosts, "ca-host", "a `NAME` of the CA's own (repeat for more) that no rule may grant; default: the host names of the configuration ($CA_CONFIG, $CA_API_URL, $CA_PUBLIC_URL, listen addresses, localhost)")
-	// Accept the policy file before or after the flags.
-	rest := args[1:]
-	var file string
-	if len(rest) > 0 && len(rest[0]) > 0 && rest[0][0] != '-' {
-		file, rest = rest[0], rest[1:]
-	}
-	if err := parseFlags(fs, rest, stderr); err != nil {
+	file, err := policyCases.parseArgs(fs, cases, args[1:], stderr)
+	if err != nil {
 		return err
-	}
-	if file == "" && fs.NArg() == 1 {
-		file = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
-	}
-	if file == "" || *cases == "" {
-		return fmt.Errorf("%w: ca policy test POLICY.yaml --cases CASES.yaml", errUsage)
 	}
 	p, err := policy.LoadFile(file)
 	if err != nil {
@@ -249,26 +242,9 @@ func cmdPolicy(args []string, getenv env, stdout, stderr io.Writer) error {
 	if err := p.CheckReservedDNSNames(caHosts); err != nil {
 		return fmt.Errorf("policy %s: %w", file, err)
 	}
-	raw, err := os.ReadFile(*cases)
-	if err != nil {
-		return fmt.Errorf("reading the cases: %w", err)
-	}
-	tcs, err := policy.ParseTestCases(raw)
-	if err != nil {
-		return err
-	}
-	failed := 0
-	for _, res := range policy.RunTests(p, tcs) {
-		fmt.Fprintln(stdout, res.String())
-		if !res.Passed {
-			failed++
-		}
-	}
-	fmt.Fprintf(stdout, "policy %s (version %s): %d passed, %d failed\n", file, p.Version()[:12], len(tcs)-failed, failed)
-	if failed > 0 {
-		return fmt.Errorf("%d of %d policy test cases failed", failed, len(tcs))
-	}
-	return nil
+	run := func(tcs []policy.TestCase) []policy.Result { return policy.RunTests(p, tcs) }
+	passed := func(r policy.Result) bool { return r.Passed }
+	return runCases(policyCases, stdout, file, p.Version(), *cases, policy.ParseTestCases, run, passed)
 }
 
 // tokenIssuerRoots is the system roots plus enroll.token_issuer_ca_file, or

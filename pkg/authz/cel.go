@@ -1,23 +1,23 @@
 package authz
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/google/cel-go/cel"
-	"github.com/google/cel-go/common/types"
-	"github.com/google/cel-go/ext"
+
+	"github.com/workload-ca/workload-ca/pkg/celexpr"
 )
 
 // Bounds on `when` conditions. They run on every matching request, over
 // caller-influenced values (path, headers), so each evaluation is limited in
-// cost; RE2 regular expressions keep matching linear.
+// cost; RE2 regular expressions keep matching linear. pkg/celexpr holds the
+// bounds this package shares with the enrollment policy.
 const (
 	// MaxConditionBytes bounds the source length of one condition.
-	MaxConditionBytes = 4096
+	MaxConditionBytes = celexpr.MaxBytes
 	// ConditionCostLimit is the runtime cost budget of one evaluation (CEL
 	// cost units: roughly one per operation and per element traversed). An
 	// evaluation that exceeds it counts as false.
@@ -35,36 +35,17 @@ type condition struct {
 }
 
 func newCELEnv() (*cel.Env, error) {
-	return cel.NewEnv(
+	return celexpr.NewEnv(
 		// source: {"id", "trust_domain", "path"} (strings).
 		cel.Variable("source", cel.MapType(cel.StringType, cel.StringType)),
 		// request: {"method", "path": string, "headers": map(string,string),
 		// "time": timestamp}.
 		cel.Variable("request", cel.MapType(cel.StringType, cel.DynType)),
-		ext.Strings(),
-		cel.ParserRecursionLimit(64),
-		cel.ParserExpressionSizeLimit(MaxConditionBytes),
 	)
 }
 
 func compileCondition(env *cel.Env, src string, headers []string) (*condition, error) {
-	if strings.TrimSpace(src) == "" {
-		return nil, errors.New("when: condition is empty")
-	}
-	if len(src) > MaxConditionBytes {
-		return nil, fmt.Errorf("when: condition longer than %d bytes", MaxConditionBytes)
-	}
-	ast, iss := env.Compile(src)
-	if iss.Err() != nil {
-		return nil, fmt.Errorf("when: does not compile: %w", iss.Err())
-	}
-	if !ast.OutputType().IsExactType(types.BoolType) {
-		return nil, fmt.Errorf("when: has type %s, want bool", ast.OutputType())
-	}
-	prg, err := env.Program(ast,
-		cel.CostLimit(ConditionCostLimit),
-		cel.EvalOptions(cel.OptOptimize),
-	)
+	prg, err := celexpr.Compile(env, src, ConditionCostLimit)
 	if err != nil {
 		return nil, fmt.Errorf("when: %w", err)
 	}

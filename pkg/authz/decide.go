@@ -3,6 +3,8 @@ package authz
 import (
 	"net/http"
 	"time"
+
+	"github.com/workload-ca/workload-ca/pkg/names"
 )
 
 // Override is an active emergency override: Source may call Endpoint of
@@ -111,7 +113,7 @@ func (p *Policy) Decide(r Request, overrides []Override) Decision {
 		return d.deny(ReasonNoRule)
 	}
 	d.Mode = svc.mode
-	td, srcPath, ok := splitID(r.Source)
+	td, srcPath, ok := names.SPIFFEIDParts(r.Source)
 	if !ok {
 		return d.deny(ReasonIdentityUnverified)
 	}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"gopkg.in/yaml.v3"
+
+	"github.com/workload-ca/workload-ca/pkg/names"
 )
 
 // MaxPolicyBytes bounds the size of a policy file; larger files are refused
@@ -197,7 +199,7 @@ func compileService(env *cel.Env, td, name string, sf serviceFile, loc *locator)
 	if !nameRE.MatchString(name) {
 		return nil, fail(loc.at("services", name), "name must be lower-case letters, digits, - and _")
 	}
-	idTD, idPath, ok := splitID(sf.Identity)
+	idTD, idPath, ok := names.SPIFFEIDParts(sf.Identity)
 	switch {
 	case !ok:
 		return nil, fail(loc.at("services", name, "identity"), "identity %q is missing or not a SPIFFE ID", sf.Identity)

@@ -65,10 +65,9 @@ type Request struct {
 
 // Limits on request fields.
 const (
-	maxSPIFFEIDLen = 2048
-	maxDNSNames    = 100
-	maxIPs         = 20
-	maxRSABits     = 8192
+	maxDNSNames = 100
+	maxIPs      = 20
+	maxRSABits  = 8192
 )
 
 // validRequest is a request that passed validation, normalised.
@@ -185,42 +184,19 @@ func (i *Issuer) validate(r Request, now time.Time) (validRequest, error) {
 	return v, nil
 }
 
-// parseSPIFFEID checks id is a SPIFFE ID in trust domain td: scheme spiffe,
-// host exactly td (so no userinfo, port or uppercase), a non-empty path of
-// non-empty segments other than "." and "..", made of letters, digits, '.',
-// '-' and '_' (so no percent-encoding, query or fragment).
+// parseSPIFFEID checks id is a SPIFFE ID (names.SplitSPIFFEID: so no
+// userinfo, port, upper-case trust domain, percent-encoding, query, fragment,
+// or empty or dot segment) in trust domain td, with a path.
 func parseSPIFFEID(id, td string) (*url.URL, error) {
-	const scheme = "spiffe://"
-	if id == "" {
-		return nil, invalidf("SPIFFE ID is required")
+	idTD, path, err := names.SplitSPIFFEID(id)
+	if err != nil {
+		return nil, invalidf("%v", err)
 	}
-	if len(id) > maxSPIFFEIDLen {
-		return nil, invalidf("SPIFFE ID longer than %d bytes", maxSPIFFEIDLen)
-	}
-	if !strings.HasPrefix(id, scheme) {
-		return nil, invalidf("SPIFFE ID must start with %s", scheme)
-	}
-	rest := id[len(scheme):]
-	host, path, ok := strings.Cut(rest, "/")
-	if host != td {
+	if idTD != td {
 		return nil, invalidf("SPIFFE ID is not in trust domain %q", td)
 	}
-	if !ok || path == "" {
+	if path == "" {
 		return nil, invalidf("SPIFFE ID must have a path")
-	}
-	for seg := range strings.SplitSeq(path, "/") {
-		switch seg {
-		case "":
-			return nil, invalidf("SPIFFE ID has an empty path segment")
-		case ".", "..":
-			return nil, invalidf("SPIFFE ID has a dot path segment")
-		}
-		for j := 0; j < len(seg); j++ {
-			c := seg[j]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
-				return nil, invalidf("SPIFFE ID path has character %q", c)
-			}
-		}
 	}
 	u, err := url.Parse(id)
 	if err != nil || u.Host != td || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.RawPath != "" {

@@ -1,6 +1,9 @@
-// Package names is the one rule set for the DNS names this CA writes into
-// certificates, so that the policy that grants a name and the issuer that
-// signs it cannot disagree about what a valid name is.
+// Package names is the one rule set for the DNS names and SPIFFE IDs this CA
+// writes into certificates, so that the policy that grants a name, the issuer
+// that signs it and the authorization decisions that read it cannot disagree
+// about what a valid name is. SPIFFE IDs follow the SPIFFE ID spec as
+// go-spiffe reads it (SplitSPIFFEID); the rest of this comment is about DNS
+// names.
 //
 // The rule, for a private CA whose certificates are verified by TLS stacks
 // (crypto/x509, BoringSSL, rustls) and constrained by name constraints:

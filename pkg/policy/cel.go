@@ -7,16 +7,17 @@ import (
 	"time"
 
 	"github.com/google/cel-go/cel"
-	"github.com/google/cel-go/common/types"
-	"github.com/google/cel-go/ext"
+
+	"github.com/workload-ca/workload-ca/pkg/celexpr"
 )
 
 // Bounds on CEL conditions. A condition runs on attacker-influenced claims, so
 // every evaluation is limited in cost and in wall time, and checked for
-// interruption while it iterates.
+// interruption while it iterates (pkg/celexpr holds the bounds this package
+// shares with the authorization policy).
 const (
 	// MaxConditionBytes bounds the source length of one condition.
-	MaxConditionBytes = 4096
+	MaxConditionBytes = celexpr.MaxBytes
 	// ConditionCostLimit is the runtime cost budget of one evaluation (CEL
 	// cost units: roughly one per operation and per element traversed).
 	ConditionCostLimit = 100_000
@@ -34,36 +35,14 @@ type condition struct {
 }
 
 func newCELEnv() (*cel.Env, error) {
-	return cel.NewEnv(
-		cel.Variable("claims", cel.MapType(cel.StringType, cel.DynType)),
-		ext.Strings(),
-		cel.ParserRecursionLimit(64),
-		cel.ParserExpressionSizeLimit(MaxConditionBytes),
-	)
+	return celexpr.NewEnv(cel.Variable("claims", cel.MapType(cel.StringType, cel.DynType)))
 }
 
 // compileCondition parses and type-checks src, which must have type bool.
 func compileCondition(env *cel.Env, src string) (*condition, error) {
-	if src == "" {
-		return nil, errors.New("condition is empty")
-	}
-	if len(src) > MaxConditionBytes {
-		return nil, fmt.Errorf("condition longer than %d bytes", MaxConditionBytes)
-	}
-	ast, iss := env.Compile(src)
-	if iss.Err() != nil {
-		return nil, fmt.Errorf("condition does not compile: %w", iss.Err())
-	}
-	if !ast.OutputType().IsExactType(types.BoolType) {
-		return nil, fmt.Errorf("condition has type %s, want bool", ast.OutputType())
-	}
-	prg, err := env.Program(ast,
-		cel.CostLimit(ConditionCostLimit),
-		cel.InterruptCheckFrequency(64),
-		cel.EvalOptions(cel.OptOptimize),
-	)
+	prg, err := celexpr.Compile(env, src, ConditionCostLimit)
 	if err != nil {
-		return nil, fmt.Errorf("condition: %w", err)
+		return nil, err
 	}
 	return &condition{source: src, prg: prg}, nil
 }

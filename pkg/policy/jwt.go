@@ -118,11 +118,11 @@ func (p *Policy) compileJWTAudience(a jwtAudienceFile) (jwtAudienceRule, error) 
 	} else {
 		r.id = a.SPIFFEID
 	}
-	id, err := parseSPIFFEID(a.SPIFFEID)
+	td, err := parseSPIFFEID(a.SPIFFEID)
 	if err != nil {
 		return r, fmt.Errorf("spiffe_id: %w", err)
 	}
-	if id.TrustDomain() != p.trustDomain {
+	if td != p.trustDomain.Name() {
 		return r, fmt.Errorf("spiffe_id %q is outside trust domain %q", a.SPIFFEID, p.trustDomain.Name())
 	}
 	return r, nil

@@ -11,9 +11,6 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/names"
 )
 
-// maxSPIFFEIDBytes is the SPIFFE spec's limit on an ID's length.
-const maxSPIFFEIDBytes = 2048
-
 // nameGuard is the hard limit under every rule: whatever a rule or a claim
 // produces, an issued SPIFFE ID must be in the trust domain and every DNS name
 // inside permitted_dns_domains. It is smallstep's X.509 name-policy engine with
@@ -38,14 +35,14 @@ func newNameGuard(td spiffeid.TrustDomain, dnsDomains []string) (*nameGuard, err
 
 // check enforces the guard on one identity.
 func (g *nameGuard) check(id string, dnsNames []string) error {
-	sid, err := parseSPIFFEID(id)
+	td, err := parseSPIFFEID(id)
 	if err != nil {
 		return err
 	}
-	if sid.TrustDomain() != g.td {
+	if td != g.td.Name() {
 		return fmt.Errorf("SPIFFE ID %q is outside trust domain %q", id, g.td.Name())
 	}
-	u, err := url.Parse(sid.String())
+	u, err := url.Parse(id)
 	if err != nil {
 		return fmt.Errorf("SPIFFE ID %q: %w", id, err)
 	}
@@ -61,19 +58,15 @@ func (g *nameGuard) check(id string, dnsNames []string) error {
 	return nil
 }
 
-// parseSPIFFEID accepts exactly the SPIFFE ID syntax (scheme spiffe, lower-case
-// trust domain, path segments of [a-zA-Z0-9._-], no empty or dot segments, no
-// query, fragment, port or user info) with a non-empty path.
-func parseSPIFFEID(id string) (spiffeid.ID, error) {
-	if len(id) > maxSPIFFEIDBytes {
-		return spiffeid.ID{}, fmt.Errorf("SPIFFE ID longer than %d bytes", maxSPIFFEIDBytes)
-	}
-	sid, err := spiffeid.FromString(id)
+// parseSPIFFEID checks id is a SPIFFE ID with a path (names.SplitSPIFFEID,
+// the rule the issuer applies too) and returns its trust domain.
+func parseSPIFFEID(id string) (td string, err error) {
+	td, path, err := names.SplitSPIFFEID(id)
 	if err != nil {
-		return spiffeid.ID{}, fmt.Errorf("SPIFFE ID %q: %w", id, err)
+		return "", fmt.Errorf("%q: %w", id, err)
 	}
-	if sid.Path() == "" {
-		return spiffeid.ID{}, fmt.Errorf("SPIFFE ID %q has no path", id)
+	if path == "" {
+		return "", fmt.Errorf("SPIFFE ID %q has no path", id)
 	}
-	return sid, nil
+	return td, nil
 }
