@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bytes"
+	"io"
 	"net/http"
 	"strconv"
 
@@ -12,10 +14,16 @@ import (
 // each would wait behind the 255 others, well past a client's patience, and
 // the work done for the ones that gave up is wasted. So at most
 // MaxInFlightEnrollments enrollments and renewals are answered at once; one
-// more is refused at once, before its body is read or its token checked
-// (the token is not spent, so the client retries with it), with 503
-// overloaded and Retry-After. Accepted requests keep a short tail; nothing
-// is half-done, since nothing of a shed request was.
+// more is refused at once, before its token is checked (the token is not
+// spent, so the client retries with it), with 503 overloaded and
+// Retry-After. Accepted requests keep a short tail; nothing is half-done,
+// since nothing of a shed request was.
+//
+// The body (size-bounded by limitBody, time-bounded by the server's
+// ReadTimeout) is read before a slot is taken: a slot stands for CPU work,
+// and a client that sends its body slowly, or never, must not hold one, or
+// a few anonymous connections trickling bodies would shed every real
+// enrollment.
 
 // DefaultMaxInFlightEnrollments is Deps.MaxInFlightEnrollments when zero:
 // on a 2-core machine about 40 ms of work in flight at 1,500 enrollments/s.
@@ -54,9 +62,16 @@ func newAdmission(n int) *admission {
 var errOverloaded = &Error{Kind: KindUnavailable, Reason: ReasonOverloaded,
 	Detail: "the CA is answering as many enrollments as it takes at once; retry after the Retry-After seconds"}
 
-// admit runs h if a slot is free, else answers 503 overloaded at once.
+// admit reads the request's body, then runs h if a slot is free, else
+// answers 503 overloaded at once.
 func (e *enrollment) admit(action string, h HandlerFunc) HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
+		if r.Body != nil && r.Body != http.NoBody {
+			body, err := io.ReadAll(r.Body)
+			// h reads the same bytes, then the same error (a body over
+			// the limit, a connection cut), and answers as it would have.
+			r.Body = readBody{Reader: bytes.NewReader(body), err: err}
+		}
 		select {
 		case e.load.slots <- struct{}{}:
 		default:
@@ -71,3 +86,20 @@ func (e *enrollment) admit(action string, h HandlerFunc) HandlerFunc {
 		return h(w, r)
 	}
 }
+
+// readBody replays a body read ahead: its bytes, then the error that ended
+// the read (io.EOF if none).
+type readBody struct {
+	*bytes.Reader
+	err error
+}
+
+func (b readBody) Read(p []byte) (int, error) {
+	n, err := b.Reader.Read(p)
+	if err == io.EOF && b.err != nil {
+		err = b.err
+	}
+	return n, err
+}
+
+func (readBody) Close() error { return nil }

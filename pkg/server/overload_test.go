@@ -2,9 +2,13 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
@@ -83,5 +87,49 @@ func TestEnrollmentsBeyondTheInFlightBoundAreShedWithRetryAfterAndTheirTokenIsNo
 	res.Body.Close()
 	if !strings.Contains(f.logs.String(), `"reason":"overloaded"`) {
 		t.Errorf("the shed request is not in the log")
+	}
+}
+
+// An anonymous client that sends its headers and then trickles its body, or
+// never sends it, must not hold an in-flight slot: before the fix one such
+// connection per slot shed every real enrollment (503 overloaded) for as
+// long as the server waited for the bodies.
+func TestASlowBodyHoldsNoInFlightSlot(t *testing.T) {
+	f := newEnrollFixtureWith(t, func(f *fixture, d *Deps) { d.MaxInFlightEnrollments = 1 })
+	u, err := url.Parse(f.rs.apiURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		conn, err := tls.Dial("tcp", u.Host, &tls.Config{RootCAs: f.rs.roots, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		// Headers and the first byte of a body announced at 4,000 bytes.
+		if _, err := fmt.Fprintf(conn, "POST /v1/enroll HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer x\r\n"+
+			"Content-Type: application/json\r\nContent-Length: 4000\r\n\r\n{", u.Host); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Enrollments over the next second, while the three bodies are
+	// awaited: each must be answered 201. (Before the fix the first slow
+	// request to reach the handler took the only slot, and every
+	// enrollment after it was shed.)
+	_, csr := csrPEM(t)
+	for i := range 5 {
+		time.Sleep(200 * time.Millisecond)
+		_, res := postJSON(t, f.rs.client(), f.rs.apiURL+"/v1/enroll", f.oidc.GitHubToken(t, nil), CertRequest{CSR: csr})
+		if res.StatusCode != http.StatusCreated {
+			t.Fatalf("enrollment %d while three bodies trickle = %d %s; want 201", i, res.StatusCode, decodeProblem(t, res).Reason)
+		}
+		res.Body.Close()
+	}
+	var m dto.Metric
+	if err := f.routes.enroll.load.shed.WithLabelValues(actionEnroll).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.GetCounter().GetValue(); n != 0 {
+		t.Errorf("ca_enroll_shed_total{action=enroll} = %v; want 0: the slow bodies held slots", n)
 	}
 }
