@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/workload-ca/workload-ca/pkg/server"
@@ -160,22 +159,14 @@ func printOverrides(w io.Writer, items []server.OverrideView) error {
 		_, err := fmt.Fprintln(w, "no overrides")
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tSOURCE\tSERVICE\tENDPOINT\tTTL\tREQUESTED BY\tAPPROVED BY\tUNTIL")
+	tw := table(w, "ID\tSTATE\tSOURCE\tSERVICE\tENDPOINT\tTTL\tREQUESTED BY\tAPPROVED BY\tUNTIL")
 	for _, v := range items {
 		until := "-"
 		if v.Until != nil {
 			until = v.Until.UTC().Format(time.RFC3339)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.ID, v.State, v.Source, v.Service, v.Endpoint, v.TTL,
-			v.RequestedBy, dash(v.ApprovedBy), until)
+			v.RequestedBy, orDash(v.ApprovedBy), until)
 	}
 	return tw.Flush()
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
