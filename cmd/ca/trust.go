@@ -139,8 +139,8 @@ func (t *trust) publish(ctx context.Context, actor string) (bundle.PublishResult
 	return res, nil
 }
 
-// serverDeps are the routes' trust dependencies. Authorize stays nil here:
-// operator authorization guards the administration routes.
+// serverDeps are the routes' trust dependencies; operator authorization
+// guards the administration routes.
 func (t *trust) serverDeps() *server.TrustDeps {
 	return &server.TrustDeps{
 		Bundles: t.cache,
