@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/workload-ca/workload-ca/pkg/server"
@@ -45,24 +43,11 @@ type authzOverridesOptions struct {
 
 func parseAuthzOverridesFlags(args []string, stderr io.Writer) (authzOverridesOptions, error) {
 	var o authzOverridesOptions
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-			fmt.Fprint(stderr, authzOverridesUsage)
-			return o, errFlagHelp
-		}
-		return o, fmt.Errorf("%w: ca authz overrides request | approve | end | list", errUsage)
+	verb, args, fs, err := operatorVerb("ca authz overrides", authzOverridesUsage, args, stderr, "request", "approve", "end", "list")
+	if err != nil {
+		return o, err
 	}
-	o.verb, args = args[0], args[1:]
-	switch o.verb {
-	case "request", "approve", "end", "list":
-	default:
-		return o, fmt.Errorf("%w: unknown ca authz overrides command %q (request, approve, end, list)", errUsage, o.verb)
-	}
-	fs := flag.NewFlagSet("authz overrides "+o.verb, flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), authzOverridesUsage)
-		fs.PrintDefaults()
-	}
+	o.verb = verb
 	if o.verb == "request" {
 		fs.StringVar(&o.source, "source", "", "the calling SPIFFE ID the override allows (required)")
 		fs.StringVar(&o.service, "service", "", "the destination service (required)")
@@ -71,17 +56,11 @@ func parseAuthzOverridesFlags(args []string, stderr io.Writer) (authzOverridesOp
 		fs.StringVar(&o.reason, "reason", "", "why, for the audit log and the approver (required)")
 	}
 	c := &o.conn
-	c.connFlags(fs)
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		o.id, args = args[0], args[1:]
-	}
-	if err := parseFlags(fs, args, stderr); err != nil {
+	id, rest, err := c.parseVerbArgs(fs, args, stderr, o.verb == "approve" || o.verb == "end")
+	if err != nil {
 		return o, err
 	}
-	rest := fs.Args()
-	if o.id == "" && len(rest) > 0 && (o.verb == "approve" || o.verb == "end") {
-		o.id, rest = rest[0], rest[1:]
-	}
+	o.id = id
 	switch {
 	case len(rest) > 0:
 		return o, fmt.Errorf("%w: unexpected arguments %q", errUsage, rest)
@@ -109,12 +88,6 @@ func cmdAuthzOverrides(ctx context.Context, args []string, stdin io.Reader, stdo
 	if err != nil {
 		return err
 	}
-	client, token, err := operatorClient(ctx, o.conn, stdin)
-	if err != nil {
-		return err
-	}
-	defer client.CloseIdleConnections()
-
 	method, path := http.MethodPost, "/v1/authz/overrides"
 	var body any
 	switch o.verb {
@@ -125,12 +98,8 @@ func cmdAuthzOverrides(ctx context.Context, args []string, stdin io.Reader, stdo
 	case "list":
 		method = http.MethodGet
 	}
-	raw, err := operatorCall(ctx, client, method, o.conn.caURL+path, token, body, http.StatusOK, http.StatusCreated)
-	if err != nil {
-		return err
-	}
-	if o.conn.json {
-		_, err := fmt.Fprintln(stdout, strings.TrimSpace(string(raw)))
+	raw, printed, err := o.conn.call(ctx, stdin, stdout, method, path, body, http.StatusOK, http.StatusCreated)
+	if err != nil || printed {
 		return err
 	}
 	if o.verb == "list" {
@@ -160,22 +129,14 @@ func printOverrides(w io.Writer, items []server.OverrideView) error {
 		_, err := fmt.Fprintln(w, "no overrides")
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tSOURCE\tSERVICE\tENDPOINT\tTTL\tREQUESTED BY\tAPPROVED BY\tUNTIL")
+	tw := table(w, "ID\tSTATE\tSOURCE\tSERVICE\tENDPOINT\tTTL\tREQUESTED BY\tAPPROVED BY\tUNTIL")
 	for _, v := range items {
 		until := "-"
 		if v.Until != nil {
 			until = v.Until.UTC().Format(time.RFC3339)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.ID, v.State, v.Source, v.Service, v.Endpoint, v.TTL,
-			v.RequestedBy, dash(v.ApprovedBy), until)
+			v.RequestedBy, orDash(v.ApprovedBy), until)
 	}
 	return tw.Flush()
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -48,24 +47,12 @@ type identityOptions struct {
 
 func parseIdentityFlags(args []string, stderr io.Writer) (identityOptions, error) {
 	var o identityOptions
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-			fmt.Fprintf(stderr, identityUsage, strings.Join(revoke.ReasonNames(), ", "))
-			return o, errFlagHelp
-		}
-		return o, fmt.Errorf("%w: ca identity revoke | hold | release | list", errUsage)
+	verb, args, fs, err := operatorVerb("ca identity", fmt.Sprintf(identityUsage, strings.Join(revoke.ReasonNames(), ", ")), args, stderr,
+		"revoke", "hold", "release", "list")
+	if err != nil {
+		return o, err
 	}
-	o.verb, args = args[0], args[1:]
-	switch o.verb {
-	case "revoke", "hold", "release", "list":
-	default:
-		return o, fmt.Errorf("%w: unknown ca identity command %q (revoke, hold, release, list)", errUsage, o.verb)
-	}
-	fs := flag.NewFlagSet("identity "+o.verb, flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), identityUsage, strings.Join(revoke.ReasonNames(), ", "))
-		fs.PrintDefaults()
-	}
+	o.verb = verb
 	c := &o.conn
 	switch o.verb {
 	case "revoke":
@@ -75,17 +62,11 @@ func parseIdentityFlags(args []string, stderr io.Writer) (identityOptions, error
 		fs.StringVar(&o.reason, "reason", "unspecified", "RFC 5280 reason name recorded with the hold")
 		fs.StringVar(&o.hold, "for", "", "how long the hold lasts (1m to 720h), such as 24h (required)")
 	}
-	c.connFlags(fs)
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		o.spiffeID, args = args[0], args[1:]
-	}
-	if err := parseFlags(fs, args, stderr); err != nil {
+	spiffeID, rest, err := c.parseVerbArgs(fs, args, stderr, o.verb != "list")
+	if err != nil {
 		return o, err
 	}
-	rest := fs.Args()
-	if o.spiffeID == "" && len(rest) > 0 && o.verb != "list" {
-		o.spiffeID, rest = rest[0], rest[1:]
-	}
+	o.spiffeID = spiffeID
 	switch {
 	case len(rest) > 0:
 		return o, fmt.Errorf("%w: unexpected arguments %q", errUsage, rest)
@@ -118,12 +99,6 @@ func cmdIdentity(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	if err != nil {
 		return err
 	}
-	client, token, err := operatorClient(ctx, o.conn, stdin)
-	if err != nil {
-		return err
-	}
-	defer client.CloseIdleConnections()
-
 	method, path := http.MethodPost, "/v1/identities/"+o.verb
 	var body any
 	switch o.verb {
@@ -134,12 +109,8 @@ func cmdIdentity(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	case "list":
 		method, path = http.MethodGet, "/v1/identities/holds"
 	}
-	raw, err := operatorCall(ctx, client, method, o.conn.caURL+path, token, body)
-	if err != nil {
-		return err
-	}
-	if o.conn.json {
-		_, err := fmt.Fprintln(stdout, strings.TrimSpace(string(raw)))
+	raw, printed, err := o.conn.call(ctx, stdin, stdout, method, path, body)
+	if err != nil || printed {
 		return err
 	}
 	return printIdentityAnswer(stdout, o.verb, raw)

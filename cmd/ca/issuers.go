@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/workload-ca/workload-ca/pkg/bundle"
@@ -20,7 +19,8 @@ import (
 // local operator tool on the configured database and key store (like `ca
 // init`); POST /v1/issuers/rotate does the same over the API.
 func cmdIssuers(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
-	c, err := newAdminCommand("issuers", "ca issuers list | rotate [--root] | activate [--force] | abandon [--id ID] | tick", args, getenv)
+	c, err := newAdminCommand("issuers", "ca issuers list | rotate [--root] | activate [--force] | abandon [--id ID] | tick", args, getenv,
+		"list", "rotate", "activate", "abandon", "tick")
 	if err != nil {
 		return err
 	}
@@ -33,14 +33,8 @@ func cmdIssuers(ctx context.Context, args []string, getenv env, stdout, stderr i
 		root = c.fs.Bool("root", false, "rotate the root too (new root, cross-certificate signed by the old root)")
 	case "activate":
 		force = c.fs.Bool("force", false, "activate before the new root has been published for the overlap")
-	case "list", "tick":
-	default:
-		return c.unknown()
 	}
-	if err := c.parse(stderr); err != nil {
-		return err
-	}
-	b, tr, err := c.open(ctx, getenv, stderr)
+	b, tr, err := c.open(ctx, getenv, stderr, nil)
 	if err != nil {
 		return err
 	}
@@ -52,8 +46,7 @@ func cmdIssuers(ctx context.Context, args []string, getenv env, stdout, stderr i
 		if err != nil {
 			return err
 		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tKIND\tSTATE\tPARENT\tNOT AFTER\tKEY\tSUBJECT")
+		tw := table(stdout, "ID\tKIND\tSTATE\tPARENT\tNOT AFTER\tKEY\tSUBJECT")
 		for _, is := range list {
 			subject, notAfter := "-", "-"
 			if is.CertDER != nil {
@@ -112,7 +105,8 @@ func cmdIssuers(ctx context.Context, args []string, getenv env, stdout, stderr i
 // cmdBundle runs `ca bundle versions|publish|rollback`: the published trust
 // bundle versions, as a local operator tool.
 func cmdBundle(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
-	c, err := newAdminCommand("bundle", "ca bundle versions | publish [--force] | rollback --to N [--force]", args, getenv)
+	c, err := newAdminCommand("bundle", "ca bundle versions | publish [--force] | rollback --to N [--force]", args, getenv,
+		"versions", "publish", "rollback")
 	if err != nil {
 		return err
 	}
@@ -124,17 +118,13 @@ func cmdBundle(ctx context.Context, args []string, getenv env, stdout, stderr io
 	case "rollback":
 		to = c.fs.Int64("to", 0, "the earlier bundle `SEQUENCE` whose content to republish")
 		force = c.fs.Bool("force", false, "roll back even when it is unsafe (drops the active issuer's anchor or a JWT key in use, or brings back a retired one)")
-	case "versions":
-	default:
-		return c.unknown()
 	}
-	if err := c.parse(stderr); err != nil {
-		return err
-	}
-	if c.sub == "rollback" && *to <= 0 {
-		return fmt.Errorf("%w: --to SEQUENCE is required", errUsage)
-	}
-	b, tr, err := c.open(ctx, getenv, stderr)
+	b, tr, err := c.open(ctx, getenv, stderr, func() error {
+		if c.sub == "rollback" && *to <= 0 {
+			return fmt.Errorf("%w: --to SEQUENCE is required", errUsage)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
@@ -145,8 +135,7 @@ func cmdBundle(ctx context.Context, args []string, getenv env, stdout, stderr io
 		if err != nil {
 			return err
 		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SEQUENCE\tCREATED\tACTOR\tREASON\tROLLED BACK FROM\tANCHORS (sha256 prefix)")
+		tw := table(stdout, "SEQUENCE\tCREATED\tACTOR\tREASON\tROLLED BACK FROM\tANCHORS (sha256 prefix)")
 		for _, v := range list {
 			c, err := bundle.ParseContent(v.Content)
 			if err != nil {
@@ -181,13 +170,6 @@ func cmdBundle(ctx context.Context, args []string, getenv env, stdout, stderr io
 		fmt.Fprintf(stdout, "bundle version %d republishes version %d; it stays until the issuers change or `ca bundle publish --force`\n", v.Sequence, v.RolledBackFrom)
 	}
 	return nil
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // subjectOf is the subject of a DER certificate, or "?" if it does not parse.

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/workload-ca/workload-ca/internal/clock"
@@ -163,22 +162,15 @@ func requestJWT(ctx context.Context, c *http.Client, url string, audience []stri
 // JWT-SVID signing keys as a local operator tool on the configured database
 // and key store (admin: it needs the database and the HSM PIN).
 func cmdJWTKeys(ctx context.Context, args []string, getenv env, stdout, stderr io.Writer) error {
-	c, err := newAdminCommand("jwt-keys", "ca jwt-keys list | rotate [--emergency] | tick", args, getenv)
+	c, err := newAdminCommand("jwt-keys", "ca jwt-keys list | rotate [--emergency] | tick", args, getenv, "list", "rotate", "tick")
 	if err != nil {
 		return err
 	}
 	var emergency *bool
-	switch c.sub {
-	case "rotate":
+	if c.sub == "rotate" {
 		emergency = c.fs.Bool("emergency", false, "activate a new key now and retire the current one at once (its tokens stop verifying)")
-	case "list", "tick":
-	default:
-		return c.unknown()
 	}
-	if err := c.parse(stderr); err != nil {
-		return err
-	}
-	b, tr, err := c.open(ctx, getenv, stderr)
+	b, tr, err := c.open(ctx, getenv, stderr, nil)
 	if err != nil {
 		return err
 	}
@@ -189,8 +181,7 @@ func cmdJWTKeys(ctx context.Context, args []string, getenv env, stdout, stderr i
 		if err != nil {
 			return err
 		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "KID\tALG\tSTATE\tCREATED\tACTIVATED\tRETIRING\tRETIRED")
+		tw := table(stdout, "KID\tALG\tSTATE\tCREATED\tACTIVATED\tRETIRING\tRETIRED")
 		for _, k := range keys {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.KeyID, k.Alg, k.State,
 				timeOrDash(k.CreatedAt), timeOrDash(k.ActivatedAt), timeOrDash(k.RetiringAt), timeOrDash(k.RetiredAt))
@@ -221,11 +212,4 @@ func cmdJWTKeys(ctx context.Context, args []string, getenv env, stdout, stderr i
 			res.Bundle.Sequence, res.Skipped)
 	}
 	return nil
-}
-
-func timeOrDash(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.Format(time.RFC3339)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -23,6 +24,65 @@ func (o *revokeOptions) connFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.caFingerprint, "ca-fingerprint", "", "SHA-256 fingerprint of the CA root to verify the API with")
 	fs.StringVar(&o.trustDomain, "trust-domain", "", trustDomainUsage)
 	fs.BoolVar(&o.json, "json", false, "print the CA's JSON answer")
+}
+
+// operatorVerb splits `NAME VERB ...` (name such as "ca identity") into the
+// verb, one of verbs, and its arguments, and returns the verb's flag set,
+// whose -h prints usage. -h before the verb prints usage (errFlagHelp); no
+// verb or an unknown one is errUsage.
+func operatorVerb(name, usage string, args []string, stderr io.Writer, verbs ...string) (verb string, rest []string, fs *flag.FlagSet, err error) {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			fmt.Fprint(stderr, usage)
+			return "", nil, nil, errFlagHelp
+		}
+		return "", nil, nil, fmt.Errorf("%w: %s %s", errUsage, name, strings.Join(verbs, " | "))
+	}
+	verb, rest = args[0], args[1:]
+	if !slices.Contains(verbs, verb) {
+		return "", nil, nil, fmt.Errorf("%w: unknown %s command %q (%s)", errUsage, name, verb, strings.Join(verbs, ", "))
+	}
+	fs = flag.NewFlagSet(strings.TrimPrefix(name, "ca ")+" "+verb, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
+	return verb, rest, fs, nil
+}
+
+// parseVerbArgs registers the connection flags on fs and parses a verb's
+// arguments: arg is the one before the flags or, when takesArg, the first
+// after them; rest is what remains after the flags.
+func (o *revokeOptions) parseVerbArgs(fs *flag.FlagSet, args []string, stderr io.Writer, takesArg bool) (arg string, rest []string, err error) {
+	o.connFlags(fs)
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		arg, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args, stderr); err != nil {
+		return "", nil, err
+	}
+	rest = fs.Args()
+	if arg == "" && len(rest) > 0 && takesArg {
+		arg, rest = rest[0], rest[1:]
+	}
+	return arg, rest, nil
+}
+
+// call connects to the CA's API with the operator's credentials and makes
+// one call (operatorCall) to path; with --json it prints the answer as it is
+// and printed is true.
+func (o revokeOptions) call(ctx context.Context, stdin io.Reader, stdout io.Writer, method, path string, body any, want ...int) (raw []byte, printed bool, err error) {
+	client, token, err := operatorClient(ctx, o, stdin)
+	if err != nil {
+		return nil, false, err
+	}
+	defer client.CloseIdleConnections()
+	raw, err = operatorCall(ctx, client, method, o.caURL+path, token, body, want...)
+	if err != nil || !o.json {
+		return raw, false, err
+	}
+	_, err = fmt.Fprintln(stdout, strings.TrimSpace(string(raw)))
+	return raw, true, err
 }
 
 // checkConn validates the shared flags (errUsage) and trims the server URL.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"flag"
@@ -143,13 +142,9 @@ func (r *renewer) reenroll(ctx context.Context) (*x509.Certificate, error) {
 	if tok == "" {
 		return nil, fmt.Errorf("--token-file %s is empty", r.tokenFile)
 	}
-	bundle, err := os.ReadFile(r.out.bundle)
+	roots, err := r.roots()
 	if err != nil {
-		return nil, fmt.Errorf("reading the trust bundle: %w", err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(bundle) {
-		return nil, fmt.Errorf("%s holds no certificate", r.out.bundle)
+		return nil, err
 	}
 	c := tlsClientFor(roots, r.trustDomain)
 	defer c.CloseIdleConnections()
@@ -176,24 +171,10 @@ func (r *renewer) reenroll(ctx context.Context) (*x509.Certificate, error) {
 
 // renewOnce renews with the files as they are and returns the new leaf.
 func (r *renewer) renewOnce(ctx context.Context) (*x509.Certificate, error) {
-	pair, err := tls.LoadX509KeyPair(r.out.cert, r.out.key)
+	c, err := r.mtlsClient()
 	if err != nil {
-		return nil, fmt.Errorf("loading the current key and certificate: %w", err)
+		return nil, err
 	}
-	if chain, err := os.ReadFile(r.out.chain); err == nil {
-		for _, c := range parseCerts(chain) {
-			pair.Certificate = append(pair.Certificate, c.Raw)
-		}
-	}
-	bundle, err := os.ReadFile(r.out.bundle)
-	if err != nil {
-		return nil, fmt.Errorf("reading the trust bundle: %w", err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(bundle) {
-		return nil, fmt.Errorf("%s holds no certificate", r.out.bundle)
-	}
-	c := tlsClientFor(roots, r.trustDomain, pair)
 	defer c.CloseIdleConnections()
 	_, keyPEM, csr, err := newKeyAndCSR(r.keyType)
 	if err != nil {

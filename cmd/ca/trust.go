@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/workload-ca/workload-ca/internal/clock"
@@ -97,30 +98,34 @@ type adminCommand struct {
 }
 
 // newAdminCommand splits args into the sub-command and its arguments; none
-// is errUsage with usage.
-func newAdminCommand(name, usage string, args []string, getenv env) (*adminCommand, error) {
+// is errUsage with usage, and a sub-command not among subs is errUsage
+// naming it.
+func newAdminCommand(name, usage string, args []string, getenv env, subs ...string) (*adminCommand, error) {
 	if len(args) == 0 {
 		return nil, fmt.Errorf("%w: %s", errUsage, usage)
 	}
 	c := &adminCommand{name: name, sub: args[0], args: args[1:]}
+	if !slices.Contains(subs, c.sub) {
+		return nil, fmt.Errorf("%w: unknown %s command %q", errUsage, c.name, c.sub)
+	}
 	c.fs = flag.NewFlagSet(name+" "+c.sub, flag.ContinueOnError)
 	c.cfgPath = commonFlags(c.fs)
 	c.actor = actorFlag(c.fs, getenv)
 	return c, nil
 }
 
-// unknown is the usage error of a sub-command the command does not have.
-func (c *adminCommand) unknown() error {
-	return fmt.Errorf("%w: unknown %s command %q", errUsage, c.name, c.sub)
-}
-
-// parse parses the sub-command's flags (no other arguments).
-func (c *adminCommand) parse(stderr io.Writer) error {
-	return parseFlagsOnly(c.fs, c.args, stderr)
-}
-
-// open is openAdmin with the sub-command's --config.
-func (c *adminCommand) open(ctx context.Context, getenv env, stderr io.Writer) (*backends, *trust, error) {
+// open parses the sub-command's flags (no other arguments), runs check on
+// them when it is not nil (a usage error stops before anything is opened),
+// and opens the configured database and key store (openAdmin).
+func (c *adminCommand) open(ctx context.Context, getenv env, stderr io.Writer, check func() error) (*backends, *trust, error) {
+	if err := parseFlagsOnly(c.fs, c.args, stderr); err != nil {
+		return nil, nil, err
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return nil, nil, err
+		}
+	}
 	return openAdmin(ctx, *c.cfgPath, getenv, stderr)
 }
 
@@ -134,8 +139,8 @@ func (t *trust) publish(ctx context.Context, actor string) (bundle.PublishResult
 	return res, nil
 }
 
-// serverDeps are the routes' trust dependencies. Authorize stays nil here:
-// operator authorization guards the administration routes.
+// serverDeps are the routes' trust dependencies; operator authorization
+// guards the administration routes.
 func (t *trust) serverDeps() *server.TrustDeps {
 	return &server.TrustDeps{
 		Bundles: t.cache,

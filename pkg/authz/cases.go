@@ -6,15 +6,12 @@ package authz
 // any network, so a policy change can be tested in CI before it is deployed.
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"github.com/workload-ca/workload-ca/internal/casefile"
 )
 
 // TestCase is one offline call and what it must get.
@@ -40,10 +37,6 @@ type Expectation struct {
 	Override string `yaml:"override"`
 }
 
-type casesFile struct {
-	Cases []TestCase `yaml:"cases"`
-}
-
 // CaseResult is the outcome of one TestCase; Failures are human-readable
 // lines, empty when Passed.
 type CaseResult struct {
@@ -55,32 +48,18 @@ type CaseResult struct {
 
 // String renders "PASS name" or "FAIL name" with indented failures.
 func (r CaseResult) String() string {
-	if r.Passed {
-		return "PASS " + r.Name
-	}
-	return "FAIL " + r.Name + "\n    " + strings.Join(r.Failures, "\n    ")
+	return casefile.Line(r.Name, r.Passed, r.Failures)
 }
 
 // ParseTestCases decodes a test-cases file strictly (unknown fields are
 // errors) and checks every case names a method, a path and an expectation.
 func ParseTestCases(data []byte) ([]TestCase, error) {
-	var f casesFile
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("authz test cases: empty file")
-		}
-		return nil, fmt.Errorf("authz test cases: %w", err)
+	cases, err := casefile.Decode(data, "authz test cases", func(c *TestCase) *string { return &c.Name })
+	if err != nil {
+		return nil, err
 	}
-	if len(f.Cases) == 0 {
-		return nil, errors.New("authz test cases: no cases")
-	}
-	for i := range f.Cases {
-		c := &f.Cases[i]
-		if c.Name == "" {
-			c.Name = fmt.Sprintf("case %d", i+1)
-		}
+	for i := range cases {
+		c := &cases[i]
 		if c.Service == "" || c.Method == "" || c.Path == "" {
 			return nil, fmt.Errorf("authz test cases: %s: service, method and path are required", c.Name)
 		}
@@ -96,7 +75,7 @@ func ParseTestCases(data []byte) ([]TestCase, error) {
 			return nil, fmt.Errorf("authz test cases: %s: expect.reason %q is not one of %s", c.Name, c.Expect.Reason, strings.Join(Reasons, ", "))
 		}
 	}
-	return f.Cases, nil
+	return cases, nil
 }
 
 func isReason(s string) bool {

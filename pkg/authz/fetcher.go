@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +19,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/workload-ca/workload-ca/internal/atomicfile"
 )
 
 // Wire constants of GET /v1/authz/policy.
@@ -365,7 +366,7 @@ func (f *Fetcher) refresh(ctx context.Context) error {
 	}
 	f.install(sp, p, res.Header.Get("ETag"), "ca")
 	if f.cfg.CacheFile != "" {
-		if err := writeFileAtomic(f.cfg.CacheFile, body, 0o600); err != nil {
+		if err := atomicfile.Replace(f.cfg.CacheFile, body, 0o600); err != nil {
 			f.cfg.Log.Warn("authz: could not cache the policy", "file", f.cfg.CacheFile, "err", err)
 		}
 	}
@@ -403,30 +404,4 @@ func (f *Fetcher) Run(ctx context.Context) {
 func PolicyETag(payload []byte) string {
 	sum := sha256.Sum256(payload)
 	return `"` + hex.EncodeToString(sum[:]) + `"`
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	defer os.Remove(name)
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(name, path)
 }

@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+
+	"github.com/workload-ca/workload-ca/internal/atomicfile"
 )
 
 // keyFileSuffix ends every software key file name: <name>.key.pem.
@@ -125,36 +127,21 @@ func (s *SoftwareStore) Generate(ctx context.Context, name string, kt KeyType) (
 // existing key is never replaced (ErrKeyExists). Where hard links are not
 // supported it falls back to rename after checking final does not exist.
 func writeKeyFile(dir, final string, pemBytes []byte) (err error) {
-	tmp, err := os.CreateTemp(dir, ".tmp-key-*")
+	tmp, err := atomicfile.WriteTemp(dir, ".tmp-key-*", pemBytes, 0o600)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		_ = os.Remove(tmp.Name())
+		_ = os.Remove(tmp)
 	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(pemBytes); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	switch err := os.Link(tmp.Name(), final); {
+	switch err := os.Link(tmp, final); {
 	case errors.Is(err, fs.ErrExist):
 		return ErrKeyExists
 	case err != nil:
 		if _, statErr := os.Lstat(final); statErr == nil {
 			return ErrKeyExists
 		}
-		if err := os.Rename(tmp.Name(), final); err != nil {
+		if err := os.Rename(tmp, final); err != nil {
 			return err
 		}
 	}

@@ -6,16 +6,13 @@ package policy
 // tested in CI before they are deployed.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
-	"strings"
 
-	"gopkg.in/yaml.v3"
+	"github.com/workload-ca/workload-ca/internal/casefile"
 )
 
 // TestCase is one offline check of a policy. Exactly one of Issuer (with
@@ -40,10 +37,6 @@ type Expectation struct {
 	Roles    []Role   `yaml:"roles"`
 }
 
-type casesFile struct {
-	Cases []TestCase `yaml:"cases"`
-}
-
 // Result is the outcome of one TestCase. Failures are human-readable lines,
 // empty when Passed.
 type Result struct {
@@ -55,30 +48,19 @@ type Result struct {
 // String renders the result as one or more lines: "PASS name" or "FAIL name"
 // followed by indented failures.
 func (r Result) String() string {
-	if r.Passed {
-		return "PASS " + r.Name
-	}
-	return "FAIL " + r.Name + "\n    " + strings.Join(r.Failures, "\n    ")
+	return casefile.Line(r.Name, r.Passed, r.Failures)
 }
 
 // ParseTestCases decodes a test-cases file strictly. Claims are normalised
 // through JSON so that they have the same types as the claims of a real token
 // (numbers become float64).
 func ParseTestCases(data []byte) ([]TestCase, error) {
-	var f casesFile
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("policy test cases: empty file")
-		}
-		return nil, fmt.Errorf("policy test cases: %w", err)
+	cases, err := casefile.Decode(data, "policy test cases", func(c *TestCase) *string { return &c.Name })
+	if err != nil {
+		return nil, err
 	}
-	for i := range f.Cases {
-		c := &f.Cases[i]
-		if c.Name == "" {
-			c.Name = fmt.Sprintf("case %d", i+1)
-		}
+	for i := range cases {
+		c := &cases[i]
 		if (c.Issuer == "") == (c.ClientSPIFFEID == "") {
 			return nil, fmt.Errorf("policy test cases: %s: exactly one of issuer or client_spiffe_id is required", c.Name)
 		}
@@ -93,10 +75,7 @@ func ParseTestCases(data []byte) ([]TestCase, error) {
 			}
 		}
 	}
-	if len(f.Cases) == 0 {
-		return nil, fmt.Errorf("policy test cases: no cases")
-	}
-	return f.Cases, nil
+	return cases, nil
 }
 
 // RunTests runs every case against p and returns one Result per case, in

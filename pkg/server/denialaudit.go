@@ -1,11 +1,14 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
+	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/workload-ca/workload-ca/internal/clock"
+	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
 // denialAudit bounds the audit appends of refusals of unauthenticated
@@ -55,6 +58,31 @@ func (a *denialAudit) admit(action string, authenticated bool) (skipped int64, o
 		a.unaudited.WithLabelValues(action).Inc()
 	}
 	return skipped, ok
+}
+
+// auditAppender appends to the audit log; store.Store fits.
+type auditAppender interface {
+	AppendAudit(ctx context.Context, e store.AuditEntry) (store.AuditEntry, error)
+}
+
+// record puts the answer's status into info's details and, when admit lets
+// the denial of action through, appends the record entry makes of the
+// details (denialDetailsJSON) to records, within denialAuditContext's bound:
+// the client may hang up, the denial is recorded anyway. It returns the
+// record and the append's error for the caller's log line; a denial held
+// back by the rate limit is no error.
+func (a *denialAudit) record(r *http.Request, records auditAppender, action string, info *decisionInfo, status int,
+	entry func(details json.RawMessage) store.AuditEntry) (store.AuditEntry, error) {
+	info.details["status"] = http.StatusText(status)
+	skipped, audit := a.admit(action, info.authenticated)
+	if !audit {
+		return store.AuditEntry{}, nil
+	}
+	e := entry(denialDetailsJSON(info.details, skipped))
+	actx, cancel := denialAuditContext(r.Context(), Reason(e.Reason))
+	defer cancel()
+	_, err := records.AppendAudit(actx, e)
+	return e, err
 }
 
 // denialDetailsJSON is a denial's details as JSON, with

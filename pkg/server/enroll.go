@@ -25,12 +25,12 @@ type LeafIssuer interface {
 }
 
 // EnrollStore is the part of the store that enrollment and renewal use: the
-// replay record of provenance tokens, the current certificate of a renewing
-// workload, and the audit log for denials. store.Store fits.
+// replay record of provenance tokens, and what POST /v1/jwt uses too
+// (JWTStore): the current certificate of a renewing workload, and the audit
+// log for denials. store.Store fits.
 type EnrollStore interface {
 	enroll.ReplayMarker
-	GetCertificate(ctx context.Context, serial string) (store.Certificate, error)
-	AppendAudit(ctx context.Context, e store.AuditEntry) (store.AuditEntry, error)
+	JWTStore
 }
 
 var _ EnrollStore = store.Store(nil)
@@ -317,23 +317,18 @@ func (e *enrollment) done(r *http.Request, action string, info *decisionInfo, er
 	if _, ok := info.details["detail"]; !ok && detail != "" {
 		info.details["detail"] = detail
 	}
-	info.details["status"] = http.StatusText(status)
-	skipped, audit := e.denials.admit(action, info.authenticated)
-	if !audit {
-		return
-	}
-	raw := denialDetailsJSON(info.details, skipped)
-	entry := store.AuditEntry{
-		Time: e.d.Clock.Now(), Actor: clip(info.actor, 256), Action: action, Target: clip(info.target, 256),
-		Decision: "deny", Reason: string(reason), PolicyVersion: pol.Version(),
-		RequestID: RequestID(r.Context()), Details: raw,
-	}
-	if v := info.details["policy_version"]; v != "" {
-		entry.PolicyVersion = v
-	}
-	actx, cancel := denialAuditContext(r.Context(), reason)
-	defer cancel()
-	if _, aerr := e.d.Enroll.Records.AppendAudit(actx, entry); aerr != nil {
+	entry, aerr := e.denials.record(r, e.d.Enroll.Records, action, info, status, func(raw json.RawMessage) store.AuditEntry {
+		rec := store.AuditEntry{
+			Time: e.d.Clock.Now(), Actor: clip(info.actor, 256), Action: action, Target: clip(info.target, 256),
+			Decision: "deny", Reason: string(reason), PolicyVersion: pol.Version(),
+			RequestID: RequestID(r.Context()), Details: raw,
+		}
+		if v := info.details["policy_version"]; v != "" {
+			rec.PolicyVersion = v
+		}
+		return rec
+	})
+	if aerr != nil {
 		e.d.Log.ErrorContext(r.Context(), "recording a denial in the audit log failed",
 			"request_id", entry.RequestID, "action", action, "reason", entry.Reason, "err", aerr)
 	}

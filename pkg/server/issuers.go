@@ -35,14 +35,6 @@ type TrustDeps struct {
 	Rotation RotationService
 	// Issuers lists the CA hierarchy (the store).
 	Issuers IssuerLister
-	// Authorize, when set, replaces operator authentication for these
-	// routes: it decides whether r comes from an operator holding role and
-	// returns the operator's identity for the audit log; its errors should
-	// be *Error with 401 unauthorized or 403 forbidden. It exists for tests;
-	// `ca serve` leaves it nil, and then these routes are authorised like
-	// every operator route (bearer token or client certificate, roles from
-	// the policy, denials audited; see authorizeOperator).
-	Authorize func(r *http.Request, role policy.Role) (actor string, err error)
 }
 
 // BundleVersions is what the bundle administration routes need.
@@ -77,31 +69,24 @@ func (rt *Routes) mountTrust(r chi.Router) {
 	r.Method(http.MethodPost, "/v1/bundle/rollback", rt.edge.handle(rt.operator(policy.RoleAdmin, rt.rollbackBundle)))
 }
 
-type actorKey struct{}
-
-// operator runs h only for an operator with role, with the operator's
-// identity in the request context (actorFrom).
+// operator runs h only for an operator with role, with the operator in the
+// request context (OperatorFrom, actorFrom).
 func (rt *Routes) operator(role policy.Role, h HandlerFunc) HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		if rt.d.Trust.Authorize == nil {
-			op, err := rt.authorizeOperator(w, r, role)
-			if err != nil {
-				return err
-			}
-			ctx := context.WithValue(r.Context(), operatorKey, op)
-			return h(w, r.WithContext(context.WithValue(ctx, actorKey{}, op.Actor)))
-		}
-		actor, err := rt.d.Trust.Authorize(r, role)
+		op, err := rt.authorizeOperator(w, r, role)
 		if err != nil {
 			return err
 		}
-		return h(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, actor)))
+		return h(w, r.WithContext(context.WithValue(r.Context(), operatorKey, op)))
 	}
 }
 
+// actorFrom is the identity of the request's operator, for the audit log.
 func actorFrom(ctx context.Context) string {
-	a, _ := ctx.Value(actorKey{}).(string)
-	return a
+	if op, ok := OperatorFrom(ctx); ok {
+		return op.Actor
+	}
+	return ""
 }
 
 // IssuerView is one issuer as GET /v1/issuers shows it.

@@ -217,20 +217,14 @@ func (j *jwtMinting) done(r *http.Request, info *decisionInfo, err error) {
 	line.decision, line.status, line.reason, line.detail = "deny", status, string(reason), detail
 	logDecision(r.Context(), j.d.Log, r, line)
 	info.details["detail"] = detail
-	info.details["status"] = http.StatusText(status)
-	skipped, audit := j.denials.admit(actionJWT, info.authenticated)
-	if !audit {
-		return
-	}
-	raw := denialDetailsJSON(info.details, skipped)
-	entry := store.AuditEntry{
-		Time: j.d.Clock.Now(), Actor: clip(info.actor, 256), Action: actionJWT, Target: clip(info.actor, 256),
-		Decision: "deny", Reason: string(reason), PolicyVersion: j.d.Policy.Load().Version(),
-		RequestID: RequestID(r.Context()), Details: raw,
-	}
-	actx, cancel := denialAuditContext(r.Context(), reason)
-	defer cancel()
-	if _, aerr := j.d.JWT.Records.AppendAudit(actx, entry); aerr != nil {
+	entry, aerr := j.denials.record(r, j.d.JWT.Records, actionJWT, info, status, func(raw json.RawMessage) store.AuditEntry {
+		return store.AuditEntry{
+			Time: j.d.Clock.Now(), Actor: clip(info.actor, 256), Action: actionJWT, Target: clip(info.actor, 256),
+			Decision: "deny", Reason: string(reason), PolicyVersion: j.d.Policy.Load().Version(),
+			RequestID: RequestID(r.Context()), Details: raw,
+		}
+	})
+	if aerr != nil {
 		j.d.Log.ErrorContext(r.Context(), "recording a JWT-SVID denial in the audit log failed",
 			"request_id", entry.RequestID, "reason", entry.Reason, "err", aerr)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	"github.com/workload-ca/workload-ca/internal/testkit"
 	"github.com/workload-ca/workload-ca/internal/testkit/cafixture"
 	"github.com/workload-ca/workload-ca/pkg/bundle"
+	"github.com/workload-ca/workload-ca/pkg/enroll"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/policy"
 	"github.com/workload-ca/workload-ca/pkg/store"
@@ -25,12 +27,14 @@ import (
 
 // trustServer is the fixture's routes with the real trust components: a
 // SQLite store, software keys, an initialised CA, the bundle publisher and
-// cache, and a Rotator. Operators are "authenticated" by the X-Test-Role
-// header (admin implies auditor), standing in for operator authorization.
+// cache, and a Rotator. Operators authenticate as everywhere: with a bearer
+// token of the operator IdP (token issuer "operator"), whose groups give
+// the roles of the policy; the actor of role R is "operator:R".
 type trustServer struct {
 	f      *fixture
 	st     store.Store
 	pub    *bundle.Publisher
+	idp    *testkit.OIDCIssuer
 	api    *httptest.Server
 	public *httptest.Server
 }
@@ -38,7 +42,29 @@ type trustServer struct {
 func newTrustServer(t *testing.T) *trustServer {
 	t.Helper()
 	ctx := context.Background()
-	f := newFixture(t)
+	var idp *testkit.OIDCIssuer
+	f := newFixtureWith(t, func(f *fixture, d *Deps) {
+		idp = testkit.NewOIDCIssuer(t, testkit.WithOIDCClock(f.clock), testkit.WithOIDCAudience(operatorAudience))
+		pol, err := policy.Parse([]byte(fmt.Sprintf(`trust_domain: example.org
+token_issuers:
+  - name: operator
+    issuer: %s
+    audience: %s
+    jwks_url: %s
+roles:
+  - role: auditor
+    issuer: operator
+    when: '"pki-auditors" in claims.groups'
+  - role: admin
+    issuer: operator
+    when: '"pki-admins" in claims.groups'
+`, idp.URL, operatorAudience, idp.JWKSURL())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Policy = policy.NewHolder(pol)
+		d.Verifier = enroll.NewVerifier(f.clock, enroll.WithHTTPClient(idp.Client()))
+	})
 	st := testkit.SQLite(t)
 	keys := testkit.SoftwareKeys(t)
 	cfg := cafixture.New(t, keys, st, f.clock, nil).Config
@@ -61,18 +87,8 @@ func newTrustServer(t *testing.T) *trustServer {
 		}{pub, st},
 		Rotation: rot,
 		Issuers:  st,
-		Authorize: func(r *http.Request, role policy.Role) (string, error) {
-			got := policy.Role(r.Header.Get("X-Test-Role"))
-			switch {
-			case got == "":
-				return "", &Error{Kind: KindBearerMissing, Reason: ReasonUnauthorized, Detail: "no credentials"}
-			case got != role && got != policy.RoleAdmin:
-				return "", &Error{Kind: KindPolicy, Reason: ReasonForbidden, Detail: "role " + string(role) + " required"}
-			}
-			return "operator:" + string(got), nil
-		},
 	}
-	ts := &trustServer{f: f, st: st, pub: pub, api: httptest.NewServer(f.routes.API()), public: httptest.NewServer(f.routes.Public())}
+	ts := &trustServer{f: f, st: st, pub: pub, idp: idp, api: httptest.NewServer(f.routes.API()), public: httptest.NewServer(f.routes.Public())}
 	t.Cleanup(ts.api.Close)
 	t.Cleanup(ts.public.Close)
 	return ts
@@ -82,7 +98,8 @@ type bundleVersionLister interface {
 	ListBundleVersions(ctx context.Context, before int64, limit int) ([]store.BundleVersion, error)
 }
 
-// do sends one request and checks it against api/openapi.yaml.
+// do sends one request, as an operator holding role unless it is "", and
+// checks it against api/openapi.yaml.
 func (ts *trustServer) do(t *testing.T, method, url, role, body string, header map[string]string) (*http.Response, []byte) {
 	t.Helper()
 	var rd io.Reader
@@ -94,7 +111,8 @@ func (ts *trustServer) do(t *testing.T, method, url, role, body string, header m
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if role != "" {
-		req.Header.Set("X-Test-Role", role)
+		tok := ts.idp.Mint(t, map[string]any{"sub": role, "groups": []any{"pki-" + role + "s"}})
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	for k, v := range header {
 		req.Header.Set(k, v)
