@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"time"
 
 	"github.com/workload-ca/workload-ca/pkg/store"
@@ -18,36 +19,52 @@ func (s *Store) ExecRaw(ctx context.Context, query string) error {
 }
 
 // GroupWrite is one write of a test group: a certificate with its audit
-// entry, or (Token != "") a token replay mark.
+// entry, (Token != "") a token replay mark, or (Poison) a write that ends
+// the transaction under the group, as SQLite does after an I/O error, so
+// that the group fails.
 type GroupWrite struct {
 	Cert     store.Certificate
 	Entry    store.AuditEntry
 	Token    string
 	Exp, Now time.Time
+	Poison   bool
 }
 
 // CommitGroupForTest runs writes as one group transaction, as the committer
-// does with what it finds queued, and returns each write's outcome (the
-// group's own error for all when the transaction failed).
+// does with what it finds queued, and returns each write's outcome: a token
+// mark's answer as given when its statement ran, the others' the group's own
+// error for all when the transaction failed.
 func (s *Store) CommitGroupForTest(ctx context.Context, writes []GroupWrite) ([]store.AuditEntry, []error) {
 	entries := make([]store.AuditEntry, len(writes))
 	group := make([]*write, len(writes))
 	errs := make([]error, len(writes))
 	for i, w := range writes {
 		var fn func(context.Context, *sql.Tx) error
-		if w.Token != "" {
+		var mark *tokenMark
+		switch {
+		case w.Poison:
+			fn = func(ctx context.Context, tx *sql.Tx) error {
+				_, _ = tx.ExecContext(ctx, "ROLLBACK")
+				return errors.New("poisoned write")
+			}
+		case w.Token != "":
 			fn = s.markWrite(w.Token, w.Exp, w.Now)
-		} else {
+			mark = &tokenMark{key: w.Token, expiresAt: w.Exp, now: w.Now}
+		default:
 			var err error
 			if fn, err = s.recordWrite(w.Cert, w.Entry, &entries[i]); err != nil {
 				errs[i] = err
 				fn = func(context.Context, *sql.Tx) error { return err }
 			}
 		}
-		group[i] = &write{ctx: ctx, fn: fn, done: make(chan error, 1)}
+		group[i] = &write{ctx: ctx, fn: fn, done: make(chan error, 1), mark: mark}
 	}
 	res, err := s.runGroup(ctx, group)
 	for i := range writes {
+		if group[i].answered {
+			errs[i] = <-group[i].done
+			continue
+		}
 		if err != nil {
 			errs[i] = err
 		} else {

@@ -21,7 +21,8 @@ import (
 // the Postgres group commit:
 //   - a caller gets its result only after the transaction holding its write
 //     committed (or failed), never before; synchronous=FULL makes that commit
-//     durable, so a certificate answered to a client is on disk;
+//     durable, so a certificate answered to a client is on disk. One
+//     exception, below: a token replay mark;
 //   - a write that fails (a serial taken, a token already used, a missing
 //     issuer) is rolled back to its savepoint and fails only its caller;
 //   - a group whose transaction fails (the disk, the file) fails every caller
@@ -30,6 +31,21 @@ import (
 //   - nothing is held across signing: a caller queues a finished certificate.
 // Other writes (revocations, OCSP responses, retention) keep their own
 // transactions on the same single write connection.
+//
+// A token replay mark (MarkTokenUsed) is answered as soon as its statement
+// ran, before the commit and its WAL sync (issue 20: an enrollment waited
+// for two syncs, its mark's and its certificate's, and at 16 clients that
+// wait was most of its latency). Its answer is already final then: this
+// committer is the only writer of used_tokens, and it runs the marks one
+// after the other, so "used" or "not used" cannot change at the commit. What
+// the commit adds is durability, and the certificate the mark lets through
+// needs it only once that certificate is recorded, in a later group. So a
+// mark answered in a group whose transaction then fails is kept in memory
+// (pendingMarks) and written first in every following group until one
+// commits: a certificate is never committed before its token's mark, and a
+// second use of the token meets the re-written mark and is refused. If the
+// process dies before that, no certificate of the token was recorded or
+// answered, and the token is as unused as the database says.
 
 // The savepoint of each write in a group.
 const (
@@ -50,6 +66,23 @@ type write struct {
 	ctx  context.Context
 	fn   func(ctx context.Context, tx *sql.Tx) error
 	done chan error // buffered: the committer never blocks on it
+	// mark is set for a token replay mark, which is answered as soon as
+	// its statement ran (see above); answered records that it was.
+	mark     *tokenMark
+	answered bool
+}
+
+// tokenMark is one MarkTokenUsed, kept to write it again (pendingMarks).
+type tokenMark struct {
+	key            string
+	expiresAt, now time.Time
+}
+
+// pendingMarks are the token marks answered "not used" in a group whose
+// transaction then failed: every group writes them first, until one commits.
+type pendingMarks struct {
+	mu    sync.Mutex
+	marks []tokenMark
 }
 
 // committer owns the queue and the committer goroutine.
@@ -80,10 +113,14 @@ func (c *committer) stop() {
 // is in flight, the write may still be committed (a record without an
 // answer, never an answer without its record).
 func (s *Store) grouped(ctx context.Context, what string, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	return s.enqueue(ctx, what, &write{ctx: ctx, fn: fn, done: make(chan error, 1)})
+}
+
+// enqueue hands w to the committer and waits for its answer.
+func (s *Store) enqueue(ctx context.Context, what string, w *write) error {
 	if s.gc == nil { // read-only store: a plain transaction (SQLite refuses the write)
-		return s.inTx(ctx, func(tx *sql.Tx) error { return fn(ctx, tx) })
+		return s.inTx(ctx, func(tx *sql.Tx) error { return w.fn(ctx, tx) })
 	}
-	w := &write{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
 	case s.gc.queue <- w:
 	case <-s.gc.quit:
@@ -150,6 +187,7 @@ func (c *committer) commit(group []*write) {
 	errs, err := c.s.runGroup(ctx, live)
 	for i, w := range live {
 		switch {
+		case w.answered:
 		case err != nil:
 			w.done <- fmt.Errorf("sqlite: group of %d writes: %w", len(live), err)
 		default:
@@ -161,13 +199,33 @@ func (c *committer) commit(group []*write) {
 // runGroup runs the writes in one transaction, each in its own savepoint,
 // and commits. errs are the writes' own failures (rolled back to their
 // savepoints); err is a failure of the transaction itself, after which
-// nothing of the group is committed.
+// nothing of the group is committed. The pending marks go first; a token
+// mark's caller is answered when its statement ran (w.answered), and if the
+// transaction then fails its mark joins the pending ones.
 func (s *Store) runGroup(ctx context.Context, group []*write) (errs []error, err error) {
+	s.pending.mu.Lock()
+	defer s.pending.mu.Unlock()
+	var answered []tokenMark
+	defer func() {
+		switch {
+		case err != nil:
+			s.pending.marks = append(s.pending.marks, answered...)
+		default:
+			s.pending.marks = nil
+		}
+	}()
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", mapErr(err))
 	}
 	defer func() { _ = tx.Rollback() }()
+	for _, m := range s.pending.marks {
+		// A conflict means the token is marked already, which is all
+		// the pending mark is for.
+		if err := s.markWrite(m.key, m.expiresAt, m.now)(ctx, tx); err != nil && !errors.Is(err, store.ErrConflict) {
+			return nil, fmt.Errorf("writing a pending token mark again: %w", err)
+		}
+	}
 	errs = make([]error, len(group))
 	for i, w := range group {
 		if _, err := s.txExec(ctx, tx, savepointSQL); err != nil {
@@ -183,6 +241,13 @@ func (s *Store) runGroup(ctx context.Context, group []*write) (errs []error, err
 		}
 		if _, err := s.txExec(ctx, tx, releaseSQL); err != nil {
 			return nil, fmt.Errorf("release savepoint: %w", mapErr(err))
+		}
+		if w.mark != nil {
+			w.done <- errs[i]
+			w.answered = true
+			if errs[i] == nil {
+				answered = append(answered, *w.mark)
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {

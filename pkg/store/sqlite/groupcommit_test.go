@@ -19,8 +19,15 @@ var gt0 = time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func groupStore(t *testing.T) *sqlite.Store {
 	t.Helper()
-	u := testkit.SQLiteURL(t)
-	s, err := sqlite.Open(context.Background(), strings.TrimPrefix(u, "sqlite:"))
+	s, _ := groupStoreAt(t)
+	return s
+}
+
+// groupStoreAt is groupStore with the database file's path.
+func groupStoreAt(t *testing.T) (*sqlite.Store, string) {
+	t.Helper()
+	path := strings.TrimPrefix(testkit.SQLiteURL(t), "sqlite:")
+	s, err := sqlite.Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +38,7 @@ func groupStore(t *testing.T) *sqlite.Store {
 	if err := s.InsertIssuer(context.Background(), root); err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return s, path
 }
 
 func groupLeaf(issuerID string) sqlite.GroupWrite {
@@ -160,5 +167,52 @@ func TestWritesAfterCloseAreUnavailable(t *testing.T) {
 	}
 	if err := s.MarkTokenUsed(context.Background(), "k", gt0, gt0); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("MarkTokenUsed after Close: %v; want ErrUnavailable", err)
+	}
+}
+
+// A token mark is answered before its group commits (issue 20). If that
+// group then fails, the mark must still be durable before any certificate
+// recorded after it, and a second use of the token must be refused: the
+// mark is written again first in the next group.
+func TestATokenMarkAnsweredBeforeAFailedCommitIsWrittenAgainBeforeAnythingElse(t *testing.T) {
+	s, path := groupStoreAt(t)
+	ctx := context.Background()
+	leaf := groupLeaf("root")
+	_, errs := s.CommitGroupForTest(ctx, []sqlite.GroupWrite{
+		{Token: "iss|early", Exp: gt0.Add(time.Hour), Now: gt0},
+		{Poison: true},
+		leaf,
+	})
+	if errs[0] != nil {
+		t.Fatalf("the mark was answered %v; want nil (not used before)", errs[0])
+	}
+	if errs[1] == nil || errs[2] == nil {
+		t.Fatalf("the poisoned group committed: %v, %v", errs[1], errs[2])
+	}
+	if _, err := s.GetCertificate(ctx, leaf.Cert.Serial); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the failed group left its certificate: %v", err)
+	}
+	// The next group: the token's second use is refused, and the
+	// certificate the first use let through commits with the mark.
+	if err := s.MarkTokenUsed(ctx, "iss|early", gt0.Add(time.Hour), gt0); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a second use of a token whose mark was answered = %v; want ErrConflict", err)
+	}
+	if _, err := s.RecordIssuance(ctx, leaf.Cert, leaf.Entry); err != nil {
+		t.Fatal(err)
+	}
+	// Durable: a store opened afresh on the same file sees the mark.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if err := again.MarkTokenUsed(ctx, "iss|early", gt0.Add(time.Hour), gt0); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("after a reopen the token's mark is gone: %v", err)
+	}
+	if _, err := again.GetCertificate(ctx, leaf.Cert.Serial); err != nil {
+		t.Errorf("after a reopen the certificate is gone: %v", err)
 	}
 }

@@ -31,9 +31,10 @@ type Store struct {
 	w *sql.DB // the one write connection; its transactions are BEGIN IMMEDIATE
 	r *sql.DB // read-only connections
 
-	leaders sync.Map   // leadership name -> *sync.Mutex (TryLeadership)
-	stmts   sync.Map   // stmtKey -> *sql.Stmt (prepared statements of the hot paths)
-	gc      *committer // group commit of the enrollment path's writes; nil when read-only
+	leaders sync.Map     // leadership name -> *sync.Mutex (TryLeadership)
+	stmts   sync.Map     // stmtKey -> *sql.Stmt (prepared statements of the hot paths)
+	gc      *committer   // group commit of the enrollment path's writes; nil when read-only
+	pending pendingMarks // token marks answered in a group that did not commit
 }
 
 var _ store.Store = (*Store)(nil)

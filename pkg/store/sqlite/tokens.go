@@ -12,9 +12,12 @@ import (
 // MarkTokenUsed records a used enrollment token until expiresAt;
 // store.ErrConflict if it is already recorded and unexpired at now. The
 // upsert replaces only an expired leftover. It goes through the group
-// commit (groupcommit.go): it returns once the mark is committed.
+// commit (groupcommit.go), and returns once its statement ran in the group's
+// transaction, before the commit: the answer is final then, and the mark is
+// durable before any certificate recorded after it (see groupcommit.go).
 func (s *Store) MarkTokenUsed(ctx context.Context, key string, expiresAt, now time.Time) error {
-	return s.grouped(ctx, "mark token used", s.markWrite(key, expiresAt, now))
+	return s.enqueue(ctx, "mark token used", &write{ctx: ctx, fn: s.markWrite(key, expiresAt, now), done: make(chan error, 1),
+		mark: &tokenMark{key: key, expiresAt: expiresAt, now: now}})
 }
 
 // markWrite is MarkTokenUsed's write, for a group transaction.
