@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -176,11 +177,8 @@ func runCA(ctx context.Context, bin string, vars map[string]string, args ...stri
 func startServer(ctx context.Context, o options, vars map[string]string, name string) (*serverProc, error) {
 	bin, dir := o.caBin, o.outDir
 	if o.cpuProfile {
-		all := map[string]string{"CA_CPU_PROFILE": filepath.Join(dir, name+".cpu.prof")}
-		for k, v := range vars {
-			all[k] = v
-		}
-		vars = all
+		vars = maps.Clone(vars) // the caller's map stays as it was
+		vars["CA_CPU_PROFILE"] = filepath.Join(dir, name+".cpu.prof")
 	}
 	s := &serverProc{logPath: filepath.Join(dir, name+".log")}
 	logf, err := os.Create(s.logPath)
