@@ -43,6 +43,7 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	log.Info("starting", "version", versionString(), "trust_domain", cfg.TrustDomain,
 		"database", cfg.DatabaseDriver(), "pkcs11", cfg.PKCS11.Module != "", "api_url", cfg.APIURL, "public_url", cfg.PublicURL)
 
+	applyGCPolicy(cfg.Server, getenv, log)
 	stopProfile, err := startCPUProfile(getenv, log)
 	if err != nil {
 		return err

@@ -50,7 +50,8 @@ func TestLoadWithNothingGivesTheEmbeddedDevelopmentDefault(t *testing.T) {
 		t.Error("default is not development mode")
 	}
 	if c.Server.BodyLimit != 64<<10 || c.Issuer.KeyType != "ecdsa-p256" || c.Server.CertLifetime != 24*time.Hour || c.Issuer.Backdate != 5*time.Minute ||
-		c.Log.ArtifactSample != 100 || c.Server.RequestTimeout != 10*time.Second {
+		c.Log.ArtifactSample != 100 || c.Server.RequestTimeout != 10*time.Second ||
+		c.Server.GCPercent != 400 || c.Server.MemoryLimitMiB != 0 {
 		t.Errorf("unexpected defaults: %+v", c)
 	}
 	if err := Default().Validate(); err != nil {
@@ -180,6 +181,9 @@ func TestInvalidConfigurationNamesTheField(t *testing.T) {
 		{"a server certificate outliving max_ttl is refused", "server:\n  cert_lifetime: 48h\n", nil, "server.cert_lifetime"},
 		{"a negative request timeout is refused", "server:\n  request_timeout: -1s\n", nil, "server.request_timeout"},
 		{"a readiness check longer than the request deadline is refused", "server:\n  request_timeout: 1s\n  ready_timeout: 2s\n", nil, "server.ready_timeout"},
+		{"a GC target below 50 is refused", "server:\n  gc_percent: 10\n", nil, "server.gc_percent"},
+		{"a memory limit below 64 MiB is refused", "server:\n  memory_limit_mib: 16\n", nil, "server.memory_limit_mib"},
+		{"a negative memory limit is refused", "server:\n  memory_limit_mib: -1\n", nil, "server.memory_limit_mib"},
 		{"equal listen addresses are refused", "api_addr: 127.0.0.1:1\npublic_addr: 127.0.0.1:1\n", nil, "public_addr"},
 	}
 	for _, tt := range tests {

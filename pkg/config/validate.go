@@ -190,6 +190,10 @@ func (c *Config) validateServer() error {
 		return fieldErr("server.ready_timeout", "must not exceed server.request_timeout")
 	case s.MaxInFlightEnrollments < 1 || s.MaxInFlightEnrollments > 100000:
 		return fieldErr("server.max_in_flight_enrollments", "must be 1 to 100000")
+	case s.GCPercent < 50 || s.GCPercent > 10000:
+		return fieldErr("server.gc_percent", "must be 50 to 10000")
+	case s.MemoryLimitMiB < 0 || (s.MemoryLimitMiB > 0 && s.MemoryLimitMiB < 64):
+		return fieldErr("server.memory_limit_mib", "must be 0 (derived) or at least 64")
 	}
 	return nil
 }
