@@ -129,13 +129,20 @@ func (w sqlWriter) InTx(ctx context.Context, fn func(sqlstore.Tx) error) error {
 	return w.s.inTx(ctx, func(tx *sql.Tx) error { return fn(sqlTx{sqlQuerier{tx}, tx}) })
 }
 
-// ExecAll runs stmts in one write transaction (not the group commit's: that
-// batches the enrollment path's writes only). A run of statements with the
-// same query (a batch of OCSP responses) is prepared once.
+// ExecAll runs stmts as one write of the group commit (groupcommit.go): all
+// or nothing, in its own savepoint, answered once the group's transaction
+// committed. Its only caller is the OCSP pre-signer's batch (a response per
+// certificate just issued); in a transaction of its own, each batch was one
+// more commit and WAL sync, and it held the one write connection while the
+// enrollments' group waited for it (issue 20). A run of statements with the
+// same query is prepared once.
 func (w sqlWriter) ExecAll(ctx context.Context, stmts []sqlstore.Stmt) ([]int64, error) {
-	var counts []int64
-	err := w.s.inTx(ctx, func(tx *sql.Tx) error {
-		counts = make([]int64, 0, len(stmts))
+	// The counts come back through a channel, not a shared variable: a
+	// caller whose context ends stops waiting, and its write may still run.
+	out := make(chan []int64, 1)
+	err := w.s.grouped(ctx, "exec all", func(ctx context.Context, tx *sql.Tx) error {
+		counts := make([]int64, 0, len(stmts))
+		defer func() { out <- counts }()
 		var st *sql.Stmt
 		defer func() {
 			if st != nil {
@@ -164,7 +171,12 @@ func (w sqlWriter) ExecAll(ctx context.Context, stmts []sqlstore.Stmt) ([]int64,
 		}
 		return nil
 	})
-	return counts, err
+	select {
+	case counts := <-out:
+		return counts, err
+	default:
+		return nil, err
+	}
 }
 
 // sqlTx is a sqlstore.Tx.

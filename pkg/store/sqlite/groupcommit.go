@@ -29,8 +29,9 @@ import (
 //     whose write was in it, and nothing of it is committed;
 //   - the audit entries of a group are chained in the order of the group;
 //   - nothing is held across signing: a caller queues a finished certificate.
-// Other writes (revocations, OCSP responses, retention) keep their own
-// transactions on the same single write connection.
+// The OCSP pre-signer's batches of responses (ExecAll) are writes of the
+// group too. Other writes (revocations, retention, administration) keep
+// their own transactions on the same single write connection.
 //
 // A token replay mark (MarkTokenUsed) is answered as soon as its statement
 // ran, before the commit and its WAL sync (issue 20: an enrollment waited
