@@ -546,3 +546,34 @@ func TestIPAddressesForTheAPIServerCertificate(t *testing.T) {
 		t.Errorf("IPAddresses = %v", ips)
 	}
 }
+
+// The audit details of an issuance encode to the bytes of the map they were
+// built as before (encoding/json sorts a map's keys).
+func TestIssuanceDetailsEncodeAsTheMap(t *testing.T) {
+	for _, d := range []issuanceDetails{
+		{},
+		{Issuer: "int-1", SPIFFEID: "spiffe://example.org/a", DNSNames: []string{"a.example.org", "b.example.org"},
+			NotAfter: t0.Add(time.Hour), PolicyRule: "rule-1", RenewedFrom: "4a5b"},
+		{Issuer: "<&>\u2028", SPIFFEID: "spiffe://example.org/\"q\"\\", DNSNames: []string{}, NotAfter: time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.FixedZone("x", 3600)),
+			PolicyRule: "é\x01", RenewedFrom: ""},
+	} {
+		got, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := json.Marshal(map[string]any{
+			"issuer":       d.Issuer,
+			"spiffe_id":    d.SPIFFEID,
+			"dns_names":    d.DNSNames,
+			"not_after":    d.NotAfter,
+			"policy_rule":  d.PolicyRule,
+			"renewed_from": d.RenewedFrom,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("details encode to\n%s\nwant\n%s", got, want)
+		}
+	}
+}
