@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net/url"
 	"time"
@@ -51,17 +52,19 @@ func (i *Issuer) Issue(ctx context.Context, r Request) (*Issued, error) {
 	for attempt := 1; ; attempt++ {
 		issued, err := i.issueOnce(ctx, v, now)
 		if err == nil {
-			i.log.InfoContext(ctx, "certificate issued",
-				"serial", issued.Serial,
-				"issuer", issued.IssuerID,
-				"spiffe_id", v.SPIFFEID,
-				"policy_rule", v.PolicyRule,
-				"policy_version", v.PolicyVersion,
-				"request_id", v.RequestID,
-				"actor", v.Actor,
-				"action", v.Action,
-				"not_after", issued.NotAfter,
-				"decision", "allow")
+			// LogAttrs, not InfoContext: the same record, without
+			// boxing each value in an interface per issuance.
+			i.log.LogAttrs(ctx, slog.LevelInfo, "certificate issued",
+				slog.String("serial", issued.Serial),
+				slog.String("issuer", issued.IssuerID),
+				slog.String("spiffe_id", v.SPIFFEID),
+				slog.String("policy_rule", v.PolicyRule),
+				slog.String("policy_version", v.PolicyVersion),
+				slog.String("request_id", v.RequestID),
+				slog.String("actor", v.Actor),
+				slog.String("action", v.Action),
+				slog.Time("not_after", issued.NotAfter),
+				slog.String("decision", "allow"))
 			return issued, nil
 		}
 		if errors.Is(err, store.ErrConflict) && attempt < serialAttempts {
