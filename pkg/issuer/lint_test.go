@@ -18,6 +18,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -328,4 +329,29 @@ func TestLintStatusMatchesExecute(t *testing.T) {
 	if st := lints.status(&nilResult, &zx509.Certificate{}); st != lint.Fatal {
 		t.Errorf("a lint without result gives %v, want fatal", st)
 	}
+}
+
+// The lints selected once are run by concurrent issuances: each run gets
+// the same answer (and -race sees no shared state written).
+func TestLintDERConcurrently(t *testing.T) {
+	cases := lintCases(t)
+	good, bad := cases["leaf P-256"], cases["leaf with keyCertSign"]
+	wantBad := lintDER(bad)
+	if lintDER(good) != nil || wantBad == nil {
+		t.Fatal("the cases no longer pass and fail")
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 20 {
+				if err := lintDER(good); err != nil {
+					t.Errorf("good: %v", err)
+				}
+				if err := lintDER(bad); err == nil || err.Error() != wantBad.Error() {
+					t.Errorf("bad: %v, want %v", err, wantBad)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
