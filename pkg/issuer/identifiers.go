@@ -2,6 +2,9 @@ package issuer
 
 import (
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -39,6 +42,25 @@ func serialHex(s *big.Int) string { return s.Text(16) }
 // the leftmost 160 bits of the SHA-256 of the subjectPublicKey BIT STRING
 // value (the same method crypto/x509 uses for CA certificates).
 func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
+	// The subjectPublicKey of the keys leaves have most, taken as
+	// crypto/x509's marshalPublicKey takes it, without encoding the whole
+	// SubjectPublicKeyInfo and parsing it back (issue 20: allocations per
+	// issuance). TestSubjectKeyIDOfTheEncodedKey holds the two ways to the
+	// same identifier.
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if k != nil && (k.Curve == elliptic.P256() || k.Curve == elliptic.P384()) {
+			point, err := k.Bytes()
+			if err != nil {
+				return nil, invalidf("unsupported public key: %v", err)
+			}
+			return keyIDOf(point), nil
+		}
+	case ed25519.PublicKey:
+		if len(k) == ed25519.PublicKeySize {
+			return keyIDOf(k), nil
+		}
+	}
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
 		return nil, invalidf("unsupported public key: %v", err)
@@ -50,8 +72,13 @@ func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
 	if _, err := asn1.Unmarshal(der, &spki); err != nil {
 		return nil, fmt.Errorf("issuer: parsing marshalled public key: %w", err)
 	}
-	h := sha256.Sum256(spki.PublicKey.Bytes)
-	return h[:20], nil
+	return keyIDOf(spki.PublicKey.Bytes), nil
+}
+
+// keyIDOf is the key identifier of a subjectPublicKey BIT STRING's bytes.
+func keyIDOf(subjectPublicKey []byte) []byte {
+	h := sha256.Sum256(subjectPublicKey)
+	return h[:20]
 }
 
 // spkiSHA256 is the hex SHA-256 of a DER SubjectPublicKeyInfo, as stored in

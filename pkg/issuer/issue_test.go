@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"strings"
@@ -544,5 +545,65 @@ func TestIPAddressesForTheAPIServerCertificate(t *testing.T) {
 	}
 	if ips := got.Certificate.IPAddresses; len(ips) != 2 || !ips[0].Equal(net.IPv4(127, 0, 0, 1)) || !ips[1].Equal(net.IPv6loopback) {
 		t.Errorf("IPAddresses = %v", ips)
+	}
+}
+
+// The audit details of an issuance encode to the bytes of the map they were
+// built as before (encoding/json sorts a map's keys).
+func TestIssuanceDetailsEncodeAsTheMap(t *testing.T) {
+	for _, d := range []issuanceDetails{
+		{},
+		{Issuer: "int-1", SPIFFEID: "spiffe://example.org/a", DNSNames: []string{"a.example.org", "b.example.org"},
+			NotAfter: t0.Add(time.Hour), PolicyRule: "rule-1", RenewedFrom: "4a5b"},
+		{Issuer: "<&>\u2028", SPIFFEID: "spiffe://example.org/\"q\"\\", DNSNames: []string{}, NotAfter: time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.FixedZone("x", 3600)),
+			PolicyRule: "é\x01", RenewedFrom: ""},
+	} {
+		got, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := json.Marshal(map[string]any{
+			"issuer":       d.Issuer,
+			"spiffe_id":    d.SPIFFEID,
+			"dns_names":    d.DNSNames,
+			"not_after":    d.NotAfter,
+			"policy_rule":  d.PolicyRule,
+			"renewed_from": d.RenewedFrom,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("details encode to\n%s\nwant\n%s", got, want)
+		}
+	}
+}
+
+// The issuance log record is the one the key-value InfoContext call made:
+// same message, level, attributes and values, in the same order.
+func TestIssuanceLogRecord(t *testing.T) {
+	u := newUnitCA(t, Config{})
+	r := Request{PublicKey: newP256(t).Public(), SPIFFEID: "spiffe://example.org/log", PolicyRule: "rule <1>", PolicyVersion: "v7",
+		RequestID: "req-9", Actor: "repo:acme/x", RenewedFrom: "abc"}
+	got, err := u.iss.Issue(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line []byte
+	for _, l := range bytes.Split(u.logs.Bytes(), []byte("\n")) {
+		if bytes.Contains(l, []byte(`"msg":"certificate issued"`)) {
+			line = l
+		}
+	}
+	var want bytes.Buffer
+	slog.New(slog.NewJSONHandler(&want, nil)).InfoContext(context.Background(), "certificate issued",
+		"serial", got.Serial, "issuer", got.IssuerID, "spiffe_id", r.SPIFFEID, "policy_rule", r.PolicyRule,
+		"policy_version", r.PolicyVersion, "request_id", r.RequestID, "actor", r.Actor, "action", "renew",
+		"not_after", got.NotAfter, "decision", "allow")
+	// Without the time, the rest of the line is the same bytes.
+	_, gotRest, ok1 := bytes.Cut(line, []byte(`,"level"`))
+	_, wantRest, ok2 := bytes.Cut(bytes.TrimSpace(want.Bytes()), []byte(`,"level"`))
+	if !ok1 || !ok2 || !bytes.Equal(gotRest, wantRest) {
+		t.Errorf("issuance log\n%s\nwant\n%s", line, want.Bytes())
 	}
 }

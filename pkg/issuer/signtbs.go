@@ -113,16 +113,18 @@ func (l *lintIssuer) lintCopy(tmpl *x509.Certificate, pub crypto.PublicKey) ([]b
 		}
 		return nil, fmt.Errorf("%w: building certificate: %v", ErrLint, err)
 	}
-	tbs, err := withSignatureField(captured.tbs, l.scheme.der)
+	der, err := certificateWithAlgorithm(captured.tbs, l.scheme.der, l.scheme.sample)
 	if err != nil {
 		return nil, fmt.Errorf("%w: building certificate: %v", ErrLint, err)
 	}
-	return assembleCertificate(tbs, l.scheme.der, l.scheme.sample)
+	return der, nil
 }
 
-// withSignatureField returns tbs with its signature AlgorithmIdentifier (the
-// third field, after the version and the serial) replaced by algo.
-func withSignatureField(tbs, algo []byte) ([]byte, error) {
+// certificateWithAlgorithm returns the certificate made of tbs with its
+// signature AlgorithmIdentifier (the third field, after the version and the
+// serial) replaced by algo, the signatureAlgorithm algo and the signature
+// sig (RFC 5280, 4.1), encoded once in one buffer.
+func certificateWithAlgorithm(tbs, algo, sig []byte) ([]byte, error) {
 	in := cryptobyte.String(tbs)
 	var body, version, serial, old cryptobyte.String
 	if !in.ReadASN1(&body, cbasn1.SEQUENCE) || !in.Empty() ||
@@ -131,26 +133,71 @@ func withSignatureField(tbs, algo []byte) ([]byte, error) {
 		!body.ReadASN1Element(&old, cbasn1.SEQUENCE) {
 		return nil, errors.New("issuer: malformed tbsCertificate")
 	}
-	var b cryptobyte.Builder
-	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddBytes(version)
-		b.AddBytes(serial)
-		b.AddBytes(algo)
-		b.AddBytes(body)
-	})
-	return b.Bytes()
+	n := len(version) + len(serial) + len(algo) + len(body)
+	out := newCertificate(derHeaderSize(n)+n, len(algo), len(sig))
+	out = appendDERHeader(out, byte(cbasn1.SEQUENCE), n)
+	out = append(append(append(append(out, version...), serial...), algo...), body...)
+	return appendSignature(out, algo, sig), nil
 }
 
 // assembleCertificate encodes Certificate ::= SEQUENCE { tbsCertificate,
 // signatureAlgorithm, signatureValue BIT STRING } (RFC 5280, 4.1).
 func assembleCertificate(tbs, algo, sig []byte) ([]byte, error) {
-	var b cryptobyte.Builder
-	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddBytes(tbs)
-		b.AddBytes(algo)
-		b.AddASN1BitString(sig)
-	})
-	return b.Bytes()
+	out := append(newCertificate(len(tbs), len(algo), len(sig)), tbs...)
+	return appendSignature(out, algo, sig), nil
+}
+
+// The encodings of a certificate are written here rather than with a
+// cryptobyte.Builder, which allocates a child builder per element and grows
+// its buffer as it goes: they are a few DER headers around bytes already
+// encoded, written into one buffer of the final size (issue 20: allocations
+// per issuance). TestCertificateWithAlgorithmIsOneEncoding holds them to
+// cryptobyte's bytes.
+
+// newCertificate returns a buffer holding the header of a Certificate whose
+// tbsCertificate element is tbs bytes, its signatureAlgorithm element algo
+// bytes and its signature sig bytes, with room for the rest.
+func newCertificate(tbs, algo, sig int) []byte {
+	n := tbs + algo + derHeaderSize(1+sig) + 1 + sig
+	return appendDERHeader(make([]byte, 0, derHeaderSize(n)+n), byte(cbasn1.SEQUENCE), n)
+}
+
+// appendSignature appends the signatureAlgorithm algo and the
+// signatureValue BIT STRING of sig.
+func appendSignature(out, algo, sig []byte) []byte {
+	out = append(out, algo...)
+	out = appendDERHeader(out, byte(cbasn1.BIT_STRING), 1+len(sig))
+	return append(append(out, 0), sig...)
+}
+
+// derHeaderSize is the size of the identifier and length octets of a DER
+// element (tag number below 31) with n content bytes.
+func derHeaderSize(n int) int {
+	if n <= 0x7f {
+		return 2
+	}
+	h := 2
+	for ; n > 0; n >>= 8 {
+		h++
+	}
+	return h
+}
+
+// appendDERHeader appends the identifier and definite length octets of a
+// DER element of tag (tag number below 31) with n content bytes.
+func appendDERHeader(b []byte, tag byte, n int) []byte {
+	b = append(b, tag)
+	if n <= 0x7f {
+		return append(b, byte(n))
+	}
+	var l [8]byte
+	i := len(l)
+	for ; n > 0; n >>= 8 {
+		i--
+		l[i] = byte(n)
+	}
+	b = append(b, 0x80|byte(len(l)-i))
+	return append(b, l[i:]...)
 }
 
 // splitCertificate returns the tbsCertificate and signatureAlgorithm (each
