@@ -5,6 +5,8 @@ import (
 	"crypto"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ocsp"
 )
 
 // BenchmarkOCSPRespondFromStore measures answering a request whose response
@@ -74,4 +76,29 @@ func BenchmarkOCSPRespondFromCache(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkOCSPSign measures signing one pre-signed (SHA-1 CertID) response
+// with the fixture's delegated responder (software ECDSA P-256): what every
+// enrollment costs right after it is answered.
+func BenchmarkOCSPSign(b *testing.B) {
+	f := newFixture(b, sqliteBackend, shortConfig())
+	leaf := f.leaf("bench", 2*time.Hour)
+	p := f.publisher()
+	f.refresh(p)
+	c, err := p.cas.get(f.ctx, f.interID)
+	if err != nil || c == nil {
+		b.Fatalf("cas.get: %v, %v", c, err)
+	}
+	r, err := p.signer.responder(f.ctx, c)
+	if err != nil {
+		b.Fatalf("responder: %v", err)
+	}
+	serial := leaf.Certificate.SerialNumber
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.signer.sign(r, c, serial, ocsp.Good, time.Time{}, 0, crypto.SHA1, "bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
