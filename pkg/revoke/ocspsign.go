@@ -3,6 +3,8 @@ package revoke
 import (
 	"context"
 	"crypto"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"math/big"
 	"sync"
@@ -30,7 +32,22 @@ type ocspSigner struct {
 
 	mu     sync.Mutex
 	cached map[string]loadedResponder
+	// templates holds the fixed part of responses per issuer, responder and
+	// CertID hash (nil where ocsp.CreateResponse is used); see ocspencode.go.
+	templates map[templateKey]*ocspTemplate
 }
+
+// templateKey names an ocspTemplate by the certificates it was computed
+// from: a reloaded responder or issuer is a new pointer, so a stale
+// template is never used.
+type templateKey struct {
+	issuer, responder *x509.Certificate
+	hash              crypto.Hash
+}
+
+// maxTemplates bounds ocspSigner.templates: responders are reloaded every
+// responderReload, so old entries are dropped wholesale once it is reached.
+const maxTemplates = 64
 
 type loadedResponder struct {
 	r        issuer.OCSPResponder
@@ -44,9 +61,10 @@ func newOCSPSigner(d Deps, cfg Config, m *metrics) *ocspSigner {
 		responders: &issuer.Responders{
 			Keys: d.Keys, Store: d.Store, Clock: d.Clock, Log: d.Log, Config: cfg.Responder,
 		},
-		metrics: m,
-		health:  d.KeyHealth,
-		cached:  map[string]loadedResponder{},
+		metrics:   m,
+		health:    d.KeyHealth,
+		cached:    map[string]loadedResponder{},
+		templates: map[templateKey]*ocspTemplate{},
 	}
 }
 
@@ -87,6 +105,27 @@ func (o *ocspSigner) remember(id string, r issuer.OCSPResponder) {
 	o.mu.Unlock()
 }
 
+// template returns the fixed part of responses about c's certificates
+// signed by r with CertIDs hashed with h, or nil if ocsp.CreateResponse
+// must sign them.
+func (o *ocspSigner) template(r issuer.OCSPResponder, c *ca, h crypto.Hash) *ocspTemplate {
+	k := templateKey{c.cert, r.Certificate, h}
+	o.mu.Lock()
+	t, ok := o.templates[k]
+	o.mu.Unlock()
+	if ok {
+		return t
+	}
+	t, _ = newOCSPTemplate(c.cert, r.Certificate, h)
+	o.mu.Lock()
+	if len(o.templates) >= maxTemplates {
+		clear(o.templates)
+	}
+	o.templates[k] = t
+	o.mu.Unlock()
+	return t
+}
+
 // signed is one signed response and its window.
 type signed struct {
 	der                    []byte
@@ -104,25 +143,46 @@ func (o *ocspSigner) sign(r issuer.OCSPResponder, c *ca, serial *big.Int, status
 	if na := r.Certificate.NotAfter; next.After(na) {
 		next = na
 	}
-	tmpl := ocsp.Response{
-		Status:       status,
-		SerialNumber: serial,
-		ThisUpdate:   now,
-		NextUpdate:   next,
-		Certificate:  r.Certificate,
-		IssuerHash:   h,
+	if status != ocsp.Revoked {
+		revokedAt, reason = time.Time{}, 0
+	} else {
+		revokedAt = revokedAt.UTC().Truncate(time.Second)
 	}
-	if status == ocsp.Revoked {
-		tmpl.RevokedAt = revokedAt.UTC().Truncate(time.Second)
-		tmpl.RevocationReason = reason
+	// ocsp.CreateResponse takes producedAt from the wall clock, to the minute.
+	e := ocspEntry{serial: serial, status: status, revokedAt: revokedAt, reason: reason,
+		thisUpdate: now, nextUpdate: next, producedAt: time.Now().Truncate(time.Minute).UTC()}
+	var der []byte
+	err := errNotCovered
+	if t := o.template(r, c, h); t != nil {
+		der, err = t.response(r.Signer, e)
 	}
-	der, err := ocsp.CreateResponse(c.cert, r.Certificate, tmpl, r.Signer)
+	if errors.Is(err, errNotCovered) {
+		der, err = createResponse(c.cert, r.Certificate, e, h, r.Signer)
+	}
 	o.health.Record(err)
 	if err != nil {
 		return signed{}, fmt.Errorf("revoke: signing OCSP response for %s of %q: %w", serial.Text(16), c.rec.ID, err)
 	}
 	o.metrics.signedOCSP(c.rec.ID, kind)
 	return signed{der: der, thisUpdate: now, nextUpdate: next}, nil
+}
+
+// createResponse is ocsp.CreateResponse for e, the reference the hand
+// encoder (ocspTemplate.response) is held to. Its producedAt is its own.
+func createResponse(issuer, responder *x509.Certificate, e ocspEntry, h crypto.Hash, priv crypto.Signer) ([]byte, error) {
+	tmpl := ocsp.Response{
+		Status:       e.status,
+		SerialNumber: e.serial,
+		ThisUpdate:   e.thisUpdate,
+		NextUpdate:   e.nextUpdate,
+		Certificate:  responder,
+		IssuerHash:   h,
+	}
+	if e.status == ocsp.Revoked {
+		tmpl.RevokedAt = e.revokedAt
+		tmpl.RevocationReason = e.reason
+	}
+	return ocsp.CreateResponse(issuer, responder, tmpl, priv)
 }
 
 // signStatus signs the pre-signed (SHA-1 CertID) response for a stored
