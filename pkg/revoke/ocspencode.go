@@ -109,13 +109,11 @@ func newOCSPTemplate(issuer, responder *x509.Certificate, h crypto.Hash) (t *ocs
 	// as ocsp.CreateResponse takes it (RightAlign).
 	spki := cryptobyte.String(issuer.RawSubjectPublicKeyInfo)
 	var inner cryptobyte.String
-	var key []byte
 	if !spki.ReadASN1(&inner, cbasn1.SEQUENCE) || !inner.SkipASN1(cbasn1.SEQUENCE) {
 		return nil, false
 	}
-	if bits, ok := readBitString(&inner); ok {
-		key = bits
-	} else {
+	key, ok := readBitString(&inner)
+	if !ok {
 		return nil, false
 	}
 	d := h.New()
