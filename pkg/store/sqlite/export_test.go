@@ -79,3 +79,28 @@ func (s *Store) CommitGroupForTest(ctx context.Context, writes []GroupWrite) ([]
 func (s *Store) ExecAllForTest(ctx context.Context, stmts []sqlstore.Stmt) ([]int64, error) {
 	return sqlWriter{sqlQuerier{s.w}, s}.ExecAll(ctx, stmts)
 }
+
+// OpenCheckpointTest is Open with the checkpointer's tick interval and WAL
+// limit (frames) given.
+func OpenCheckpointTest(ctx context.Context, path string, interval time.Duration, limit int) (*Store, error) {
+	return openWith(ctx, path, nil, interval, limit)
+}
+
+// CheckpointForTest runs one pass of the checkpointer now, as a tick does
+// (force: even if nothing was committed since the last one), and returns the
+// WAL's frames after its PASSIVE checkpoint, -1 if it did not run.
+func (s *Store) CheckpointForTest(ctx context.Context, force bool) (int, error) {
+	return s.ckpt.checkpoint(ctx, force)
+}
+
+// CheckpointErr is the error of the checkpointer's last pass, nil if it
+// succeeded.
+func (s *Store) CheckpointErr() error {
+	s.ckpt.mu.Lock()
+	defer s.ckpt.mu.Unlock()
+	return s.ckpt.lastErr
+}
+
+// BreakCheckpointerForTest closes the checkpointer's connection, so that
+// every checkpoint after it fails.
+func (s *Store) BreakCheckpointerForTest() { _ = s.ckpt.db.Close() }
