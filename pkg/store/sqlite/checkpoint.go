@@ -30,8 +30,10 @@ import (
 // or the WAL from starting over; the WAL then grows. Once it holds
 // walLimitPages frames the checkpointer runs a TRUNCATE checkpoint, which
 // waits (busy_timeout) for the readers and the writer to let go, copies
-// everything and truncates the WAL file. Close runs a TRUNCATE checkpoint
-// too, so a stopped CA leaves everything in the database file.
+// everything and truncates the WAL file. Close runs a last PASSIVE
+// checkpoint after the writes stopped (it does not wait: a shutdown is not
+// held up by another process reading), and SQLite's close of the last
+// connection to the file completes it and deletes the WAL.
 //
 // A checkpoint failure is not fatal (nothing is lost, the next tick tries
 // again): it is reported as the failed statement to the store's observer
@@ -125,15 +127,14 @@ func (k *checkpointer) failed(err error) error {
 	return err
 }
 
-// stop ends the ticks, runs the last checkpoint (TRUNCATE: the WAL is
-// folded into the database file and emptied) and closes the connection.
-// The writers must have stopped. A failure of that checkpoint is returned
-// and lost nothing: the frames stay in the WAL.
+// stop ends the ticks and runs the last checkpoint; the writers must have
+// stopped. A failure of that checkpoint is returned and lost nothing: the
+// frames stay in the WAL.
 func (k *checkpointer) stop() error {
 	k.once.Do(func() { close(k.quit) })
 	<-k.stopped
-	ctx, cancel := context.WithTimeout(context.Background(), busyTimeout+5*time.Second)
-	defer cancel()
-	_, err := k.run1(ctx, "TRUNCATE")
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, err := k.run1(context.Background(), "PASSIVE")
 	return err
 }
