@@ -29,8 +29,11 @@ import (
 // A PASSIVE checkpoint never waits, so readers can keep it from finishing
 // or the WAL from starting over; the WAL then grows. Once it holds
 // walLimitPages frames the checkpointer runs a TRUNCATE checkpoint, which
-// waits (busy_timeout) for the readers and the writer to let go, copies
-// everything and truncates the WAL file. Close runs a last PASSIVE
+// waits for the readers and the writer to let go, copies everything and
+// truncates the WAL file. While it waits no new write transaction starts,
+// so it waits at most checkpointBusyTimeout (the checkpointer connection's
+// busy_timeout; the committer's is 10 s) and gives up until the next tick
+// rather than stall enrollments behind a long read. Close runs a last PASSIVE
 // checkpoint after the writes stopped (it does not wait: a shutdown is not
 // held up by another process reading), and SQLite's close of the last
 // connection to the file completes it and deletes the WAL.
@@ -41,6 +44,8 @@ import (
 const (
 	checkpointInterval = time.Second
 	walLimitPages      = 16384 // 64 MiB of 4 KiB pages
+
+	checkpointBusyTimeout = 250 * time.Millisecond
 )
 
 // checkpointer runs the checkpoints on its own connection.

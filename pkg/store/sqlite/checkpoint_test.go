@@ -156,3 +156,25 @@ func TestCloseCheckpoints(t *testing.T) {
 		}
 	}
 }
+
+// The settings the checkpointing relies on: both connections sync fully
+// (a checkpoint syncs the WAL before copying and the file after), the write
+// connection leaves checkpoints to the checkpointer and keeps its savepoint
+// journal in memory, and the checkpointer waits briefly (a TRUNCATE
+// checkpoint holds new writers back while it waits).
+func TestCheckpointConnectionSettings(t *testing.T) {
+	s, _ := checkpointStore(t, 1<<20)
+	got, err := s.ConnectionSettingsForTest(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{
+		"w.synchronous": 2, "w.wal_autocheckpoint": 0, "w.temp_store": 2, "w.busy_timeout": 10000, "w.wal": 1,
+		"ckpt.synchronous": 2, "ckpt.busy_timeout": 250, "ckpt.wal": 1,
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %d, want %d", k, got[k], v)
+		}
+	}
+}

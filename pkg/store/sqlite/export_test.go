@@ -104,3 +104,30 @@ func (s *Store) CheckpointErr() error {
 // BreakCheckpointerForTest closes the checkpointer's connection, so that
 // every checkpoint after it fails.
 func (s *Store) BreakCheckpointerForTest() { _ = s.ckpt.db.Close() }
+
+// ConnectionSettingsForTest reads the settings of the write connection
+// ("w.") and of the checkpointer's ("ckpt.") that durability and the
+// checkpointing rely on.
+func (s *Store) ConnectionSettingsForTest(ctx context.Context) (map[string]int64, error) {
+	got := map[string]int64{}
+	for _, c := range []struct {
+		prefix string
+		db     *sql.DB
+	}{{"w.", s.w}, {"ckpt.", s.ckpt.db}} {
+		for _, p := range []string{"synchronous", "wal_autocheckpoint", "temp_store", "busy_timeout"} {
+			var v int64
+			if err := c.db.QueryRowContext(ctx, `PRAGMA `+p).Scan(&v); err != nil {
+				return nil, err
+			}
+			got[c.prefix+p] = v
+		}
+		var mode string
+		if err := c.db.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+			return nil, err
+		}
+		if mode == "wal" {
+			got[c.prefix+"wal"] = 1
+		}
+	}
+	return got, nil
+}

@@ -43,8 +43,13 @@ var _ store.Store = (*Store)(nil)
 // DSN is the database/sql data source name for the file at path with the
 // pragmas every connection needs: WAL, busy timeout, foreign keys, full sync.
 // Migrations use it too, so that they run with the same settings.
-func DSN(path string) string {
-	return path + fmt.Sprintf("?_pragma=busy_timeout(%d)", busyTimeout.Milliseconds()) +
+func DSN(path string) string { return dsn(path, busyTimeout) }
+
+// dsn is DSN with busy_timeout busy. (The driver runs the pragmas in an
+// order of its own, so a second busy_timeout appended to DSN would not
+// reliably win.)
+func dsn(path string, busy time.Duration) string {
+	return path + fmt.Sprintf("?_pragma=busy_timeout(%d)", busy.Milliseconds()) +
 		"&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
 }
 
@@ -107,7 +112,9 @@ func openWith(ctx context.Context, path string, obs store.Observer, interval tim
 	}
 	r.SetMaxOpenConns(readConns)
 	r.SetMaxIdleConns(readConns)
-	k, err := openDB(DSN(path), obs)
+	// The checkpointer's busy timeout is short: a TRUNCATE checkpoint
+	// blocks new writers while it waits for readers (checkpoint.go).
+	k, err := openDB(dsn(path, checkpointBusyTimeout), obs)
 	if err != nil {
 		_ = w.Close()
 		_ = r.Close()
