@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 
+	"github.com/workload-ca/workload-ca/internal/der"
 	"github.com/workload-ca/workload-ca/pkg/hsm"
 )
 
@@ -134,8 +135,8 @@ func certificateWithAlgorithm(tbs, algo, sig []byte) ([]byte, error) {
 		return nil, errors.New("issuer: malformed tbsCertificate")
 	}
 	n := len(version) + len(serial) + len(algo) + len(body)
-	out := newCertificate(derHeaderSize(n)+n, len(algo), len(sig))
-	out = appendDERHeader(out, byte(cbasn1.SEQUENCE), n)
+	out := newCertificate(der.HeaderLen(n)+n, len(algo), len(sig))
+	out = der.AppendHeader(out, byte(cbasn1.SEQUENCE), n)
 	out = append(append(append(append(out, version...), serial...), algo...), body...)
 	return appendSignature(out, algo, sig), nil
 }
@@ -158,46 +159,16 @@ func assembleCertificate(tbs, algo, sig []byte) ([]byte, error) {
 // tbsCertificate element is tbs bytes, its signatureAlgorithm element algo
 // bytes and its signature sig bytes, with room for the rest.
 func newCertificate(tbs, algo, sig int) []byte {
-	n := tbs + algo + derHeaderSize(1+sig) + 1 + sig
-	return appendDERHeader(make([]byte, 0, derHeaderSize(n)+n), byte(cbasn1.SEQUENCE), n)
+	n := tbs + algo + der.HeaderLen(1+sig) + 1 + sig
+	return der.AppendHeader(make([]byte, 0, der.HeaderLen(n)+n), byte(cbasn1.SEQUENCE), n)
 }
 
 // appendSignature appends the signatureAlgorithm algo and the
 // signatureValue BIT STRING of sig.
 func appendSignature(out, algo, sig []byte) []byte {
 	out = append(out, algo...)
-	out = appendDERHeader(out, byte(cbasn1.BIT_STRING), 1+len(sig))
+	out = der.AppendHeader(out, byte(cbasn1.BIT_STRING), 1+len(sig))
 	return append(append(out, 0), sig...)
-}
-
-// derHeaderSize is the size of the identifier and length octets of a DER
-// element (tag number below 31) with n content bytes.
-func derHeaderSize(n int) int {
-	if n <= 0x7f {
-		return 2
-	}
-	h := 2
-	for ; n > 0; n >>= 8 {
-		h++
-	}
-	return h
-}
-
-// appendDERHeader appends the identifier and definite length octets of a
-// DER element of tag (tag number below 31) with n content bytes.
-func appendDERHeader(b []byte, tag byte, n int) []byte {
-	b = append(b, tag)
-	if n <= 0x7f {
-		return append(b, byte(n))
-	}
-	var l [8]byte
-	i := len(l)
-	for ; n > 0; n >>= 8 {
-		i--
-		l[i] = byte(n)
-	}
-	b = append(b, 0x80|byte(len(l)-i))
-	return append(b, l[i:]...)
 }
 
 // splitCertificate returns the tbsCertificate and signatureAlgorithm (each

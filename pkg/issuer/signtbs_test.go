@@ -81,20 +81,3 @@ func TestCertificateWithAlgorithmIsOneEncoding(t *testing.T) {
 		}
 	}
 }
-
-// The DER headers written by hand are cryptobyte's, at each boundary of the
-// length's encoding.
-func TestDERHeaderIsCryptobytes(t *testing.T) {
-	for _, n := range []int{0, 1, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 0xffffff, 0x1000000} {
-		var b cryptobyte.Builder
-		b.AddASN1(cbasn1.BIT_STRING, func(b *cryptobyte.Builder) { b.AddBytes(make([]byte, n)) })
-		want := b.BytesOrPanic()
-		want = want[:len(want)-n]
-		if got := appendDERHeader([]byte{1}, byte(cbasn1.BIT_STRING), n); !bytes.Equal(got[1:], want) {
-			t.Errorf("header of %d bytes: %x, want %x", n, got[1:], want)
-		}
-		if got := derHeaderSize(n); got != len(want) {
-			t.Errorf("header size of %d bytes: %d, want %d", n, got, len(want))
-		}
-	}
-}

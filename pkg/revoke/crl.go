@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/workload-ca/workload-ca/internal/der"
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
@@ -87,8 +88,8 @@ func signCRL(in crlInput, signer crypto.Signer) ([]byte, error) {
 		if code != 0 {
 			inner += len(reasonExtensions[code])
 		}
-		body = appendHeader(body, 0x30, inner)
-		body = appendHeader(body, 0x02, len(sb))
+		body = der.AppendHeader(body, 0x30, inner)
+		body = der.AppendHeader(body, 0x02, len(sb))
 		body = append(body, sb...)
 		body = appendTime(body, e.RevokedAt)
 		if code != 0 {
@@ -103,17 +104,17 @@ func signCRL(in crlInput, signer crypto.Signer) ([]byte, error) {
 	tbsLen := len(derVersion2) + len(algID) + len(in.Issuer.RawSubject) +
 		timeLen(in.ThisUpdate) + timeLen(in.NextUpdate) + len(exts)
 	if len(in.Entries) > 0 {
-		tbsLen += headerLen(len(body)) + len(body)
+		tbsLen += der.HeaderLen(len(body)) + len(body)
 	}
-	tbs := make([]byte, 0, headerLen(tbsLen)+tbsLen)
-	tbs = appendHeader(tbs, 0x30, tbsLen)
+	tbs := make([]byte, 0, der.HeaderLen(tbsLen)+tbsLen)
+	tbs = der.AppendHeader(tbs, 0x30, tbsLen)
 	tbs = append(tbs, derVersion2...)
 	tbs = append(tbs, algID...)
 	tbs = append(tbs, in.Issuer.RawSubject...)
 	tbs = appendTime(tbs, in.ThisUpdate)
 	tbs = appendTime(tbs, in.NextUpdate)
 	if len(in.Entries) > 0 {
-		tbs = appendHeader(tbs, 0x30, len(body))
+		tbs = der.AppendHeader(tbs, 0x30, len(body))
 		tbs = append(tbs, body...)
 	}
 	tbs = append(tbs, exts...)
@@ -134,12 +135,12 @@ func signCRL(in crlInput, signer crypto.Signer) ([]byte, error) {
 	}
 
 	bitString := 1 + len(sig)
-	total := len(tbs) + len(algID) + headerLen(bitString) + bitString
-	out := make([]byte, 0, headerLen(total)+total)
-	out = appendHeader(out, 0x30, total)
+	total := len(tbs) + len(algID) + der.HeaderLen(bitString) + bitString
+	out := make([]byte, 0, der.HeaderLen(total)+total)
+	out = der.AppendHeader(out, 0x30, total)
 	out = append(out, tbs...)
 	out = append(out, algID...)
-	out = appendHeader(out, 0x03, bitString)
+	out = der.AppendHeader(out, 0x03, bitString)
 	out = append(out, 0x00)
 	out = append(out, sig...)
 	return out, nil
@@ -224,37 +225,6 @@ func serialContent(dst []byte, serial string) ([]byte, error) {
 		dst = append(dst, 0)
 	}
 	return append(dst, b...), nil
-}
-
-// headerLen is the size of a DER tag and length for content of n bytes.
-func headerLen(n int) int {
-	switch {
-	case n < 0x80:
-		return 2
-	case n <= 0xff:
-		return 3
-	case n <= 0xffff:
-		return 4
-	case n <= 0xffffff:
-		return 5
-	}
-	return 6
-}
-
-// appendHeader appends a DER tag and the definite length n.
-func appendHeader(b []byte, tag byte, n int) []byte {
-	b = append(b, tag)
-	switch {
-	case n < 0x80:
-		return append(b, byte(n))
-	case n <= 0xff:
-		return append(b, 0x81, byte(n))
-	case n <= 0xffff:
-		return append(b, 0x82, byte(n>>8), byte(n))
-	case n <= 0xffffff:
-		return append(b, 0x83, byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(b, 0x84, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 }
 
 // useUTCTime: RFC 5280 section 4.1.2.5 (and 5.1.2.4): UTCTime through 2049,

@@ -14,6 +14,8 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 	"golang.org/x/crypto/ocsp"
+
+	"github.com/workload-ca/workload-ca/internal/der"
 )
 
 // Why this file encodes OCSP responses itself instead of always calling
@@ -288,22 +290,22 @@ func (t *ocspTemplate) response(priv crypto.Signer, e ocspEntry) ([]byte, error)
 	// OCSPResponse { ENUMERATED successful, [0] EXPLICIT ResponseBytes {
 	// id-pkix-ocsp-basic, OCTET STRING { BasicOCSPResponse { tbs, algID,
 	// BIT STRING sig, certs }}}}.
-	basic := len(tbs) + len(algID) + headerLen(1+len(sig)) + 1 + len(sig) + len(t.certs)
-	octets := headerLen(basic) + basic
-	respBytes := len(derOCSPBasic) + headerLen(octets) + octets
-	explicit := headerLen(respBytes) + respBytes
-	outer := len(derSuccessful) + headerLen(explicit) + explicit
-	out := make([]byte, 0, headerLen(outer)+outer)
-	out = appendHeader(out, 0x30, outer)
+	basic := len(tbs) + len(algID) + der.HeaderLen(1+len(sig)) + 1 + len(sig) + len(t.certs)
+	octets := der.HeaderLen(basic) + basic
+	respBytes := len(derOCSPBasic) + der.HeaderLen(octets) + octets
+	explicit := der.HeaderLen(respBytes) + respBytes
+	outer := len(derSuccessful) + der.HeaderLen(explicit) + explicit
+	out := make([]byte, 0, der.HeaderLen(outer)+outer)
+	out = der.AppendHeader(out, 0x30, outer)
 	out = append(out, derSuccessful...)
-	out = appendHeader(out, 0xa0, explicit)
-	out = appendHeader(out, 0x30, respBytes)
+	out = der.AppendHeader(out, 0xa0, explicit)
+	out = der.AppendHeader(out, 0x30, respBytes)
 	out = append(out, derOCSPBasic...)
-	out = appendHeader(out, 0x04, octets)
-	out = appendHeader(out, 0x30, basic)
+	out = der.AppendHeader(out, 0x04, octets)
+	out = der.AppendHeader(out, 0x30, basic)
 	out = append(out, tbs...)
 	out = append(out, algID...)
-	out = appendHeader(out, 0x03, 1+len(sig))
+	out = der.AppendHeader(out, 0x03, 1+len(sig))
 	out = append(out, 0) // no padding bits
 	out = append(out, sig...)
 	return append(out, t.certs...), nil
