@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/workload-ca/workload-ca/internal/jsonappend"
 )
 
 // Token shapes recognised in provenance.
@@ -100,7 +102,7 @@ func shapeClaimValues(claims map[string]any, shape string, put func(name, value 
 }
 
 // provenanceJSON is buildProvenance(t, rule, version).JSON(), byte for
-// byte, written without encoding/json's reflection (see jsonappend.go),
+// byte, written without encoding/json's reflection (internal/jsonappend),
 // with the token's repository claim as buildProvenance records it (""
 // when it has none). Decide runs it for every enrollment;
 // TestProvenanceJSONMatchesBuildProvenance holds it to the reference.
@@ -122,14 +124,14 @@ func provenanceJSON(t *Token, rule, version string) (json.RawMessage, string) {
 
 	b := make([]byte, 0, 2048)
 	b = append(b, `{"token_issuer":`...)
-	b = appendJSONString(b, t.IssuerName)
+	b = jsonappend.String(b, t.IssuerName)
 	b = append(b, `,"iss":`...)
-	b = appendJSONString(b, t.Issuer)
+	b = jsonappend.String(b, t.Issuer)
 	b = append(b, `,"sub":`...)
-	b = appendJSONString(b, clip(t.Subject))
+	b = jsonappend.String(b, clip(t.Subject))
 	if jti := clip(t.ID); jti != "" {
 		b = append(b, `,"jti":`...)
-		b = appendJSONString(b, jti)
+		b = jsonappend.String(b, jti)
 	}
 	if !t.IssuedAt.IsZero() {
 		at, err := t.IssuedAt.UTC().MarshalJSON()
@@ -140,29 +142,29 @@ func provenanceJSON(t *Token, rule, version string) (json.RawMessage, string) {
 		b = append(b, at...)
 	}
 	b = append(b, `,"shape":`...)
-	b = appendJSONString(b, shape)
+	b = jsonappend.String(b, shape)
 	if len(claims) > 0 {
 		b = append(b, `,"claims":{`...)
 		for i, c := range claims {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, c.name)
+			b = jsonappend.String(b, c.name)
 			b = append(b, ':')
-			b = appendJSONString(b, c.value)
+			b = jsonappend.String(b, c.value)
 		}
 		b = append(b, '}')
 	}
 	b = append(b, `,"policy_rule":`...)
-	b = appendJSONString(b, rule)
+	b = jsonappend.String(b, rule)
 	b = append(b, `,"policy_version":`...)
-	b = appendJSONString(b, version)
+	b = jsonappend.String(b, version)
 	// token_claims last, so that claims over maxTokenClaims (or that
 	// json.Marshal would refuse) are cut off again.
 	before := len(b)
 	b = append(b, `,"token_claims":`...)
 	start := len(b)
-	b, err := appendJSONObject(b, t.Claims)
+	b, err := jsonappend.Object(b, t.Claims)
 	if err != nil || len(b)-start > maxTokenClaims {
 		b = b[:before]
 	}

@@ -1,4 +1,4 @@
-package enroll
+package jsonappend
 
 import (
 	"encoding/json"
@@ -8,21 +8,12 @@ import (
 	"unicode/utf8"
 )
 
-// The provenance of every enrollment is JSON made of a token's decoded
-// claims. encoding/json encodes a map[string]any by reflection, copying
-// each key and value and sorting them, which made the provenance one of
-// the larger costs of an enrollment outside signing. These appenders write
-// the same bytes as json.Marshal (HTML-safe escaping, keys in byte order,
-// ES6 number formatting) for the values a JSON decoder produces, and fall
-// back to json.Marshal for anything else. TestAppendJSONMatchesMarshal and
-// FuzzAppendJSON hold them to json.Marshal's output.
-
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString appends s as json.Marshal encodes a string: quoted,
+// String appends s as json.Marshal encodes a string: quoted,
 // with <, > and & escaped, invalid UTF-8 replaced by U+FFFD, and U+2028 and
 // U+2029 escaped.
-func appendJSONString(dst []byte, s string) []byte {
+func String(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
@@ -73,9 +64,9 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// appendJSONFloat appends f as json.Marshal encodes a float64; NaN and
-// infinities, which it refuses, are errors.
-func appendJSONFloat(dst []byte, f float64) ([]byte, error) {
+// Float appends f as json.Marshal encodes a float64; NaN and
+// infinities, which json.Marshal refuses, are errors.
+func Float(dst []byte, f float64) ([]byte, error) {
 	if math.IsInf(f, 0) || math.IsNaN(f) {
 		return dst, &json.UnsupportedValueError{Str: strconv.FormatFloat(f, 'g', -1, 64)}
 	}
@@ -95,19 +86,22 @@ func appendJSONFloat(dst []byte, f float64) ([]byte, error) {
 	return dst, nil
 }
 
-// appendJSONValue appends v as json.Marshal encodes it.
-func appendJSONValue(dst []byte, v any) ([]byte, error) {
+// Value appends v as json.Marshal encodes it, and returns json.Marshal's
+// error if it would fail. Values a JSON decoder produces (nil, string,
+// float64, bool, []any, map[string]any) are written without reflection;
+// anything else is handed to json.Marshal.
+func Value(dst []byte, v any) ([]byte, error) {
 	switch x := v.(type) {
 	case nil:
 		return append(dst, "null"...), nil
 	case string:
-		return appendJSONString(dst, x), nil
+		return String(dst, x), nil
 	case float64:
-		return appendJSONFloat(dst, x)
+		return Float(dst, x)
 	case bool:
 		return strconv.AppendBool(dst, x), nil
 	case map[string]any:
-		return appendJSONObject(dst, x)
+		return Object(dst, x)
 	case []any:
 		if x == nil {
 			return append(dst, "null"...), nil
@@ -118,7 +112,7 @@ func appendJSONValue(dst []byte, v any) ([]byte, error) {
 				dst = append(dst, ',')
 			}
 			var err error
-			if dst, err = appendJSONValue(dst, e); err != nil {
+			if dst, err = Value(dst, e); err != nil {
 				return dst, err
 			}
 		}
@@ -128,9 +122,8 @@ func appendJSONValue(dst []byte, v any) ([]byte, error) {
 	return append(dst, raw...), err
 }
 
-// appendJSONObject appends m as json.Marshal encodes it: keys in byte
-// order.
-func appendJSONObject(dst []byte, m map[string]any) ([]byte, error) {
+// Object appends m as Value does: keys in byte order.
+func Object(dst []byte, m map[string]any) ([]byte, error) {
 	if m == nil {
 		return append(dst, "null"...), nil
 	}
@@ -145,10 +138,10 @@ func appendJSONObject(dst []byte, m map[string]any) ([]byte, error) {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(dst, k)
+		dst = String(dst, k)
 		dst = append(dst, ':')
 		var err error
-		if dst, err = appendJSONValue(dst, m[k]); err != nil {
+		if dst, err = Value(dst, m[k]); err != nil {
 			return dst, err
 		}
 	}
