@@ -1,9 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/workload-ca/workload-ca/internal/jsonappend"
 	"github.com/workload-ca/workload-ca/pkg/enroll"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/store"
@@ -93,7 +95,7 @@ func ParseCertRequest(body []byte) (csrPEM []byte, ttl time.Duration, err error)
 	bad := func(detail string) error {
 		return &Error{Kind: KindInput, Reason: ReasonBadRequest, Detail: detail}
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	var req CertRequest
 	if err := dec.Decode(&req); err != nil {
@@ -214,7 +216,7 @@ func (e *enrollment) enrollOnce(w http.ResponseWriter, r *http.Request, info *de
 		return &Error{Kind: KindBearerMissing, Reason: ReasonUnauthorized,
 			Detail: "enrollment needs Authorization: Bearer <provenance token>"}
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := requestBody(r)
 	if err != nil {
 		return err
 	}
@@ -345,22 +347,73 @@ func bearerToken(r *http.Request) (string, bool) {
 	return tok, tok != ""
 }
 
-// writeIssued answers 201 with the certificate and its chain.
+// writeIssued answers 201 with the certificate and its chain: a
+// CertResponse, written as json.NewEncoder(w).Encode writes it, with the
+// PEM blocks as pem.EncodeToMemory writes them. It appends the PEM straight
+// into the JSON string instead of encoding each certificate and then the
+// whole answer (TestWriteIssuedWritesWhatTheEncoderWrote holds it to that).
 func writeIssued(w http.ResponseWriter, is *issuer.Issued, spiffeID string) error {
-	var chain strings.Builder
+	size := 192 + len(is.Serial) + len(spiffeID) + pemJSONLen(len(is.DER))
 	for _, der := range is.Chain {
-		chain.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+		size += pemJSONLen(len(der))
 	}
-	w.Header().Set("Location", "/v1/certificates/"+is.Serial)
-	w.Header().Set("Cache-Control", "no-store")
-	return writeJSON(w, http.StatusCreated, CertResponse{
-		Serial:      is.Serial,
-		SPIFFEID:    spiffeID,
-		DNSNames:    is.Certificate.DNSNames,
-		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: is.DER})),
-		Chain:       chain.String(),
-		NotAfter:    is.NotAfter.UTC(),
-	})
+	for _, n := range is.Certificate.DNSNames {
+		size += len(n) + 3
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"serial":`...)
+	b = jsonappend.String(b, is.Serial)
+	b = append(b, `,"spiffe_id":`...)
+	b = jsonappend.String(b, spiffeID)
+	if len(is.Certificate.DNSNames) > 0 {
+		b = append(b, `,"dns_names":[`...)
+		for i, n := range is.Certificate.DNSNames {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = jsonappend.String(b, n)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"certificate":"`...)
+	b = appendPEMCertificateJSON(b, is.DER)
+	b = append(b, `","chain":"`...)
+	for _, der := range is.Chain {
+		b = appendPEMCertificateJSON(b, der)
+	}
+	b = append(b, `","not_after":`...)
+	notAfter, err := is.NotAfter.UTC().MarshalJSON()
+	b = append(append(b, notAfter...), "}\n"...)
+	h := w.Header()
+	h.Set("Location", "/v1/certificates/"+is.Serial)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	if err != nil { // as the encoder: the status is out, the body is not
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// appendPEMCertificateJSON appends der as pem.EncodeToMemory encodes a
+// CERTIFICATE block, inside a JSON string: its newlines escaped (the
+// base64 alphabet and the armour need no other escaping).
+func appendPEMCertificateJSON(b, der []byte) []byte {
+	b = append(b, `-----BEGIN CERTIFICATE-----\n`...)
+	// 48 bytes are one 64-character line, pem's line length.
+	for len(der) > 0 {
+		n := min(len(der), 48)
+		b = base64.StdEncoding.AppendEncode(b, der[:n])
+		b = append(b, `\n`...)
+		der = der[n:]
+	}
+	return append(b, `-----END CERTIFICATE-----\n`...)
+}
+
+// pemJSONLen is the length appendPEMCertificateJSON appends for n bytes.
+func pemJSONLen(n int) int {
+	return len(`-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n`) + base64.StdEncoding.EncodedLen(n) + 2*((n+47)/48)
 }
 
 func clip(s string, n int) string {
