@@ -193,19 +193,14 @@ func (v *Verifier) Verify(ctx context.Context, pol *policy.Policy, raw string) (
 	}
 	hdr := tok.Headers[0]
 	// The payload is decoded once, into the map the policy and the
-	// provenance read; the registered claims are taken from that map
-	// (registeredClaims) instead of from a second decoding into
-	// jwt.Claims, which costs as much again.
-	var claims map[string]any
-	if err := tok.UnsafeClaimsWithoutVerification(&claims); err != nil {
+	// provenance read (claimsOf).
+	var payload any
+	if err := tok.UnsafeClaimsWithoutVerification(&payload); err != nil {
 		return nil, newErr(ReasonTokenMalformed, err, "claims are not a valid JWT claims set")
 	}
-	if claims == nil {
-		return nil, newErr(ReasonTokenMalformed, nil, "claims are not a JSON object")
-	}
-	reg, err := registeredClaims(claims)
+	claims, reg, err := claimsOf(payload)
 	if err != nil {
-		return nil, newErr(ReasonTokenMalformed, err, "claims are not a valid JWT claims set")
+		return nil, err
 	}
 	if reg.Issuer == "" {
 		return nil, newErr(ReasonTokenMalformed, nil, "token has no iss")
@@ -292,6 +287,31 @@ func (v *Verifier) Verify(ctx context.Context, pol *policy.Policy, raw string) (
 	t.ReplayKey = replayKey(reg.Issuer, reg.ID, raw)
 	t.ReplayUntil = t.Expiry.Add(leeway)
 	return t, nil
+}
+
+// claimsOf returns the claims of a payload go-jose decoded into an any, and
+// its registered claims, or the token_malformed refusal of a payload that is
+// not a JSON object or whose registered claims have the wrong types.
+//
+// Decoding into an any takes go-jose's decoder's path without reflection
+// (into a map[string]any it reflects on every claim), with the same checks
+// (duplicate names are refused); the registered claims are taken from the
+// map (registeredClaims) instead of from a second decoding into
+// jwt.Claims. The answers are those of the two decodings it replaces
+// (jwt.Claims, then map[string]any; TestRegisteredClaimsMatchJWTClaims).
+func claimsOf(payload any) (map[string]any, jwt.Claims, error) {
+	claims, ok := payload.(map[string]any)
+	switch {
+	case payload == nil:
+		return nil, jwt.Claims{}, newErr(ReasonTokenMalformed, nil, "claims are not a JSON object")
+	case !ok: // a map[string]any target refuses any other JSON value
+		return nil, jwt.Claims{}, newErr(ReasonTokenMalformed, nil, "claims are not a valid JWT claims set")
+	}
+	reg, err := registeredClaims(claims)
+	if err != nil {
+		return nil, jwt.Claims{}, newErr(ReasonTokenMalformed, err, "claims are not a valid JWT claims set")
+	}
+	return claims, reg, nil
 }
 
 // registeredClaims returns the registered claims of a payload decoded into
