@@ -147,7 +147,7 @@ func (d *Decider) Decide(ctx context.Context, rawToken string, csrPEM []byte, tt
 		return fail(e)
 	}
 
-	prov := buildProvenance(tok, m.Rule, m.PolicyVersion)
+	prov, repository := provenanceJSON(tok, m.Rule, m.PolicyVersion)
 	return Decision{
 		PublicKey:     csr.PublicKey,
 		KeyType:       kt,
@@ -159,8 +159,8 @@ func (d *Decider) Decide(ctx context.Context, rawToken string, csrPEM []byte, tt
 		PolicyVersion: m.PolicyVersion,
 		TokenIssuer:   tok.IssuerName,
 		Subject:       tok.Subject,
-		Repository:    prov.Claims["repository"],
-		Provenance:    prov.JSON(),
+		Repository:    repository,
+		Provenance:    prov,
 	}, nil
 }
 

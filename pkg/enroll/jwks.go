@@ -147,6 +147,20 @@ func (s *keySource) match(kid string) []jose.JSONWebKey {
 	if kid == "" {
 		return s.keys
 	}
+	// The usual case, one key of that kid, is a part of the cache (which a
+	// refresh replaces and never changes), not a copy made per token.
+	first, n := -1, 0
+	for i := range s.keys {
+		if s.keys[i].KeyID == kid {
+			if first < 0 {
+				first = i
+			}
+			n++
+		}
+	}
+	if n == 1 {
+		return s.keys[first : first+1 : first+1]
+	}
 	var out, unnamed []jose.JSONWebKey
 	for _, k := range s.keys {
 		switch k.KeyID {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -230,5 +231,39 @@ func TestParseJWKSDropsSymmetricAndWeakKeys(t *testing.T) {
 	}
 	if _, err := parseJWKS([]byte(`{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}`)); err == nil {
 		t.Error("a JWKS of only symmetric keys was accepted")
+	}
+}
+
+// match: a token's kid selects the keys of that kid, in the set's order;
+// without any, the keys published without a kid; without a kid in the
+// token, every key. A single match is a part of the cache that appending
+// to cannot change.
+func TestMatchSelectsTheKeysOfTheKid(t *testing.T) {
+	key := func(kid, alg string) jose.JSONWebKey { return jose.JSONWebKey{KeyID: kid, Algorithm: alg} }
+	s := &keySource{keys: []jose.JSONWebKey{key("a", "ES256"), key("", "RS256"), key("d", "ES256"), key("d", "EdDSA"), key("", "PS256")}}
+	names := func(ks []jose.JSONWebKey) string {
+		var out []string
+		for _, k := range ks {
+			out = append(out, k.KeyID+"/"+k.Algorithm)
+		}
+		return strings.Join(out, " ")
+	}
+	for kid, want := range map[string]string{
+		"":      "a/ES256 /RS256 d/ES256 d/EdDSA /PS256",
+		"a":     "a/ES256",
+		"d":     "d/ES256 d/EdDSA",
+		"other": "/RS256 /PS256",
+	} {
+		if got := names(s.match(kid)); got != want {
+			t.Errorf("match(%q) = %q, want %q", kid, got, want)
+		}
+	}
+	one := s.match("a")
+	_ = append(one, key("x", "x"))
+	if s.keys[1].KeyID != "" {
+		t.Error("appending to a single match wrote into the cache")
+	}
+	if got := (&keySource{keys: []jose.JSONWebKey{key("a", "")}}).match("b"); len(got) != 0 {
+		t.Errorf("no key of the kid and none unnamed: match = %v", got)
 	}
 }

@@ -3,8 +3,12 @@ package enroll
 import (
 	"encoding/json"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/workload-ca/workload-ca/internal/jsonappend"
 )
 
 // Token shapes recognised in provenance.
@@ -66,43 +70,105 @@ func tokenShape(claims map[string]any) string {
 	return ShapeOIDC
 }
 
-func buildProvenance(t *Token, rule, version string) Provenance {
-	p := Provenance{
-		TokenIssuer: t.IssuerName, Iss: t.Issuer, Sub: clip(t.Subject), JTI: clip(t.ID),
-		Shape: tokenShape(t.Claims), PolicyRule: rule, PolicyVersion: version,
+// shapeClaimValues calls put with the name and provenance value of each
+// interesting claim of the shape that is present (see putValue), a name
+// at most once.
+func shapeClaimValues(claims map[string]any, shape string, put func(name, value string)) {
+	add := func(name string, v any) {
+		if s, ok := putValue(v); ok {
+			put(name, s)
+		}
 	}
-	if !t.IssuedAt.IsZero() {
-		at := t.IssuedAt.UTC()
-		p.IssuedAt = &at
-	}
-	c := map[string]string{}
-	switch p.Shape {
+	switch shape {
 	case ShapeKubernetes:
-		k8s := t.Claims["kubernetes.io"].(map[string]any)
-		put(c, "namespace", k8s["namespace"])
+		k8s := claims["kubernetes.io"].(map[string]any)
+		add("namespace", k8s["namespace"])
 		if sa, ok := k8s["serviceaccount"].(map[string]any); ok {
-			put(c, "service_account", sa["name"])
-			put(c, "service_account_uid", sa["uid"])
+			add("service_account", sa["name"])
+			add("service_account_uid", sa["uid"])
 		}
 		if pod, ok := k8s["pod"].(map[string]any); ok {
-			put(c, "pod", pod["name"])
-			put(c, "pod_uid", pod["uid"])
+			add("pod", pod["name"])
+			add("pod_uid", pod["uid"])
 		}
 		if node, ok := k8s["node"].(map[string]any); ok {
-			put(c, "node", node["name"])
+			add("node", node["name"])
 		}
 	default:
-		for _, name := range shapeClaims[p.Shape] {
-			put(c, name, t.Claims[name])
+		for _, name := range shapeClaims[shape] {
+			add(name, claims[name])
 		}
 	}
-	if len(c) > 0 {
-		p.Claims = c
+}
+
+// provenanceJSON is buildProvenance(t, rule, version).JSON(), byte for
+// byte, written without encoding/json's reflection (internal/jsonappend),
+// with the token's repository claim as buildProvenance records it (""
+// when it has none). Decide runs it for every enrollment;
+// TestProvenanceJSONMatchesBuildProvenance holds it to the reference.
+func provenanceJSON(t *Token, rule, version string) (json.RawMessage, string) {
+	shape := tokenShape(t.Claims)
+	// The interesting claims, sorted by name as json.Marshal sorts a map's
+	// keys; at most 14 of them, on the stack.
+	type claim struct{ name, value string }
+	var small [16]claim
+	claims := small[:0]
+	repository := ""
+	shapeClaimValues(t.Claims, shape, func(name, value string) {
+		claims = append(claims, claim{name, value})
+		if name == "repository" {
+			repository = value
+		}
+	})
+	slices.SortFunc(claims, func(a, b claim) int { return strings.Compare(a.name, b.name) })
+
+	b := make([]byte, 0, 2048)
+	b = append(b, `{"token_issuer":`...)
+	b = jsonappend.String(b, t.IssuerName)
+	b = append(b, `,"iss":`...)
+	b = jsonappend.String(b, t.Issuer)
+	b = append(b, `,"sub":`...)
+	b = jsonappend.String(b, clip(t.Subject))
+	if jti := clip(t.ID); jti != "" {
+		b = append(b, `,"jti":`...)
+		b = jsonappend.String(b, jti)
 	}
-	if raw, err := json.Marshal(t.Claims); err == nil && len(raw) <= maxTokenClaims {
-		p.TokenClaims = raw
+	if !t.IssuedAt.IsZero() {
+		at, err := t.IssuedAt.UTC().MarshalJSON()
+		if err != nil { // as Provenance.JSON: a verified token's iat is within years 0-9999
+			panic(err)
+		}
+		b = append(b, `,"iat":`...)
+		b = append(b, at...)
 	}
-	return p
+	b = append(b, `,"shape":`...)
+	b = jsonappend.String(b, shape)
+	if len(claims) > 0 {
+		b = append(b, `,"claims":{`...)
+		for i, c := range claims {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = jsonappend.String(b, c.name)
+			b = append(b, ':')
+			b = jsonappend.String(b, c.value)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `,"policy_rule":`...)
+	b = jsonappend.String(b, rule)
+	b = append(b, `,"policy_version":`...)
+	b = jsonappend.String(b, version)
+	// token_claims last, so that claims over maxTokenClaims (or that
+	// json.Marshal would refuse) are cut off again.
+	before := len(b)
+	b = append(b, `,"token_claims":`...)
+	start := len(b)
+	b, err := jsonappend.Object(b, t.Claims)
+	if err != nil || len(b)-start > maxTokenClaims {
+		b = b[:before]
+	}
+	return append(b, '}'), repository
 }
 
 // enrollmentClaims returns the claims a lineage's enrollment recorded,
@@ -142,19 +208,23 @@ func (p Provenance) JSON() json.RawMessage {
 	return b
 }
 
-func put(dst map[string]string, name string, v any) {
+// putValue is the provenance value of a claim: a non-empty string
+// (clipped), an integral number (in decimal), or a boolean; ok is false for
+// anything else.
+func putValue(v any) (string, bool) {
 	switch x := v.(type) {
 	case string:
 		if x != "" {
-			dst[name] = clip(x)
+			return clip(x), true
 		}
 	case float64:
 		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
-			dst[name] = strconv.FormatInt(int64(x), 10)
+			return strconv.FormatInt(int64(x), 10), true
 		}
 	case bool:
-		dst[name] = strconv.FormatBool(x)
+		return strconv.FormatBool(x), true
 	}
+	return "", false
 }
 
 func clip(s string) string {

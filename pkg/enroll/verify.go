@@ -192,13 +192,15 @@ func (v *Verifier) Verify(ctx context.Context, pol *policy.Policy, raw string) (
 		return nil, newErr(ReasonTokenMalformed, nil, "token must carry exactly one signature")
 	}
 	hdr := tok.Headers[0]
-	var reg jwt.Claims
-	var claims map[string]any
-	if err := tok.UnsafeClaimsWithoutVerification(&reg, &claims); err != nil {
+	// The payload is decoded once, into the map the policy and the
+	// provenance read (claimsOf).
+	var payload any
+	if err := tok.UnsafeClaimsWithoutVerification(&payload); err != nil {
 		return nil, newErr(ReasonTokenMalformed, err, "claims are not a valid JWT claims set")
 	}
-	if claims == nil {
-		return nil, newErr(ReasonTokenMalformed, nil, "claims are not a JSON object")
+	claims, reg, err := claimsOf(payload)
+	if err != nil {
+		return nil, err
 	}
 	if reg.Issuer == "" {
 		return nil, newErr(ReasonTokenMalformed, nil, "token has no iss")
@@ -287,6 +289,100 @@ func (v *Verifier) Verify(ctx context.Context, pol *policy.Policy, raw string) (
 	return t, nil
 }
 
+// claimsOf returns the claims of a payload go-jose decoded into an any, and
+// its registered claims, or the token_malformed refusal of a payload that is
+// not a JSON object or whose registered claims have the wrong types.
+//
+// Decoding into an any takes go-jose's decoder's path without reflection
+// (into a map[string]any it reflects on every claim), with the same checks
+// (duplicate names are refused); the registered claims are taken from the
+// map (registeredClaims) instead of from a second decoding into
+// jwt.Claims. The answers are those of the two decodings it replaces
+// (jwt.Claims, then map[string]any; TestRegisteredClaimsMatchJWTClaims).
+func claimsOf(payload any) (map[string]any, jwt.Claims, error) {
+	claims, ok := payload.(map[string]any)
+	switch {
+	case payload == nil:
+		return nil, jwt.Claims{}, newErr(ReasonTokenMalformed, nil, "claims are not a JSON object")
+	case !ok: // a map[string]any target refuses any other JSON value
+		return nil, jwt.Claims{}, newErr(ReasonTokenMalformed, nil, "claims are not a valid JWT claims set")
+	}
+	reg, err := registeredClaims(claims)
+	if err != nil {
+		return nil, jwt.Claims{}, newErr(ReasonTokenMalformed, err, "claims are not a valid JWT claims set")
+	}
+	return claims, reg, nil
+}
+
+// registeredClaims returns the registered claims of a payload decoded into
+// claims, as go-jose's json.Unmarshal of the same payload into jwt.Claims
+// returns them, and an error exactly when that decoding fails (the payload
+// being a JSON object that decodes into a map): iss, sub and jti are
+// strings (null or absent: ""); aud is a string or an array of strings
+// (absent: none; null or anything else is an error); exp, nbf and iat are
+// numbers below 2^62 in magnitude (null or absent: none). Both decodings
+// match names case-sensitively and refuse duplicate names alike.
+// TestRegisteredClaimsMatchJWTClaims holds the two to the same answers.
+func registeredClaims(claims map[string]any) (jwt.Claims, error) {
+	var reg jwt.Claims
+	var err error
+	str := func(name string, dst *string) {
+		switch v := claims[name].(type) {
+		case nil:
+		case string:
+			*dst = v
+		default:
+			err = errRegisteredClaim
+		}
+	}
+	date := func(name string) *jwt.NumericDate {
+		switch v := claims[name].(type) {
+		case nil:
+		case float64:
+			if v < maxNumericDate && v > -maxNumericDate {
+				d := jwt.NumericDate(v)
+				return &d
+			}
+			err = errRegisteredClaim
+		default:
+			err = errRegisteredClaim
+		}
+		return nil
+	}
+	str("iss", &reg.Issuer)
+	str("sub", &reg.Subject)
+	str("jti", &reg.ID)
+	reg.Expiry, reg.NotBefore, reg.IssuedAt = date("exp"), date("nbf"), date("iat")
+	if aud, ok := claims["aud"]; ok {
+		switch v := aud.(type) {
+		case string:
+			reg.Audience = jwt.Audience{v}
+		case []any:
+			reg.Audience = make(jwt.Audience, len(v))
+			for i, e := range v {
+				s, ok := e.(string)
+				if !ok {
+					return jwt.Claims{}, errRegisteredClaim
+				}
+				reg.Audience[i] = s
+			}
+		default:
+			err = errRegisteredClaim
+		}
+	}
+	if err != nil {
+		return jwt.Claims{}, err
+	}
+	return reg, nil
+}
+
+// maxNumericDate is go-jose's bound on exp, nbf and iat: beyond it the
+// conversion to a time overflows.
+const maxNumericDate = 1 << 62
+
+// errRegisteredClaim is a registered claim of the wrong JSON type.
+var errRegisteredClaim = errors.New("a registered claim (iss, sub, aud, exp, nbf, iat, jti) has the wrong type")
+
 // headerAlg reads only the `alg` of a token's protected header, to tell a
 // refused algorithm (token_bad_signature) from garbage (token_malformed) after
 // go-jose has already refused the token. It is never used to verify anything.
@@ -321,11 +417,14 @@ func headerAlg(raw string) (string, bool) {
 // payload instead, which every such encoding shares and no re-encoding can
 // change without a new signature from the issuer.
 func replayKey(iss, jti, raw string) string {
-	h := sha256.New()
 	if jti != "" {
-		h.Write([]byte("jti\x00" + iss + "\x00" + jti))
-		return hex.EncodeToString(h.Sum(nil))
+		// Hashed from a stack buffer: this runs for every token.
+		var buf [256]byte
+		b := append(append(append(append(buf[:0], "jti\x00"...), iss...), 0), jti...)
+		sum := sha256.Sum256(b)
+		return hex.EncodeToString(sum[:])
 	}
+	h := sha256.New()
 	h.Write([]byte("signed\x00" + iss + "\x00"))
 	header, rest, _ := strings.Cut(raw, ".")
 	payload, _, _ := strings.Cut(rest, ".")

@@ -2,7 +2,9 @@ package enroll
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
@@ -210,5 +212,20 @@ func TestRequireJTIRefusesTokensWithoutOne(t *testing.T) {
 	// Issuers without the setting still accept tokens without jti.
 	if _, err := f.v.Verify(context.Background(), f.pol, f.gh.GitHubToken(t, map[string]any{"jti": nil})); err != nil {
 		t.Fatalf("a github token without jti: %v", err)
+	}
+}
+
+// The replay key of a token with a jti is pinned: keys recorded by an
+// earlier version must still match after an upgrade, or a token used just
+// before it could be used again just after.
+func TestReplayKeyOfAJTIIsTheHashOfIssuerAndJTI(t *testing.T) {
+	sum := sha256.Sum256([]byte("jti\x00https://idp.example\x00abc"))
+	if got, want := replayKey("https://idp.example", "abc", "ignored.when.jti"), hex.EncodeToString(sum[:]); got != want {
+		t.Errorf("replayKey = %s, want %s", got, want)
+	}
+	long := strings.Repeat("j", 300) // past the stack buffer
+	sum = sha256.Sum256([]byte("jti\x00https://idp.example\x00" + long))
+	if got, want := replayKey("https://idp.example", long, ""), hex.EncodeToString(sum[:]); got != want {
+		t.Errorf("replayKey of a long jti = %s, want %s", got, want)
 	}
 }

@@ -1,9 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/workload-ca/workload-ca/internal/jsonappend"
 	"github.com/workload-ca/workload-ca/pkg/enroll"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/store"
@@ -93,20 +95,24 @@ func ParseCertRequest(body []byte) (csrPEM []byte, ttl time.Duration, err error)
 	bad := func(detail string) error {
 		return &Error{Kind: KindInput, Reason: ReasonBadRequest, Detail: detail}
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	var req CertRequest
-	if err := dec.Decode(&req); err != nil {
-		return nil, 0, bad("the body must be a JSON object {\"csr\": PEM, \"ttl\": \"15m\"} without other fields")
+	csr, ttlText, ok := certRequestFast(body)
+	if !ok {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		var req CertRequest
+		if err := dec.Decode(&req); err != nil {
+			return nil, 0, bad("the body must be a JSON object {\"csr\": PEM, \"ttl\": \"15m\"} without other fields")
+		}
+		if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+			return nil, 0, bad("trailing data after the JSON object")
+		}
+		csr, ttlText = []byte(req.CSR), req.TTL
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, 0, bad("trailing data after the JSON object")
-	}
-	if strings.TrimSpace(req.CSR) == "" {
+	if len(bytes.TrimSpace(csr)) == 0 {
 		return nil, 0, bad("csr is required")
 	}
-	if req.TTL != "" {
-		ttl, err = time.ParseDuration(req.TTL)
+	if ttlText != "" {
+		ttl, err = time.ParseDuration(ttlText)
 		if err != nil {
 			return nil, 0, bad("ttl is not a duration such as \"15m\"")
 		}
@@ -119,7 +125,72 @@ func ParseCertRequest(body []byte) (csrPEM []byte, ttl time.Duration, err error)
 			return nil, 0, &Error{Kind: KindInput, Reason: ReasonTTLTooLong, Detail: "ttl exceeds 720h"}
 		}
 	}
-	return []byte(req.CSR), ttl, nil
+	return csr, ttl, nil
+}
+
+// certRequestFast reads the body clients send (`ca enroll` and `ca renew`
+// marshal a CertRequest): {"csr":"...","ttl":"..."}, ttl optional, no
+// whitespace but after the object, strings of printable ASCII whose only
+// escape is \n. It reads it in one pass and one copy of the CSR, where
+// encoding/json's decoder scans the body twice and copies it three times;
+// ok is false for any other body, which the decoder reads. It yields what
+// the decoder yields (TestParseCertRequestFastPathMatchesTheDecoder and
+// its fuzz target).
+func certRequestFast(body []byte) (csr []byte, ttl string, ok bool) {
+	rest, ok := bytes.CutPrefix(body, []byte(`{"csr":"`))
+	if !ok {
+		return nil, "", false
+	}
+	if csr, rest, ok = plainJSONString(rest); !ok {
+		return nil, "", false
+	}
+	if after, found := bytes.CutPrefix(rest, []byte(`,"ttl":"`)); found {
+		var t []byte
+		if t, rest, ok = plainJSONString(after); !ok {
+			return nil, "", false
+		}
+		ttl = string(t)
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte("}")); !ok {
+		return nil, "", false
+	}
+	for _, c := range rest {
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return nil, "", false
+		}
+	}
+	return csr, ttl, true
+}
+
+// plainJSONString reads a JSON string's content up to its closing quote
+// when it is printable ASCII with no escape but \n, and returns it
+// unescaped and what follows the quote.
+func plainJSONString(b []byte) (s, rest []byte, ok bool) {
+	newlines := 0
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			s = make([]byte, 0, i-newlines)
+			for j := 0; j < i; j++ {
+				if b[j] == '\\' {
+					s = append(s, '\n')
+					j++ // the n
+					continue
+				}
+				s = append(s, b[j])
+			}
+			return s, b[i+1:], true
+		case c == '\\':
+			if i+1 == len(b) || b[i+1] != 'n' {
+				return nil, nil, false
+			}
+			i++
+			newlines++
+		case c < 0x20 || c > 0x7e:
+			return nil, nil, false
+		}
+	}
+	return nil, nil, false
 }
 
 // lineageRevoker is the operators' revoker as the Renewer needs it for
@@ -214,7 +285,7 @@ func (e *enrollment) enrollOnce(w http.ResponseWriter, r *http.Request, info *de
 		return &Error{Kind: KindBearerMissing, Reason: ReasonUnauthorized,
 			Detail: "enrollment needs Authorization: Bearer <provenance token>"}
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := requestBody(r)
 	if err != nil {
 		return err
 	}
@@ -345,22 +416,73 @@ func bearerToken(r *http.Request) (string, bool) {
 	return tok, tok != ""
 }
 
-// writeIssued answers 201 with the certificate and its chain.
+// writeIssued answers 201 with the certificate and its chain: a
+// CertResponse, written as json.NewEncoder(w).Encode writes it, with the
+// PEM blocks as pem.EncodeToMemory writes them. It appends the PEM straight
+// into the JSON string instead of encoding each certificate and then the
+// whole answer (TestWriteIssuedWritesWhatTheEncoderWrote holds it to that).
 func writeIssued(w http.ResponseWriter, is *issuer.Issued, spiffeID string) error {
-	var chain strings.Builder
+	size := 192 + len(is.Serial) + len(spiffeID) + pemJSONLen(len(is.DER))
 	for _, der := range is.Chain {
-		chain.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+		size += pemJSONLen(len(der))
 	}
-	w.Header().Set("Location", "/v1/certificates/"+is.Serial)
-	w.Header().Set("Cache-Control", "no-store")
-	return writeJSON(w, http.StatusCreated, CertResponse{
-		Serial:      is.Serial,
-		SPIFFEID:    spiffeID,
-		DNSNames:    is.Certificate.DNSNames,
-		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: is.DER})),
-		Chain:       chain.String(),
-		NotAfter:    is.NotAfter.UTC(),
-	})
+	for _, n := range is.Certificate.DNSNames {
+		size += len(n) + 3
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"serial":`...)
+	b = jsonappend.String(b, is.Serial)
+	b = append(b, `,"spiffe_id":`...)
+	b = jsonappend.String(b, spiffeID)
+	if len(is.Certificate.DNSNames) > 0 {
+		b = append(b, `,"dns_names":[`...)
+		for i, n := range is.Certificate.DNSNames {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = jsonappend.String(b, n)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, `,"certificate":"`...)
+	b = appendPEMCertificateJSON(b, is.DER)
+	b = append(b, `","chain":"`...)
+	for _, der := range is.Chain {
+		b = appendPEMCertificateJSON(b, der)
+	}
+	b = append(b, `","not_after":`...)
+	notAfter, err := is.NotAfter.UTC().MarshalJSON()
+	b = append(append(b, notAfter...), "}\n"...)
+	h := w.Header()
+	h.Set("Location", "/v1/certificates/"+is.Serial)
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	if err != nil { // as the encoder: the status is out, the body is not
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// appendPEMCertificateJSON appends der as pem.EncodeToMemory encodes a
+// CERTIFICATE block, inside a JSON string: its newlines escaped (the
+// base64 alphabet and the armour need no other escaping).
+func appendPEMCertificateJSON(b, der []byte) []byte {
+	b = append(b, `-----BEGIN CERTIFICATE-----\n`...)
+	// 48 bytes are one 64-character line, pem's line length.
+	for len(der) > 0 {
+		n := min(len(der), 48)
+		b = base64.StdEncoding.AppendEncode(b, der[:n])
+		b = append(b, `\n`...)
+		der = der[n:]
+	}
+	return append(b, `-----END CERTIFICATE-----\n`...)
+}
+
+// pemJSONLen is the length appendPEMCertificateJSON appends for n bytes.
+func pemJSONLen(n int) int {
+	return len(`-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n`) + base64.StdEncoding.EncodedLen(n) + 2*((n+47)/48)
 }
 
 func clip(s string, n int) string {

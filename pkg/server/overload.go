@@ -67,10 +67,12 @@ var errOverloaded = &Error{Kind: KindUnavailable, Reason: ReasonOverloaded,
 func (e *enrollment) admit(action string, h HandlerFunc) HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if r.Body != nil && r.Body != http.NoBody {
-			body, err := io.ReadAll(r.Body)
+			body, err := readAllSized(r.Body, r.ContentLength)
 			// h reads the same bytes, then the same error (a body over
 			// the limit, a connection cut), and answers as it would have.
-			r.Body = readBody{Reader: bytes.NewReader(body), err: err}
+			rb := &readBody{data: body, err: err}
+			rb.Reset(body)
+			r.Body = rb
 		}
 		select {
 		case e.load.slots <- struct{}{}:
@@ -90,11 +92,12 @@ func (e *enrollment) admit(action string, h HandlerFunc) HandlerFunc {
 // readBody replays a body read ahead: its bytes, then the error that ended
 // the read (io.EOF if none).
 type readBody struct {
-	*bytes.Reader
-	err error
+	bytes.Reader
+	data []byte
+	err  error
 }
 
-func (b readBody) Read(p []byte) (int, error) {
+func (b *readBody) Read(p []byte) (int, error) {
 	n, err := b.Reader.Read(p)
 	if err == io.EOF && b.err != nil {
 		err = b.err
@@ -102,4 +105,39 @@ func (b readBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (readBody) Close() error { return nil }
+func (*readBody) Close() error { return nil }
+
+// readAllSized is io.ReadAll with a first buffer of the declared length (which
+// limitBody has bounded), so that a body of known length is read into one
+// allocation instead of a growing series.
+func readAllSized(r io.Reader, contentLength int64) ([]byte, error) {
+	n := 512
+	if contentLength > 0 && contentLength < 1<<30 {
+		n = int(contentLength) + 1 // room to read the EOF without growing
+	}
+	b := make([]byte, 0, n)
+	for {
+		m, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+	}
+}
+
+// requestBody is io.ReadAll(r.Body), without the copy when admit has read
+// the body ahead and nothing has read from it since: the bytes admit read
+// and the error that ended its read.
+func requestBody(r *http.Request) ([]byte, error) {
+	if rb, ok := r.Body.(*readBody); ok && rb.Len() == len(rb.data) {
+		rb.Reset(nil) // read to its end, as io.ReadAll leaves it
+		return rb.data, rb.err
+	}
+	return io.ReadAll(r.Body)
+}

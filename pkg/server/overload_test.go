@@ -3,8 +3,11 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -131,5 +134,75 @@ func TestASlowBodyHoldsNoInFlightSlot(t *testing.T) {
 	}
 	if n := m.GetCounter().GetValue(); n != 0 {
 		t.Errorf("ca_enroll_shed_total{action=enroll} = %v; want 0: the slow bodies held slots", n)
+	}
+}
+
+// errAfter yields its bytes, then err.
+type errAfter struct {
+	r   *strings.Reader
+	err error
+}
+
+func (e *errAfter) Read(p []byte) (int, error) {
+	if e.r.Len() == 0 {
+		return 0, e.err
+	}
+	return e.r.Read(p)
+}
+
+func (e *errAfter) Close() error { return nil }
+
+// The handler behind admit gets from requestBody what io.ReadAll of the
+// body gave before admit read it ahead: every byte, and the error that
+// ended the read (none at the end, the limit's *http.MaxBytesError, a cut
+// connection's).
+func TestTheBodyReadAheadIsTheBodyAndItsError(t *testing.T) {
+	e := &enrollment{load: newAdmission(1)}
+	long := strings.Repeat("b", 3000)
+	cut := errors.New("connection cut")
+	for _, c := range []struct {
+		name    string
+		body    func(w http.ResponseWriter) io.ReadCloser
+		length  int64
+		want    string
+		wantErr func(error) bool
+	}{
+		{"a body of its declared length", func(http.ResponseWriter) io.ReadCloser { return io.NopCloser(strings.NewReader(long)) }, 3000, long, nil},
+		{"a body of no declared length", func(http.ResponseWriter) io.ReadCloser { return io.NopCloser(strings.NewReader(long)) }, -1, long, nil},
+		{"a body shorter than declared", func(http.ResponseWriter) io.ReadCloser { return io.NopCloser(strings.NewReader("ab")) }, 10, "ab", nil},
+		{"a body over the limit", func(w http.ResponseWriter) io.ReadCloser {
+			return http.MaxBytesReader(w, io.NopCloser(strings.NewReader(long)), 1000)
+		}, -1, long[:1000], func(err error) bool { var mb *http.MaxBytesError; return errors.As(err, &mb) }},
+		{"a cut connection", func(http.ResponseWriter) io.ReadCloser { return &errAfter{strings.NewReader("abc"), cut} }, 3000, "abc",
+			func(err error) bool { return errors.Is(err, cut) }},
+	} {
+		var got []byte
+		var gotErr error
+		h := e.admit(actionEnroll, func(_ http.ResponseWriter, r *http.Request) error {
+			got, gotErr = requestBody(r)
+			return nil
+		})
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodPost, "/v1/enroll", nil)
+		r.Body, r.ContentLength = c.body(w), c.length
+		if err := h(w, r); err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != c.want || (c.wantErr == nil) != (gotErr == nil) || c.wantErr != nil && !c.wantErr(gotErr) {
+			t.Errorf("%s: requestBody = %d bytes, %v; want %d bytes", c.name, len(got), gotErr, len(c.want))
+		}
+	}
+	// A body something read from first is read on from there.
+	h := e.admit(actionEnroll, func(_ http.ResponseWriter, r *http.Request) error {
+		var first [2]byte
+		_, _ = io.ReadFull(r.Body, first[:])
+		rest, err := requestBody(r)
+		if string(rest) != "cdef" || err != nil {
+			t.Errorf("after reading 2 bytes: requestBody = %q, %v; want \"cdef\"", rest, err)
+		}
+		return nil
+	})
+	if err := h(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/v1/enroll", strings.NewReader("abcdef"))); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -212,5 +213,23 @@ func TestEveryRequestGetsOneJSONAccessLogLine(t *testing.T) {
 	}
 	if _, ok := line["duration_ms"]; !ok {
 		t.Error("no duration_ms")
+	}
+}
+
+// appendProblem writes what json.NewEncoder(w).Encode(p) wrote.
+func TestAppendProblemWritesWhatTheEncoderWrote(t *testing.T) {
+	for _, p := range []Problem{
+		{Type: "urn:workload-ca:problem:not_found", Title: "Not Found", Status: 404, Detail: "no such resource", Reason: ReasonNotFound, RequestID: "abc-1"},
+		{Type: "urn:workload-ca:problem:x", Title: "Internal Server Error", Status: 500, Reason: ReasonInternal},
+		{Type: "u", Title: "", Status: -1, Detail: "a \"quoted\" <b>&</b>\n\u2028\xff", Reason: "r\x00", RequestID: "é"},
+		{},
+	} {
+		var want bytes.Buffer
+		if err := json.NewEncoder(&want).Encode(p); err != nil {
+			t.Fatal(err)
+		}
+		if got := appendProblem(nil, p); !bytes.Equal(got, want.Bytes()) {
+			t.Errorf("appendProblem = %s, the encoder %s", got, want.Bytes())
+		}
 	}
 }

@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -49,7 +48,7 @@ func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *dec
 	info.target, info.serial = serial, serial // serial becomes the new one once issued
 	info.details["renewed_from"] = serial
 
-	body, err := io.ReadAll(r.Body)
+	body, err := requestBody(r)
 	if err != nil {
 		return err
 	}
