@@ -80,54 +80,23 @@ func (s *Store) ExecAllForTest(ctx context.Context, stmts []sqlstore.Stmt) ([]in
 	return sqlWriter{sqlQuerier{s.w}, s}.ExecAll(ctx, stmts)
 }
 
-// OpenCheckpointTest is Open with the checkpointer's tick interval and WAL
-// limit (frames) given.
-func OpenCheckpointTest(ctx context.Context, path string, interval time.Duration, limit int) (*Store, error) {
-	return openWith(ctx, path, nil, interval, limit)
-}
-
-// CheckpointForTest runs one pass of the checkpointer now, as a tick does
-// (force: even if nothing was committed since the last one), and returns the
-// WAL's frames after its PASSIVE checkpoint, -1 if it did not run.
-func (s *Store) CheckpointForTest(ctx context.Context, force bool) (int, error) {
-	return s.ckpt.checkpoint(ctx, force)
-}
-
-// CheckpointErr is the error of the checkpointer's last pass, nil if it
-// succeeded.
-func (s *Store) CheckpointErr() error {
-	s.ckpt.mu.Lock()
-	defer s.ckpt.mu.Unlock()
-	return s.ckpt.lastErr
-}
-
-// BreakCheckpointerForTest closes the checkpointer's connection, so that
-// every checkpoint after it fails.
-func (s *Store) BreakCheckpointerForTest() { _ = s.ckpt.db.Close() }
-
-// ConnectionSettingsForTest reads the settings of the write connection
-// ("w.") and of the checkpointer's ("ckpt.") that durability and the
-// checkpointing rely on.
-func (s *Store) ConnectionSettingsForTest(ctx context.Context) (map[string]int64, error) {
+// WriteConnectionSettingsForTest reads the write connection's settings that
+// durability and the write path's cost rely on.
+func (s *Store) WriteConnectionSettingsForTest(ctx context.Context) (map[string]int64, error) {
 	got := map[string]int64{}
-	for _, c := range []struct {
-		prefix string
-		db     *sql.DB
-	}{{"w.", s.w}, {"ckpt.", s.ckpt.db}} {
-		for _, p := range []string{"synchronous", "wal_autocheckpoint", "temp_store", "busy_timeout"} {
-			var v int64
-			if err := c.db.QueryRowContext(ctx, `PRAGMA `+p).Scan(&v); err != nil {
-				return nil, err
-			}
-			got[c.prefix+p] = v
-		}
-		var mode string
-		if err := c.db.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+	for _, p := range []string{"synchronous", "wal_autocheckpoint", "temp_store"} {
+		var v int64
+		if err := s.w.QueryRowContext(ctx, `PRAGMA `+p).Scan(&v); err != nil {
 			return nil, err
 		}
-		if mode == "wal" {
-			got[c.prefix+"wal"] = 1
-		}
+		got[p] = v
+	}
+	var mode string
+	if err := s.w.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+		return nil, err
+	}
+	if mode == "wal" {
+		got["wal"] = 1
 	}
 	return got, nil
 }

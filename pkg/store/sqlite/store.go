@@ -31,11 +31,10 @@ type Store struct {
 	w *sql.DB // the one write connection; its transactions are BEGIN IMMEDIATE
 	r *sql.DB // read-only connections
 
-	leaders sync.Map      // leadership name -> *sync.Mutex (TryLeadership)
-	stmts   sync.Map      // stmtKey -> *sql.Stmt (prepared statements of the hot paths)
-	gc      *committer    // group commit of the enrollment path's writes; nil when read-only
-	ckpt    *checkpointer // WAL checkpoints off the commit path (checkpoint.go); nil when read-only
-	pending pendingMarks  // token marks answered in a group that did not commit
+	leaders sync.Map     // leadership name -> *sync.Mutex (TryLeadership)
+	stmts   sync.Map     // stmtKey -> *sql.Stmt (prepared statements of the hot paths)
+	gc      *committer   // group commit of the enrollment path's writes; nil when read-only
+	pending pendingMarks // token marks answered in a group that did not commit
 }
 
 var _ store.Store = (*Store)(nil)
@@ -43,13 +42,8 @@ var _ store.Store = (*Store)(nil)
 // DSN is the database/sql data source name for the file at path with the
 // pragmas every connection needs: WAL, busy timeout, foreign keys, full sync.
 // Migrations use it too, so that they run with the same settings.
-func DSN(path string) string { return dsn(path, busyTimeout) }
-
-// dsn is DSN with busy_timeout busy. (The driver runs the pragmas in an
-// order of its own, so a second busy_timeout appended to DSN would not
-// reliably win.)
-func dsn(path string, busy time.Duration) string {
-	return path + fmt.Sprintf("?_pragma=busy_timeout(%d)", busy.Milliseconds()) +
+func DSN(path string) string {
+	return path + fmt.Sprintf("?_pragma=busy_timeout(%d)", busyTimeout.Milliseconds()) +
 		"&_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
 }
 
@@ -80,24 +74,21 @@ func Open(ctx context.Context, path string) (*Store, error) {
 
 // open is Open; obs, if not nil, is told of every statement (OpenObserved).
 func open(ctx context.Context, path string, obs store.Observer) (*Store, error) {
-	return openWith(ctx, path, obs, checkpointInterval, walLimitPages)
-}
-
-// openWith is open with the checkpointer's interval and WAL limit (pages).
-func openWith(ctx context.Context, path string, obs store.Observer, interval time.Duration, limit int) (*Store, error) {
 	if err := CreateFile(path); err != nil {
 		return nil, err
 	}
-	// No auto-checkpoint on the write connection: the checkpointer does it
-	// (checkpoint.go). temp_store=MEMORY keeps the statement journal in
-	// memory: the group commit runs each write in a savepoint, and SQLite
-	// copies every page a savepoint changes into that journal first (to
-	// roll the savepoint back); past 64 KiB, a dozen index pages, it went
-	// to a temporary file, a pwrite per page (issue 20: 15% of the CPU of
-	// the enrollment writes). That journal only serves ROLLBACK TO inside
-	// a live transaction; crash recovery uses the WAL, so durability does
-	// not depend on it.
-	w, err := openDB(DSN(path)+"&_txlock=immediate&_pragma=wal_autocheckpoint(0)&_pragma=temp_store(MEMORY)", obs)
+	// temp_store=MEMORY keeps the statement journal in memory: the group
+	// commit runs each write in a savepoint, and SQLite copies every page a
+	// savepoint changes into that journal first (to roll the savepoint
+	// back); past 64 KiB, a dozen index pages, it went to a temporary file,
+	// a pwrite per page (issue 20: 15% of the CPU of the enrollment writes).
+	// That journal only serves ROLLBACK TO inside a live transaction; crash
+	// recovery uses the WAL, so durability does not depend on it.
+	// Checkpoints stay SQLite's own (wal_autocheckpoint, 1,000 pages, on the
+	// committing connection): a checkpointer on a connection of its own,
+	// once a second, cost the same CPU and made the tail at 64 clients worse
+	// (p99 95-115 ms against 74-75 ms, docs/performance.md).
+	w, err := openDB(DSN(path)+"&_txlock=immediate&_pragma=temp_store(MEMORY)", obs)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
@@ -112,15 +103,7 @@ func openWith(ctx context.Context, path string, obs store.Observer, interval tim
 	}
 	r.SetMaxOpenConns(readConns)
 	r.SetMaxIdleConns(readConns)
-	// The checkpointer's busy timeout is short: a TRUNCATE checkpoint
-	// blocks new writers while it waits for readers (checkpoint.go).
-	k, err := openDB(dsn(path, checkpointBusyTimeout), obs)
-	if err != nil {
-		_ = w.Close()
-		_ = r.Close()
-		return nil, fmt.Errorf("sqlite: open: %w", err)
-	}
-	s := &Store{w: w, r: r, ckpt: newCheckpointer(k, interval, limit)}
+	s := &Store{w: w, r: r}
 	s.ops = newOps(s)
 	// The write connection first: it switches the file to WAL.
 	if err := w.PingContext(ctx); err != nil {
@@ -208,27 +191,17 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the group committer (after its current group), checkpoints
-// the WAL into the database file (checkpoint.go) and closes the
-// connections. A failed last checkpoint loses nothing (the frames stay in
-// the WAL) and is returned.
+// Close stops the group committer (after its current group) and closes both
+// connection pools.
 func (s *Store) Close() error {
 	if s.gc != nil {
 		s.gc.stop()
 	}
-	var errs []error
-	if s.ckpt != nil {
-		errs = append(errs, s.ckpt.stop())
-	}
 	s.closeStatements()
 	if s.r == s.w {
-		return errors.Join(append(errs, s.r.Close())...)
+		return s.r.Close()
 	}
-	errs = append(errs, s.r.Close(), s.w.Close())
-	if s.ckpt != nil {
-		errs = append(errs, s.ckpt.db.Close())
-	}
-	return errors.Join(errs...)
+	return errors.Join(s.r.Close(), s.w.Close())
 }
 
 // inTx runs fn in a write transaction (BEGIN IMMEDIATE: the write lock is
