@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -106,24 +105,15 @@ rules:
 	for b.Loop() {
 		b.StopTimer()
 		req := request()
-		start := processCPU(b)
+		start := testkit.ProcessCPU()
 		b.StartTimer()
 		enrollOnce(req)
-		cpu += processCPU(b) - start
+		cpu += testkit.ProcessCPU() - start
 	}
 	// The process's CPU time (every goroutine: the store's committer, the
 	// garbage collector) while enrollments ran: wall time here is mostly
 	// the WAL's fsync.
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
-}
-
-// processCPU is the user and system CPU time the process has used.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // jsonString quotes s as a JSON string (the PEM's newlines).

@@ -9,10 +9,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/workload-ca/workload-ca/internal/testkit"
 	"github.com/workload-ca/workload-ca/pkg/store"
 	"github.com/workload-ca/workload-ca/pkg/store/sqlite"
 	"github.com/workload-ca/workload-ca/pkg/store/storeopen"
@@ -66,7 +66,7 @@ func BenchmarkEnrollmentWrites(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.SetParallelism(16 / min(16, max(1, parallelProcs())))
-	start := cpuTime()
+	start := testkit.ProcessCPU()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -84,19 +84,10 @@ func BenchmarkEnrollmentWrites(b *testing.B) {
 		}
 	})
 	b.StopTimer()
-	b.ReportMetric(float64((cpuTime()-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64((testkit.ProcessCPU()-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
 
 func parallelProcs() int { return runtime.GOMAXPROCS(0) }
-
-// cpuTime is the process's user plus system CPU time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 func randHex(n int) string {
 	p := make([]byte, n)
