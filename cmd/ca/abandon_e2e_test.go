@@ -3,13 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/workload-ca/workload-ca/internal/testkit"
 	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/server"
 )
@@ -18,17 +21,22 @@ import (
 // process as a third client of the token.
 func (p *pubE2E) tokenKeys(t *testing.T) []string {
 	t.Helper()
-	ks, err := hsm.OpenPKCS11(hsm.PKCS11Config{
-		Module: p.vars["CA_PKCS11_MODULE"], TokenLabel: p.vars["CA_PKCS11_TOKEN"], PIN: p.vars["CA_PKCS11_PIN"],
-	}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("open the token: %v", err)
-	}
-	defer ks.Close()
-	labels, err := ks.KeyLabels(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The replicas write the same SoftHSM token files meanwhile (their OCSP
+	// responder keys), and SoftHSM, which rereads them at login, can fail a
+	// login that meets a rewrite with CKR_GENERAL_ERROR: a failed open or
+	// listing is tried again, a wrong list of keys is not.
+	var labels []string
+	testkit.Eventually(t, 15*time.Second, "opening the token and listing its keys", func() error {
+		ks, err := hsm.OpenPKCS11(hsm.PKCS11Config{
+			Module: p.vars["CA_PKCS11_MODULE"], TokenLabel: p.vars["CA_PKCS11_TOKEN"], PIN: p.vars["CA_PKCS11_PIN"],
+		}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			return fmt.Errorf("open the token: %w", err)
+		}
+		defer ks.Close()
+		labels, err = ks.KeyLabels(context.Background())
+		return err
+	})
 	return labels
 }
 
