@@ -72,7 +72,8 @@ func (si *signingIssuer) Issue(ctx context.Context, r issuer.Request) (*issuer.I
 	return &issuer.Issued{Serial: sn, Certificate: cert, DER: der, NotAfter: cert.NotAfter}, nil
 }
 
-func acmePolicy(t *testing.T, oidc *testkit.OIDCIssuer) *policy.Policy {
+// acmePolicy trusts oidc's tokens for repositories of the acme owner.
+func acmePolicy(t testing.TB, oidc *testkit.OIDCIssuer) *policy.Policy {
 	t.Helper()
 	pol, err := policy.Parse([]byte(`trust_domain: example.org
 token_issuers:

@@ -57,22 +57,7 @@ func BenchmarkEnroll(b *testing.B) {
 		b.Fatal(err)
 	}
 	oidc := testkit.NewOIDCIssuer(b)
-	pol, err := policy.Parse([]byte(`trust_domain: example.org
-token_issuers:
-  - name: github
-    issuer: ` + oidc.URL + `
-    audience: ` + testkit.DefaultOIDCAudience + `
-rules:
-  - name: acme-ci
-    issuer: github
-    when: claims.repository_owner == "acme"
-    spiffe_id: spiffe://example.org/ci/{{claims.repository|path}}
-    max_ttl: 1h
-    ttl: 15m
-`))
-	if err != nil {
-		b.Fatal(err)
-	}
+	pol := acmePolicy(b, oidc)
 	rt, err := NewRoutes(Deps{
 		Log: log, Clock: clk, Store: st, Keys: &fakePinger{}, Anchors: ca.Issuer, Metrics: reg,
 		BodyLimit: 64 << 10, ReadyTimeout: 200e6,

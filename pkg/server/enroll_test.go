@@ -155,22 +155,7 @@ func newEnrollFixture(t *testing.T) *enrollFixture {
 func newEnrollFixtureWith(t *testing.T, adjust func(f *fixture, d *Deps)) *enrollFixture {
 	t.Helper()
 	oidc := testkit.NewOIDCIssuer(t)
-	pol, err := policy.Parse([]byte(`trust_domain: example.org
-token_issuers:
-  - name: github
-    issuer: ` + oidc.URL + `
-    audience: ` + testkit.DefaultOIDCAudience + `
-rules:
-  - name: acme-ci
-    issuer: github
-    when: claims.repository_owner == "acme"
-    spiffe_id: spiffe://example.org/ci/{{claims.repository|path}}
-    max_ttl: 1h
-    ttl: 15m
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pol := acmePolicy(t, oidc)
 	f := newFixtureWith(t, func(f *fixture, d *Deps) {
 		d.Policy = policy.NewHolder(pol)
 		d.Verifier = enroll.NewVerifier(d.Clock, enroll.WithHTTPClient(oidc.Client()))
