@@ -42,6 +42,9 @@ type options struct {
 	// cpuProfile makes each server write a CPU profile of its run
 	// (CA_CPU_PROFILE) next to its log in outDir.
 	cpuProfile bool
+	// stepCLI and stepCABin are the step and step-ca binaries of the
+	// stepca backend (stepca.go).
+	stepCLI, stepCABin string
 }
 
 func main() {
@@ -71,7 +74,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.ceilingTime, "ceiling-time", 2*time.Second, "how long the SoftHSM ceiling signs per worker count")
 	conc := fs.String("enroll-concurrency", "1,4,16,32", "comma-separated concurrency levels of the production enroll runs")
 	econc := fs.String("embedded-concurrency", "1,16,64", "comma-separated concurrency levels of the embedded-default enroll runs")
-	backends := fs.String("backends", "embedded,production", "which setups to measure: embedded (SQLite + software keys), production (Postgres + SoftHSM)")
+	backends := fs.String("backends", "embedded,production", "which setups to measure: embedded (SQLite + software keys), production (Postgres + SoftHSM), stepca (step-ca's defaults, for comparison: needs --step and --step-ca)")
+	fs.StringVar(&o.stepCLI, "step", "", "the `step` CLI binary (stepca backend: step ca init)")
+	fs.StringVar(&o.stepCABin, "step-ca", "", "the `step-ca` binary (stepca backend)")
 	fs.IntVar(&o.overloadConc, "overload-concurrency", 256, "clients of the embedded overload run")
 	fs.IntVar(&o.conc, "concurrency", 16, "concurrency of the renew, OCSP, bundle and CRL runs")
 	fs.StringVar(&o.adminURL, "postgres-admin-url", envOr("CA_TEST_POSTGRES_URL", defaultPostgresAdminURL), "Postgres server (a user that may create databases)")
@@ -92,10 +97,10 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	for _, b := range strings.Split(*backends, ",") {
 		switch b = strings.TrimSpace(b); b {
-		case "embedded", "production":
+		case "embedded", "production", "stepca":
 			o.backends = append(o.backends, b)
 		default:
-			return o, fmt.Errorf("--backends: %q is neither embedded nor production", b)
+			return o, fmt.Errorf("--backends: %q is none of embedded, production, stepca", b)
 		}
 	}
 	if o.duration <= 0 || o.conc < 1 || o.overloadConc < 1 {
@@ -164,6 +169,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.measures("production") {
 		if err := runProduction(ctx, o, dir, ti, rep, logf); err != nil {
 			return fmt.Errorf("production: %w", err)
+		}
+	}
+	if o.measures("stepca") {
+		if err := runStepCA(ctx, o, dir, rep, logf); err != nil {
+			return fmt.Errorf("step-ca: %w", err)
 		}
 	}
 	if o.goBench != "" {
