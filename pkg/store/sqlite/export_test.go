@@ -32,15 +32,16 @@ type GroupWrite struct {
 
 // CommitGroupForTest runs writes as one group transaction, as the committer
 // does with what it finds queued, and returns each write's outcome: a token
-// mark's answer as given when its statement ran, the others' the group's own
-// error for all when the transaction failed.
+// mark's answer as MarkTokenUsed gave it (before the group: the mark is
+// queued, and the group writes it first), the others' the group's own error
+// for all when the transaction failed.
 func (s *Store) CommitGroupForTest(ctx context.Context, writes []GroupWrite) ([]store.AuditEntry, []error) {
 	entries := make([]store.AuditEntry, len(writes))
 	group := make([]*write, len(writes))
 	errs := make([]error, len(writes))
 	for i, w := range writes {
 		var fn func(context.Context, *sql.Tx) error
-		var mark *tokenMark
+		answered := false
 		switch {
 		case w.Poison:
 			fn = func(ctx context.Context, tx *sql.Tx) error {
@@ -48,8 +49,8 @@ func (s *Store) CommitGroupForTest(ctx context.Context, writes []GroupWrite) ([]
 				return errors.New("poisoned write")
 			}
 		case w.Token != "":
-			fn = s.markWrite(w.Token, w.Exp, w.Now)
-			mark = &tokenMark{key: w.Token, expiresAt: w.Exp, now: w.Now}
+			errs[i], answered = s.MarkTokenUsed(ctx, w.Token, w.Exp, w.Now), true
+			fn = func(context.Context, *sql.Tx) error { return nil }
 		default:
 			var err error
 			if fn, err = s.recordWrite(w.Cert, w.Entry, &entries[i]); err != nil {
@@ -57,12 +58,14 @@ func (s *Store) CommitGroupForTest(ctx context.Context, writes []GroupWrite) ([]
 				fn = func(context.Context, *sql.Tx) error { return err }
 			}
 		}
-		group[i] = &write{ctx: ctx, fn: fn, done: make(chan error, 1), mark: mark}
+		group[i] = &write{ctx: ctx, fn: fn, done: make(chan error, 1)}
+		if answered {
+			group[i].done <- errs[i]
+		}
 	}
 	res, err := s.runGroup(ctx, group)
-	for i := range writes {
-		if group[i].answered {
-			errs[i] = <-group[i].done
+	for i, w := range writes {
+		if w.Token != "" {
 			continue
 		}
 		if err != nil {
@@ -99,4 +102,33 @@ func (s *Store) WriteConnectionSettingsForTest(ctx context.Context) (map[string]
 		got["wal"] = 1
 	}
 	return got, nil
+}
+
+// HoldCommitterForTest makes the committer run a write that waits until
+// release is called; it returns once the committer is inside it.
+func (s *Store) HoldCommitterForTest(ctx context.Context) (release func() error) {
+	inside, out := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.grouped(ctx, "held", func(context.Context, *sql.Tx) error {
+			close(inside)
+			<-out
+			return nil
+		})
+	}()
+	<-inside
+	return func() error { close(out); return <-done }
+}
+
+// TokenRecordedForTest reads a token's row on a connection of its own, as
+// another process would after a crash.
+func TokenRecordedForTest(ctx context.Context, path, key string) (bool, error) {
+	db, err := sql.Open("sqlite", DSN(path))
+	if err != nil {
+		return false, err
+	}
+	defer db.Close()
+	var n int
+	err = db.QueryRowContext(ctx, `SELECT count(*) FROM used_tokens WHERE key = ?`, key).Scan(&n)
+	return n == 1, err
 }

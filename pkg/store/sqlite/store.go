@@ -31,10 +31,10 @@ type Store struct {
 	w *sql.DB // the one write connection; its transactions are BEGIN IMMEDIATE
 	r *sql.DB // read-only connections
 
-	leaders sync.Map     // leadership name -> *sync.Mutex (TryLeadership)
-	stmts   sync.Map     // stmtKey -> *sql.Stmt (prepared statements of the hot paths)
-	gc      *committer   // group commit of the enrollment path's writes; nil when read-only
-	pending pendingMarks // token marks answered in a group that did not commit
+	leaders sync.Map   // leadership name -> *sync.Mutex (TryLeadership)
+	stmts   sync.Map   // stmtKey -> *sql.Stmt (prepared statements of the hot paths)
+	gc      *committer // group commit of the enrollment path's writes; nil when read-only
+	marks   *markSet   // token marks not yet committed (marks.go); nil when read-only
 }
 
 var _ store.Store = (*Store)(nil)
@@ -199,6 +199,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // connection pools.
 func (s *Store) Close() error {
 	if s.gc != nil {
+		s.marks.close()
 		s.gc.stop()
 	}
 	s.closeStatements()
