@@ -94,7 +94,7 @@ func (i *Issuer) logFailure(ctx context.Context, r Request, err error) {
 
 // issueOnce is one attempt with one fresh serial.
 func (i *Issuer) issueOnce(ctx context.Context, v validRequest, now time.Time) (*Issued, error) {
-	serial, err := newSerial(i.rand)
+	serial, err := newSerial(i.rand, now)
 	if err != nil {
 		return nil, err
 	}
