@@ -61,6 +61,9 @@ func (b *bench) embeddedScenarios(ctx context.Context) error {
 		}
 		rate = max(rate, r.Throughput)
 	}
+	if o.enrollOnly {
+		return nil
+	}
 	in, err := b.ti.enrollInputs(inputsFor(rate*2) + int(rate*4))
 	if err != nil {
 		return err

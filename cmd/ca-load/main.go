@@ -45,6 +45,9 @@ type options struct {
 	// stepCLI and stepCABin are the step and step-ca binaries of the
 	// stepca backend (stepca.go).
 	stepCLI, stepCABin string
+	// enrollOnly skips the embedded overload, renewal and JWT-SVID runs
+	// (a side-by-side with step-ca, a profile of enrollment alone).
+	enrollOnly bool
 }
 
 func main() {
@@ -84,6 +87,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.dbPool, "db-pool", 16, "pool_max_conns of the server's Postgres pool (0: pgx default)")
 	fs.StringVar(&o.goBench, "gobench", "", "output of `go test -bench` to take the component figures (CRL build) from")
 	fs.BoolVar(&o.cpuProfile, "cpuprofile", false, "have each server write a CPU profile of its run to the output directory (serve.cpu.prof, serve-embedded.cpu.prof)")
+	fs.BoolVar(&o.enrollOnly, "enroll-only", false, "measure only the embedded enroll runs (no overload, renewal or JWT-SVID run)")
 	fs.BoolVar(&o.keepDir, "keep", false, "keep the temporary directory (token, policy) after the run")
 	if err := fs.Parse(args); err != nil {
 		return o, err
