@@ -106,6 +106,7 @@ func issuerConfig(cfg *config.Config) issuer.Config {
 		TrustDomain:          cfg.TrustDomain,
 		PublicURL:            cfg.PublicURL,
 		KeyType:              hsm.KeyType(cfg.Issuer.KeyType),
+		TimeOrderedSerials:   cfg.DatabaseDriver() != "postgres",
 		RootLifetime:         cfg.Issuer.RootLifetime,
 		IntermediateLifetime: cfg.Issuer.IntermediateLifetime,
 		Backdate:             cfg.Issuer.Backdate,

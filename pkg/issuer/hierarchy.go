@@ -178,7 +178,7 @@ func createHierarchy(ctx context.Context, d Deps, cfg Config, issuers []store.Is
 
 // caTemplate is the common part of root and intermediate certificates.
 func caTemplate(cfg Config, cn string, pub crypto.PublicKey, now time.Time, lifetime time.Duration) (*x509.Certificate, error) {
-	serial, err := newSerial(rand.Reader, now)
+	serial, err := newSerial(rand.Reader)
 	if err != nil {
 		return nil, err
 	}

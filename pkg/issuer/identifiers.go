@@ -20,27 +20,39 @@ import (
 // serialBytes is the length of every serial number this CA assigns.
 const serialBytes = 16
 
-// serialTimeBytes is the length of a serial's time prefix.
+// newSerial returns a serial number of exactly serialBytes bytes of CSPRNG
+// output from r (crypto/rand in production): the top bit is cleared so the
+// INTEGER is positive without a padding byte (16 content bytes, well under
+// the 20-byte limit), and the next bit is set so the value is never zero and
+// its hex has no leading zero in any convention. That leaves 126 bits of
+// CSPRNG output.
+func newSerial(r io.Reader) (*big.Int, error) {
+	var b [serialBytes]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return nil, fmt.Errorf("issuer: reading random serial: %w", err)
+	}
+	b[0] = b[0]&0x7f | 0x40
+	return new(big.Int).SetBytes(b[:]), nil
+}
+
+// serialTimeBytes is the length of a time-ordered serial's time prefix.
 const serialTimeBytes = 6
 
-// newSerial returns a serial number of exactly serialBytes bytes: the
-// issuance time in milliseconds since 1970 (6 bytes), then 10 bytes (80
-// bits) of CSPRNG output from r (crypto/rand in production), the invariant's
-// 64 and more. The top bit is cleared so the INTEGER is positive without a
-// padding byte (16 content bytes, well under the 20-byte limit), and the next
-// bit is set so the value is never zero and its hex has no leading zero in
-// any convention; the 46 bits left for the milliseconds last past the year
-// 4000.
+// newTimeOrderedSerial returns a serial number of exactly serialBytes
+// bytes: the issuance time in milliseconds since 1970 (6 bytes), then 10
+// bytes (80 bits) of CSPRNG output from r, the invariant's 64 and more. As
+// newSerial, the top bits are 01; the 46 bits left for the milliseconds last
+// past the year 4000.
 //
-// Why a time prefix (issue 20): every index keyed by serial (the
-// certificates', their lineage's, the OCSP responses') took a random leaf
-// page per certificate, and each page a group commit dirties is written to
-// the WAL whole (4 KiB, two pwrites) and again at the checkpoint: the
-// random pages were most of the embedded default's write volume. Serials
-// that increase with time are appended at the right edge of those indexes,
-// a few pages per group. The random part keeps them unpredictable, and the
-// time is no secret: notBefore carries it.
-func newSerial(r io.Reader, now time.Time) (*big.Int, error) {
+// Why (issue 20, Config.TimeOrderedSerials): on SQLite every index keyed by
+// serial (the certificates', their lineage's, the OCSP responses') took a
+// random leaf page per certificate, and each page a group commit dirties is
+// written to the WAL whole (4 KiB, two pwrites) and again at the
+// checkpoint: the random pages were most of the embedded default's write
+// volume. Serials that increase with time are appended at the right edge of
+// those indexes. The random part keeps them unpredictable, and the time is
+// no secret: notBefore carries it.
+func newTimeOrderedSerial(r io.Reader, now time.Time) (*big.Int, error) {
 	var b [serialBytes]byte
 	if _, err := io.ReadFull(r, b[serialTimeBytes:]); err != nil {
 		return nil, fmt.Errorf("issuer: reading random serial: %w", err)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
 	"net/url"
@@ -94,7 +95,11 @@ func (i *Issuer) logFailure(ctx context.Context, r Request, err error) {
 
 // issueOnce is one attempt with one fresh serial.
 func (i *Issuer) issueOnce(ctx context.Context, v validRequest, now time.Time) (*Issued, error) {
-	serial, err := newSerial(i.rand, now)
+	newS := newSerial
+	if i.cfg.TimeOrderedSerials {
+		newS = func(r io.Reader) (*big.Int, error) { return newTimeOrderedSerial(r, now) }
+	}
+	serial, err := newS(i.rand)
 	if err != nil {
 		return nil, err
 	}

@@ -291,13 +291,33 @@ func TestSerialNumbers(t *testing.T) {
 	}
 }
 
-// A serial is the issuance time in milliseconds, then 80 random bits, with
-// the top two bits 01 (issue 20: serials that grow with time append to the
-// store's indexes instead of dirtying a random page each).
-func TestNewSerialIsTheTimeThenTheRandomBits(t *testing.T) {
+func TestNewSerialKeepsTheRandomBits(t *testing.T) {
+	zeros := strings.NewReader(strings.Repeat("\x00", 16))
+	s, err := newSerial(zeros)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := new(big.Int).Lsh(big.NewInt(1), 126); s.Cmp(want) != 0 {
+		t.Errorf("all-zero randomness gave %x, want 0x40 followed by zeros", s)
+	}
+	ones := strings.NewReader(strings.Repeat("\xff", 16))
+	s, _ = newSerial(ones)
+	if want := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 127), big.NewInt(1)); s.Cmp(want) != 0 {
+		t.Errorf("all-ones randomness gave %x, want 0x7fff...", s)
+	}
+	if _, err := newSerial(strings.NewReader("short")); err == nil {
+		t.Error("a short read did not fail")
+	}
+}
+
+// A time-ordered serial (the embedded store's) is the issuance time in
+// milliseconds, then 80 random bits, with the top two bits 01 (issue 20:
+// serials that grow with time append to SQLite's indexes instead of
+// dirtying a random page each).
+func TestNewTimeOrderedSerialIsTheTimeThenTheRandomBits(t *testing.T) {
 	at := time.Date(2026, 12, 5, 19, 0, 0, 123_000_000, time.UTC)
 	zeros := strings.NewReader(strings.Repeat("\x00", 10))
-	s, err := newSerial(zeros, at)
+	s, err := newTimeOrderedSerial(zeros, at)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,23 +327,23 @@ func TestNewSerialIsTheTimeThenTheRandomBits(t *testing.T) {
 		t.Errorf("all-zero randomness at %v gave %x, want %x", at, s, want)
 	}
 	ones := strings.NewReader(strings.Repeat("\xff", 10))
-	s, _ = newSerial(ones, at)
+	s, _ = newTimeOrderedSerial(ones, at)
 	if low := new(big.Int).And(s, new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 80), big.NewInt(1))); low.BitLen() != 80 || low.Cmp(new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 80), big.NewInt(1))) != 0 {
 		t.Errorf("all-ones randomness gave %x: the low 80 bits are not the random bytes", s)
 	}
-	if _, err := newSerial(strings.NewReader("short"), at); err == nil {
+	if _, err := newTimeOrderedSerial(strings.NewReader("short"), at); err == nil {
 		t.Error("a short read did not fail")
 	}
 	// Later issuance, larger serial, whatever the random bits; and the
 	// stored hex sorts the same way (fixed 32 digits).
-	a, _ := newSerial(strings.NewReader(strings.Repeat("\xff", 10)), at)
-	b, _ := newSerial(strings.NewReader(strings.Repeat("\x00", 10)), at.Add(time.Millisecond))
+	a, _ := newTimeOrderedSerial(strings.NewReader(strings.Repeat("\xff", 10)), at)
+	b, _ := newTimeOrderedSerial(strings.NewReader(strings.Repeat("\x00", 10)), at.Add(time.Millisecond))
 	if a.Cmp(b) >= 0 || serialHex(a) >= serialHex(b) || len(serialHex(a)) != 32 || len(serialHex(b)) != 32 {
 		t.Errorf("serials %s (earlier) and %s (a millisecond later) are not in time order", serialHex(a), serialHex(b))
 	}
 	// The clock before 1970 or past the 46 bits: still 16 bytes, 01 on top.
 	for _, odd := range []time.Time{time.Unix(-5, 0), time.UnixMilli(1 << 47)} {
-		s, _ := newSerial(strings.NewReader(strings.Repeat("\x00", 10)), odd)
+		s, _ := newTimeOrderedSerial(strings.NewReader(strings.Repeat("\x00", 10)), odd)
 		if s.BitLen() != 127 {
 			t.Errorf("at %v the serial %x has %d bits, want 127", odd, s, s.BitLen())
 		}
@@ -625,5 +645,21 @@ func TestIssuanceLogRecord(t *testing.T) {
 	_, wantRest, ok2 := bytes.Cut(bytes.TrimSpace(want.Bytes()), []byte(`,"level"`))
 	if !ok1 || !ok2 || !bytes.Equal(gotRest, wantRest) {
 		t.Errorf("issuance log\n%s\nwant\n%s", line, want.Bytes())
+	}
+}
+
+// Config.TimeOrderedSerials (the embedded store) puts the issuer clock's
+// milliseconds in front of each leaf serial; without it serials are random.
+func TestTimeOrderedSerialsCarryTheIssuanceTime(t *testing.T) {
+	cfg := testConfig()
+	cfg.TimeOrderedSerials = true
+	u := newUnitCA(t, cfg)
+	got, err := u.iss.Issue(context.Background(), Request{PublicKey: newP256(t).Public(), SPIFFEID: "spiffe://example.org/t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := got.Certificate.SerialNumber
+	if ms := new(big.Int).Rsh(s, 80).Int64() &^ (1 << 46); ms != u.clock.Now().UnixMilli() || s.BitLen() != 127 {
+		t.Errorf("serial %x carries %d ms, want the clock's %d and 127 bits", s, ms, u.clock.Now().UnixMilli())
 	}
 }

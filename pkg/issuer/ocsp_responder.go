@@ -229,7 +229,7 @@ func (r *Responders) certify(ctx context.Context, issuerID string, parent *x509.
 // 4.2.2.2: issued directly by the CA it answers for, id-kp-OCSPSigning,
 // id-pkix-ocsp-nocheck, and ending before the issuer does.
 func responderTemplate(parent *x509.Certificate, pub crypto.PublicKey, now time.Time, cfg ResponderConfig) (*x509.Certificate, error) {
-	serial, err := newSerial(rand.Reader, now)
+	serial, err := newSerial(rand.Reader)
 	if err != nil {
 		return nil, err
 	}
