@@ -214,8 +214,14 @@ func (s *serverProc) stop() {
 // apiClient is an HTTPS client for the API listener trusting the CA's
 // roots, presenting certs, keeping up to conns connections alive.
 func (s *serverProc) apiClient(conns int, certs ...tls.Certificate) *http.Client {
+	return httpsClient(s.roots, conns, certs...)
+}
+
+// httpsClient is an HTTPS client trusting roots, presenting certs, keeping
+// up to conns connections alive.
+func httpsClient(roots *x509.CertPool, conns int, certs ...tls.Certificate) *http.Client {
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig:     &tls.Config{RootCAs: s.roots, Certificates: certs, MinVersion: tls.VersionTLS12},
+		TLSClientConfig:     &tls.Config{RootCAs: roots, Certificates: certs, MinVersion: tls.VersionTLS12},
 		MaxIdleConns:        conns,
 		MaxIdleConnsPerHost: conns,
 		MaxConnsPerHost:     conns,

@@ -6,7 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
@@ -14,16 +13,16 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/workload-ca/workload-ca/internal/testkit/caserve"
 )
 
 // The step-ca backend measures step-ca the way issue 20 compared it with the
@@ -88,11 +87,10 @@ func startStepCA(ctx context.Context, o options, dir string) (*stepCA, error) {
 	if err := os.WriteFile(pw, []byte(stepCAPassword), 0o600); err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	addr, err := caserve.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
 	initCmd := exec.CommandContext(ctx, o.stepCLI, "ca", "init", "--deployment-type=standalone", "--name=ca-load",
 		"--dns=127.0.0.1", "--address="+addr, "--provisioner=bench",
 		"--password-file="+pw, "--provisioner-password-file="+pw)
@@ -198,14 +196,7 @@ func (s *stepCA) stop() {
 	}
 }
 
-func (s *stepCA) client(conns int) *http.Client {
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		TLSClientConfig:     &tls.Config{RootCAs: s.roots, MinVersion: tls.VersionTLS12},
-		MaxIdleConns:        conns,
-		MaxIdleConnsPerHost: conns,
-		MaxConnsPerHost:     conns,
-	}}
-}
+func (s *stepCA) client(conns int) *http.Client { return httpsClient(s.roots, conns) }
 
 // stepInput is one pre-minted one-time token and the CSR it allows.
 type stepInput struct {
@@ -278,14 +269,4 @@ func (s *stepCA) signFn(c *http.Client, in *pool[stepInput]) requestFunc {
 		}
 		return nil
 	}
-}
-
-// freePort is a loopback TCP port free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
