@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -26,9 +27,14 @@ const serialBytes = 16
 // the 20-byte limit), and the next bit is set so the value is never zero and
 // its hex has no leading zero in any convention. That leaves 126 bits of
 // CSPRNG output.
-func newSerial(r io.Reader) (*big.Int, error) {
+func newSerial(r io.Reader) (*big.Int, error) { return serialAfter(r, nil) }
+
+// serialAfter is a serial of serialBytes bytes: prefix, then CSPRNG output
+// from r, with the top bits forced to 01 (see newSerial).
+func serialAfter(r io.Reader, prefix []byte) (*big.Int, error) {
 	var b [serialBytes]byte
-	if _, err := io.ReadFull(r, b[:]); err != nil {
+	n := copy(b[:], prefix)
+	if _, err := io.ReadFull(r, b[n:]); err != nil {
 		return nil, fmt.Errorf("issuer: reading random serial: %w", err)
 	}
 	b[0] = b[0]&0x7f | 0x40
@@ -53,17 +59,9 @@ const serialTimeBytes = 6
 // those indexes. The random part keeps them unpredictable, and the time is
 // no secret: notBefore carries it.
 func newTimeOrderedSerial(r io.Reader, now time.Time) (*big.Int, error) {
-	var b [serialBytes]byte
-	if _, err := io.ReadFull(r, b[serialTimeBytes:]); err != nil {
-		return nil, fmt.Errorf("issuer: reading random serial: %w", err)
-	}
-	ms := uint64(max(now.UnixMilli(), 0))
-	for i := serialTimeBytes - 1; i >= 0; i-- {
-		b[i] = byte(ms)
-		ms >>= 8
-	}
-	b[0] = b[0]&0x3f | 0x40
-	return new(big.Int).SetBytes(b[:]), nil
+	var ms [8]byte
+	binary.BigEndian.PutUint64(ms[:], uint64(max(now.UnixMilli(), 0)))
+	return serialAfter(r, ms[8-serialTimeBytes:])
 }
 
 // serialHex is the stored form of a serial: lowercase hex of its big-endian

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/big"
 	"net/url"
@@ -95,11 +94,13 @@ func (i *Issuer) logFailure(ctx context.Context, r Request, err error) {
 
 // issueOnce is one attempt with one fresh serial.
 func (i *Issuer) issueOnce(ctx context.Context, v validRequest, now time.Time) (*Issued, error) {
-	newS := newSerial
+	var serial *big.Int
+	var err error
 	if i.cfg.TimeOrderedSerials {
-		newS = func(r io.Reader) (*big.Int, error) { return newTimeOrderedSerial(r, now) }
+		serial, err = newTimeOrderedSerial(i.rand, now)
+	} else {
+		serial, err = newSerial(i.rand)
 	}
-	serial, err := newS(i.rand)
 	if err != nil {
 		return nil, err
 	}
