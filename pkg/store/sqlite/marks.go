@@ -138,14 +138,18 @@ func (ms *markSet) queue(m *tokenMark, now time.Time) bool {
 	return true
 }
 
-// wake tells the committer that marks may be due.
+// wake tells the committer that marks may be due, and arms the timer again
+// for when the oldest queued mark will be (a group may have taken the mark
+// the timer was armed for, and a younger one be the oldest now).
 func (ms *markSet) wake() {
 	ms.mu.Lock()
 	ms.timer = nil
 	if len(ms.queued) > 0 {
-		// Again for the marks queued meanwhile, if this flush finds
-		// the oldest not yet due.
-		ms.timer = time.AfterFunc(markFlushAfter, ms.wake)
+		next := markFlushAfter
+		if left := markFlushAfter - time.Since(ms.queued[0].queuedAt); left > 0 {
+			next = left
+		}
+		ms.timer = time.AfterFunc(next, ms.wake)
 	}
 	ms.mu.Unlock()
 	select {
