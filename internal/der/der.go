@@ -36,3 +36,16 @@ func AppendHeader(b []byte, tag byte, n int) []byte {
 	}
 	return append(b, 0x84, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 }
+
+// SignatureLen is the size of a signed structure's tail (RFC 5280 4.1,
+// 5.1; RFC 6960 4.2.1): the signatureAlgorithm element of algo bytes and
+// the signatureValue BIT STRING of a sig-byte signature.
+func SignatureLen(algo, sig int) int { return algo + HeaderLen(1+sig) + 1 + sig }
+
+// AppendSignature appends that tail: algo (an encoded AlgorithmIdentifier)
+// and the BIT STRING of sig, no unused bits.
+func AppendSignature(b, algo, sig []byte) []byte {
+	b = append(b, algo...)
+	b = AppendHeader(b, 0x03, 1+len(sig))
+	return append(append(b, 0), sig...)
+}

@@ -23,3 +23,23 @@ func TestHeaderIsCryptobytes(t *testing.T) {
 		}
 	}
 }
+
+// A signature tail is cryptobyte's algorithm bytes and BIT STRING, and
+// SignatureLen its size, at each boundary of the BIT STRING's length.
+func TestSignatureTailIsCryptobytes(t *testing.T) {
+	algo := []byte{0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02}
+	for _, n := range []int{0, 1, 0x7e, 0x7f, 0xfe, 0xff, 0xfffe, 0xffff} {
+		sig := bytes.Repeat([]byte{0xa5}, n)
+		var b cryptobyte.Builder
+		b.AddBytes(algo)
+		b.AddASN1BitString(sig)
+		want := b.BytesOrPanic()
+		got := AppendSignature([]byte{1}, algo, sig)
+		if !bytes.Equal(got[1:], want) {
+			t.Errorf("tail of a %d-byte signature: %x, want %x", n, got[1:], want)
+		}
+		if SignatureLen(len(algo), n) != len(want) {
+			t.Errorf("tail size of a %d-byte signature: %d, want %d", n, SignatureLen(len(algo), n), len(want))
+		}
+	}
+}

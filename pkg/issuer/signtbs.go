@@ -114,11 +114,11 @@ func (l *lintIssuer) lintCopy(tmpl *x509.Certificate, pub crypto.PublicKey) ([]b
 		}
 		return nil, fmt.Errorf("%w: building certificate: %v", ErrLint, err)
 	}
-	der, err := certificateWithAlgorithm(captured.tbs, l.scheme.der, l.scheme.sample)
+	cert, err := certificateWithAlgorithm(captured.tbs, l.scheme.der, l.scheme.sample)
 	if err != nil {
 		return nil, fmt.Errorf("%w: building certificate: %v", ErrLint, err)
 	}
-	return der, nil
+	return cert, nil
 }
 
 // certificateWithAlgorithm returns the certificate made of tbs with its
@@ -138,14 +138,14 @@ func certificateWithAlgorithm(tbs, algo, sig []byte) ([]byte, error) {
 	out := newCertificate(der.HeaderLen(n)+n, len(algo), len(sig))
 	out = der.AppendHeader(out, byte(cbasn1.SEQUENCE), n)
 	out = append(append(append(append(out, version...), serial...), algo...), body...)
-	return appendSignature(out, algo, sig), nil
+	return der.AppendSignature(out, algo, sig), nil
 }
 
 // assembleCertificate encodes Certificate ::= SEQUENCE { tbsCertificate,
 // signatureAlgorithm, signatureValue BIT STRING } (RFC 5280, 4.1).
 func assembleCertificate(tbs, algo, sig []byte) ([]byte, error) {
 	out := append(newCertificate(len(tbs), len(algo), len(sig)), tbs...)
-	return appendSignature(out, algo, sig), nil
+	return der.AppendSignature(out, algo, sig), nil
 }
 
 // The encodings of a certificate are written here rather than with a
@@ -159,22 +159,14 @@ func assembleCertificate(tbs, algo, sig []byte) ([]byte, error) {
 // tbsCertificate element is tbs bytes, its signatureAlgorithm element algo
 // bytes and its signature sig bytes, with room for the rest.
 func newCertificate(tbs, algo, sig int) []byte {
-	n := tbs + algo + der.HeaderLen(1+sig) + 1 + sig
+	n := tbs + der.SignatureLen(algo, sig)
 	return der.AppendHeader(make([]byte, 0, der.HeaderLen(n)+n), byte(cbasn1.SEQUENCE), n)
-}
-
-// appendSignature appends the signatureAlgorithm algo and the
-// signatureValue BIT STRING of sig.
-func appendSignature(out, algo, sig []byte) []byte {
-	out = append(out, algo...)
-	out = der.AppendHeader(out, byte(cbasn1.BIT_STRING), 1+len(sig))
-	return append(append(out, 0), sig...)
 }
 
 // splitCertificate returns the tbsCertificate and signatureAlgorithm (each
 // as encoded) and the signature value of a DER certificate.
-func splitCertificate(der []byte) (tbs, algo, sig []byte, err error) {
-	in := cryptobyte.String(der)
+func splitCertificate(certDER []byte) (tbs, algo, sig []byte, err error) {
+	in := cryptobyte.String(certDER)
 	var cert, tbsE, algE, bits cryptobyte.String
 	if !in.ReadASN1(&cert, cbasn1.SEQUENCE) || !in.Empty() ||
 		!cert.ReadASN1Element(&tbsE, cbasn1.SEQUENCE) ||

@@ -134,16 +134,11 @@ func signCRL(in crlInput, signer crypto.Signer) ([]byte, error) {
 		return nil, fmt.Errorf("revoke: CRL %d: signature does not verify against the issuer certificate: %w", in.Number, err)
 	}
 
-	bitString := 1 + len(sig)
-	total := len(tbs) + len(algID) + der.HeaderLen(bitString) + bitString
+	total := len(tbs) + der.SignatureLen(len(algID), len(sig))
 	out := make([]byte, 0, der.HeaderLen(total)+total)
 	out = der.AppendHeader(out, 0x30, total)
 	out = append(out, tbs...)
-	out = append(out, algID...)
-	out = der.AppendHeader(out, 0x03, bitString)
-	out = append(out, 0x00)
-	out = append(out, sig...)
-	return out, nil
+	return der.AppendSignature(out, algID, sig), nil
 }
 
 // crlExtensions is [0] EXPLICIT Extensions { authorityKeyIdentifier,

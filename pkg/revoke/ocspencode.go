@@ -290,7 +290,7 @@ func (t *ocspTemplate) response(priv crypto.Signer, e ocspEntry) ([]byte, error)
 	// OCSPResponse { ENUMERATED successful, [0] EXPLICIT ResponseBytes {
 	// id-pkix-ocsp-basic, OCTET STRING { BasicOCSPResponse { tbs, algID,
 	// BIT STRING sig, certs }}}}.
-	basic := len(tbs) + len(algID) + der.HeaderLen(1+len(sig)) + 1 + len(sig) + len(t.certs)
+	basic := len(tbs) + der.SignatureLen(len(algID), len(sig)) + len(t.certs)
 	octets := der.HeaderLen(basic) + basic
 	respBytes := len(derOCSPBasic) + der.HeaderLen(octets) + octets
 	explicit := der.HeaderLen(respBytes) + respBytes
@@ -304,9 +304,6 @@ func (t *ocspTemplate) response(priv crypto.Signer, e ocspEntry) ([]byte, error)
 	out = der.AppendHeader(out, 0x04, octets)
 	out = der.AppendHeader(out, 0x30, basic)
 	out = append(out, tbs...)
-	out = append(out, algID...)
-	out = der.AppendHeader(out, 0x03, 1+len(sig))
-	out = append(out, 0) // no padding bits
-	out = append(out, sig...)
+	out = der.AppendSignature(out, algID, sig)
 	return append(out, t.certs...), nil
 }
