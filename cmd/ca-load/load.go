@@ -52,7 +52,7 @@ type result struct {
 	ServerCPUS float64        `json:"server_cpu_s"`
 	// ClientCPUS, PostgresCPUS and MachineCPUS are the load client's, the
 	// postgres processes' and the whole machine's busy CPU seconds over the
-	// run (see cpuShares).
+	// run (see procstat.Shares).
 	ClientCPUS   float64 `json:"client_cpu_s"`
 	PostgresCPUS float64 `json:"postgres_cpu_s"`
 	MachineCPUS  float64 `json:"machine_cpu_s"`

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/workload-ca/workload-ca/internal/procstat"
 )
 
 // defaultPostgresAdminURL is the shared development server; the load
@@ -45,8 +47,10 @@ type options struct {
 	// stepCLI and stepCABin are the step and step-ca binaries of the
 	// stepca backend (stepca.go).
 	stepCLI, stepCABin string
-	// enrollOnly skips the embedded overload, renewal and JWT-SVID runs
-	// (a side-by-side with step-ca, a profile of enrollment alone).
+	// enrollOnly runs only the enroll runs at the configured
+	// concurrencies: no SoftHSM ceiling, overload, half-peak, renewal,
+	// JWT-SVID, OCSP, bundle or CRL run (a side-by-side with step-ca,
+	// alternated binaries, a profile of enrollment alone).
 	enrollOnly bool
 }
 
@@ -87,7 +91,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.dbPool, "db-pool", 16, "pool_max_conns of the server's Postgres pool (0: pgx default)")
 	fs.StringVar(&o.goBench, "gobench", "", "output of `go test -bench` to take the component figures (CRL build) from")
 	fs.BoolVar(&o.cpuProfile, "cpuprofile", false, "have each server write a CPU profile of its run to the output directory (serve.cpu.prof, serve-embedded.cpu.prof)")
-	fs.BoolVar(&o.enrollOnly, "enroll-only", false, "measure only the embedded enroll runs (no overload, renewal or JWT-SVID run)")
+	fs.BoolVar(&o.enrollOnly, "enroll-only", false, "measure only the enroll runs of each setup (no SoftHSM ceiling, overload, half-peak, renewal, JWT-SVID, OCSP, bundle or CRL run)")
 	fs.BoolVar(&o.keepDir, "keep", false, "keep the temporary directory (token, policy) after the run")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -196,15 +200,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // runProduction measures `ca serve` on Postgres and SoftHSM.
 func runProduction(ctx context.Context, o options, dir string, ti *tokenIssuer, rep *report, logf func(string, ...any)) error {
-	logf("SoftHSM token and ceiling (%v per worker count)", o.ceilingTime)
 	tok, err := newSoftHSMToken(dir, o.module)
 	if err != nil {
 		return err
 	}
-	if rep.Ceiling, err = measureCeiling(tok, o.ceilingTime); err != nil {
-		return err
+	if !o.enrollOnly {
+		logf("SoftHSM ceiling (%v per worker count)", o.ceilingTime)
+		if rep.Ceiling, err = measureCeiling(tok, o.ceilingTime); err != nil {
+			return err
+		}
+		logf("SoftHSM ceiling: %.0f signatures/s", rep.Ceiling.Best)
 	}
-	logf("SoftHSM ceiling: %.0f signatures/s", rep.Ceiling.Best)
 
 	dbURL, drop, err := benchDatabase(ctx, o.adminURL)
 	if err != nil {
@@ -263,9 +269,9 @@ type bench struct {
 // what it issued is waited for and counted: see drain.go.
 func (b *bench) measure(ctx context.Context, name string, conc int, rate float64, pid int, drain bool, runIt func() (*recorder, time.Duration)) (result, error) {
 	res := result{Scenario: name, Concurrency: conc, TargetRate: rate}
-	resetOK := resetPeakRSS(pid) == nil
-	before, _ := readProc(pid)
-	sharesBefore := readCPUShares()
+	resetOK := procstat.ResetPeakRSS(pid) == nil
+	before, _ := procstat.Read(pid)
+	sharesBefore := procstat.ReadShares()
 	var peak int64
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -274,7 +280,7 @@ func (b *bench) measure(ctx context.Context, name string, conc int, rate float64
 		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if s, err := readProc(pid); err == nil {
+			if s, err := procstat.Read(pid); err == nil {
 				peak = max(peak, s.RSSBytes)
 			}
 			select {
@@ -303,9 +309,9 @@ func (b *bench) measure(ctx context.Context, name string, conc int, rate float64
 	}
 	close(stop)
 	<-done
-	after, _ := readProc(pid)
-	shares := readCPUShares().minus(sharesBefore)
-	res.ClientCPUS, res.PostgresCPUS, res.MachineCPUS = shares.client, shares.postgres, shares.machine
+	after, _ := procstat.Read(pid)
+	shares := procstat.ReadShares().Minus(sharesBefore)
+	res.ClientCPUS, res.PostgresCPUS, res.MachineCPUS = shares.Self, shares.Postgres, shares.Machine
 	if resetOK {
 		peak = max(peak, after.HWMBytes)
 	}
@@ -389,6 +395,9 @@ func (b *bench) scenarios(ctx context.Context) error {
 		peak = max(peak, r.Sustained)
 	}
 	b.rep.EnrollPeak = peak
+	if o.enrollOnly {
+		return nil
+	}
 
 	// Enroll at half of the peak, open loop.
 	half := peak / 2
@@ -446,7 +455,7 @@ func (b *bench) scenarios(ctx context.Context) error {
 	b.measure(ctx, "GET CRL", o.conc, 0, srv.pid(), false, func() (*recorder, time.Duration) {
 		return closedLoop(ctx, o.conc, o.duration, getFn(pub, crl, "", http.StatusOK))
 	})
-	if s, err := readProc(srv.pid()); err == nil {
+	if s, err := procstat.Read(srv.pid()); err == nil {
 		b.rep.ServerCPUTotal = s.CPUSeconds
 	}
 	return nil

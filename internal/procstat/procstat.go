@@ -1,4 +1,7 @@
-package main
+// Package procstat reads a process's CPU time and memory, and the CPU of the
+// machine's postgres processes, from /proc (Linux): the one reading cmd/ca-load
+// and the store benchmarks take their CPU-per-request figures from.
+package procstat
 
 import (
 	"bufio"
@@ -14,17 +17,17 @@ import (
 // is 100 on every Linux platform Go supports.
 const clockTicks = 100
 
-// procSample is what /proc says about one process at one moment.
-type procSample struct {
+// Sample is what /proc says about one process at one moment.
+type Sample struct {
 	CPUSeconds float64 // utime + stime
 	RSSBytes   int64   // VmRSS
 	HWMBytes   int64   // VmHWM: peak RSS since start or since resetPeakRSS
 }
 
-// readProc reads utime+stime from /proc/<pid>/stat and VmRSS/VmHWM from
+// Read reads utime+stime from /proc/<pid>/stat and VmRSS/VmHWM from
 // /proc/<pid>/status.
-func readProc(pid int) (procSample, error) {
-	var s procSample
+func Read(pid int) (Sample, error) {
+	var s Sample
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return s, err
@@ -75,41 +78,28 @@ func parseKB(v string) int64 {
 	return n * 1024
 }
 
-// resetPeakRSS resets VmHWM to the current RSS (clear_refs value 5, Linux
+// ResetPeakRSS resets VmHWM to the current RSS (clear_refs value 5, Linux
 // 4.0+), so each scenario reports its own peak. It fails without permission
 // to write the process's clear_refs; the peak is then since process start.
-func resetPeakRSS(pid int) error {
+func ResetPeakRSS(pid int) error {
 	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
 }
 
-// cpuShares is where the machine's CPU went during one run: this process
-// (the load client), every process named postgres (the database's
-// backends; one that exits during the run takes its time with it), and the
-// whole machine's busy time from /proc/stat.
-type cpuShares struct {
-	client, postgres, machine float64
+// Shares is where the machine's CPU went, in seconds since boot: this
+// process (Self), every process named postgres (the database's backends;
+// one that exits takes its time with it) and the whole machine's busy time
+// from /proc/stat. Subtract two readings (Minus) for one run's.
+type Shares struct {
+	Self, Postgres, Machine float64
 }
 
-func readCPUShares() cpuShares {
-	var c cpuShares
-	if s, err := readProc(os.Getpid()); err == nil {
-		c.client = s.CPUSeconds
+// ReadShares takes one reading of Shares.
+func ReadShares() Shares {
+	var c Shares
+	if s, err := Read(os.Getpid()); err == nil {
+		c.Self = s.CPUSeconds
 	}
-	if ents, err := os.ReadDir("/proc"); err == nil {
-		for _, e := range ents {
-			pid, err := strconv.Atoi(e.Name())
-			if err != nil {
-				continue
-			}
-			comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-			if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
-				continue
-			}
-			if s, err := readProc(pid); err == nil {
-				c.postgres += s.CPUSeconds
-			}
-		}
-	}
+	c.Postgres = PostgresCPU()
 	if b, err := os.ReadFile("/proc/stat"); err == nil {
 		line, _, _ := strings.Cut(string(b), "\n")
 		f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
@@ -121,12 +111,37 @@ func readCPUShares() cpuShares {
 					busy += n
 				}
 			}
-			c.machine = float64(busy) / clockTicks
+			c.Machine = float64(busy) / clockTicks
 		}
 	}
 	return c
 }
 
-func (c cpuShares) minus(o cpuShares) cpuShares {
-	return cpuShares{client: c.client - o.client, postgres: c.postgres - o.postgres, machine: c.machine - o.machine}
+// Minus is c - o, share by share.
+func (c Shares) Minus(o Shares) Shares {
+	return Shares{Self: c.Self - o.Self, Postgres: c.Postgres - o.Postgres, Machine: c.Machine - o.Machine}
+}
+
+// PostgresCPU is the CPU seconds (user and system) of every process named
+// postgres on this machine, read from /proc at 1/100 s resolution.
+func PostgresCPU() float64 {
+	var total float64
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil || strings.TrimSpace(string(comm)) != "postgres" {
+			continue
+		}
+		if s, err := Read(pid); err == nil {
+			total += s.CPUSeconds
+		}
+	}
+	return total
 }
