@@ -25,3 +25,9 @@ func BenchmarkRevokeMany(b *testing.B) { storetest.BenchRevokeMany(b, testkit.Po
 func BenchmarkGetOCSPResponse(b *testing.B) { storetest.BenchGetOCSPResponse(b, testkit.Postgres(b)) }
 
 func BenchmarkPutOCSPResponses(b *testing.B) { storetest.BenchPutOCSPResponses(b, testkit.Postgres(b)) }
+
+// BenchmarkEnrollmentWrites: the store's work per enrollment, with the
+// postgres processes' CPU per enrollment (pg-cpu-ns/op).
+func BenchmarkEnrollmentWrites(b *testing.B) {
+	storetest.BenchEnrollmentWrites(b, testkit.Postgres(b), true)
+}
