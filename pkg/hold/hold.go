@@ -73,15 +73,18 @@ type Store interface {
 
 var _ Store = store.Store(nil)
 
-// Holds places, releases, lists and checks identity holds. It keeps no state
-// of its own besides metrics: every check reads the store, so a hold placed
-// or released through any replica applies on all of them at their next
-// request. Safe for concurrent use.
+// Holds places, releases, lists and checks identity holds. Check reads the
+// store every time, so a hold placed or released through any replica
+// applies on all of them at their next request; Precheck, the first of the
+// two checks of an enrollment or renewal, may answer from a snapshot up to
+// PrecheckMaxAge old (precheck.go). Safe for concurrent use.
 type Holds struct {
 	st      Store
 	clock   clock.Clock
 	log     *slog.Logger
 	refused prometheus.Counter
+	// snaps is Precheck's snapshot of the holds in force (precheck.go).
+	snaps snapshots
 }
 
 // New returns Holds over st and registers, in reg, the refusal counter
@@ -168,6 +171,7 @@ func (h *Holds) Place(ctx context.Context, r Request) (store.Hold, error) {
 	if err != nil {
 		return store.Hold{}, fmt.Errorf("hold: placing on %s: %w", r.SPIFFEID, err)
 	}
+	h.dropSnapshot()
 	h.log.WarnContext(ctx, "identity on hold", "spiffe_id", r.SPIFFEID, "until", hd.Until, "reason", r.Reason,
 		"actor", r.Actor, "request_id", r.RequestID)
 	return hd, nil
@@ -189,6 +193,7 @@ func (h *Holds) Release(ctx context.Context, spiffeID, actor, requestID, policyV
 	if err != nil {
 		return nil, fmt.Errorf("hold: releasing %s: %w", spiffeID, err)
 	}
+	h.dropSnapshot()
 	h.log.InfoContext(ctx, "identity hold released", "spiffe_id", spiffeID, "holds", len(list),
 		"actor", actor, "request_id", requestID)
 	return list, nil

@@ -308,7 +308,7 @@ func (e *enrollment) enrollOnce(w http.ResponseWriter, r *http.Request, info *de
 	}
 	info.details["token_issuer"], info.details["subject"], info.details["rule"] = dec.TokenIssuer, dec.Subject, dec.Rule
 	info.target = dec.SPIFFEID
-	if err := checkHold(r.Context(), e.d.Identities.Holds, dec.SPIFFEID); err != nil {
+	if err := precheckHold(r.Context(), e.d.Identities.Holds, dec.SPIFFEID); err != nil {
 		return err
 	}
 	issued, err := e.d.Enroll.Issuer.Issue(r.Context(), issuer.Request{

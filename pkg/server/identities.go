@@ -43,6 +43,10 @@ type IdentityRevoker interface {
 // *hold.Holds fits.
 type HoldKeeper interface {
 	Check(ctx context.Context, spiffeID string) error
+	// Precheck is Check for the check before an issuance that
+	// recheckHold follows: it may answer from a snapshot of the holds in
+	// force (hold.PrecheckMaxAge old at most).
+	Precheck(ctx context.Context, spiffeID string) error
 	Place(ctx context.Context, r hold.Request) (store.Hold, error)
 	Release(ctx context.Context, spiffeID, actor, requestID, policyVersion string) ([]store.Hold, error)
 	Active(ctx context.Context, limit int) ([]store.Hold, error)
@@ -64,13 +68,29 @@ var errIdentitiesNotConfigured = errors.New("server: identity endpoints are not 
 // checkHold refuses spiffeID with 403 identity_on_hold when a hold is in
 // force (h nil: never). A store failure is returned as is (503
 // store_unavailable): a hold that cannot be checked is not assumed absent.
-// It is the one call enrollment, renewal and JWT minting make before
-// issuing.
+// JWT minting calls it before signing; recheckHold calls it after an
+// issuance was recorded.
 func checkHold(ctx context.Context, h HoldKeeper, spiffeID string) error {
 	if h == nil {
 		return nil
 	}
-	err := h.Check(ctx, spiffeID)
+	return holdRefusal(spiffeID, h.Check(ctx, spiffeID))
+}
+
+// precheckHold is checkHold before an enrollment's or a renewal's issuance,
+// which recheckHold follows: it may answer from the snapshot of the holds in
+// force (hold.Holds.Precheck), so that most requests read no hold from the
+// store before issuing; the recheck reads it.
+func precheckHold(ctx context.Context, h HoldKeeper, spiffeID string) error {
+	if h == nil {
+		return nil
+	}
+	return holdRefusal(spiffeID, h.Precheck(ctx, spiffeID))
+}
+
+// holdRefusal is the answer to a hold check's err: 403 identity_on_hold for
+// a hold in force, else err as is.
+func holdRefusal(spiffeID string, err error) error {
 	var oh *hold.OnHoldError
 	if errors.As(err, &oh) {
 		return &Error{Kind: KindPolicy, Reason: ReasonIdentityOnHold, Err: err,
@@ -80,7 +100,8 @@ func checkHold(ctx context.Context, h HoldKeeper, spiffeID string) error {
 }
 
 // recheckHold closes the race between a hold and an issuance that passed
-// checkHold just before the hold committed: called after the certificate is
+// precheckHold just before the hold committed (or while its snapshot did
+// not show the hold yet): called after the certificate is
 // recorded and before it is returned, it refuses (403 identity_on_hold) and
 // revokes the new certificate (actor "ca:identity-hold", the hold's reason)
 // when a hold is now in force. Any issuance recorded before the hold's

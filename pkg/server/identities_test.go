@@ -451,20 +451,21 @@ func TestIdentityRequestsAreValidated(t *testing.T) {
 	wantProblem(t, "listing holds anonymously", res, raw, http.StatusUnauthorized, ReasonUnauthorized)
 }
 
-// holdDuringIssuance is a HoldKeeper whose first Check passes and then
+// holdDuringIssuance is a HoldKeeper whose first Precheck passes and then
 // places a real hold, as an operator's hold committing between the
-// handler's check and the certificate's record would.
+// handler's first check and the certificate's record would (or a hold
+// placed through another replica that the snapshot does not show yet).
 type holdDuringIssuance struct {
 	HoldKeeper
 	mu     sync.Mutex
 	placed bool
 }
 
-func (h *holdDuringIssuance) Check(ctx context.Context, id string) error {
+func (h *holdDuringIssuance) Precheck(ctx context.Context, id string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.placed {
-		return h.HoldKeeper.Check(ctx, id)
+		return h.HoldKeeper.Precheck(ctx, id)
 	}
 	h.placed = true
 	_, err := h.Place(ctx, hold.Request{SPIFFEID: id, Duration: time.Hour, Reason: "keyCompromise", Actor: "corp-idp:rita"})

@@ -75,7 +75,7 @@ func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *dec
 		return e.renewalRefused(r, info, err)
 	}
 	info.details["rule"] = dec.Rule
-	if err := checkHold(r.Context(), e.d.Identities.Holds, dec.SPIFFEID); err != nil {
+	if err := precheckHold(r.Context(), e.d.Identities.Holds, dec.SPIFFEID); err != nil {
 		return err
 	}
 	issued, err := e.d.Enroll.Issuer.Issue(r.Context(), issuer.Request{
