@@ -22,8 +22,8 @@ type p11Conn struct {
 	closeOnce sync.Once
 }
 
+// newConn wraps a context whose module use runReconnect already counted.
 func newConn(cx *crypto11.Context, module string, gen uint64) *p11Conn {
-	moduleUse(module, +1)
 	return &p11Conn{ctx: cx, module: module, gen: gen}
 }
 
@@ -118,6 +118,11 @@ func (s *PKCS11Store) runReconnect(a *reconnectAttempt) {
 	s.mu.Lock()
 	s.logins++
 	s.mu.Unlock()
+	// The module counts as in use from before Configure initialises it
+	// (ModuleInUse): counted only once Configure returned, a token created
+	// by another goroutine meanwhile (a test fixture topping up its pool)
+	// was invisible to the module for as long as it stayed initialised.
+	moduleUse(s.cfg.Module, +1)
 	cx, err := crypto11.Configure(&crypto11.Config{
 		Path:            s.cfg.Module,
 		TokenLabel:      s.cfg.TokenLabel,
@@ -125,6 +130,9 @@ func (s *PKCS11Store) runReconnect(a *reconnectAttempt) {
 		MaxSessions:     s.cfg.MaxSessions,
 		PoolWaitTimeout: s.cfg.OpTimeout,
 	})
+	if err != nil {
+		moduleUse(s.cfg.Module, -1)
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
