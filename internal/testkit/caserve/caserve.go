@@ -65,16 +65,15 @@ type Process struct {
 // first or is not ready in time, it is killed and Start fails naming why,
 // with its stderr when Start keeps it.
 func Start(ctx context.Context, o Options) (*Process, error) {
-	var err error
+	free, err := FreeAddrs(2)
+	if err != nil {
+		return nil, err
+	}
 	if o.APIAddr == "" {
-		if o.APIAddr, err = FreeAddr(); err != nil {
-			return nil, err
-		}
+		o.APIAddr = free[0]
 	}
 	if o.PublicAddr == "" {
-		if o.PublicAddr, err = FreeAddr(); err != nil {
-			return nil, err
-		}
+		o.PublicAddr = free[1]
 	}
 	vars := map[string]string{"CA_API_ADDR": o.APIAddr, "CA_PUBLIC_ADDR": o.PublicAddr}
 	for k, v := range o.Vars {
@@ -235,12 +234,28 @@ func (p *Process) Bundle(ctx context.Context) ([]byte, *x509.CertPool, error) {
 
 // FreeAddr returns a loopback address with a port that was free a moment ago.
 func FreeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addrs, err := FreeAddrs(1)
 	if err != nil {
 		return "", err
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return addrs[0], nil
+}
+
+// FreeAddrs returns n loopback addresses with distinct ports that were free
+// a moment ago. The listeners are all open before any is closed: two
+// FreeAddr calls in a row can get the same port back from the kernel (seen
+// in CI: `ca serve` refused "public_addr: must differ from api_addr").
+func FreeAddrs(n int) ([]string, error) {
+	addrs := make([]string, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer ln.Close()
+		addrs = append(addrs, ln.Addr().String())
+	}
+	return addrs, nil
 }
 
 // Env is this process's environment without any CA_* variable nor the
