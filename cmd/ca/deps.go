@@ -13,6 +13,7 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/hsm"
 	"github.com/workload-ca/workload-ca/pkg/issuer"
 	"github.com/workload-ca/workload-ca/pkg/store"
+	"github.com/workload-ca/workload-ca/pkg/store/sqlite"
 	"github.com/workload-ca/workload-ca/pkg/store/storeopen"
 )
 
@@ -62,6 +63,25 @@ func openStore(ctx context.Context, cfg *config.Config, log *slog.Logger, obs st
 		return nil, fmt.Errorf("opening the database: %w", err)
 	}
 	return st, nil
+}
+
+// lockEmbeddedStore takes the SQLite file's server lock for `ca serve`
+// (sqlite.LockServer): a second server on the same file fails to start.
+// With Postgres there is nothing to lock (replicas are what it is for).
+func lockEmbeddedStore(cfg *config.Config) (release func() error, err error) {
+	if kind, err := storeopen.KindOf(cfg.DatabaseURL); err != nil || kind != storeopen.SQLite {
+		return func() error { return nil }, nil // a bad URL fails in openStore
+	}
+	path, err := storeopen.SQLitePath(cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.DevelopmentMode() {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data_dir: %w", err)
+		}
+	}
+	return sqlite.LockServer(path)
 }
 
 // openKeys opens the PKCS#11 token when a module is configured, else the

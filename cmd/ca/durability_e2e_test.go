@@ -5,14 +5,18 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/workload-ca/workload-ca/internal/testkit"
+	"github.com/workload-ca/workload-ca/internal/testkit/caserve"
 	"github.com/workload-ca/workload-ca/pkg/server"
 	"github.com/workload-ca/workload-ca/pkg/store/storeopen"
 )
@@ -187,13 +191,27 @@ func TestOneTokenRacedAgainstTheEmbeddedDefaultGivesOneCertificateAndStaysSpentA
 			t.Errorf("a losing use answered %q; want %q", r, want)
 		}
 	}
+	// A second server on the same data directory would check replays
+	// against its own memory: it is refused before it opens the store.
+	second := maps.Clone(vars)
+	addrs, err := caserve.FreeAddrs(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second["CA_API_ADDR"], second["CA_PUBLIC_ADDR"] = addrs[0], addrs[1]
+	_, errOut, code := runCA(t, second, "serve")
+	if code == 0 || !strings.Contains(errOut, "another `ca serve` is serving this database file") ||
+		!strings.Contains(errOut, "process "+strconv.Itoa(s.cmd.Process.Pid)) {
+		t.Fatalf("a second ca serve on the same data directory: exit %d\n%s\nwant a refusal naming pid %d", code, lastLines(errOut), s.cmd.Process.Pid)
+	}
 	if err := s.cmd.Process.Signal(os.Kill); err != nil {
 		t.Fatal(err)
 	}
 	<-s.exited
 
+	// kill -9 leaves no stale lock: the kernel dropped it with the process.
 	again := startServe(t, vars)
-	_, err := requestCertOnceForTest(clientOf(again), again.apiURL+"/v1/enroll", tok, csr)
+	_, err = requestCertOnceForTest(clientOf(again), again.apiURL+"/v1/enroll", tok, csr)
 	var p *problemError
 	if !errors.As(err, &p) || p.Status != http.StatusUnauthorized || p.Reason != string(server.ReasonTokenReplayed) {
 		t.Fatalf("the spent token after kill -9 and a restart: %v; want 401 %s", err, server.ReasonTokenReplayed)

@@ -56,6 +56,11 @@ func cmdServe(ctx context.Context, args []string, getenv env, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	unlock, err := lockEmbeddedStore(cfg)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	b, err := openBackends(ctx, cfg, log, storeTimer)
 	if err != nil {
 		return err

@@ -50,6 +50,19 @@ func TestKindOf(t *testing.T) {
 	}
 }
 
+func TestSQLitePath(t *testing.T) {
+	for url, want := range map[string]string{"sqlite:ca-data/ca.db": "ca-data/ca.db", "sqlite:///var/lib/ca/ca.db": "/var/lib/ca/ca.db"} {
+		if got, err := storeopen.SQLitePath(url); err != nil || got != want {
+			t.Errorf("SQLitePath(%q) = %q, %v; want %q", url, got, err, want)
+		}
+	}
+	for _, url := range []string{"postgres://u:s3cret@127.0.0.1/ca", "sqlite:", "mysql://h/ca"} {
+		if got, err := storeopen.SQLitePath(url); !errors.Is(err, storeopen.ErrBadURL) || got != "" || strings.Contains(fmt.Sprint(err), "s3cret") {
+			t.Errorf("SQLitePath(%q) = %q, %v; want ErrBadURL without the URL", url, got, err)
+		}
+	}
+}
+
 // backend is one database kind with a way to poke at its schema table.
 type backend struct {
 	name string

@@ -56,3 +56,16 @@ func sqlitePath(path string) (target, error) {
 	}
 	return target{kind: SQLite, dsn: path}, nil
 }
+
+// SQLitePath is the database file a sqlite: URL names, or ErrBadURL for a
+// URL that is not one.
+func SQLitePath(rawURL string) (string, error) {
+	t, err := parse(rawURL)
+	if err != nil {
+		return "", err
+	}
+	if t.kind != SQLite {
+		return "", fmt.Errorf("%w: not a sqlite URL", ErrBadURL)
+	}
+	return t.dsn, nil
+}
