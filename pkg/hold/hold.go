@@ -76,7 +76,7 @@ var _ Store = store.Store(nil)
 // Holds places, releases, lists and checks identity holds. Check reads the
 // store every time, so a hold placed or released through any replica
 // applies on all of them at their next request; Precheck, the first of the
-// two checks of an enrollment or renewal, may answer from a snapshot up to
+// two checks of an enrollment, may answer from a snapshot up to
 // PrecheckMaxAge old (precheck.go). Safe for concurrent use.
 type Holds struct {
 	st      Store

@@ -6,8 +6,8 @@ import (
 	"time"
 )
 
-// Precheck's snapshot of the holds in force (issue 20). Enrollment and
-// renewal check the identity twice: before issuing (so that a held
+// Precheck's snapshot of the holds in force (issue 20). Enrollment checks
+// the identity twice: before issuing (so that a held
 // identity costs no signature and leaves no certificate behind) and after
 // recording the certificate, before returning it (recheckHold in
 // pkg/server), which is the guarantee: a hold that committed before that
@@ -22,8 +22,10 @@ import (
 // recorded and then revoked and refused by the second check (403
 // identity_on_hold either way); a hold or release placed through this
 // Holds drops the snapshot at once. What it saves: one store round trip
-// per enrollment and renewal (on Postgres about 0.1 ms of CPU between the
-// server and the database).
+// per enrollment (on Postgres about 0.1 ms of CPU between the server and
+// the database). Renewal does not use it: a renewal recorded and then
+// revoked would leave the certificate it renewed superseded, so that
+// workload could not renew after the hold.
 
 // PrecheckMaxAge is how old a snapshot of the holds in force Precheck may
 // answer from.
@@ -52,12 +54,12 @@ type snapshots struct {
 	refreshing bool
 }
 
-// Precheck is Check for the first of the two checks of an enrollment or a
-// renewal: it may answer nil for an identity placed on hold through
-// another replica up to PrecheckMaxAge ago (see above), so it is only for
-// callers that call Check again after recording what they issued and before
-// returning it. JWT-SVID minting, which records nothing it could revoke,
-// uses Check.
+// Precheck is Check for the first of the two checks of an enrollment: it
+// may answer nil for an identity placed on hold through another replica up
+// to PrecheckMaxAge ago (see above), so it is only for callers that call
+// Check again after recording what they issued and before returning it, and
+// whose record, revoked, leaves nothing else changed. Renewal and JWT-SVID
+// minting use Check.
 func (h *Holds) Precheck(ctx context.Context, spiffeID string) error {
 	if h == nil {
 		return nil
@@ -90,6 +92,14 @@ func (h *Holds) snapshotAt(ctx context.Context, now time.Time) *snapshot {
 	sn.refreshing = true
 	gen := sn.gen
 	sn.mu.Unlock()
+	done := false
+	defer func() {
+		if !done { // the store panicked: let the next caller read
+			sn.mu.Lock()
+			sn.refreshing = false
+			sn.mu.Unlock()
+		}
+	}()
 
 	s := &snapshot{taken: now, held: map[string]struct{}{}}
 	list, err := h.st.ActiveHolds(ctx, now, precheckLimit)
@@ -101,7 +111,7 @@ func (h *Holds) snapshotAt(ctx context.Context, now time.Time) *snapshot {
 	}
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
-	sn.refreshing = false
+	sn.refreshing, done = false, true
 	if ctx.Err() != nil && err != nil {
 		return nil // the caller gave up: not the store's fault, keep nothing
 	}

@@ -19,8 +19,8 @@ import (
 // and listFull make ActiveHolds fail, or list as many holds as it may.
 type countingStore struct {
 	hold.Store
-	one, list          atomic.Int64
-	listFail, listFull atomic.Bool
+	one, list                     atomic.Int64
+	listFail, listFull, listPanic atomic.Bool
 }
 
 func (c *countingStore) ActiveHold(ctx context.Context, id string, now time.Time) (store.Hold, error) {
@@ -31,6 +31,8 @@ func (c *countingStore) ActiveHold(ctx context.Context, id string, now time.Time
 func (c *countingStore) ActiveHolds(ctx context.Context, now time.Time, limit int) ([]store.Hold, error) {
 	c.list.Add(1)
 	switch {
+	case c.listPanic.Load():
+		panic("store panicked")
 	case c.listFail.Load():
 		return nil, store.ErrUnavailable
 	case c.listFull.Load():
@@ -161,6 +163,22 @@ func testPrecheck(t *testing.T, st store.Store) {
 		wantOnHold(t, "Precheck with a full listing", r.b.Precheck(ctx, id))
 		if l, o := r.st.list.Load(), r.st.one.Load(); l != 2 || o != 6 {
 			t.Fatalf("four prechecks with a full listing: %d listings, %d single reads; want 2 and 6", l, o)
+		}
+	})
+
+	t.Run("a listing that panicked does not stop the next", func(t *testing.T) {
+		r := newReplicas(t, st)
+		r.st.listPanic.Store(true)
+		func() {
+			defer func() { _ = recover() }() // as net/http recovers a handler
+			_ = r.b.Precheck(ctx, free)
+		}()
+		r.st.listPanic.Store(false)
+		if err := r.b.Precheck(ctx, free); err != nil {
+			t.Fatal(err)
+		}
+		if l, o := r.st.list.Load(), r.st.one.Load(); l != 2 || o != 0 {
+			t.Fatalf("after a panicked listing: %d listings, %d single reads; want a second listing", l, o)
 		}
 	})
 

@@ -43,9 +43,9 @@ type IdentityRevoker interface {
 // *hold.Holds fits.
 type HoldKeeper interface {
 	Check(ctx context.Context, spiffeID string) error
-	// Precheck is Check for the check before an issuance that
-	// recheckHold follows: it may answer from a snapshot of the holds in
-	// force (hold.PrecheckMaxAge old at most).
+	// Precheck is Check for the check before an enrollment's issuance,
+	// which recheckHold follows: it may answer from a snapshot of the
+	// holds in force (hold.PrecheckMaxAge old at most).
 	Precheck(ctx context.Context, spiffeID string) error
 	Place(ctx context.Context, r hold.Request) (store.Hold, error)
 	Release(ctx context.Context, spiffeID, actor, requestID, policyVersion string) ([]store.Hold, error)
@@ -68,8 +68,8 @@ var errIdentitiesNotConfigured = errors.New("server: identity endpoints are not 
 // checkHold refuses spiffeID with 403 identity_on_hold when a hold is in
 // force (h nil: never). A store failure is returned as is (503
 // store_unavailable): a hold that cannot be checked is not assumed absent.
-// JWT minting calls it before signing; recheckHold calls it after an
-// issuance was recorded.
+// Renewal and JWT minting call it before signing; recheckHold calls it
+// after an issuance was recorded.
 func checkHold(ctx context.Context, h HoldKeeper, spiffeID string) error {
 	if h == nil {
 		return nil
@@ -77,10 +77,13 @@ func checkHold(ctx context.Context, h HoldKeeper, spiffeID string) error {
 	return holdRefusal(spiffeID, h.Check(ctx, spiffeID))
 }
 
-// precheckHold is checkHold before an enrollment's or a renewal's issuance,
-// which recheckHold follows: it may answer from the snapshot of the holds in
-// force (hold.Holds.Precheck), so that most requests read no hold from the
-// store before issuing; the recheck reads it.
+// precheckHold is checkHold before an enrollment's issuance, which
+// recheckHold follows: it may answer from the snapshot of the holds in force
+// (hold.Holds.Precheck), so that most enrollments read no hold from the
+// store before issuing; the recheck reads it. An enrollment revoked by the
+// recheck leaves nothing else behind (its token was spent either way);
+// a renewal would leave its predecessor superseded, so renewal uses
+// checkHold.
 func precheckHold(ctx context.Context, h HoldKeeper, spiffeID string) error {
 	if h == nil {
 		return nil

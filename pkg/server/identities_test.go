@@ -451,10 +451,11 @@ func TestIdentityRequestsAreValidated(t *testing.T) {
 	wantProblem(t, "listing holds anonymously", res, raw, http.StatusUnauthorized, ReasonUnauthorized)
 }
 
-// holdDuringIssuance is a HoldKeeper whose first Precheck passes and then
-// places a real hold, as an operator's hold committing between the
-// handler's first check and the certificate's record would (or a hold
-// placed through another replica that the snapshot does not show yet).
+// holdDuringIssuance is a HoldKeeper whose first check (Precheck for an
+// enrollment, Check for a renewal) passes and then places a real hold, as an
+// operator's hold committing between the handler's first check and the
+// certificate's record would (or, for an enrollment, a hold placed through
+// another replica that the snapshot does not show yet).
 type holdDuringIssuance struct {
 	HoldKeeper
 	mu     sync.Mutex
@@ -462,10 +463,18 @@ type holdDuringIssuance struct {
 }
 
 func (h *holdDuringIssuance) Precheck(ctx context.Context, id string) error {
+	return h.firstPasses(ctx, id, h.HoldKeeper.Precheck)
+}
+
+func (h *holdDuringIssuance) Check(ctx context.Context, id string) error {
+	return h.firstPasses(ctx, id, h.HoldKeeper.Check)
+}
+
+func (h *holdDuringIssuance) firstPasses(ctx context.Context, id string, check func(context.Context, string) error) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.placed {
-		return h.HoldKeeper.Precheck(ctx, id)
+		return check(ctx, id)
 	}
 	h.placed = true
 	_, err := h.Place(ctx, hold.Request{SPIFFEID: id, Duration: time.Hour, Reason: "keyCompromise", Actor: "corp-idp:rita"})
@@ -518,5 +527,43 @@ func TestACertificateIssuedWhileTheHoldCommitsIsRevokedAndNotReturned(t *testing
 				t.Errorf("audit of the racing request = %v; want the issuance, its revocation and the denial", got)
 			}
 		})
+	}
+}
+
+// TestAHoldPlacedThroughAnotherReplica: the server's Holds has a snapshot of
+// the holds in force (taken by an enrollment) when another replica (a
+// second hold.Holds on the same store) places a hold. A renewal is refused
+// before anything is recorded, so the certificate it presented is not
+// superseded and can renew once the hold ends (with the snapshot it would
+// be recorded, revoked and refused, and the presented certificate left
+// superseded). An enrollment within the snapshot's age is refused all the
+// same: issued, recorded, revoked, not returned.
+func TestAHoldPlacedThroughAnotherReplica(t *testing.T) {
+	hs := newHoldServer(t)
+	res, raw, cur := hs.enroll(t, "acme/payments", "first")
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("enroll: %d %s", res.StatusCode, raw)
+	}
+	other, err := hold.New(hs.st, hs.clk, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Place(hs.ctx, hold.Request{SPIFFEID: ciID, Duration: time.Hour, Reason: "keyCompromise", Actor: "corp-idp:rita"}); err != nil {
+		t.Fatal(err)
+	}
+	res, raw, _ = hs.renew(t, cur, "renew-held")
+	wantProblem(t, "renewing during another replica's hold", res, raw, http.StatusForbidden, ReasonIdentityOnHold)
+	c, err := hs.st.GetCertificate(hs.ctx, serialOf(t, cur))
+	if err != nil || c.SupersededBy != "" || c.Status != store.CertActive {
+		t.Fatalf("the presented certificate after a refused renewal: superseded by %q, %s, %v; want active and not superseded", c.SupersededBy, c.Status, err)
+	}
+	res, raw, _ = hs.enroll(t, "acme/payments", "enroll-held")
+	wantProblem(t, "enrolling during another replica's hold", res, raw, http.StatusForbidden, ReasonIdentityOnHold)
+	if _, err := other.Release(hs.ctx, ciID, "corp-idp:ada", "release-1", ""); err != nil {
+		t.Fatal(err)
+	}
+	res, raw, _ = hs.renew(t, cur, "renew-after")
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("renewing after the hold was released: %d %s", res.StatusCode, raw)
 	}
 }

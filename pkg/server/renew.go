@@ -75,7 +75,12 @@ func (e *enrollment) renewOnce(w http.ResponseWriter, r *http.Request, info *dec
 		return e.renewalRefused(r, info, err)
 	}
 	info.details["rule"] = dec.Rule
-	if err := precheckHold(r.Context(), e.d.Identities.Holds, dec.SPIFFEID); err != nil {
+	// Renewal reads the hold from the store (not precheckHold's snapshot):
+	// recording a renewal supersedes the presented certificate, and a
+	// renewal revoked by recheckHold would leave it superseded, so the
+	// workload could not renew once the hold ends (and under on_reuse:
+	// revoke_lineage, trying would revoke its lineage).
+	if err := checkHold(r.Context(), e.d.Identities.Holds, dec.SPIFFEID); err != nil {
 		return err
 	}
 	issued, err := e.d.Enroll.Issuer.Issue(r.Context(), issuer.Request{
