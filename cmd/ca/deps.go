@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/workload-ca/workload-ca/internal/clock"
 	"github.com/workload-ca/workload-ca/pkg/config"
@@ -77,8 +78,11 @@ func lockEmbeddedStore(cfg *config.Config) (release func() error, err error) {
 		return nil, err
 	}
 	if cfg.DevelopmentMode() {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-			return nil, fmt.Errorf("data_dir: %w", err)
+		// As the migration would create them (openStore, after this).
+		for _, dir := range []string{cfg.DataDir, filepath.Dir(path)} {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("data_dir: %w", err)
+			}
 		}
 	}
 	return sqlite.LockServer(path)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 )
@@ -27,11 +28,25 @@ var ErrServedElsewhere = errors.New("sqlite: another `ca serve` is serving this 
 // the holder's pid). Other commands (`ca audit archive`, `ca init`, reads)
 // open the file beside the server and do not take it. release closes the
 // lock file, which drops the lock.
+//
+// The lock file is named after the database file's real path (symbolic
+// links resolved), so two paths to one file share one lock; it is opened
+// without following a symbolic link and must be a regular file, so a link
+// planted in its place makes the server refuse to start instead of
+// truncating the link's target.
 func LockServer(path string) (release func() error, err error) {
-	lockPath := path + ".serve-lock"
-	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	resolved, err := realPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: resolving the database path for the server lock: %w", err)
+	}
+	lockPath := resolved + ".serve-lock"
+	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: opening the server lock %s: %w", lockPath, err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		_ = f.Close()
+		return nil, fmt.Errorf("sqlite: the server lock %s is not a regular file", lockPath)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		holder, _ := os.ReadFile(lockPath)
@@ -51,4 +66,21 @@ func LockServer(path string) (release func() error, err error) {
 		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	return f.Close, nil
+}
+
+// realPath is path made absolute with its symbolic links resolved: the
+// file's own when it exists, else its directory's.
+func realPath(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	if resolved, err := filepath.EvalSymlinks(abs); err == nil {
+		return resolved, nil
+	}
+	dir, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, filepath.Base(abs)), nil
 }

@@ -46,3 +46,40 @@ func TestLockServerAdmitsOneServerPerFile(t *testing.T) {
 		t.Fatalf("lock file: %v, %v", fi, err)
 	}
 }
+
+// TestLockServerResolvesLinksAndRefusesAPlantedOne: a second path to the
+// same database (through a symbolic link to its directory) meets the same
+// lock, and a symbolic link planted as the lock file is refused, its
+// target untouched.
+func TestLockServerResolvesLinksAndRefusesAPlantedOne(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(data, filepath.Join(dir, "alias")); err != nil {
+		t.Fatal(err)
+	}
+	release, err := sqlite.LockServer(filepath.Join(data, "ca.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if _, err := sqlite.LockServer(filepath.Join(dir, "alias", "ca.db")); !errors.Is(err, sqlite.ErrServedElsewhere) {
+		t.Fatalf("the same database through a linked directory: %v; want ErrServedElsewhere", err)
+	}
+
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(data, "other.db.serve-lock")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sqlite.LockServer(filepath.Join(data, "other.db")); err == nil {
+		t.Fatal("a symbolic link planted as the lock file was accepted")
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "keep me" {
+		t.Fatalf("the planted link's target: %q, %v", b, err)
+	}
+}
