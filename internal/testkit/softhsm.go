@@ -26,7 +26,8 @@ import (
 //     creates after C_Initialize.
 // So each test process gets one token directory, set up once, and a pool of
 // tokens is created in it before the module is first used, and topped up
-// whenever no PKCS11Store of this process holds the module (hsm.ModuleInUse);
+// whenever no PKCS11Store of this process holds the module, which no store
+// may start to initialise while the top-up runs (hsm.HoldModuleIdle);
 // every SoftHSM call takes a fresh, uniquely labelled token from that pool, so
 // parallel tests each have their own token. If parallel tests drain the pool
 // while the module is held, a further token would be invisible until it is
@@ -218,14 +219,20 @@ func (e *softhsmEnv) take() (SoftHSMToken, error) {
 	deadline := time.Now().Add(softhsmTokenWait)
 	for {
 		e.mu.Lock()
-		if len(e.pool) < e.target/2 && !hsm.ModuleInUse(e.module) {
-			for len(e.pool) < e.target {
-				tok, err := e.create()
-				if err != nil {
-					e.mu.Unlock()
-					return SoftHSMToken{}, err
+		if len(e.pool) < e.target/2 {
+			// Held idle while the tokens are created: a store that starts
+			// initialising the module meanwhile would not see them.
+			if release, idle := hsm.HoldModuleIdle(e.module); idle {
+				for len(e.pool) < e.target {
+					tok, err := e.create()
+					if err != nil {
+						release()
+						e.mu.Unlock()
+						return SoftHSMToken{}, err
+					}
+					e.pool = append(e.pool, tok)
 				}
-				e.pool = append(e.pool, tok)
+				release()
 			}
 		}
 		if len(e.pool) > 0 {

@@ -30,3 +30,19 @@ func ModuleInUse(path string) bool {
 	defer moduleUsers.Unlock()
 	return moduleUsers.n[path] > 0
 }
+
+// HoldModuleIdle is ModuleInUse for a caller about to create tokens that the
+// module at path must see (test fixtures, on SoftHSM): when no PKCS11Store of
+// this process holds the module, it returns ok and keeps any store from
+// starting to initialise it until release is called (a store that opens or
+// reconnects meanwhile waits before its C_Initialize), so the tokens created
+// in between exist when the module next initialises. Not ok: a store holds
+// the module; nothing is held.
+func HoldModuleIdle(path string) (release func(), ok bool) {
+	moduleUsers.Lock()
+	if moduleUsers.n[path] > 0 {
+		moduleUsers.Unlock()
+		return nil, false
+	}
+	return moduleUsers.Unlock, true
+}

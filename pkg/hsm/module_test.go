@@ -5,6 +5,7 @@ package hsm_test
 import (
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/workload-ca/workload-ca/internal/testkit"
 	"github.com/workload-ca/workload-ca/pkg/hsm"
@@ -49,4 +50,47 @@ func TestModuleInUseCountsOpenStores(t *testing.T) {
 	if hsm.ModuleInUse(module) {
 		t.Fatal("in use after both stores closed")
 	}
+}
+
+// TestHoldModuleIdleKeepsStoresFromInitialising: while a fixture holds the
+// module idle, a store that opens waits before initialising it (so tokens
+// created meanwhile are seen); with a store open the module cannot be held.
+func TestHoldModuleIdleKeepsStoresFromInitialising(t *testing.T) {
+	tok := testkit.HangingSoftHSM(t)
+	release, ok := hsm.HoldModuleIdle(tok.Config.Module)
+	if !ok {
+		t.Fatal("the module is held by no store, yet not idle")
+	}
+	opened := make(chan *hsm.PKCS11Store, 1)
+	go func() {
+		s, err := hsm.OpenPKCS11(tok.Config, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Error(err)
+		}
+		opened <- s
+	}()
+	select {
+	case <-opened:
+		t.Fatal("a store opened the module while it was held idle")
+	case <-time.After(300 * time.Millisecond):
+	}
+	release()
+	var s *hsm.PKCS11Store
+	select {
+	case s = <-opened:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the store did not open after the release")
+	}
+	if s == nil {
+		return
+	}
+	if _, ok := hsm.HoldModuleIdle(tok.Config.Module); ok {
+		t.Fatal("held idle while a store holds the module")
+	}
+	_ = s.Close()
+	release, ok = hsm.HoldModuleIdle(tok.Config.Module)
+	if !ok {
+		t.Fatal("not idle after the store closed")
+	}
+	release()
 }

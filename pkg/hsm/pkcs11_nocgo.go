@@ -37,6 +37,9 @@ func OpenPKCS11(PKCS11Config, *slog.Logger, ...Option) (*PKCS11Store, error) {
 // ModuleInUse is always false without cgo: no module can be loaded.
 func ModuleInUse(string) bool { return false }
 
+// HoldModuleIdle always succeeds without cgo: no module can be loaded.
+func HoldModuleIdle(string) (func(), bool) { return func() {}, true }
+
 // Generate fails with ErrPKCS11Unsupported.
 func (*PKCS11Store) Generate(context.Context, string, KeyType) (Key, error) {
 	return Key{}, ErrPKCS11Unsupported
