@@ -85,6 +85,8 @@ type Holds struct {
 	refused prometheus.Counter
 	// snaps is Precheck's snapshot of the holds in force (precheck.go).
 	snaps snapshots
+	// rc groups Recheck's reads (recheck.go).
+	rc rechecks
 }
 
 // New returns Holds over st and registers, in reg, the refusal counter

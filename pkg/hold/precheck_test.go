@@ -21,6 +21,9 @@ type countingStore struct {
 	hold.Store
 	one, list                     atomic.Int64
 	listFail, listFull, listPanic atomic.Bool
+	// afterRead, if set, is called after a listing read the store and
+	// before it returns (a test holds a listing in flight with it).
+	afterRead atomic.Pointer[func()]
 }
 
 func (c *countingStore) ActiveHold(ctx context.Context, id string, now time.Time) (store.Hold, error) {
@@ -42,7 +45,11 @@ func (c *countingStore) ActiveHolds(ctx context.Context, now time.Time, limit in
 		}
 		return full, nil
 	}
-	return c.Store.ActiveHolds(ctx, now, limit)
+	list, err := c.Store.ActiveHolds(ctx, now, limit)
+	if f := c.afterRead.Load(); f != nil {
+		(*f)()
+	}
+	return list, err
 }
 
 // replicas are two Holds on one real store (two `ca serve` on one

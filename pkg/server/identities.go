@@ -47,6 +47,9 @@ type HoldKeeper interface {
 	// which recheckHold follows: it may answer from a snapshot of the
 	// holds in force (hold.PrecheckMaxAge old at most).
 	Precheck(ctx context.Context, spiffeID string) error
+	// Recheck is Check for recheckHold: the same answer, from a read that
+	// started after the call, shared with concurrent rechecks.
+	Recheck(ctx context.Context, spiffeID string) error
 	Place(ctx context.Context, r hold.Request) (store.Hold, error)
 	Release(ctx context.Context, spiffeID, actor, requestID, policyVersion string) ([]store.Hold, error)
 	Active(ctx context.Context, limit int) ([]store.Hold, error)
@@ -112,7 +115,10 @@ func holdRefusal(spiffeID string, err error) error {
 // because the hold committed first. A certificate whose revocation fails is
 // still not returned; the failure is logged and the error answers 500.
 func recheckHold(ctx context.Context, d Deps, serial, spiffeID string) error {
-	err := checkHold(ctx, d.Identities.Holds, spiffeID)
+	var err error
+	if h := d.Identities.Holds; h != nil {
+		err = holdRefusal(spiffeID, h.Recheck(ctx, spiffeID))
+	}
 	var pe *Error
 	if err == nil || !errors.As(err, &pe) || pe.Reason != ReasonIdentityOnHold {
 		return err

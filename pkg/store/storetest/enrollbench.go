@@ -22,9 +22,10 @@ type HistoryLoader interface {
 
 // BenchEnrollmentWrites measures the store's work per enrollment as `ca
 // serve` does it: MarkTokenUsed, RecordIssuance (grouped with the other
-// callers'), the hold check after recording (ActiveHold; the one before
-// issuing answers from hold.Holds' snapshot of the holds in force, one
-// listing a second), from 16 goroutines, against a store that already
+// callers'), the hold check after recording (one ActiveHold: an upper
+// bound, since `ca serve` shares those reads between concurrent
+// enrollments, hold.Holds.Recheck; the check before issuing answers from
+// hold.Holds' snapshot), from 16 goroutines, against a store that already
 // holds 20,000 certificates. The OCSP pre-sign's batched write is not in it
 // (BenchPutOCSPResponses). It reports CPU per enrollment, not wall time (a
 // shared machine makes wall time noise; an fsync's wait is not work):

@@ -1,0 +1,141 @@
+package hold_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/workload-ca/workload-ca/internal/testkit"
+	"github.com/workload-ca/workload-ca/pkg/hold"
+	"github.com/workload-ca/workload-ca/pkg/store"
+)
+
+func TestRecheck(t *testing.T) {
+	for name, open := range map[string]func(testing.TB) store.Store{"sqlite": testkit.SQLite, "postgres": testkit.Postgres} {
+		t.Run(name, func(t *testing.T) { testRecheck(t, open(t)) })
+	}
+}
+
+func testRecheck(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	const held, free = "spiffe://example.org/prod/payments", "spiffe://example.org/prod/ledger"
+
+	t.Run("another replica's hold is seen at once", func(t *testing.T) {
+		r := newReplicas(t, st)
+		id := held + "/at-once"
+		if err := r.b.Recheck(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		r.place(t, r.a, id)
+		wantOnHold(t, "Recheck right after another replica's hold", r.b.Recheck(ctx, id))
+		if err := r.b.Recheck(ctx, free); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("never answered by a listing that started before the call", func(t *testing.T) {
+		r := newReplicas(t, st)
+		id := held + "/ordering"
+		inFlight, release := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		hook := func() { once.Do(func() { close(inFlight); <-release }) }
+		r.st.afterRead.Store(&hook)
+		first := make(chan error, 1)
+		go func() { first <- r.b.Recheck(ctx, id) }()
+		<-inFlight // the first listing has read: no hold yet
+		r.place(t, r.a, id)
+		second := make(chan error, 1)
+		go func() { second <- r.b.Recheck(ctx, id) }()
+		// The second call must wait for a listing of its own.
+		time.Sleep(50 * time.Millisecond)
+		close(release)
+		if err := <-first; err != nil {
+			t.Fatalf("the call made before the hold: %v", err)
+		}
+		wantOnHold(t, "the call made after the hold, while an older listing was in flight", <-second)
+		if l := r.st.list.Load(); l != 2 {
+			t.Fatalf("%d listings, want 2", l)
+		}
+	})
+
+	t.Run("concurrent rechecks share listings", func(t *testing.T) {
+		r := newReplicas(t, st)
+		id := held + "/concurrent"
+		r.place(t, r.a, id)
+		var wg sync.WaitGroup
+		errs := make(chan error, 32*20)
+		for g := range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 10 {
+					if err := r.b.Recheck(ctx, fmt.Sprintf("%s-%d-%d", free, g, i)); err != nil {
+						errs <- err
+					}
+					if err := r.b.Recheck(ctx, id); !errors.Is(err, hold.ErrOnHold) {
+						errs <- fmt.Errorf("held identity: %v", err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		if l, o := r.st.list.Load(), r.st.one.Load(); l >= 640 || o != 0 {
+			t.Fatalf("640 concurrent rechecks: %d listings, %d point reads; want fewer listings than calls and no point read", l, o)
+		}
+		t.Logf("640 concurrent rechecks: %d listings", r.st.list.Load())
+	})
+
+	t.Run("a failed listing refuses, many holds read point by point", func(t *testing.T) {
+		r := newReplicas(t, st)
+		r.st.listFail.Store(true)
+		if err := r.b.Recheck(ctx, free); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("Recheck while listing fails: %v, want ErrUnavailable (fail closed)", err)
+		}
+		r.st.listFail.Store(false)
+		r.st.listFull.Store(true)
+		id := held + "/many"
+		r.place(t, r.a, id)
+		wantOnHold(t, "Recheck with a full listing", r.b.Recheck(ctx, id))
+		r.st.listFull.Store(false)
+		for i := range 65 {
+			r.place(t, r.a, fmt.Sprintf("%s/many-%d", held, i))
+		}
+		if err := r.b.Recheck(ctx, free); err != nil { // lists 66 holds
+			t.Fatal(err)
+		}
+		l := r.st.list.Load()
+		for range 3 {
+			if err := r.b.Recheck(ctx, free); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wantOnHold(t, "Recheck point by point", r.b.Recheck(ctx, id))
+		if r.st.list.Load() != l {
+			t.Fatalf("listed again with %d holds in force; want point reads for %s", 66, hold.PrecheckMaxAge)
+		}
+		r.clk.Advance(hold.PrecheckMaxAge)
+		if err := r.b.Recheck(ctx, free); err != nil || r.st.list.Load() != l+1 {
+			t.Fatalf("after %s: %v, %d listings; want a listing again", hold.PrecheckMaxAge, err, r.st.list.Load())
+		}
+	})
+
+	t.Run("a caller that gives up gets its context's error", func(t *testing.T) {
+		r := newReplicas(t, st)
+		release := make(chan struct{})
+		hook := func() { <-release }
+		r.st.afterRead.Store(&hook)
+		defer close(release)
+		cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		if err := r.b.Recheck(cctx, free); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Recheck past its deadline: %v", err)
+		}
+	})
+}
