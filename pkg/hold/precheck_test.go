@@ -19,8 +19,8 @@ import (
 // and listFull make ActiveHolds fail, or list as many holds as it may.
 type countingStore struct {
 	hold.Store
-	one, list                     atomic.Int64
-	listFail, listFull, listPanic atomic.Bool
+	one, list                              atomic.Int64
+	listFail, listFull, listPanic, oneFail atomic.Bool
 	// afterRead, if set, is called after a listing read the store and
 	// before it returns (a test holds a listing in flight with it).
 	afterRead atomic.Pointer[func()]
@@ -28,6 +28,9 @@ type countingStore struct {
 
 func (c *countingStore) ActiveHold(ctx context.Context, id string, now time.Time) (store.Hold, error) {
 	c.one.Add(1)
+	if c.oneFail.Load() {
+		return store.Hold{}, store.ErrUnavailable
+	}
 	return c.Store.ActiveHold(ctx, id, now)
 }
 

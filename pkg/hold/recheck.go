@@ -37,8 +37,7 @@ const recheckPointReads = 64
 type listing struct {
 	done     chan struct{}
 	held     map[string]store.Hold // the hold of each identity that ends last
-	complete bool                  // fewer than precheckLimit holds in force
-	err      error
+	complete bool                  // read, and fewer than precheckLimit holds in force
 }
 
 // rechecks is the grouping state of one Holds.
@@ -82,10 +81,7 @@ func (h *Holds) Recheck(ctx context.Context, spiffeID string) error {
 	case <-ctx.Done():
 		return fmt.Errorf("hold: checking %s: %w", spiffeID, ctx.Err())
 	}
-	switch {
-	case l.err != nil:
-		return fmt.Errorf("hold: checking %s: %w", spiffeID, l.err)
-	case !l.complete:
+	if !l.complete { // the listing failed, or holds too many: read this identity alone
 		return h.Check(ctx, spiffeID)
 	}
 	hd, held := l.held[spiffeID]
@@ -97,13 +93,31 @@ func (h *Holds) Recheck(ctx context.Context, spiffeID string) error {
 }
 
 // list reads the holds in force into l, wakes its callers, then starts the
-// listing of those who arrived meanwhile, if any.
+// listing of those who arrived meanwhile, if any. A listing that fails
+// leaves its callers to read their own identity (Check); a store that
+// panics does the same, without taking the process down (no request
+// goroutine is here for net/http to recover).
 func (h *Holds) list(l *listing) {
+	defer func() {
+		if recover() == nil {
+			return
+		}
+		rc := &h.rc
+		rc.mu.Lock()
+		next := rc.next
+		rc.next, rc.running = nil, false
+		rc.mu.Unlock()
+		for _, w := range []*listing{l, next} {
+			if w != nil {
+				close(w.done) // not complete: its callers read alone
+			}
+		}
+		h.log.Error("listing the holds in force panicked; the rechecks waiting for it read the store one by one")
+	}()
 	for l != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), recheckTimeout)
 		list, err := h.st.ActiveHolds(ctx, h.clock.Now(), precheckLimit)
 		cancel()
-		l.err = err
 		if err == nil && len(list) < precheckLimit {
 			l.complete = true
 			l.held = make(map[string]store.Hold, len(list))

@@ -92,37 +92,83 @@ func testRecheck(t *testing.T, st store.Store) {
 		t.Logf("640 concurrent rechecks: %d listings", r.st.list.Load())
 	})
 
-	t.Run("a failed listing refuses, many holds read point by point", func(t *testing.T) {
+	t.Run("a failed or panicking listing falls back to point reads, which fail closed", func(t *testing.T) {
 		r := newReplicas(t, st)
-		r.st.listFail.Store(true)
-		if err := r.b.Recheck(ctx, free); !errors.Is(err, store.ErrUnavailable) {
-			t.Fatalf("Recheck while listing fails: %v, want ErrUnavailable (fail closed)", err)
-		}
-		r.st.listFail.Store(false)
-		r.st.listFull.Store(true)
-		id := held + "/many"
+		id := held + "/failing"
 		r.place(t, r.a, id)
-		wantOnHold(t, "Recheck with a full listing", r.b.Recheck(ctx, id))
-		r.st.listFull.Store(false)
-		for i := range 65 {
+		r.st.listFail.Store(true)
+		wantOnHold(t, "Recheck while listing fails", r.b.Recheck(ctx, id))
+		if err := r.b.Recheck(ctx, free); err != nil {
+			t.Fatalf("Recheck of a free identity while listing fails: %v", err)
+		}
+		r.st.oneFail.Store(true)
+		if err := r.b.Recheck(ctx, free); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("Recheck with the store down: %v, want ErrUnavailable (fail closed)", err)
+		}
+		r.st.oneFail.Store(false)
+		r.st.listFail.Store(false)
+		r.st.listPanic.Store(true)
+		wantOnHold(t, "Recheck while listing panics", r.b.Recheck(ctx, id))
+		r.st.listPanic.Store(false)
+		l := r.st.list.Load()
+		if err := r.b.Recheck(ctx, free); err != nil || r.st.list.Load() != l+1 {
+			t.Fatalf("after a panicked listing: %v, %d listings; want a new listing", err, r.st.list.Load()-l)
+		}
+	})
+
+	t.Run("more than 64 holds in force: point reads for a second", func(t *testing.T) {
+		r := newReplicas(t, st)
+		id := held + "/many"
+		already, err := st.ActiveHolds(ctx, r.clk.Now(), 0) // the other subtests' holds share the store
+		if err != nil || len(already) > 64 {
+			t.Fatalf("%d holds in force already, %v", len(already), err)
+		}
+		for i := range 64 - len(already) {
 			r.place(t, r.a, fmt.Sprintf("%s/many-%d", held, i))
 		}
-		if err := r.b.Recheck(ctx, free); err != nil { // lists 66 holds
+		if err := r.b.Recheck(ctx, free); err != nil { // lists 64 holds: below the bound
 			t.Fatal(err)
 		}
-		l := r.st.list.Load()
+		r.place(t, r.a, id)
+		if err := r.b.Recheck(ctx, free); err != nil { // lists 65
+			t.Fatal(err)
+		}
+		l, o := r.st.list.Load(), r.st.one.Load()
+		if l != 2 || o != 0 {
+			t.Fatalf("%d listings, %d point reads; want 2 and 0", l, o)
+		}
 		for range 3 {
 			if err := r.b.Recheck(ctx, free); err != nil {
 				t.Fatal(err)
 			}
 		}
 		wantOnHold(t, "Recheck point by point", r.b.Recheck(ctx, id))
-		if r.st.list.Load() != l {
-			t.Fatalf("listed again with %d holds in force; want point reads for %s", 66, hold.PrecheckMaxAge)
+		if r.st.list.Load() != l || r.st.one.Load() != 4 {
+			t.Fatalf("with 65 holds in force: %d more listings, %d point reads; want 0 and 4", r.st.list.Load()-l, r.st.one.Load())
 		}
 		r.clk.Advance(hold.PrecheckMaxAge)
 		if err := r.b.Recheck(ctx, free); err != nil || r.st.list.Load() != l+1 {
 			t.Fatalf("after %s: %v, %d listings; want a listing again", hold.PrecheckMaxAge, err, r.st.list.Load())
+		}
+	})
+
+	t.Run("the hold that ends last, as Check says", func(t *testing.T) {
+		r := newReplicas(t, st)
+		id := held + "/two-holds"
+		for _, h := range []hold.Request{
+			{SPIFFEID: id, Duration: 2 * time.Hour, Reason: "keyCompromise", Actor: "corp-idp:rita"},
+			{SPIFFEID: id, Duration: time.Hour, Reason: "affiliationChanged", Actor: "corp-idp:rita"},
+		} {
+			if _, err := r.a.Place(ctx, h); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var fromCheck, fromRecheck *hold.OnHoldError
+		if !errors.As(r.b.Check(ctx, id), &fromCheck) || !errors.As(r.b.Recheck(ctx, id), &fromRecheck) {
+			t.Fatal("not on hold")
+		}
+		if *fromCheck != *fromRecheck || fromRecheck.Reason != "keyCompromise" {
+			t.Fatalf("Recheck = %+v, Check = %+v; want the same, the 2-hour keyCompromise hold", *fromRecheck, *fromCheck)
 		}
 	})
 
