@@ -9,8 +9,8 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
-// Recheck's grouped reads (issue 20). The check after an enrollment's
-// certificate is recorded must read the holds as they are after that record
+// Recheck's grouped reads (issue 20). The check after an enrollment's or a
+// renewal's certificate is recorded must read the holds as they are after that record
 // committed: a hold that committed before is seen, one that commits after
 // revokes the certificate itself. It need not be a read of its own: any
 // read of the holds in force that starts after the caller asked answers it.
@@ -20,7 +20,8 @@ import (
 // and serves them all. A caller is never answered from a listing that
 // started before it asked. One listing per group instead of one point read
 // per enrollment: at 16 concurrent enrollments, about a round trip to the
-// store less per enrollment.
+// store less per enrollment. A caller whose context ends while it waits
+// gets its context's error (a deadline answers 503 store_unavailable).
 
 // recheckTimeout bounds one grouped listing; it belongs to no caller (a
 // caller that gives up must not fail the others' read), and each caller
