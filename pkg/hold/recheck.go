@@ -129,13 +129,13 @@ func (h *Holds) list(l *listing) {
 				}
 			}
 		}
-		close(l.done)
-
 		rc := &h.rc
 		rc.mu.Lock()
 		if err == nil && len(list) > recheckPointReads {
+			// Before the callers wake: their next Recheck reads point by point.
 			rc.pointUntil = h.clock.Now().Add(PrecheckMaxAge)
 		}
+		close(l.done)
 		l, rc.next = rc.next, nil
 		if l == nil {
 			rc.running = false
