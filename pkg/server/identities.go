@@ -71,8 +71,8 @@ var errIdentitiesNotConfigured = errors.New("server: identity endpoints are not 
 // checkHold refuses spiffeID with 403 identity_on_hold when a hold is in
 // force (h nil: never). A store failure is returned as is (503
 // store_unavailable): a hold that cannot be checked is not assumed absent.
-// Renewal and JWT minting call it before signing; recheckHold calls it
-// after an issuance was recorded.
+// Renewal and JWT minting call it before signing; recheckHold asks
+// Recheck, the same answer from a read shared with concurrent rechecks.
 func checkHold(ctx context.Context, h HoldKeeper, spiffeID string) error {
 	if h == nil {
 		return nil
