@@ -21,26 +21,34 @@ import (
 	"github.com/workload-ca/workload-ca/pkg/store/storeopen"
 )
 
-// A certificate answered to a client is in the store, with its audit entry,
-// even if the embedded default (SQLite, group commit) is killed with
-// SIGKILL right after: the answer comes only after the group's commit, and
-// synchronous=FULL makes that commit durable.
-func TestAnsweredCertificatesSurviveKill9OfTheEmbeddedDefault(t *testing.T) {
-	o := testkit.NewOIDCIssuer(t)
+// embeddedVars configures an embedded-default `ca serve` (SQLite and software
+// keys in a fresh data directory) that trusts o's tokens under the e2e
+// policy.
+func embeddedVars(t *testing.T, o *testkit.OIDCIssuer) map[string]string {
+	t.Helper()
 	dir := t.TempDir()
 	policyPath := filepath.Join(dir, "policy.yaml")
 	if err := os.WriteFile(policyPath, []byte(e2ePolicy(o.URL)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(dir, "ca.yaml")
-	cfg := "enroll:\n  token_issuer_ca_file: " + issuerCAFile(t, o, dir) + "\n"
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte("enroll:\n  token_issuer_ca_file: "+issuerCAFile(t, o, dir)+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dataDir := filepath.Join(dir, "data")
-	s := startServe(t, map[string]string{
-		"CA_CONFIG": cfgPath, "CA_DATA_DIR": dataDir, "CA_TRUST_DOMAIN": e2eTrustDomain, "CA_POLICY_FILE": policyPath,
-	})
+	return map[string]string{
+		"CA_CONFIG": cfgPath, "CA_DATA_DIR": filepath.Join(dir, "data"), "CA_TRUST_DOMAIN": e2eTrustDomain, "CA_POLICY_FILE": policyPath,
+	}
+}
+
+// A certificate answered to a client is in the store, with its audit entry,
+// even if the embedded default (SQLite, group commit) is killed with
+// SIGKILL right after: the answer comes only after the group's commit, and
+// synchronous=FULL makes that commit durable.
+func TestAnsweredCertificatesSurviveKill9OfTheEmbeddedDefault(t *testing.T) {
+	o := testkit.NewOIDCIssuer(t)
+	vars := embeddedVars(t, o)
+	dataDir := vars["CA_DATA_DIR"]
+	s := startServe(t, vars)
 	_, roots := s.bundle(t)
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, MaxIdleConnsPerHost: 16,
@@ -131,18 +139,7 @@ func TestAnsweredCertificatesSurviveKill9OfTheEmbeddedDefault(t *testing.T) {
 // committed no later than the certificate it let through.
 func TestOneTokenRacedAgainstTheEmbeddedDefaultGivesOneCertificateAndStaysSpentAcrossKill9(t *testing.T) {
 	o := testkit.NewOIDCIssuer(t)
-	dir := t.TempDir()
-	policyPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyPath, []byte(e2ePolicy(o.URL)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(dir, "ca.yaml")
-	if err := os.WriteFile(cfgPath, []byte("enroll:\n  token_issuer_ca_file: "+issuerCAFile(t, o, dir)+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	vars := map[string]string{
-		"CA_CONFIG": cfgPath, "CA_DATA_DIR": filepath.Join(dir, "data"), "CA_TRUST_DOMAIN": e2eTrustDomain, "CA_POLICY_FILE": policyPath,
-	}
+	vars := embeddedVars(t, o)
 	clientOf := func(s *servingCA) *http.Client {
 		_, roots := s.bundle(t)
 		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{

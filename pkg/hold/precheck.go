@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
 // Precheck's snapshot of the holds in force (issue 20). Enrollment checks
@@ -39,7 +41,7 @@ const precheckLimit = 1000
 // snapshot is the set of identities on hold at taken.
 type snapshot struct {
 	taken time.Time
-	held  map[string]struct{}
+	held  map[string]store.Hold // byIdentity of the listing
 	// complete is false for a snapshot that cannot answer "not held": the
 	// store failed, or listed precheckLimit holds or more.
 	complete bool
@@ -101,13 +103,10 @@ func (h *Holds) snapshotAt(ctx context.Context, now time.Time) *snapshot {
 		}
 	}()
 
-	s := &snapshot{taken: now, held: map[string]struct{}{}}
+	s := &snapshot{taken: now}
 	list, err := h.st.ActiveHolds(ctx, now, precheckLimit)
 	if err == nil && len(list) < precheckLimit {
-		s.complete = true
-		for _, hd := range list {
-			s.held[hd.SPIFFEID] = struct{}{}
-		}
+		s.complete, s.held = true, byIdentity(list)
 	}
 	sn.mu.Lock()
 	defer sn.mu.Unlock()
@@ -128,4 +127,17 @@ func (h *Holds) dropSnapshot() {
 	h.snaps.gen++
 	h.snaps.cur = nil
 	h.snaps.mu.Unlock()
+}
+
+// byIdentity maps each identity in a listing of the holds in force to the
+// hold ActiveHold would return for it: the one that ends last, the newest
+// of a tie.
+func byIdentity(list []store.Hold) map[string]store.Hold {
+	held := make(map[string]store.Hold, len(list))
+	for _, hd := range list {
+		if cur, ok := held[hd.SPIFFEID]; !ok || hd.Until.After(cur.Until) || (hd.Until.Equal(cur.Until) && hd.ID > cur.ID) {
+			held[hd.SPIFFEID] = hd
+		}
+	}
+	return held
 }

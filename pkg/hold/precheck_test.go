@@ -196,29 +196,38 @@ func testPrecheck(t *testing.T, st store.Store) {
 		r := newReplicas(t, st)
 		id := held + "/concurrent"
 		r.place(t, r.a, id)
-		var wg sync.WaitGroup
-		errs := make(chan error, 32*20)
-		for g := range 32 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range 20 {
-					if err := r.b.Precheck(ctx, fmt.Sprintf("%s-%d-%d", free, g, i)); err != nil {
-						errs <- err
-					}
-					if err := r.b.Precheck(ctx, id); !errors.Is(err, hold.ErrOnHold) {
-						errs <- fmt.Errorf("held identity: %v", err)
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
+		checkConcurrently(t, r.b.Precheck, id, free, 20)
 		if l := r.st.list.Load(); l != 1 {
 			t.Fatalf("%d listings for 1,280 concurrent prechecks, want 1", l)
 		}
 	})
+}
+
+// checkConcurrently runs check from 32 goroutines, each rounds times for a
+// distinct free identity and for the held one, and fails the test on any
+// answer but nil for the former and ErrOnHold for the latter.
+func checkConcurrently(t *testing.T, check func(context.Context, string) error, held, free string, rounds int) {
+	t.Helper()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 32*2*rounds)
+	for g := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				if err := check(ctx, fmt.Sprintf("%s-%d-%d", free, g, i)); err != nil {
+					errs <- err
+				}
+				if err := check(ctx, held); !errors.Is(err, hold.ErrOnHold) {
+					errs <- fmt.Errorf("held identity: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
 }

@@ -37,7 +37,7 @@ const recheckPointReads = 64
 // listing is one grouped read: its callers wait on done, then read the rest.
 type listing struct {
 	done     chan struct{}
-	held     map[string]store.Hold // the hold of each identity that ends last
+	held     map[string]store.Hold // byIdentity of the listing
 	complete bool                  // read, and fewer than precheckLimit holds in force
 }
 
@@ -120,14 +120,7 @@ func (h *Holds) list(l *listing) {
 		list, err := h.st.ActiveHolds(ctx, h.clock.Now(), precheckLimit)
 		cancel()
 		if err == nil && len(list) < precheckLimit {
-			l.complete = true
-			l.held = make(map[string]store.Hold, len(list))
-			for _, hd := range list {
-				// As ActiveHold: the hold that ends last, the newest of a tie.
-				if cur, ok := l.held[hd.SPIFFEID]; !ok || hd.Until.After(cur.Until) || (hd.Until.Equal(cur.Until) && hd.ID > cur.ID) {
-					l.held[hd.SPIFFEID] = hd
-				}
-			}
+			l.complete, l.held = true, byIdentity(list)
 		}
 		rc := &h.rc
 		rc.mu.Lock()

@@ -65,27 +65,7 @@ func testRecheck(t *testing.T, st store.Store) {
 		r := newReplicas(t, st)
 		id := held + "/concurrent"
 		r.place(t, r.a, id)
-		var wg sync.WaitGroup
-		errs := make(chan error, 32*20)
-		for g := range 32 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range 10 {
-					if err := r.b.Recheck(ctx, fmt.Sprintf("%s-%d-%d", free, g, i)); err != nil {
-						errs <- err
-					}
-					if err := r.b.Recheck(ctx, id); !errors.Is(err, hold.ErrOnHold) {
-						errs <- fmt.Errorf("held identity: %v", err)
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
+		checkConcurrently(t, r.b.Recheck, id, free, 10)
 		if l, o := r.st.list.Load(), r.st.one.Load(); l >= 640 || o != 0 {
 			t.Fatalf("640 concurrent rechecks: %d listings, %d point reads; want fewer listings than calls and no point read", l, o)
 		}

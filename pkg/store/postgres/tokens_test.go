@@ -3,7 +3,6 @@ package postgres_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,11 +24,7 @@ import (
 func TestMarkTokenUsedIsFlushedBeforeItReturns(t *testing.T) {
 	ctx := context.Background()
 	dbURL := testkit.PostgresURL(t)
-	sep := "?"
-	if strings.Contains(dbURL, "?") {
-		sep = "&"
-	}
-	s, err := postgres.Open(ctx, dbURL+sep+"pool_max_conns=1")
+	s, err := postgres.Open(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
