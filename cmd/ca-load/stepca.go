@@ -163,7 +163,7 @@ func (s *stepCA) loadConfig(steppath string) error {
 	if len(cfg.Authority.Provisioners) == 0 || cfg.Authority.Provisioners[0].Name != "bench" {
 		return errors.New("ca.json: no provisioner named bench")
 	}
-	jwe, err := jose.ParseEncrypted(cfg.Authority.Provisioners[0].EncryptedKey,
+	jwe, err := jose.ParseEncryptedCompact(cfg.Authority.Provisioners[0].EncryptedKey,
 		[]jose.KeyAlgorithm{jose.PBES2_HS256_A128KW}, []jose.ContentEncryption{jose.A256GCM})
 	if err != nil {
 		return fmt.Errorf("provisioner key: %w", err)
