@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,38 +55,31 @@ type issuanceResult struct {
 	err error
 }
 
-// groupCommitter owns the queue and the committer goroutine.
+// groupCommitter writes the queued issuances, a group at a time.
 type groupCommitter struct {
-	s       *Store
-	queue   chan *issuance // unbuffered: a send succeeds only when the committer takes it
-	quit    chan struct{}
-	stopped chan struct{}
-	once    sync.Once
+	s *Store
+	q *grouper[*issuance]
 }
 
 func newGroupCommitter(s *Store) *groupCommitter {
-	g := &groupCommitter{s: s, queue: make(chan *issuance), quit: make(chan struct{}), stopped: make(chan struct{})}
-	go g.run()
+	g := &groupCommitter{s: s}
+	g.q = newGrouper(func(group []*issuance) { g.commit(group, nil) })
 	return g
 }
 
 // stop ends the committer after its current group; later calls fail with
 // store.ErrUnavailable.
-func (g *groupCommitter) stop() {
-	g.once.Do(func() { close(g.quit) })
-	<-g.stopped
-}
+func (g *groupCommitter) stop() { g.q.stop() }
 
 // record queues one issuance and waits for its group's outcome. If ctx ends
 // while the group is in flight, the row may still be committed (a record
 // without a returned certificate, never the reverse).
 func (g *groupCommitter) record(ctx context.Context, c store.Certificate, e store.AuditEntry) (store.AuditEntry, error) {
 	req := &issuance{ctx: ctx, c: c, e: e, done: make(chan issuanceResult, 1)}
-	select {
-	case g.queue <- req:
-	case <-g.quit:
-		return store.AuditEntry{}, fmt.Errorf("postgres: record certificate %s: store closed: %w", c.Serial, store.ErrUnavailable)
-	case <-ctx.Done():
+	if err := g.q.submit(ctx, req); err != nil {
+		if errors.Is(err, errGrouperClosed) {
+			return store.AuditEntry{}, fmt.Errorf("postgres: record certificate %s: store closed: %w", c.Serial, store.ErrUnavailable)
+		}
 		return store.AuditEntry{}, callerGaveUp(ctx, c.Serial)
 	}
 	select {
@@ -106,29 +98,6 @@ func callerGaveUp(ctx context.Context, serial string) error {
 		return fmt.Errorf("postgres: record certificate %s: %w: %w", serial, store.ErrUnavailable, ctx.Err())
 	}
 	return fmt.Errorf("postgres: record certificate %s: %w", serial, ctx.Err())
-}
-
-func (g *groupCommitter) run() {
-	defer close(g.stopped)
-	for {
-		var first *issuance
-		select {
-		case first = <-g.queue:
-		case <-g.quit:
-			return
-		}
-		group := []*issuance{first}
-	fill:
-		for len(group) < maxGroup {
-			select {
-			case r := <-g.queue:
-				group = append(group, r)
-			default:
-				break fill
-			}
-		}
-		g.commit(group, nil)
-	}
 }
 
 // commit records one group and hands every caller its result. beforeCommit,

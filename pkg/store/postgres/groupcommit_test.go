@@ -171,4 +171,7 @@ func TestRecordIssuanceAfterCloseIsUnavailable(t *testing.T) {
 	if _, err := s.RecordIssuance(context.Background(), c, e); !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("RecordIssuance after Close: %v; want ErrUnavailable", err)
 	}
+	if err := s.MarkTokenUsed(context.Background(), "iss|after-close", time.Now().Add(time.Hour), time.Now()); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("MarkTokenUsed after Close: %v; want ErrUnavailable", err)
+	}
 }

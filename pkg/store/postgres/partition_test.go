@@ -94,6 +94,14 @@ func TestBlackholedDatabaseIsUnavailableAtTheDeadlineAndRecovers(t *testing.T) {
 	if err := record(ctx); err != nil {
 		t.Fatalf("RecordIssuance before the partition: %v", err)
 	}
+	mark := func(ctx context.Context) error {
+		var b [10]byte
+		_, _ = rand.Read(b[:])
+		return s.MarkTokenUsed(ctx, "iss|"+hex.EncodeToString(b[:]), time.Now().Add(time.Hour), time.Now())
+	}
+	if err := mark(ctx); err != nil {
+		t.Fatalf("MarkTokenUsed before the partition: %v", err)
+	}
 
 	p.Cut()
 	const deadline = 1500 * time.Millisecond
@@ -110,6 +118,8 @@ func TestBlackholedDatabaseIsUnavailableAtTheDeadlineAndRecovers(t *testing.T) {
 		}},
 		{"GetIssuer", func(ctx context.Context) error { _, err := s.GetIssuer(ctx, "int"); return err }},
 		{"RecordIssuance again, with the committer possibly still stuck", record},
+		{"MarkTokenUsed", mark},
+		{"MarkTokenUsed again, with the mark writer possibly still stuck", mark},
 	}
 	for _, c := range calls {
 		cctx, cancel := context.WithTimeout(ctx, deadline)
@@ -136,5 +146,8 @@ func TestBlackholedDatabaseIsUnavailableAtTheDeadlineAndRecovers(t *testing.T) {
 	}
 	if !recovered {
 		t.Fatalf("the store did not recover after the partition healed: %v", lastErr)
+	}
+	if err := mark(ctx); err != nil {
+		t.Fatalf("MarkTokenUsed after the partition healed: %v", err)
 	}
 }

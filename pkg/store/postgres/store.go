@@ -21,10 +21,11 @@ const defaultConnectTimeout = 5 * time.Second
 
 // Store is a store.Store on Postgres. Build it with Open.
 type Store struct {
-	*ops // the operations shared with SQLite (dialect.go)
-	pool *pgxpool.Pool
-	held sync.Map        // leadership release funcs still held (TryLeadership)
-	gc   *groupCommitter // batches RecordIssuance (groupcommit.go)
+	*ops  // the operations shared with SQLite (dialect.go)
+	pool  *pgxpool.Pool
+	held  sync.Map           // leadership release funcs still held (TryLeadership)
+	gc    *groupCommitter    // batches RecordIssuance (groupcommit.go)
+	marks *grouper[*markReq] // batches MarkTokenUsed (markgroup.go)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -67,6 +68,7 @@ func open(ctx context.Context, dsn string, readOnly bool, obs store.Observer) (*
 		return nil, err
 	}
 	s.gc = newGroupCommitter(s)
+	s.marks = newGrouper(s.writeMarks)
 	return s, nil
 }
 
@@ -107,6 +109,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // in-flight calls finish first.
 func (s *Store) Close() error {
 	s.gc.stop()
+	s.marks.stop()
 	s.releaseAll()
 	s.pool.Close()
 	return nil

@@ -4,14 +4,13 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
 // MarkTokenUsed records a used enrollment token until expiresAt;
 // store.ErrConflict if it is already recorded and unexpired at now. The
 // upsert replaces only an expired leftover, so of concurrent callers exactly
-// one inserts and the others see a row they may not replace.
+// one inserts and the others see a row they may not replace. Marks that
+// arrive together are written by one statement (markgroup.go).
 //
 // The mark commits synchronously, before anything is signed. Issue 20 tried
 // committing it with synchronous_commit off (a later synchronous commit of
@@ -22,18 +21,7 @@ import (
 // recovered or promoted server and returns it: the token could be used
 // again.
 func (s *Store) MarkTokenUsed(ctx context.Context, key string, expiresAt, now time.Time) error {
-	tag, err := s.pool.Exec(ctx, `
-		INSERT INTO used_tokens (key, expires_at) VALUES ($1, $2)
-		ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at
-		WHERE used_tokens.expires_at <= $3`,
-		key, ts(expiresAt), ts(now))
-	if err != nil {
-		return fmt.Errorf("postgres: mark token used: %w", mapErr(err))
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("postgres: token already used: %w", store.ErrConflict)
-	}
-	return nil
+	return s.markTokens(ctx, key, expiresAt, now)
 }
 
 // PruneUsedTokens deletes token records expired at or before now (index

@@ -9,7 +9,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/workload-ca/workload-ca/internal/testkit"
+	"github.com/workload-ca/workload-ca/pkg/store"
 	"github.com/workload-ca/workload-ca/pkg/store/postgres"
+	"github.com/workload-ca/workload-ca/pkg/store/storetest"
 )
 
 // TestMarkTokenUsedIsFlushedBeforeItReturns: a replay mark must be on disk
@@ -49,6 +51,32 @@ func TestMarkTokenUsedIsFlushedBeforeItReturns(t *testing.T) {
 		}
 		if !flushed {
 			t.Fatalf("round %d: MarkTokenUsed returned before the WAL was flushed past %s (an asynchronous commit)", i, before)
+		}
+	}
+}
+
+// TestMarksOfTwoReplicasRacingOnSharedTokens: two replicas' mark groups that
+// share tokens (one token presented to both at once) must let exactly one
+// use of each through, with no other error: the groups write their keys in
+// one order, so they wait on each other instead of deadlocking.
+func TestMarksOfTwoReplicasRacingOnSharedTokens(t *testing.T) {
+	ctx := context.Background()
+	dbURL := testkit.PostgresURL(t)
+	var replicas []store.Store
+	for range 2 {
+		s, err := postgres.Open(ctx, dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		replicas = append(replicas, s)
+	}
+	for round := range 40 {
+		wins := storetest.MarkRace(t, replicas, fmt.Sprintf("iss|shared-%d-", round), 64, 6)
+		for k, n := range wins {
+			if n != 1 {
+				t.Errorf("token %s: %d uses succeeded across two replicas, want exactly 1", k, n)
+			}
 		}
 	}
 }
