@@ -269,6 +269,36 @@ func TestReplayProtectionWithRealStores(t *testing.T) {
 	}
 }
 
+// TestATokenExpiringBeyondTheStoresRangeIsStillMarked: exp may be as far
+// as 2^62 seconds (go-jose's bound), which neither store's timestamp holds.
+// The mark used to overflow on its way in and wrap to a past time, an
+// expired leftover that the replay then replaced: the same token enrolled
+// twice. Now the mark is kept until the year 9999.
+func TestATokenExpiringBeyondTheStoresRangeIsStillMarked(t *testing.T) {
+	for _, backend := range []struct {
+		name string
+		open func(testing.TB) ReplayMarker
+	}{
+		{"sqlite", func(t testing.TB) ReplayMarker { return testkit.SQLite(t) }},
+		{"postgres", func(t testing.TB) ReplayMarker { return testkit.Postgres(t) }},
+	} {
+		t.Run(backend.name, func(t *testing.T) {
+			f := newFixture(t)
+			d := NewDecider(f.holder, f.v, backend.open(t), f.clk)
+			csr := newCSR(t, csrOpts{})
+			for _, exp := range []float64{1 << 61, 1<<62 - 1<<20, 253402300800 + 3600} {
+				tok := f.gh.GitHubToken(t, map[string]any{"exp": exp})
+				if _, err := d.Decide(context.Background(), tok, csr, 0); err != nil {
+					t.Fatalf("exp %g: first use: %v", exp, err)
+				}
+				if _, err := d.Decide(context.Background(), tok, csr, 0); Reason(err) != ReasonTokenReplayed {
+					t.Fatalf("exp %g: second use: %v, want token_replayed", exp, err)
+				}
+			}
+		})
+	}
+}
+
 func BenchmarkDecide(b *testing.B) {
 	f := newFixture(b)
 	csr := newCSR(b, csrOpts{})

@@ -286,8 +286,19 @@ func (v *Verifier) Verify(ctx context.Context, pol *policy.Policy, raw string) (
 	}
 	t.ReplayKey = replayKey(reg.Issuer, reg.ID, raw)
 	t.ReplayUntil = t.Expiry.Add(leeway)
+	if t.ReplayUntil.After(maxReplayUntil) {
+		t.ReplayUntil = maxReplayUntil
+	}
 	return t, nil
 }
+
+// maxReplayUntil bounds how long a replay mark is kept to what both stores
+// can hold (Postgres timestamptz; SQLite's microseconds in an int64): a
+// token whose exp lies beyond it stays marked until then, that is for good.
+// Without the bound, an exp near maxNumericDate overflowed on its way into
+// the store and wrapped to a past time, so its mark was an expired leftover
+// at once and the token could be used again.
+var maxReplayUntil = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 
 // claimsOf returns the claims of a payload go-jose decoded into an any, and
 // its registered claims, or the token_malformed refusal of a payload that is

@@ -18,6 +18,7 @@ import (
 const (
 	uniqueViolation     = "23505"
 	foreignKeyViolation = "23503"
+	deadlockDetected    = "40P01"
 )
 
 // mapErr wraps err so that callers can recognise store.ErrConflict (unique

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -32,4 +34,20 @@ func (s *Store) CommitGroupForTest(ctx context.Context, certs []store.Certificat
 		out[i] = GroupResult{Entry: res.e, Err: res.err}
 	}
 	return out
+}
+
+// MarkGroupForTest writes keys (each marked until expiresAt, at now) as
+// exactly one mark group, as the grouper would, and returns each caller's
+// answer in the order of keys.
+func (s *Store) MarkGroupForTest(ctx context.Context, keys []string, expiresAt, now time.Time) []error {
+	group := make([]*markReq, len(keys))
+	for i, k := range keys {
+		group[i] = &markReq{ctx: ctx, key: k, expiresAt: expiresAt, now: now, done: make(chan error, 1)}
+	}
+	s.writeMarks(slices.Clone(group))
+	errs := make([]error, len(group))
+	for i, r := range group {
+		errs[i] = <-r.done
+	}
+	return errs
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/workload-ca/workload-ca/pkg/store"
 )
@@ -50,7 +51,7 @@ type markReq struct {
 // marked; the others are taken.
 const markGroupSQL = `
 	INSERT INTO used_tokens (key, expires_at)
-	SELECT * FROM unnest($1::text[], $2::timestamptz[])
+	SELECT k, e FROM unnest($1::text[], $2::timestamptz[]) WITH ORDINALITY AS t(k, e, n) ORDER BY n
 	ON CONFLICT (key) DO UPDATE SET expires_at = EXCLUDED.expires_at
 	WHERE used_tokens.expires_at <= $3
 	RETURNING key`
@@ -58,6 +59,9 @@ const markGroupSQL = `
 // markTokens queues one mark and waits for its group's outcome. If ctx ends
 // while the group is in flight, the mark may still be committed.
 func (s *Store) markTokens(ctx context.Context, key string, expiresAt, now time.Time) error {
+	if expiresAt.IsZero() {
+		return fmt.Errorf("postgres: mark token used: no expiry")
+	}
 	req := &markReq{ctx: ctx, key: key, expiresAt: expiresAt, now: now, done: make(chan error, 1)}
 	if err := s.marks.submit(ctx, req); err != nil {
 		if errors.Is(err, errGrouperClosed) {
@@ -87,8 +91,8 @@ func markGaveUp(ctx context.Context) error {
 func (s *Store) writeMarks(group []*markReq) {
 	live := make([]*markReq, 0, len(group))
 	for _, r := range group {
-		if err := r.ctx.Err(); err != nil {
-			r.done <- fmt.Errorf("postgres: mark token used: %w", err)
+		if r.ctx.Err() != nil {
+			r.done <- markGaveUp(r.ctx)
 			continue
 		}
 		live = append(live, r)
@@ -131,10 +135,18 @@ func (s *Store) writeMarks(group []*markReq) {
 		defer cancelAt()
 	}
 	marked, err := s.execMarks(ctx, keys, expires, now)
+	if isDeadlock(err) {
+		// Groups write keys in one order, but PruneUsedTokens deletes
+		// expired marks in its own: a group replacing two expired
+		// leftovers while a prune runs can meet it in a cycle, and the
+		// database cancels one side. Nothing of the group was written;
+		// write it once more.
+		marked, err = s.execMarks(ctx, keys, expires, now)
+	}
 	for i, r := range owners {
 		switch {
 		case err != nil:
-			r.done <- fmt.Errorf("postgres: mark token used (group of %d): %w", len(keys), err)
+			r.done <- fmt.Errorf("postgres: mark token used (group of %d): %w", len(keys), mapErr(err))
 		case marked[keys[i]]:
 			r.done <- nil
 		default:
@@ -143,11 +155,12 @@ func (s *Store) writeMarks(group []*markReq) {
 	}
 }
 
-// execMarks runs markGroupSQL: the set of keys it marked.
+// execMarks runs markGroupSQL: the set of keys it marked. Its errors are
+// pgx's (isDeadlock reads them); the caller maps them.
 func (s *Store) execMarks(ctx context.Context, keys []string, expires []time.Time, now time.Time) (map[string]bool, error) {
 	rows, err := s.pool.Query(ctx, markGroupSQL, keys, expires, ts(now))
 	if err != nil {
-		return nil, mapErr(err)
+		return nil, err
 	}
 	marked := make(map[string]bool, len(keys))
 	var key string
@@ -155,7 +168,13 @@ func (s *Store) execMarks(ctx context.Context, keys []string, expires []time.Tim
 		marked[key] = true
 		return nil
 	}); err != nil {
-		return nil, mapErr(err)
+		return nil, err
 	}
 	return marked, nil
+}
+
+// isDeadlock reports the database's deadlock_detected (40P01).
+func isDeadlock(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == deadlockDetected
 }

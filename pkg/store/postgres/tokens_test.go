@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -77,6 +78,83 @@ func TestMarksOfTwoReplicasRacingOnSharedTokens(t *testing.T) {
 			if n != 1 {
 				t.Errorf("token %s: %d uses succeeded across two replicas, want exactly 1", k, n)
 			}
+		}
+	}
+}
+
+// TestAMarkGroupThatDeadlocksWithAPruneIsWrittenAgain: a group replacing two
+// expired marks takes their row locks in key order; a prune deleting
+// expired marks takes them in its own order, so the two can wait on each
+// other. The database then cancels one side; when it is the group, the
+// group is written once more instead of failing its callers.
+func TestAMarkGroupThatDeadlocksWithAPruneIsWrittenAgain(t *testing.T) {
+	ctx := context.Background()
+	dbURL := testkit.PostgresURL(t)
+	s, err := postgres.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	keys := []string{"iss|dl-a", "iss|dl-b"}
+	for _, k := range keys {
+		if err := s.MarkTokenUsed(ctx, k, t0.Add(time.Minute), t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prune, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prune.Close(ctx)
+	// The prune's side: holds dl-b, and waits long before checking for a
+	// deadlock itself, so that the group's backend is the one that finds it.
+	tx, err := prune.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `SET LOCAL deadlock_timeout = '20s'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM used_tokens WHERE key = $1`, keys[1]); err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	results := make(chan []error, 1)
+	go func() { results <- s.MarkGroupForTest(ctx, keys, t0.Add(time.Hour), t0.Add(2*time.Minute)) }()
+	// Wait until the group holds dl-a and waits for dl-b (for the prune).
+	probe, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close(ctx)
+	for waiting := false; !waiting; {
+		if err := probe.QueryRow(ctx, `SELECT count(*) > 0 FROM pg_stat_activity
+			WHERE $1 = ANY(pg_blocking_pids(pid))`, pid).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The prune now reaches dl-a: a cycle, found by the group's backend
+	// after its deadlock_timeout (1 s by default).
+	if _, err := tx.Exec(ctx, `DELETE FROM used_tokens WHERE key = $1`, keys[0]); err != nil {
+		t.Fatalf("the prune's side was cancelled instead of the group: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range <-results {
+		if err != nil {
+			t.Errorf("%s: %v; want nil (the group written again after the deadlock)", keys[i], err)
+		}
+	}
+	for _, k := range keys {
+		if err := s.MarkTokenUsed(ctx, k, t0.Add(time.Hour), t0.Add(3*time.Minute)); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("%s after the group: %v; want ErrConflict (marked)", k, err)
 		}
 	}
 }
