@@ -221,14 +221,17 @@ func TestPolicyReloadAppliesToTheNextDecision(t *testing.T) {
 // TestReplayProtectionWithRealStores runs the replay path against the real
 // SQLite and Postgres stores: one token, several concurrent enrollments,
 // exactly one winner.
+// realReplayStores are the stores a replay test runs against.
+var realReplayStores = []struct {
+	name string
+	open func(testing.TB) ReplayMarker
+}{
+	{"sqlite", func(t testing.TB) ReplayMarker { return testkit.SQLite(t) }},
+	{"postgres", func(t testing.TB) ReplayMarker { return testkit.Postgres(t) }},
+}
+
 func TestReplayProtectionWithRealStores(t *testing.T) {
-	for _, backend := range []struct {
-		name string
-		open func(testing.TB) ReplayMarker
-	}{
-		{"sqlite", func(t testing.TB) ReplayMarker { return testkit.SQLite(t) }},
-		{"postgres", func(t testing.TB) ReplayMarker { return testkit.Postgres(t) }},
-	} {
+	for _, backend := range realReplayStores {
 		t.Run(backend.name, func(t *testing.T) {
 			f := newFixture(t)
 			st := backend.open(t)
@@ -275,13 +278,7 @@ func TestReplayProtectionWithRealStores(t *testing.T) {
 // expired leftover that the replay then replaced: the same token enrolled
 // twice. Now the mark is kept until the year 9999.
 func TestATokenExpiringBeyondTheStoresRangeIsStillMarked(t *testing.T) {
-	for _, backend := range []struct {
-		name string
-		open func(testing.TB) ReplayMarker
-	}{
-		{"sqlite", func(t testing.TB) ReplayMarker { return testkit.SQLite(t) }},
-		{"postgres", func(t testing.TB) ReplayMarker { return testkit.Postgres(t) }},
-	} {
+	for _, backend := range realReplayStores {
 		t.Run(backend.name, func(t *testing.T) {
 			f := newFixture(t)
 			d := NewDecider(f.holder, f.v, backend.open(t), f.clk)

@@ -26,17 +26,8 @@ import (
 // on a quiet one do not.)
 func TestMarkTokenUsedIsFlushedBeforeItReturns(t *testing.T) {
 	ctx := context.Background()
-	dbURL := testkit.PostgresURL(t)
-	s, err := postgres.Open(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	probe, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer probe.Close(ctx)
+	s, dbURL := openStore(t)
+	probe := connect(t, dbURL)
 	now := time.Now()
 	for i := range 20 {
 		var before string
@@ -89,12 +80,7 @@ func TestMarksOfTwoReplicasRacingOnSharedTokens(t *testing.T) {
 // group is written once more instead of failing its callers.
 func TestAMarkGroupThatDeadlocksWithAPruneIsWrittenAgain(t *testing.T) {
 	ctx := context.Background()
-	dbURL := testkit.PostgresURL(t)
-	s, err := postgres.Open(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, dbURL := openStore(t)
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	keys := []string{"iss|dl-a", "iss|dl-b"}
 	for _, k := range keys {
@@ -102,11 +88,7 @@ func TestAMarkGroupThatDeadlocksWithAPruneIsWrittenAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	prune, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prune.Close(ctx)
+	prune := connect(t, dbURL)
 	// The prune's side: holds dl-b, and waits long before checking for a
 	// deadlock itself, so that the group's backend is the one that finds it.
 	tx, err := prune.Begin(ctx)
@@ -127,11 +109,7 @@ func TestAMarkGroupThatDeadlocksWithAPruneIsWrittenAgain(t *testing.T) {
 	results := make(chan []error, 1)
 	go func() { results <- s.MarkGroupForTest(ctx, keys, t0.Add(time.Hour), t0.Add(2*time.Minute)) }()
 	// Wait until the group holds dl-a and waits for dl-b (for the prune).
-	probe, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer probe.Close(ctx)
+	probe := connect(t, dbURL)
 	for waiting := false; !waiting; {
 		if err := probe.QueryRow(ctx, `SELECT count(*) > 0 FROM pg_stat_activity
 			WHERE $1 = ANY(pg_blocking_pids(pid))`, pid).Scan(&waiting); err != nil {
@@ -157,4 +135,27 @@ func TestAMarkGroupThatDeadlocksWithAPruneIsWrittenAgain(t *testing.T) {
 			t.Errorf("%s after the group: %v; want ErrConflict (marked)", k, err)
 		}
 	}
+}
+
+// openStore opens a store on a fresh test database, closed with the test.
+func openStore(t *testing.T) (*postgres.Store, string) {
+	t.Helper()
+	dbURL := testkit.PostgresURL(t)
+	s, err := postgres.Open(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, dbURL
+}
+
+// connect opens a plain connection to dbURL, closed with the test.
+func connect(t *testing.T, dbURL string) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
 }
