@@ -36,3 +36,15 @@ func SQLite(t testing.TB) store.Store {
 	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
+
+// EachStore runs fn as a subtest ("sqlite", "postgres") on a fresh store of
+// each kind, for tests that must hold on both real stores.
+func EachStore(t *testing.T, fn func(t *testing.T, st store.Store)) {
+	t.Helper()
+	for _, s := range []struct {
+		name string
+		open func(testing.TB) store.Store
+	}{{"sqlite", SQLite}, {"postgres", Postgres}} {
+		t.Run(s.name, func(t *testing.T) { fn(t, s.open(t)) })
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/workload-ca/workload-ca/internal/testkit"
 	"github.com/workload-ca/workload-ca/pkg/policy"
+	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
 func TestEachTokenShapeGetsTheIdentityThePolicySays(t *testing.T) {
@@ -221,55 +222,43 @@ func TestPolicyReloadAppliesToTheNextDecision(t *testing.T) {
 // TestReplayProtectionWithRealStores runs the replay path against the real
 // SQLite and Postgres stores: one token, several concurrent enrollments,
 // exactly one winner.
-// realReplayStores are the stores a replay test runs against.
-var realReplayStores = []struct {
-	name string
-	open func(testing.TB) ReplayMarker
-}{
-	{"sqlite", func(t testing.TB) ReplayMarker { return testkit.SQLite(t) }},
-	{"postgres", func(t testing.TB) ReplayMarker { return testkit.Postgres(t) }},
-}
-
 func TestReplayProtectionWithRealStores(t *testing.T) {
-	for _, backend := range realReplayStores {
-		t.Run(backend.name, func(t *testing.T) {
-			f := newFixture(t)
-			st := backend.open(t)
-			d := NewDecider(f.holder, f.v, st, f.clk)
-			tok := f.gh.GitHubToken(t, nil)
-			csr := newCSR(t, csrOpts{})
-			var ok, replayed atomic.Int32
-			var wg sync.WaitGroup
-			for i := 0; i < 8; i++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					_, err := d.Decide(context.Background(), tok, csr, 0)
-					switch Reason(err) {
-					case "":
-						ok.Add(1)
-					case ReasonTokenReplayed:
-						replayed.Add(1)
-					default:
-						t.Errorf("Decide: %v", err)
-					}
-				}()
-			}
-			wg.Wait()
-			if ok.Load() != 1 || replayed.Load() != 7 {
-				t.Fatalf("%d succeeded and %d were replays; want 1 and 7", ok.Load(), replayed.Load())
-			}
-			// Still refused after the token's own expiry passes inside the
-			// leeway; a new token of the same job enrolls.
-			f.clk.Advance(5*time.Minute + 10*time.Second)
-			if _, err := d.Decide(context.Background(), tok, csr, 0); Reason(err) != ReasonTokenReplayed {
-				t.Fatalf("replay near expiry: %v, want token_replayed", err)
-			}
-			if _, err := d.Decide(context.Background(), f.gh.GitHubToken(t, nil), csr, 0); err != nil {
-				t.Fatalf("a new token: %v", err)
-			}
-		})
-	}
+	testkit.EachStore(t, func(t *testing.T, st store.Store) {
+		f := newFixture(t)
+		d := NewDecider(f.holder, f.v, st, f.clk)
+		tok := f.gh.GitHubToken(t, nil)
+		csr := newCSR(t, csrOpts{})
+		var ok, replayed atomic.Int32
+		var wg sync.WaitGroup
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := d.Decide(context.Background(), tok, csr, 0)
+				switch Reason(err) {
+				case "":
+					ok.Add(1)
+				case ReasonTokenReplayed:
+					replayed.Add(1)
+				default:
+					t.Errorf("Decide: %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		if ok.Load() != 1 || replayed.Load() != 7 {
+			t.Fatalf("%d succeeded and %d were replays; want 1 and 7", ok.Load(), replayed.Load())
+		}
+		// Still refused after the token's own expiry passes inside the
+		// leeway; a new token of the same job enrolls.
+		f.clk.Advance(5*time.Minute + 10*time.Second)
+		if _, err := d.Decide(context.Background(), tok, csr, 0); Reason(err) != ReasonTokenReplayed {
+			t.Fatalf("replay near expiry: %v, want token_replayed", err)
+		}
+		if _, err := d.Decide(context.Background(), f.gh.GitHubToken(t, nil), csr, 0); err != nil {
+			t.Fatalf("a new token: %v", err)
+		}
+	})
 }
 
 // TestATokenExpiringBeyondTheStoresRangeIsStillMarked: exp may be as far
@@ -278,22 +267,20 @@ func TestReplayProtectionWithRealStores(t *testing.T) {
 // expired leftover that the replay then replaced: the same token enrolled
 // twice. Now the mark is kept until the year 9999.
 func TestATokenExpiringBeyondTheStoresRangeIsStillMarked(t *testing.T) {
-	for _, backend := range realReplayStores {
-		t.Run(backend.name, func(t *testing.T) {
-			f := newFixture(t)
-			d := NewDecider(f.holder, f.v, backend.open(t), f.clk)
-			csr := newCSR(t, csrOpts{})
-			for _, exp := range []float64{1 << 61, 1<<62 - 1<<20, 253402300800 + 3600} {
-				tok := f.gh.GitHubToken(t, map[string]any{"exp": exp})
-				if _, err := d.Decide(context.Background(), tok, csr, 0); err != nil {
-					t.Fatalf("exp %g: first use: %v", exp, err)
-				}
-				if _, err := d.Decide(context.Background(), tok, csr, 0); Reason(err) != ReasonTokenReplayed {
-					t.Fatalf("exp %g: second use: %v, want token_replayed", exp, err)
-				}
+	testkit.EachStore(t, func(t *testing.T, st store.Store) {
+		f := newFixture(t)
+		d := NewDecider(f.holder, f.v, st, f.clk)
+		csr := newCSR(t, csrOpts{})
+		for _, exp := range []float64{1 << 61, 1<<62 - 1<<20, 253402300800 + 3600} {
+			tok := f.gh.GitHubToken(t, map[string]any{"exp": exp})
+			if _, err := d.Decide(context.Background(), tok, csr, 0); err != nil {
+				t.Fatalf("exp %g: first use: %v", exp, err)
 			}
-		})
-	}
+			if _, err := d.Decide(context.Background(), tok, csr, 0); Reason(err) != ReasonTokenReplayed {
+				t.Fatalf("exp %g: second use: %v, want token_replayed", exp, err)
+			}
+		}
+	})
 }
 
 func BenchmarkDecide(b *testing.B) {

@@ -91,9 +91,7 @@ func wantOnHold(t *testing.T, what string, err error) {
 }
 
 func TestPrecheck(t *testing.T) {
-	for name, open := range map[string]func(testing.TB) store.Store{"sqlite": testkit.SQLite, "postgres": testkit.Postgres} {
-		t.Run(name, func(t *testing.T) { testPrecheck(t, open(t)) })
-	}
+	testkit.EachStore(t, testPrecheck)
 }
 
 func testPrecheck(t *testing.T, st store.Store) {

@@ -14,9 +14,7 @@ import (
 )
 
 func TestRecheck(t *testing.T) {
-	for name, open := range map[string]func(testing.TB) store.Store{"sqlite": testkit.SQLite, "postgres": testkit.Postgres} {
-		t.Run(name, func(t *testing.T) { testRecheck(t, open(t)) })
-	}
+	testkit.EachStore(t, testRecheck)
 }
 
 func testRecheck(t *testing.T, st store.Store) {
