@@ -76,28 +76,11 @@ func (g *groupCommitter) stop() { g.q.stop() }
 // without a returned certificate, never the reverse).
 func (g *groupCommitter) record(ctx context.Context, c store.Certificate, e store.AuditEntry) (store.AuditEntry, error) {
 	req := &issuance{ctx: ctx, c: c, e: e, done: make(chan issuanceResult, 1)}
-	if err := g.q.submit(ctx, req); err != nil {
-		if errors.Is(err, errGrouperClosed) {
-			return store.AuditEntry{}, fmt.Errorf("postgres: record certificate %s: store closed: %w", c.Serial, store.ErrUnavailable)
-		}
-		return store.AuditEntry{}, callerGaveUp(ctx, c.Serial)
+	r, err := await(ctx, g.q, req, req.done, "record certificate "+c.Serial)
+	if err != nil {
+		return store.AuditEntry{}, err
 	}
-	select {
-	case r := <-req.done:
-		return r.e, r.err
-	case <-ctx.Done():
-		return store.AuditEntry{}, callerGaveUp(ctx, c.Serial)
-	}
-}
-
-// callerGaveUp is the error of a caller whose context ended while its
-// issuance waited: past a deadline, the database did not answer in time
-// (store.ErrUnavailable); cancelled, the caller went away.
-func callerGaveUp(ctx context.Context, serial string) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("postgres: record certificate %s: %w: %w", serial, store.ErrUnavailable, ctx.Err())
-	}
-	return fmt.Errorf("postgres: record certificate %s: %w", serial, ctx.Err())
+	return r.e, r.err
 }
 
 // commit records one group and hands every caller its result. beforeCommit,

@@ -3,7 +3,10 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+
+	"github.com/workload-ca/workload-ca/pkg/store"
 )
 
 // grouper is the queue both group writers share (groupcommit.go for
@@ -40,6 +43,36 @@ func (g *grouper[R]) submit(ctx context.Context, r R) error {
 
 // errGrouperClosed is submit's answer after stop.
 var errGrouperClosed = errors.New("store closed")
+
+// await queues r and waits for its answer on done (what names the call in
+// errors): done's value, or the error of a call that got no answer, after
+// stop (store.ErrUnavailable) or once ctx ended (gaveUp). A call that gave
+// up while its group was in flight may still have been written.
+func await[R, A any](ctx context.Context, g *grouper[R], r R, done <-chan A, what string) (A, error) {
+	var zero A
+	if err := g.submit(ctx, r); err != nil {
+		if errors.Is(err, errGrouperClosed) {
+			return zero, fmt.Errorf("postgres: %s: store closed: %w", what, store.ErrUnavailable)
+		}
+		return zero, gaveUp(ctx, what)
+	}
+	select {
+	case a := <-done:
+		return a, nil
+	case <-ctx.Done():
+		return zero, gaveUp(ctx, what)
+	}
+}
+
+// gaveUp is the error of a call whose context ended before its group
+// answered it: past a deadline, the database did not answer in time
+// (store.ErrUnavailable); cancelled, the caller went away.
+func gaveUp(ctx context.Context, what string) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("postgres: %s: %w: %w", what, store.ErrUnavailable, ctx.Err())
+	}
+	return fmt.Errorf("postgres: %s: %w", what, ctx.Err())
+}
 
 // stop ends the writer after its current group.
 func (g *grouper[R]) stop() {

@@ -56,43 +56,12 @@ const markGroupSQL = `
 	WHERE used_tokens.expires_at <= $3
 	RETURNING key`
 
-// markTokens queues one mark and waits for its group's outcome. If ctx ends
-// while the group is in flight, the mark may still be committed.
-func (s *Store) markTokens(ctx context.Context, key string, expiresAt, now time.Time) error {
-	if expiresAt.IsZero() {
-		return fmt.Errorf("postgres: mark token used: no expiry")
-	}
-	req := &markReq{ctx: ctx, key: key, expiresAt: expiresAt, now: now, done: make(chan error, 1)}
-	if err := s.marks.submit(ctx, req); err != nil {
-		if errors.Is(err, errGrouperClosed) {
-			return fmt.Errorf("postgres: mark token used: store closed: %w", store.ErrUnavailable)
-		}
-		return markGaveUp(ctx)
-	}
-	select {
-	case err := <-req.done:
-		return err
-	case <-ctx.Done():
-		return markGaveUp(ctx)
-	}
-}
-
-// markGaveUp is the error of a caller whose context ended while its mark
-// waited: past a deadline, the database did not answer in time
-// (store.ErrUnavailable); cancelled, the caller went away.
-func markGaveUp(ctx context.Context) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("postgres: mark token used: %w: %w", store.ErrUnavailable, ctx.Err())
-	}
-	return fmt.Errorf("postgres: mark token used: %w", ctx.Err())
-}
-
 // writeMarks writes one group and answers each of its callers.
 func (s *Store) writeMarks(group []*markReq) {
 	live := make([]*markReq, 0, len(group))
 	for _, r := range group {
 		if r.ctx.Err() != nil {
-			r.done <- markGaveUp(r.ctx)
+			r.done <- gaveUp(r.ctx, "mark token used")
 			continue
 		}
 		live = append(live, r)

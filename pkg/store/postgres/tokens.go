@@ -20,8 +20,19 @@ import (
 // the mark while the enrollment goes on, records its certificate on the
 // recovered or promoted server and returns it: the token could be used
 // again.
+//
+// If ctx ends while the mark's group is in flight, the mark may still be
+// committed: a used token without an enrollment, never the reverse.
 func (s *Store) MarkTokenUsed(ctx context.Context, key string, expiresAt, now time.Time) error {
-	return s.markTokens(ctx, key, expiresAt, now)
+	if expiresAt.IsZero() {
+		return fmt.Errorf("postgres: mark token used: no expiry")
+	}
+	req := &markReq{ctx: ctx, key: key, expiresAt: expiresAt, now: now, done: make(chan error, 1)}
+	markErr, err := await(ctx, s.marks, req, req.done, "mark token used")
+	if err != nil {
+		return err
+	}
+	return markErr
 }
 
 // PruneUsedTokens deletes token records expired at or before now (index
